@@ -1,0 +1,1 @@
+"""One module per ``microcue`` subcommand (see bridge.cli)."""

@@ -1,0 +1,75 @@
+"""Service settings: every ``MICROCUE_*`` variable, read once, validated.
+
+Nothing else in the code reads ``os.environ`` for configuration; the CLI turns
+each setting into a flag of the same name (``MICROCUE_PORT`` is ``--port``).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _user_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "microcue"
+
+
+def _user_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "microcue"
+
+
+class Settings(BaseSettings):
+    """Embedded defaults: loopback, SQLite file, in-process bus, CPU."""
+
+    model_config = SettingsConfigDict(env_prefix="MICROCUE_", env_ignore_empty=True, extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    data_dir: Path = Field(default_factory=_user_data_dir)
+    model_dir: Path = Field(default_factory=lambda: _user_cache_dir() / "models")
+    database_url: str = ""
+    mqtt_url: str = ""
+    api_key: str = ""
+    policy: Literal["default", "unrestricted"] = "default"
+    # 15 fps: a 0.36-0.40 s micro-expression still spans 5-6 frames (REFERENCES.md).
+    analysis_fps: float = Field(default=15.0, gt=0, le=60)
+    join_allow: str = ""
+    public_url: str = ""
+    log_level: str = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, v: str) -> str:
+        """Accept the plain scheme users copy from elsewhere; we always run async drivers."""
+        if v.startswith("postgres://"):
+            v = "postgresql://" + v[len("postgres://") :]
+        if v.startswith("postgresql://"):
+            v = "postgresql+asyncpg://" + v[len("postgresql://") :]
+        if v.startswith("sqlite:///"):
+            v = "sqlite+aiosqlite:///" + v[len("sqlite:///") :]
+        return v
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'microcue.db'}"
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
+
+    @property
+    def join_allow_hosts(self) -> frozenset[str]:
+        return frozenset(h.strip().lower() for h in self.join_allow.split(",") if h.strip())
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings; tests build their own ``Settings(...)`` instead."""
+    return Settings()

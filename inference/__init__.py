@@ -1,0 +1,1 @@
+"""MicroCue inference package."""

@@ -1,0 +1,26 @@
+"""Shared fixtures. Every test module must carry one category marker (unit, integration, e2e)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+CATEGORIES = ("unit", "integration", "e2e")
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    missing = sorted({item.nodeid.split("::")[0] for item in items
+                      if not any(item.get_closest_marker(c) for c in CATEGORIES)})
+    if missing:
+        raise pytest.UsageError(f"test modules without a category marker {CATEGORIES}: {missing}")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real clips of ../shared/data; CI always has them, so their absence fails."""
+    if not (SHARED_DATA / "single_face.mp4").exists():
+        pytest.fail(f"real face clips not found under {SHARED_DATA} (see ../shared/data/README.md)")
+    return SHARED_DATA

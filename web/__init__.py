@@ -1,0 +1,1 @@
+"""MicroCue web package."""
