@@ -1,0 +1,1 @@
+"""Benchmarks and the synthetic media they (and the tests) are built from."""

@@ -1,0 +1,1 @@
+"""Synthetic face video from real faces: known motion, known ground truth."""

@@ -1,0 +1,65 @@
+"""Similarity transform to a canonical frontal face, and aligned crops.
+
+Aligning every frame to the same canonical face removes head translation,
+in-plane rotation and scale, so what still moves between aligned crops is
+(mostly) the face itself: the basis of the motion features.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+# Five-point canonical face in a 112x112 crop: eye centres, nose tip, mouth corners, in image order
+# (subject's right eye first). The de-facto standard template of face alignment (ArcFace,
+# insightface `arcface_torch/utils` "arcface_dst"); numbers are published constants.
+CANONICAL_SIZE = 112
+CANONICAL_5PT = np.array(
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
+    dtype=np.float64,
+)
+# FaceMesh indices whose mean gives each template point (eye rings, nose tip, mouth corners).
+RIGHT_EYE_RING = (33, 160, 158, 133, 153, 144)
+LEFT_EYE_RING = (263, 387, 385, 362, 380, 373)
+NOSE_TIP = 1
+MOUTH_RIGHT, MOUTH_LEFT = 61, 291
+
+
+def five_points(landmarks: np.ndarray) -> np.ndarray:
+    pts = landmarks[:, :2].astype(np.float64)
+    return np.stack([
+        pts[list(RIGHT_EYE_RING)].mean(0),
+        pts[list(LEFT_EYE_RING)].mean(0),
+        pts[NOSE_TIP],
+        pts[MOUTH_RIGHT],
+        pts[MOUTH_LEFT],
+    ])
+
+
+def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (Umeyama 1991) mapping src -> dst; 2x3 matrix."""
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    s, d = src - mu_s, dst - mu_d
+    cov = d.T @ s / len(src)
+    u, sig, vt = np.linalg.svd(cov)
+    sign = np.eye(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        sign[1, 1] = -1
+    r = u @ sign @ vt
+    scale = float(np.trace(np.diag(sig) @ sign) / max((s**2).sum() / len(src), 1e-12))
+    t = mu_d - scale * r @ mu_s
+    return np.hstack([scale * r, t[:, None]])
+
+
+def to_canonical(landmarks: np.ndarray, size: int = CANONICAL_SIZE) -> np.ndarray:
+    """Image -> canonical face of ``size`` pixels."""
+    return similarity(five_points(landmarks), CANONICAL_5PT * (size / CANONICAL_SIZE))
+
+
+def warp_face(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
+    """The face in canonical position; grey or colour in, same out."""
+    return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return points[:, :2] @ matrix[:, :2].T + matrix[:, 2]

@@ -1,0 +1,71 @@
+"""Head pose, eye openness and gaze from FaceMesh landmarks (no extra model calls)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from inference.types import HeadPose
+
+# FaceMesh indices. Subject's right eye: outer 33, inner 133, upper lid 160/158, lower lid 144/153.
+RIGHT_EYE = {"outer": 33, "inner": 133, "upper": (160, 158), "lower": (144, 153)}
+LEFT_EYE = {"outer": 263, "inner": 362, "upper": (387, 385), "lower": (373, 380)}
+FOREHEAD, CHIN = 10, 152
+# FaceMesh's forehead point (10) sits in front of the chin (152) in depth on an upright face, so
+# the raw forehead-chin axis reads a few degrees of downward pitch. Measured on two frontal faces
+# looking at the camera: skimage astronaut -9.6, shared/data/single_face.mp4 (first second) -5.6.
+PITCH_OFFSET_DEG = -7.5
+
+
+def head_pose(landmarks: np.ndarray) -> HeadPose:
+    """Rotation of the face frame built from the eye corners and forehead-chin axis.
+
+    The landmarks' z has the same pixel scale as x and y (MediaPipe), so the 3D axes are
+    meaningful without a camera model; weak perspective is enough for webcam distances.
+    """
+    p = landmarks.astype(np.float64)
+    ex = p[LEFT_EYE["outer"]] - p[RIGHT_EYE["outer"]]
+    ex /= np.linalg.norm(ex) + 1e-12
+    ey = p[CHIN] - p[FOREHEAD]
+    ey -= ex * (ey @ ex)
+    ey /= np.linalg.norm(ey) + 1e-12
+    ez = np.cross(ex, ey)  # x right, y down -> z points away from the camera, into the head
+    fx, fy, fz = -ez  # facing direction: toward the camera (-z) for a frontal face
+    yaw = math.degrees(math.atan2(fx, -fz))
+    pitch = math.degrees(math.atan2(-fy, math.hypot(fx, fz))) - PITCH_OFFSET_DEG
+    roll = math.degrees(math.atan2(ex[1], ex[0]))
+    return HeadPose(yaw=yaw, pitch=pitch, roll=roll)
+
+
+def _ear(p: np.ndarray, eye: dict[str, object]) -> float:
+    outer, inner = eye["outer"], eye["inner"]
+    up, low = eye["upper"], eye["lower"]
+    width = np.linalg.norm(p[outer] - p[inner])  # type: ignore[index]
+    height = sum(np.linalg.norm(p[u] - p[d]) for u, d in zip(up, low, strict=True))  # type: ignore[arg-type]
+    return float(height / (2.0 * width + 1e-9))
+
+
+def eye_openness(landmarks: np.ndarray) -> tuple[float, float]:
+    """Eye aspect ratio (Soukupova & Cech 2016) per eye: ~0.25-0.35 open, < 0.12 closed."""
+    p = landmarks[:, :2].astype(np.float64)
+    return _ear(p, RIGHT_EYE), _ear(p, LEFT_EYE)
+
+
+def gaze_offset(landmarks: np.ndarray, iris_centres: np.ndarray) -> tuple[float, float]:
+    """Iris offset from the eye-corner midpoint, in eye widths along and across the eye line.
+
+    0, 0 is looking straight along the head direction; x > 0 toward image right, y > 0 down.
+    """
+    p = landmarks[:, :2].astype(np.float64)
+    # (image-left corner, image-right corner) of each eye on an upright face
+    corners = ((RIGHT_EYE["outer"], RIGHT_EYE["inner"]), (LEFT_EYE["inner"], LEFT_EYE["outer"]))
+    offsets = []
+    for (i_left, i_right), centre in zip(corners, iris_centres, strict=True):
+        a, b = p[i_left], p[i_right]  # type: ignore[index]
+        width = float(np.linalg.norm(b - a)) + 1e-9
+        ux = (b - a) / width
+        uy = np.array([-ux[1], ux[0]])  # perpendicular, pointing down the face
+        d = centre - (a + b) / 2
+        offsets.append((float(d @ ux / width), float(d @ uy / width)))
+    return (offsets[0][0] + offsets[1][0]) / 2, (offsets[0][1] + offsets[1][1]) / 2
