@@ -31,11 +31,15 @@ def head_pose(landmarks: np.ndarray) -> HeadPose:
     ey -= ex * (ey @ ex)
     ey /= np.linalg.norm(ey) + 1e-12
     ez = np.cross(ex, ey)  # x right, y down -> z points away from the camera, into the head
-    fx, fy, fz = -ez  # facing direction: toward the camera (-z) for a frontal face
+    roll = math.atan2(ex[1], ex[0])
+    # Facing direction (toward the camera, -z, when frontal), taken out of the roll so that a
+    # tilted head does not leak into yaw and pitch.
+    f = -ez
+    c, s = math.cos(roll), math.sin(roll)
+    fx, fy, fz = c * f[0] + s * f[1], -s * f[0] + c * f[1], f[2]
     yaw = math.degrees(math.atan2(fx, -fz))
     pitch = math.degrees(math.atan2(-fy, math.hypot(fx, fz))) - PITCH_OFFSET_DEG
-    roll = math.degrees(math.atan2(ex[1], ex[0]))
-    return HeadPose(yaw=yaw, pitch=pitch, roll=roll)
+    return HeadPose(yaw=yaw, pitch=pitch, roll=math.degrees(roll))
 
 
 def _ear(p: np.ndarray, eye: dict[str, object]) -> float:
