@@ -1,0 +1,77 @@
+"""The async engine and session factory, built from Settings and nowhere else.
+
+SQLite (the embedded default) gets WAL, foreign keys and a busy timeout on
+every connection: WAL lets the dashboard read while the writer writes, and
+without ``foreign_keys`` SQLite ignores ``ON DELETE CASCADE`` entirely.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from bridge.config import Settings
+
+log = logging.getLogger("microcue.store")
+
+#: Milliseconds a SQLite writer waits for a lock held by another connection before failing.
+SQLITE_BUSY_TIMEOUT_MS = 5000
+#: PRAGMAs run on every new SQLite connection (they are per connection, not per file).
+SQLITE_PRAGMAS: tuple[str, ...] = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA foreign_keys=ON",
+    f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+    # NORMAL is durable across application crashes in WAL mode; only power loss can drop the last commits.
+    "PRAGMA synchronous=NORMAL",
+)
+#: Seconds asyncpg waits for a TCP connection, so an unreachable server fails fast and the writer retries.
+POSTGRES_CONNECT_TIMEOUT_S = 5
+
+
+def is_sqlite(url: str | URL) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def safe_url(url: str | URL) -> str:
+    """The URL for logs and error messages, password masked."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        for pragma in SQLITE_PRAGMAS:
+            cursor.execute(pragma)
+    finally:
+        cursor.close()
+
+
+def create_engine(settings: Settings, *, url: str | None = None, **kwargs: Any) -> AsyncEngine:
+    """Engine for ``settings.effective_database_url`` (or ``url``); extra kwargs go to SQLAlchemy.
+
+    The SQLite file's folder is created here, so a fresh ``MICROCUE_DATA_DIR``
+    works on first start.
+    """
+    parsed = make_url(url or settings.effective_database_url)
+    if is_sqlite(parsed):
+        database = parsed.database or ""
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(parsed, **kwargs)
+        event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+        return engine
+    connect_args = {"timeout": POSTGRES_CONNECT_TIMEOUT_S, **kwargs.pop("connect_args", {})}
+    # pre_ping: after a server restart or pg_terminate_backend, pooled connections are dead;
+    # check them out fresh instead of failing the next statement.
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_async_engine(parsed, connect_args=connect_args, **kwargs)
+
+
+def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions whose objects stay readable after commit (routes serialise them afterwards)."""
+    return async_sessionmaker(engine, expire_on_commit=False)

@@ -1,0 +1,85 @@
+"""Run the Alembic migrations from code: the service start-up and ``microcue db``.
+
+The functions are async because their callers already run an event loop (the
+FastAPI lifespan); Alembic gets an open connection through
+``config.attributes`` and runs on that loop instead of starting its own.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import pool
+from sqlalchemy.engine import Connection
+
+from bridge.config import Settings
+from bridge.errors import MicroCueError
+from bridge.store.db import create_engine, safe_url
+
+log = logging.getLogger("microcue.store")
+
+#: The checkout's ``migrations/``: bridge/store/migrate.py -> repo root. The distribution is
+#: installed editable (make venv), so the source tree and its migrations are always there.
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+
+
+def alembic_config(settings: Settings) -> Config:
+    """An Alembic Config that needs no alembic.ini and no working directory."""
+    if not (MIGRATIONS_DIR / "env.py").is_file():
+        raise MicroCueError(
+            f"migrations not found at {MIGRATIONS_DIR}: install MicroCue from its source tree "
+            "(pip install -e .), which carries the migrations/ folder"
+        )
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["settings"] = settings
+    config.attributes["skip_logging_config"] = True
+    return config
+
+
+def head_revision(settings: Settings) -> str | None:
+    return ScriptDirectory.from_config(alembic_config(settings)).get_current_head()
+
+
+async def _run(settings: Settings, action: str, **kwargs: Any) -> None:
+    config = alembic_config(settings)
+    engine = create_engine(settings, poolclass=pool.NullPool)
+    try:
+        async with engine.connect() as connection:
+
+            def run(sync_connection: Connection) -> None:
+                config.attributes["connection"] = sync_connection
+                getattr(command, action)(config, **kwargs)
+
+            await connection.run_sync(run)
+            await connection.commit()
+    finally:
+        await engine.dispose()
+
+
+async def upgrade(settings: Settings, rev: str = "head") -> None:
+    """Brings the schema to ``rev``; a no-op when it is already there, so start-up can always call it."""
+    log.info("migrating %s up to %s", safe_url(settings.effective_database_url), rev)
+    await _run(settings, "upgrade", revision=rev)
+
+
+async def downgrade(settings: Settings, rev: str) -> None:
+    """Down to ``rev`` (``base`` drops every table, and with them all data)."""
+    log.warning("migrating %s down to %s", safe_url(settings.effective_database_url), rev)
+    await _run(settings, "downgrade", revision=rev)
+
+
+async def current(settings: Settings) -> str | None:
+    """The revision the database is at; None for an empty (never migrated) database."""
+    engine = create_engine(settings, poolclass=pool.NullPool)
+    try:
+        async with engine.connect() as connection:
+            return await connection.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
+    finally:
+        await engine.dispose()
