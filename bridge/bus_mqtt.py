@@ -260,6 +260,11 @@ class MqttBus:
         return len(self._outbox) + len(self._unacked)
 
     @property
+    def in_flight(self) -> int:
+        """Cues sent on the current connection whose PUBACK has not arrived yet."""
+        return len(self._unacked)
+
+    @property
     def lag_seconds(self) -> float:
         """Age of the oldest unacknowledged cue: how far the broker is behind us."""
         oldest = next(iter(self._unacked.values()), None) or (self._outbox[0] if self._outbox else None)
@@ -290,29 +295,36 @@ class MqttBus:
         """
         await self._drained.wait()
 
-    async def aclose(self) -> None:
+    async def aclose(self, *, keep_session: bool = False) -> None:
         """Gives queued cues a short grace to reach the broker, then stops.
 
-        Subscriptions are ended (they drain what they hold) and unsubscribed from the
-        broker first, so our persistent session stops collecting cues for nobody.
+        Subscriptions are ended (they drain what they hold). By default they are also
+        unsubscribed at the broker, so our persistent session stops collecting cues
+        for nobody. ``keep_session=True`` leaves them: a successor started with the
+        same ``client_id`` (a restarted pod) then gets what was published meanwhile.
         """
         if self._closed:
             return
         self._closed = True
         for sub in list(self._subscriptions):
             sub.end()
-            self.unsubscribed(sub)
+            if keep_session:
+                self._subscriptions.discard(sub)
+            else:
+                self.unsubscribed(sub)
         if self._task is not None and self._connected:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(CLOSE_FLUSH_TIMEOUT_S):
                     await self.flush()
-                    await self._session_clean.wait()
+                    if not keep_session:
+                        await self._session_clean.wait()
         if self.outbox_len:
             logger.warning("closing MQTT bus with %d cues never acknowledged by the broker", self.outbox_len)
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # wait() rather than awaiting the task: its CancelledError is expected,
+            # while a cancellation of aclose() itself must still propagate.
+            await asyncio.wait([self._task])
             self._task = None
 
     # -- publish ---------------------------------------------------------------
