@@ -19,7 +19,9 @@ it does *not* give:
 So this bus keeps every cue in its own outbox until its PUBACK is seen, and
 after a reconnect resends everything not acknowledged. That is at-least-once;
 subscribers drop the duplicates by ``(meeting_id, participant_id, seq)``, the
-key the bridge stamps on every cue (``Cue.stamped``).
+key the bridge stamps on every cue (``Cue.stamped``), plus ``t``: a resend is
+byte-identical so ``t`` matches, while a worker restarted for the same meeting
+that counts ``seq`` from 0 again is not mistaken for a redelivery.
 
 The session is persistent (MQTT v5 ``clean_start=False`` plus a session expiry,
 one stable client id per bus instance), so QoS 1 cues the broker queued while a
@@ -84,6 +86,10 @@ BACKOFF_MAX_S = 10.0
 #: bridges reconnecting to the same broker after it restarts.
 BACKOFF_JITTER = 0.5
 
+#: While the broker stays unreachable, repeat the warning every this many failed
+#: attempts (~3 min at the 10 s ceiling), so an outage is visible but not spammy.
+OUTAGE_LOG_EVERY = 20
+
 #: PINGREQ interval. Detects a dead broker that sent no FIN (power loss, partition)
 #: within ~1.5x this, instead of paho's default 60 s (90 s of silent outage).
 KEEPALIVE_S = 15
@@ -147,6 +153,12 @@ def _meeting_of_topic(topic: str) -> str | None:
         return None
     meeting_id, _, suffix = rest.partition("/")
     return meeting_id if meeting_id and suffix == TOPIC_SUFFIX else None
+
+
+def reconnect_delay(failures: int) -> float:
+    """Exponential backoff with "equal jitter" after ``failures`` failed attempts in a row."""
+    base = min(BACKOFF_MAX_S, BACKOFF_INITIAL_S * 2 ** min(failures, 32))
+    return random.uniform(base * (1 - BACKOFF_JITTER), base)
 
 
 class MalformedCueError(ValueError):
@@ -233,7 +245,7 @@ class MqttBus:
         self._subs_changed = asyncio.Event()
         self._session_clean = asyncio.Event()  # set while our broker session has no subscriptions
         self._session_clean.set()
-        self._seen: OrderedDict[tuple[str, str, int], None] = OrderedDict()
+        self._seen: OrderedDict[tuple[str, str, int, float], None] = OrderedDict()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self._connected = False
@@ -416,6 +428,7 @@ class MqttBus:
         resend on its own, our outbox does that, in order.
         """
         failures = 0
+        down_since: float | None = None
         where = f"{self.endpoint.hostname}:{self.endpoint.port}"
         while True:
             try:
@@ -423,22 +436,32 @@ class MqttBus:
                     failures = 0
                     self._connected = True
                     self.connects += 1
-                    logger.info("MQTT bus connected to %s as %s", where, self.client_id)
+                    if down_since is None:
+                        logger.info("MQTT bus connected to %s as %s", where, self.client_id)
+                    else:
+                        logger.warning(
+                            "MQTT bus reconnected to %s after %.1f s; sending %d queued cues",
+                            where,
+                            time.monotonic() - down_since,
+                            self.outbox_len,
+                        )
+                    down_since = None
                     await self._serve(client)
             except aiomqtt.MqttError as exc:
-                level = logging.WARNING if failures == 0 else logging.DEBUG
+                # Loud once per outage (and every few minutes of it), quiet in between.
+                level = logging.WARNING if failures % OUTAGE_LOG_EVERY == 0 else logging.DEBUG
                 logger.log(level, "MQTT bus connection to %s lost or refused: %s", where, exc)
             except Exception:
                 # A bug must not leave a silently dead bus: log it loudly and reconnect.
                 logger.exception("MQTT bus connection loop failed; reconnecting")
             finally:
-                if self._connected:
-                    self._connected = False
+                self._connected = False
                 self._confirmed_topics.clear()
                 self._requeue_unacked()
-            base = min(BACKOFF_MAX_S, BACKOFF_INITIAL_S * 2**failures)
+            if down_since is None:
+                down_since = time.monotonic()
+            await asyncio.sleep(reconnect_delay(failures))
             failures += 1
-            await asyncio.sleep(random.uniform(base * (1 - BACKOFF_JITTER), base))
 
     def _requeue_unacked(self) -> None:
         # Unacked cues were taken from the outbox front in order, so they go back in
@@ -531,7 +554,7 @@ class MqttBus:
                     sub.offer(cue)
 
     def _is_duplicate(self, cue: Cue) -> bool:
-        key = (cue.meeting_id, cue.participant_id, cue.seq)
+        key = (cue.meeting_id, cue.participant_id, cue.seq, cue.t)
         if key in self._seen:
             return True
         self._seen[key] = None

@@ -233,6 +233,11 @@ class Collector:
         self._task.cancel()
         await asyncio.wait([self._task])
 
+    async def ended(self) -> bool:
+        """True when the subscription's iteration stopped by itself."""
+        await asyncio.wait([self._task], timeout=READY_TIMEOUT_S)
+        return self._task.done() and not self._task.cancelled()
+
 
 # -- tests ---------------------------------------------------------------------------
 
@@ -255,7 +260,8 @@ async def test_round_trip_of_100_cues_in_order(
     assert (pub.published, pub.acked, pub.outbox_len, pub.lag_seconds) == (100, 100, 0, 0.0)
     assert sub_bus.malformed == sub_bus.duplicates == 0
     assert pub.connected and sub_bus.connected
-    await got.aclose()
+    await sub_bus.aclose()
+    assert await got.ended()  # closing the bus ends its subscriptions' iteration
 
 
 async def test_wildcard_subscription_gets_every_meeting(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import pytest
 
@@ -15,6 +16,7 @@ from bridge.bus import (
     create_bus,
     parse_mqtt_url,
 )
+from bridge.bus_mqtt import BACKOFF_INITIAL_S, BACKOFF_MAX_S, reconnect_delay
 from bridge.config import Settings
 from bridge.errors import UsageError
 from inference.cues import Cue
@@ -184,3 +186,36 @@ def test_bad_mqtt_urls_say_what_was_expected(url: str) -> None:
 def test_mqtts_defaults_to_tls_port() -> None:
     ep = parse_mqtt_url("mqtts://broker")
     assert (ep.port, ep.tls) == (8883, True)
+
+
+def test_reconnect_delay_doubles_from_half_a_second_to_ten_with_jitter() -> None:
+    for failures, ceiling in [(0, 0.5), (1, 1.0), (2, 2.0), (4, 8.0), (5, 10.0), (100, 10.0)]:
+        delays = [reconnect_delay(failures) for _ in range(200)]
+        assert all(ceiling / 2 <= d <= ceiling for d in delays), (failures, min(delays), max(delays))
+        assert len(set(delays)) > 1  # jittered, so a fleet does not reconnect in lockstep
+    assert (BACKOFF_INITIAL_S, BACKOFF_MAX_S) == (0.5, 10.0)
+
+
+def _refusing_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # closed again: connecting is refused
+
+
+async def test_mqtt_bus_without_a_broker_queues_drops_oldest_and_closes_promptly() -> None:
+    bus = MqttBus(f"mqtt://127.0.0.1:{_refusing_port()}", outbox_size=5)
+    await bus.start()
+    sub = bus.subscribe("m")
+    for i in range(8):
+        coro = bus.publish(cue("m", i))
+        with pytest.raises(StopIteration):  # returns without ever waiting
+            coro.send(None)
+    await asyncio.sleep(0.05)  # let it try (and fail) to connect
+    assert not bus.connected
+    assert (bus.published, bus.outbox_len, bus.dropped_while_disconnected) == (8, 5, 3)
+    assert bus.lag_seconds > 0
+    async with asyncio.timeout(WAIT_S):  # no flush grace while disconnected
+        await bus.aclose()
+    assert await take(sub, 1) == []  # the subscription ended with the bus
+    with pytest.raises(BusClosedError):
+        await bus.publish(cue("m", 9))
