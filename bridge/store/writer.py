@@ -198,7 +198,7 @@ class StoreWriter:
                 self._buffer.popleft()
                 self._buffer.append(cue)
             self.dropped += 1
-            if self.dropped % DROP_LOG_EVERY == 1 or DROP_LOG_EVERY == 1:
+            if self.dropped == 1 or self.dropped % DROP_LOG_EVERY == 0:
                 log.warning("store writer buffer full (%d); dropped %d cue(s) so far", self._max_buffer, self.dropped)
         else:
             self._buffer.append(cue)
