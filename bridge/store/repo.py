@@ -252,6 +252,9 @@ async def list_participants(*, session: AsyncSession, meeting_id: str) -> list[P
 async def insert_cues(*, session: AsyncSession, cues: Sequence[Cue]) -> CueInsert:
     """Idempotent batch insert: a redelivered cue is skipped, never duplicated.
 
+    Identity is (meeting, participant, seq, type, t): a resend repeats all of
+    them, a restarted worker reusing ``seq`` does not repeat ``t``.
+
     Cues of a meeting not in the store are left out and counted instead of
     failing the batch: after an erasure the cues still in flight must vanish
     too, and one orphan must not block the cues of every other meeting.
@@ -269,7 +272,7 @@ async def insert_cues(*, session: AsyncSession, cues: Sequence[Cue]) -> CueInser
     inserted = 0
     if rows:
         stmt = _insert(session, CueRow).on_conflict_do_nothing(  # type: ignore[attr-defined]
-            index_elements=["meeting_id", "participant_id", "seq", "type"]
+            index_elements=["meeting_id", "participant_id", "seq", "type", "t"]
         )
         # RETURNING yields only the rows that went in, so the count is exact on both dialects.
         result = await session.execute(stmt.returning(CueRow.id), rows)

@@ -133,8 +133,10 @@ class CueRow(Base):
 
     __tablename__ = "cues"
     __table_args__ = (
-        # Redelivered cues (MQTT QoS 1, writer retries) are recognised by identity, not by content.
-        UniqueConstraint("meeting_id", "participant_id", "seq", "type"),
+        # A redelivery (MQTT QoS 1 resend, writer retry) is byte-identical, so it matches on all five;
+        # ``t`` is in the key because a worker restarted for the same meeting counts ``seq`` from 0
+        # again, and its new cues must not be taken for redeliveries (same rule as bridge/bus_mqtt.py).
+        UniqueConstraint("meeting_id", "participant_id", "seq", "type", "t"),
         Index(None, "meeting_id", "t"),
     )
 

@@ -84,8 +84,9 @@ def upgrade() -> None:
             ["meeting_id"], ["meetings.id"], name="fk_cues_meeting_id_meetings", ondelete="CASCADE"
         ),
         # Redelivered cues are recognised by identity; inserts use ON CONFLICT DO NOTHING on it.
+        # t is part of it: a restarted worker counts seq from 0 again (see bridge/store/tables.py).
         sa.UniqueConstraint(
-            "meeting_id", "participant_id", "seq", "type", name="uq_cues_meeting_id_participant_id_seq_type"
+            "meeting_id", "participant_id", "seq", "type", "t", name="uq_cues_meeting_id_participant_id_seq_type_t"
         ),
     )
     op.create_index("ix_cues_meeting_id_t", "cues", ["meeting_id", "t"])

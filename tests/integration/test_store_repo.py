@@ -11,6 +11,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -291,7 +292,10 @@ async def test_insert_cues_is_idempotent(sessions: async_sessionmaker[AsyncSessi
         mixed = await repo.insert_cues(session=session, cues=[cues[0], extra, orphan, extra])
         assert mixed == repo.CueInsert(inserted=1, duplicates=2, unknown_meeting=1)
         assert await repo.insert_cues(session=session, cues=[]) == repo.CueInsert()
-        assert await session.scalar(select(func.count()).select_from(CueRow)) == 9
+        # A worker restarted for the same meeting counts seq from 0 again: new cues, not redeliveries.
+        restarted = replace(cues[0], t=cues[0].t + 100.0)
+        assert await repo.insert_cues(session=session, cues=[restarted]) == repo.CueInsert(inserted=1)
+        assert await session.scalar(select(func.count()).select_from(CueRow)) == 10
 
 
 async def test_insert_cues_handles_batches_beyond_parameter_limits(sessions: async_sessionmaker[AsyncSession]) -> None:
