@@ -32,6 +32,9 @@ DEFAULT_SUBSCRIBER_QUEUE = 1000
 #: Characters that would change the meaning of an MQTT topic built from a meeting id
 #: (level separator and wildcards) or that brokers reject (NUL).
 _FORBIDDEN_ID_CHARS = frozenset("/+#\x00")
+#: Longest meeting id accepted. Ids are ours (short tokens); the bound keeps a
+#: topic far below MQTT's 65535-byte limit, which paho enforces by raising.
+MAX_MEETING_ID_LEN = 256
 
 
 class BusClosedError(RuntimeError):
@@ -54,6 +57,12 @@ def check_meeting_id(cue: Cue) -> None:
     bad = _FORBIDDEN_ID_CHARS.intersection(mid)
     if bad:
         raise ValueError(f"meeting_id must not contain {sorted(bad)}, got {mid!r}")
+    if len(mid) > MAX_MEETING_ID_LEN:
+        raise ValueError(f"meeting_id must be at most {MAX_MEETING_ID_LEN} characters, got {len(mid)}")
+    try:
+        mid.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"meeting_id must be valid UTF-8 text, got {mid!r}") from None
 
 
 @dataclass
@@ -112,6 +121,10 @@ class QueueSubscription:
     @property
     def closed(self) -> bool:
         return self._closed or self._ended
+
+    async def wait_ready(self) -> None:
+        """In-process delivery starts at ``subscribe()``; here for symmetry with MQTT,
+        where it waits for the broker's SUBACK."""
 
     def matches(self, meeting_id: str) -> bool:
         return self.meeting_id is None or self.meeting_id == meeting_id

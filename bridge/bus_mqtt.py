@@ -78,6 +78,10 @@ DEFAULT_OUTBOX = 10_000
 #: would cap a 50 ms link at 20 cues/s).
 SEND_WINDOW = 20
 
+#: Room above SEND_WINDOW for pending SUBSCRIBE/UNSUBSCRIBE calls before aiomqtt's
+#: "pending calls" warning, which then means something is really stuck.
+PENDING_CALLS_SLACK = 10
+
 #: Reconnect backoff: first retry fast (a broker restart takes ~1 s), then double
 #: up to a ceiling that still notices a recovered broker within seconds.
 BACKOFF_INITIAL_S = 0.5
@@ -105,6 +109,12 @@ MAX_QUEUED_INCOMING = 10_000
 #: Keys remembered for dedupe. Resends after a reconnect are at most one outbox
 #: (DEFAULT_OUTBOX) behind, so a window of that size catches all of them.
 DEDUPE_WINDOW = DEFAULT_OUTBOX
+#: A misbehaving publisher must not flood the log: the first few malformed messages
+#: are logged with their reason, then one line per this many (the counter has all).
+MALFORMED_LOG_FIRST = 10
+MALFORMED_LOG_EVERY = 1000
+#: Outbox overflow is logged at its first drop and then once per this many drops.
+DROP_LOG_EVERY = 1000
 #: Time aclose() gives queued cues and unsubscribes before cutting the connection.
 CLOSE_FLUSH_TIMEOUT_S = 2.0
 
@@ -255,6 +265,7 @@ class MqttBus:
         self.acked = 0  # PUBACKs received (a resent cue can count twice)
         self.resent = 0  # cues sent again after a reconnect
         self.dropped_while_disconnected = 0  # outbox overflow, oldest first
+        self.rejected = 0  # cues paho refused to send (never expected; logged)
         self.received = 0  # messages from the broker, before dedupe
         self.malformed = 0  # messages skipped as not-a-cue
         self.duplicates = 0  # redeliveries removed by dedupe
@@ -367,7 +378,7 @@ class MqttBus:
         else:
             self._outbox.popleft()
         self.dropped_while_disconnected += 1
-        if self.dropped_while_disconnected == 1 or self.dropped_while_disconnected % 1000 == 0:
+        if self.dropped_while_disconnected == 1 or self.dropped_while_disconnected % DROP_LOG_EVERY == 0:
             logger.warning(
                 "MQTT outbox full (%d cues): dropping oldest, %d dropped so far",
                 self._outbox_size,
@@ -405,7 +416,7 @@ class MqttBus:
     def _new_client(self) -> aiomqtt.Client:
         connect_properties = Properties(PacketTypes.CONNECT)
         connect_properties.SessionExpiryInterval = SESSION_EXPIRY_S
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             self.endpoint.hostname,
             self.endpoint.port,
             username=self.endpoint.username,
@@ -420,6 +431,9 @@ class MqttBus:
             tls_context=ssl.create_default_context() if self.endpoint.tls else None,
             logger=logging.getLogger("microcue.bus.paho"),
         )
+        # aiomqtt warns above 10 pending calls; a full send window is normal here.
+        client.pending_calls_threshold = SEND_WINDOW + PENDING_CALLS_SLACK
+        return client
 
     async def _run(self) -> None:
         """Reconnect loop (aiomqtt 2.x has no built-in reconnect: docs/reconnection.md).
@@ -450,7 +464,8 @@ class MqttBus:
             except aiomqtt.MqttError as exc:
                 # Loud once per outage (and every few minutes of it), quiet in between.
                 level = logging.WARNING if failures % OUTAGE_LOG_EVERY == 0 else logging.DEBUG
-                logger.log(level, "MQTT bus connection to %s lost or refused: %s", where, exc)
+                cause = f" ({exc.__cause__!r})" if exc.__cause__ is not None else ""
+                logger.log(level, "MQTT bus connection to %s lost or refused: %s%s", where, exc, cause)
             except Exception:
                 # A bug must not leave a silently dead bus: log it loudly and reconnect.
                 logger.exception("MQTT bus connection loop failed; reconnecting")
@@ -502,9 +517,17 @@ class MqttBus:
                 await self._outbox_ready.wait()
             item = self._outbox.popleft()
             self._unacked[item.key] = item
-            await client.publish(item.topic, item.payload, qos=CUE_QOS)  # returns after PUBACK
-            if self._unacked.pop(item.key, None) is not None:
-                self.acked += 1
+            try:
+                await client.publish(item.topic, item.payload, qos=CUE_QOS)  # returns after PUBACK
+            except (ValueError, TypeError):
+                # paho refused this one message (not the connection): resending it after
+                # a reconnect would fail forever and block the cues behind it.
+                self._unacked.pop(item.key, None)
+                self.rejected += 1
+                logger.exception("MQTT client refused a cue on %s; dropped", item.topic)
+            else:
+                if self._unacked.pop(item.key, None) is not None:
+                    self.acked += 1
             if not self._outbox and not self._unacked:
                 self._drained.set()
 
@@ -544,7 +567,13 @@ class MqttBus:
                 cue = _parse_message(message.topic.value, message.payload)
             except MalformedCueError as exc:
                 self.malformed += 1
-                logger.warning("skipping malformed message on %s: %s", message.topic.value, exc)
+                if self.malformed <= MALFORMED_LOG_FIRST or self.malformed % MALFORMED_LOG_EVERY == 0:
+                    logger.warning(
+                        "skipping malformed message on %s (%d so far): %s",
+                        message.topic.value,
+                        self.malformed,
+                        exc,
+                    )
                 continue
             if self._is_duplicate(cue):
                 self.duplicates += 1

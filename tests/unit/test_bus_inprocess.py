@@ -161,7 +161,7 @@ async def test_subscription_aclose_stops_at_once_and_unregisters() -> None:
     assert [c.seq for c in await take(other, 2)] == [1, 2]
 
 
-@pytest.mark.parametrize("meeting_id", ["", "a/b", "a+", "#"])
+@pytest.mark.parametrize("meeting_id", ["", "a/b", "a+", "#", "x" * 257, "bad\ud800"])
 async def test_publish_refuses_unroutable_meeting_ids(meeting_id: str) -> None:
     bus = InProcessBus()
     with pytest.raises(ValueError, match="meeting_id"):
