@@ -119,22 +119,9 @@ def cue_to_row(cue: Cue) -> dict[str, Any]:
 
 def row_to_cue(row: CueRow) -> Cue:
     """Back to the one schema; ``Cue`` re-validates, so a corrupt row fails loudly here."""
-    return Cue(
-        type=cast(Any, row.type),
-        t=row.t,
-        meeting_id=row.meeting_id,
-        participant_id=row.participant_id,
-        seq=row.seq,
-        value=row.value,
-        onset_s=row.onset_s,
-        apex_s=row.apex_s,
-        offset_s=row.offset_s,
-        emotion=cast(Any, row.emotion),
-        valence=row.valence,
-        aus=tuple(row.aus or ()),
-        confidence=row.confidence,
-        detail=row.detail,
-    )
+    fields: dict[str, Any] = {name: getattr(row, name) for name in CUE_COLUMNS}
+    fields["aus"] = tuple(row.aus or ())
+    return Cue(**fields)
 
 
 # --- meetings -----------------------------------------------------------------------------------
