@@ -19,10 +19,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bridge.store.tables import (
+    ID_LEN,
     MEETING_CHILD_TABLES,
     MEETING_CONTEXTS,
     MEETING_KINDS,
     PARTICIPANT_ROLES,
+    TEXT_LEN,
     TOKEN_KINDS,
     Base,
     CueRow,
@@ -91,6 +93,12 @@ def _check(name: str, value: str, allowed: tuple[str, ...]) -> None:
         raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
 
 
+def _check_len(name: str, value: str, limit: int) -> None:
+    """PostgreSQL refuses an over-long value and SQLite silently keeps it: refuse it on both, here."""
+    if len(value) > limit:
+        raise ValueError(f"{name} must be at most {limit} characters, got {len(value)}")
+
+
 def _chunks(ids: Sequence[str]) -> Iterable[Sequence[str]]:
     for i in range(0, len(ids), IN_CHUNK):
         yield ids[i : i + IN_CHUNK]
@@ -141,6 +149,9 @@ async def create_meeting(
 ) -> Meeting:
     _check("kind", kind, MEETING_KINDS)
     _check("context", context, MEETING_CONTEXTS)
+    _check_len("title", title, TEXT_LEN)
+    if meeting_id is not None:
+        _check_len("meeting_id", meeting_id, ID_LEN)
     if retention_days is not None and retention_days < 1:
         raise ValueError(f"retention_days must be at least 1, got {retention_days}")
     meeting = Meeting(
@@ -196,6 +207,8 @@ async def add_participant(
 ) -> Participant:
     """Insert or update (a rejoin, or consent given later); the first ``joined_at`` is kept."""
     _check("role", role, PARTICIPANT_ROLES)
+    _check_len("participant_id", participant_id, ID_LEN)
+    _check_len("display_name", display_name, TEXT_LEN)
     stmt = _insert(session, Participant).values(
         meeting_id=meeting_id,
         id=participant_id,

@@ -47,6 +47,13 @@ NAMING_CONVENTION: dict[str, str] = {
     "pk": "pk_%(table_name)s",
 }
 
+#: Meeting and participant ids: the bus accepts meeting ids of up to 256 characters
+#: (bridge/bus_inprocess.py MAX_MEETING_ID_LEN); PostgreSQL enforces the bound, SQLite does not,
+#: so both get the bus's bound rather than our own 32-hex ids' length.
+ID_LEN = 256
+#: Meeting titles and participant display names, as typed by people.
+TEXT_LEN = 200
+
 #: SQLite only numbers ``INTEGER PRIMARY KEY`` rows itself; PostgreSQL gets a real bigint.
 BIGINT_PK = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -96,8 +103,8 @@ class Meeting(Base):
         CheckConstraint(_in("context", MEETING_CONTEXTS), name="context"),
     )
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    title: Mapped[str] = mapped_column(String(200))
+    id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
+    title: Mapped[str] = mapped_column(String(TEXT_LEN))
     kind: Mapped[str] = mapped_column(String(16))
     context: Mapped[str] = mapped_column(String(16))
     policy: Mapped[str] = mapped_column(String(32))
@@ -115,9 +122,11 @@ class Participant(Base):
     __tablename__ = "participants"
     __table_args__ = (CheckConstraint(_in("role", PARTICIPANT_ROLES), name="role"),)
 
-    meeting_id: Mapped[str] = mapped_column(String(32), ForeignKey("meetings.id", ondelete="CASCADE"), primary_key=True)
-    id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    display_name: Mapped[str] = mapped_column(String(200))
+    meeting_id: Mapped[str] = mapped_column(
+        String(ID_LEN), ForeignKey("meetings.id", ondelete="CASCADE"), primary_key=True
+    )
+    id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(TEXT_LEN))
     role: Mapped[str] = mapped_column(String(16))
     consent: Mapped[bool] = mapped_column(Boolean)
     joined_at: Mapped[datetime] = mapped_column(UtcDateTime())
@@ -141,8 +150,8 @@ class CueRow(Base):
     )
 
     id: Mapped[int] = mapped_column(BIGINT_PK, primary_key=True, autoincrement=True)
-    meeting_id: Mapped[str] = mapped_column(String(32), ForeignKey("meetings.id", ondelete="CASCADE"))
-    participant_id: Mapped[str] = mapped_column(String(128))
+    meeting_id: Mapped[str] = mapped_column(String(ID_LEN), ForeignKey("meetings.id", ondelete="CASCADE"))
+    participant_id: Mapped[str] = mapped_column(String(ID_LEN))
     seq: Mapped[int] = mapped_column(Integer)
     type: Mapped[str] = mapped_column(String(32))
     t: Mapped[float] = mapped_column(Float)
@@ -160,7 +169,9 @@ class CueRow(Base):
 class Summary(Base):
     __tablename__ = "summaries"
 
-    meeting_id: Mapped[str] = mapped_column(String(32), ForeignKey("meetings.id", ondelete="CASCADE"), primary_key=True)
+    meeting_id: Mapped[str] = mapped_column(
+        String(ID_LEN), ForeignKey("meetings.id", ondelete="CASCADE"), primary_key=True
+    )
     computed_at: Mapped[datetime] = mapped_column(UtcDateTime())
     body: Mapped[dict[str, Any]] = mapped_column(JSON)
 
@@ -172,7 +183,7 @@ class Token(Base):
     __table_args__ = (CheckConstraint(_in("kind", TOKEN_KINDS), name="kind"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    meeting_id: Mapped[str] = mapped_column(String(32), ForeignKey("meetings.id", ondelete="CASCADE"), index=True)
+    meeting_id: Mapped[str] = mapped_column(String(ID_LEN), ForeignKey("meetings.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(16))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())

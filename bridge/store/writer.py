@@ -49,6 +49,9 @@ CONSUMER_STOP_TIMEOUT_S = 1.0
 DROP_LOG_EVERY = 1000
 #: Errors that one bad row causes; retrying the same batch would never succeed.
 POISON_ERRORS: tuple[type[BaseException], ...] = (IntegrityError, DataError)
+#: SQLSTATE classes of the same kind: 22 data exception (value too long...), 23 integrity
+#: violation. The asyncpg dialect reports most of class 22 as a plain DBAPIError.
+POISON_SQLSTATE_CLASSES: frozenset[str] = frozenset({"22", "23"})
 
 
 class StoreWriter:
@@ -252,7 +255,9 @@ class StoreWriter:
         """Writes the in-flight batch; transient errors propagate and the same batch is retried."""
         try:
             await self._insert(list(self._inflight))
-        except POISON_ERRORS:
+        except Exception as exc:
+            if not is_poison(exc):
+                raise
             log.warning("store writer: batch of %d refused; writing its cues one by one", len(self._inflight))
         else:
             self._inflight.clear()
@@ -262,10 +267,20 @@ class StoreWriter:
             cue = self._inflight[0]
             try:
                 await self._insert([cue])
-            except POISON_ERRORS:
+            except Exception as exc:
+                if not is_poison(exc):
+                    raise
                 log.exception("store writer: cue refused by the database and not stored: %s", cue)
                 self.rejected += 1
             self._inflight.popleft()
+
+
+def is_poison(exc: BaseException) -> bool:
+    """A refusal of the data itself, as opposed to the database being away (which is retried)."""
+    if isinstance(exc, POISON_ERRORS):
+        return True
+    sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate[:2] in POISON_SQLSTATE_CLASSES
 
 
 async def _cancel_and_wait(task: asyncio.Task[None]) -> None:

@@ -22,6 +22,8 @@ depends_on: str | Sequence[str] | None = None
 
 # Timestamps are stored as UTC; bridge.store.tables.UtcDateTime normalises them on SQLite.
 TIMESTAMP = sa.DateTime(timezone=True)
+# Meeting and participant ids: the bus's bound on meeting ids (bridge/bus_inprocess.py).
+ID = sa.String(256)
 # SQLite only auto-numbers an INTEGER PRIMARY KEY; PostgreSQL gets a bigserial.
 BIGINT_PK = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
@@ -29,7 +31,7 @@ BIGINT_PK = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 def upgrade() -> None:
     op.create_table(
         "meetings",
-        sa.Column("id", sa.String(32), nullable=False),
+        sa.Column("id", ID, nullable=False),
         sa.Column("title", sa.String(200), nullable=False),
         sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("context", sa.String(16), nullable=False),
@@ -47,8 +49,8 @@ def upgrade() -> None:
     )
     op.create_table(
         "participants",
-        sa.Column("meeting_id", sa.String(32), nullable=False),
-        sa.Column("id", sa.String(128), nullable=False),
+        sa.Column("meeting_id", ID, nullable=False),
+        sa.Column("id", ID, nullable=False),
         sa.Column("display_name", sa.String(200), nullable=False),
         sa.Column("role", sa.String(16), nullable=False),
         sa.Column("consent", sa.Boolean(), nullable=False),
@@ -65,8 +67,8 @@ def upgrade() -> None:
     op.create_table(
         "cues",
         sa.Column("id", BIGINT_PK, autoincrement=True, nullable=False),
-        sa.Column("meeting_id", sa.String(32), nullable=False),
-        sa.Column("participant_id", sa.String(128), nullable=False),
+        sa.Column("meeting_id", ID, nullable=False),
+        sa.Column("participant_id", ID, nullable=False),
         sa.Column("seq", sa.Integer(), nullable=False),
         sa.Column("type", sa.String(32), nullable=False),
         sa.Column("t", sa.Float(), nullable=False),
@@ -92,7 +94,7 @@ def upgrade() -> None:
     op.create_index("ix_cues_meeting_id_t", "cues", ["meeting_id", "t"])
     op.create_table(
         "summaries",
-        sa.Column("meeting_id", sa.String(32), nullable=False),
+        sa.Column("meeting_id", ID, nullable=False),
         sa.Column("computed_at", TIMESTAMP, nullable=False),
         sa.Column("body", sa.JSON(), nullable=False),
         sa.PrimaryKeyConstraint("meeting_id", name="pk_summaries"),
@@ -103,7 +105,7 @@ def upgrade() -> None:
     op.create_table(
         "tokens",
         sa.Column("id", sa.String(32), nullable=False),
-        sa.Column("meeting_id", sa.String(32), nullable=False),
+        sa.Column("meeting_id", ID, nullable=False),
         sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("token_hash", sa.String(64), nullable=False),
         sa.Column("created_at", TIMESTAMP, nullable=False),

@@ -210,6 +210,12 @@ async def test_meeting_round_trip(sessions: async_sessionmaker[AsyncSession]) ->
         assert len(created.id) == 32
         with pytest.raises(ValueError, match="context must be one of"):
             await repo.create_meeting(session=session, title="x", context="office")
+        # The bus accepts meeting ids up to 256 characters; so do both databases, and no more.
+        await repo.create_meeting(session=session, title="x", meeting_id="m" * 256)
+        with pytest.raises(ValueError, match="meeting_id must be at most 256"):
+            await repo.create_meeting(session=session, title="x", meeting_id="m" * 257)
+        with pytest.raises(ValueError, match="title must be at most 200"):
+            await repo.create_meeting(session=session, title="t" * 201)
     async with sessions() as session:
         meeting = await repo.get_meeting(session=session, meeting_id=created.id)
         assert meeting is not None

@@ -213,3 +213,18 @@ async def terminate_all_from(admin: asyncpg.Connection, database: str) -> None:
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
         database,
     )
+
+
+async def test_a_value_postgres_refuses_is_rejected_without_wedging_the_writer(store: Store) -> None:
+    """An over-long participant id is SQLSTATE 22001 on PostgreSQL: one cue refused, never retried forever."""
+    bus = InProcessBus(subscriber_queue=BUS_QUEUE)
+    writer = StoreWriter(store.sessions, bus.subscribe(MEETING), batch_size=10, flush_interval=0.02)
+    async with writer:
+        for seq in range(10):
+            participant = "x" * 300 if seq == 4 else "p1"
+            await bus.publish(Cue(type="presence", t=seq, meeting_id=MEETING, participant_id=participant, seq=seq))
+        await wait_until(lambda: writer.written + writer.rejected == 10, "all ten settled")
+    await bus.aclose()
+    assert writer.rejected == 1 and writer.written == 9 and writer.retries == 0
+    count, keys = await stored(store)
+    assert count == 9 and ("p1", 4) not in keys

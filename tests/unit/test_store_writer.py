@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bridge.config import Settings
 from bridge.store import migrate, repo
 from bridge.store.db import create_engine, create_session_factory
 from bridge.store.tables import CueRow
-from bridge.store.writer import StoreWriter
+from bridge.store.writer import StoreWriter, is_poison
 from inference.cues import Cue
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(60)]
@@ -329,3 +329,24 @@ def test_refuses_nonsense_settings() -> None:
         StoreWriter(lambda: None, sub, batch_size=0)  # type: ignore[arg-type, return-value]
     with pytest.raises(ValueError, match="flush_interval"):
         StoreWriter(lambda: None, sub, flush_interval=0)  # type: ignore[arg-type, return-value]
+
+
+class _PgError(Exception):
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(sqlstate)
+        self.sqlstate = sqlstate
+
+
+@pytest.mark.parametrize(
+    ("exc", "poison"),
+    [
+        (IntegrityError("stmt", {}, ValueError("unique")), True),
+        (DBAPIError("stmt", {}, _PgError("22001")), True),  # value too long, as asyncpg reports it
+        (DBAPIError("stmt", {}, _PgError("23503")), True),  # foreign key
+        (DBAPIError("stmt", {}, _PgError("57P01")), False),  # admin shutdown: the database is away
+        (OperationalError("connect", {}, ConnectionRefusedError()), False),
+        (ConnectionResetError(), False),
+    ],
+)
+def test_poison_means_the_data_not_the_connection(exc: BaseException, poison: bool) -> None:
+    assert is_poison(exc) is poison
