@@ -3,6 +3,7 @@ runs only to find faces (none tracked, one just lost, or the periodic sweep for 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +25,11 @@ SAME_FACE_IOU = 0.3
 # flip between two similar faces from frame to frame.
 PRIMARY_SWITCH_RATIO = 1.5
 MAX_FACES = 6
+# The crop follows the landmarks with this smoothing (share of the new ROI per frame). Taking
+# the new ROI whole makes crop and landmarks feed back into each other and alternate frame to
+# frame (lag-1 autocorrelation of a still face's landmarks -0.64, jitter 0.22 px); at 0.5 it is
+# -0.11 and 0.13 px, while a face moving 150 px/s is still followed (tests/integration).
+ROI_SMOOTHING = 0.5
 # Iris inference costs more than FaceMesh (two 64x64 crops); gaze moves slowly, so every 3rd frame.
 IRIS_EVERY_N_FRAMES = 3
 
@@ -39,6 +45,12 @@ def box_iou(a: tuple[float, float, float, float], b: tuple[float, float, float, 
 def landmark_box(points: np.ndarray) -> tuple[float, float, float, float]:
     return (float(points[:, 0].min()), float(points[:, 1].min()),
             float(points[:, 0].max()), float(points[:, 1].max()))
+
+
+def smooth_roi(old: Roi, new: Roi, share: float) -> Roi:
+    turn = math.remainder(new.angle - old.angle, math.tau)
+    return Roi(old.cx + share * (new.cx - old.cx), old.cy + share * (new.cy - old.cy),
+               old.size + share * (new.size - old.size), old.angle + share * turn)
 
 
 @dataclass
@@ -70,7 +82,7 @@ class FaceTracker:
         points, presence = self.mesh(rgb, track.roi)
         if presence < MIN_PRESENCE:
             return None
-        track.roi = roi_from_landmarks(points)
+        track.roi = smooth_roi(track.roi, roi_from_landmarks(points), ROI_SMOOTHING)
         if self.iris is not None and track.frames % IRIS_EVERY_N_FRAMES == 0:
             track.gaze = gaze_offset(points, self.iris(rgb, points))
         track.frames += 1

@@ -1,0 +1,1 @@
+"""Spotting benchmark: synthetic ground truth from real faces, MEGC-style scoring."""

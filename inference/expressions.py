@@ -1,0 +1,136 @@
+"""From a spotted interval to an expression: action units, emotion, valence, confidence.
+
+Region displacements between onset and apex are read as action units (left and right apart),
+matched to the EMFACS prototypes, and fused with the emotion CNN's change of class
+probabilities between the onset and apex crops.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from inference.emotion_cnn import FER_LABELS, FER_TO_EMOTION
+from inference.regions import REGION_INDEX
+from inference.spotting import Spot
+
+# EMFACS prototypes (Ekman, Friesen & Hager 2002), as the issue lists them. Contempt is the
+# unilateral 12+14 and is scored from mouth-corner asymmetry.
+EMOTION_AUS: dict[str, tuple[str, ...]] = {
+    "happiness": ("AU6", "AU12"),
+    "sadness": ("AU1", "AU4", "AU15"),
+    "surprise": ("AU1", "AU2", "AU5", "AU26"),
+    "fear": ("AU1", "AU2", "AU4", "AU5", "AU20"),
+    "anger": ("AU4", "AU5", "AU7", "AU23", "AU24"),
+    "disgust": ("AU9", "AU10", "AU15"),
+}
+# Valence of each emotion on Russell's circumplex (Russell 1980; placements of Posner et al. 2005),
+# rounded; surprise is near neutral valence.
+VALENCE: dict[str, float] = {
+    "happiness": 0.8, "surprise": 0.1, "sadness": -0.6, "fear": -0.7, "anger": -0.8,
+    "disgust": -0.7, "contempt": -0.5, "neutral": 0.0,
+}
+# An AU "moved" when its displacement reaches this many canonical pixels (112-px face; the
+# face's inter-ocular distance is ~35 px there, so ~1.5 % of it).
+AU_MIN_PX = 0.5
+# Corner motion on one side at least this many times the other side's is unilateral (contempt).
+UNILATERAL_RATIO = 2.0
+# Weight of the CNN's probability change against the AU evidence; the CNN sees the whole face
+# at 64x64, where a 2-px micro movement barely registers, so AUs lead.
+FER_WEIGHT = 0.5
+# Softmax temperature over emotion scores (in AU pixels) for the reported confidence.
+TEMPERATURE = 0.6
+
+
+@dataclass(frozen=True, slots=True)
+class Expression:
+    emotion: str
+    valence: float
+    aus: tuple[str, ...]
+    confidence: float
+    scores: dict[str, float]
+
+
+def _d(disp: np.ndarray, name: str) -> np.ndarray:
+    return disp[REGION_INDEX[name]]
+
+
+def action_units(disp: np.ndarray) -> dict[str, float]:
+    """AU activations in canonical pixels from region displacements (x right, y down).
+
+    "Outward" is -x for the subject's right side (image left) and +x for the left side.
+    """
+    up = lambda name: max(0.0, -float(_d(disp, name)[1]))  # noqa: E731
+    down = lambda name: max(0.0, float(_d(disp, name)[1]))  # noqa: E731
+    inner_r, inner_l = _d(disp, "brow_inner_R"), _d(disp, "brow_inner_L")
+    corner_r, corner_l = _d(disp, "mouth_corner_R"), _d(disp, "mouth_corner_L")
+    out_r, out_l = -float(corner_r[0]), float(corner_l[0])
+    au: dict[str, float] = {
+        "AU1": (up("brow_inner_R") + up("brow_inner_L")) / 2,
+        "AU2": (up("brow_outer_R") + up("brow_outer_L")) / 2,
+        "AU4": (down("brow_inner_R") + down("brow_inner_L")) / 2
+        + max(0.0, (float(inner_r[0]) - float(inner_l[0])) / 2) * 0.5,
+        "AU5": (up("lid_upper_R") + up("lid_upper_L")) / 2,
+        "AU6": (up("cheek_R") + up("cheek_L")) / 2,
+        "AU7": (up("lid_lower_R") + up("lid_lower_L")) / 2,
+        "AU9": (up("nose_wing_R") + up("nose_wing_L")) / 2,
+        "AU10": up("lip_upper"),
+        "AU12R": up("mouth_corner_R") + 0.5 * max(0.0, out_r),
+        "AU12L": up("mouth_corner_L") + 0.5 * max(0.0, out_l),
+        "AU15": (down("mouth_corner_R") + down("mouth_corner_L")) / 2,
+        "AU20": max(0.0, (out_r + out_l) / 2 - 0.5 * (up("mouth_corner_R") + up("mouth_corner_L")) / 2),
+        "AU23": max(0.0, -(out_r + out_l) / 2),
+        "AU24": down("lip_upper") + up("lip_lower"),
+        "AU26": (down("lip_lower") + down("chin")) / 2,
+    }
+    au["AU12"] = min(au["AU12R"], au["AU12L"])  # bilateral part
+    return au
+
+
+def emotion_scores(au: dict[str, float]) -> dict[str, float]:
+    scores = {e: float(np.mean([au[a] for a in aus])) for e, aus in EMOTION_AUS.items()}
+    right, left = au["AU12R"], au["AU12L"]
+    strong, weak = max(right, left), min(right, left)
+    scores["contempt"] = strong - weak if strong >= UNILATERAL_RATIO * weak else 0.0
+    return scores
+
+
+def moved_aus(au: dict[str, float], emotion: str) -> tuple[str, ...]:
+    names = [a for a, v in au.items() if v >= AU_MIN_PX and a not in ("AU12R", "AU12L", "AU12")]
+    right, left = au["AU12R"], au["AU12L"]
+    if emotion == "contempt" or max(right, left) >= UNILATERAL_RATIO * min(right, left):
+        side = "R" if right > left else "L"
+        if max(right, left) >= AU_MIN_PX:
+            names += [f"AU12{side}", f"AU14{side}"]
+    elif au["AU12"] >= AU_MIN_PX:
+        names.append("AU12")
+    return tuple(sorted(set(names), key=lambda a: (int("".join(c for c in a if c.isdigit())), a)))
+
+
+def classify(spot: Spot, fer_onset: np.ndarray | None = None, fer_apex: np.ndarray | None = None) -> Expression:
+    """Emotion of a spotted interval; the CNN probabilities are optional (policy may forbid them)."""
+    au = action_units(spot.displacement)
+    scores = emotion_scores(au)
+    if fer_onset is not None and fer_apex is not None:
+        delta = fer_apex - fer_onset
+        for label, change in zip(FER_LABELS, delta, strict=True):
+            emotion = FER_TO_EMOTION.get(label)
+            if emotion is not None:
+                scores[emotion] += FER_WEIGHT * max(0.0, float(change)) * 10.0  # 0.1 probability ~ 1 px
+    names = list(scores)
+    values = np.array([scores[n] for n in names])
+    probs = np.exp((values - values.max()) / TEMPERATURE)
+    probs /= probs.sum()
+    best = int(np.argmax(values))
+    emotion = names[best]
+    spot_conf = 1.0 - math.exp(-(max(spot.strength, 1.0) - 0.5))
+    confidence = float(np.clip(probs[best] * spot_conf, 0.0, 1.0))
+    return Expression(
+        emotion=emotion,
+        valence=VALENCE[emotion],
+        aus=moved_aus(au, emotion),
+        confidence=round(confidence, 3),
+        scores={k: round(v, 3) for k, v in scores.items()},
+    )

@@ -1,0 +1,58 @@
+"""Regions of interest on the aligned face, each tied to the facial action units that move it.
+
+Regions are small discs centred on FaceMesh landmarks, so they follow the face; motion is
+measured in the canonical face frame (x right in the image, y down), where "up" is -y.
+Left and right are the subject's, so unilateral actions (AU12/AU14 of contempt) stay visible.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class Region:
+    name: str
+    landmarks: tuple[int, ...]  # FaceMesh indices whose mean is the centre
+    radius: float  # pixels of the 112-pixel canonical face
+    mouth: bool = False  # moves when talking
+    eyelid: bool = False  # moves when blinking
+
+
+# FaceMesh indices: canonical_face_model_uv_visualization.png of MediaPipe. The subject's right side
+# appears on the image left.
+REGIONS: tuple[Region, ...] = (
+    Region("brow_inner_R", (55, 107, 65), 5.0),
+    Region("brow_outer_R", (46, 70, 53), 5.0),
+    Region("brow_inner_L", (285, 336, 295), 5.0),
+    Region("brow_outer_L", (276, 300, 283), 5.0),
+    Region("glabella", (9, 8), 4.0),
+    Region("lid_upper_R", (159, 158, 160), 3.0, eyelid=True),
+    Region("lid_lower_R", (145, 144, 153), 3.0, eyelid=True),
+    Region("lid_upper_L", (386, 385, 387), 3.0, eyelid=True),
+    Region("lid_lower_L", (374, 373, 380), 3.0, eyelid=True),
+    Region("nose_wing_R", (129, 98, 64), 4.0),
+    Region("nose_wing_L", (358, 327, 294), 4.0),
+    Region("cheek_R", (50, 205, 187), 6.0),
+    Region("cheek_L", (280, 425, 411), 6.0),
+    Region("mouth_corner_R", (61, 146, 185), 4.0, mouth=True),
+    Region("mouth_corner_L", (291, 375, 409), 4.0, mouth=True),
+    Region("lip_upper", (0, 37, 267), 4.0, mouth=True),
+    Region("lip_lower", (17, 84, 314), 4.0, mouth=True),
+    Region("chin", (199, 175, 200), 6.0, mouth=True),
+)
+# Rigid reference: the nose bridge barely moves with expressions, so its flow is the residual
+# head motion that alignment left behind, subtracted from every region.
+REFERENCE = Region("nose_bridge", (168, 6, 197, 195), 5.0)
+
+REGION_INDEX: dict[str, int] = {r.name: i for i, r in enumerate(REGIONS)}
+MOUTH_MASK = np.array([r.mouth for r in REGIONS])
+EYELID_MASK = np.array([r.eyelid for r in REGIONS])
+BROW_MASK = np.array([r.name.startswith("brow_") for r in REGIONS])
+
+
+def region_centres(canonical_landmarks: np.ndarray, regions: tuple[Region, ...] = REGIONS) -> np.ndarray:
+    """(R, 2) centres in canonical pixels."""
+    return np.stack([canonical_landmarks[list(r.landmarks), :2].mean(0) for r in regions])
