@@ -1,0 +1,1 @@
+"""Model converters used once by ``microcue models fetch`` (never at inference time)."""
