@@ -19,7 +19,7 @@ venv: $(STAMP)
 models: venv
 	$(BIN)/microcue models fetch
 
-# Debian packages the WebRTC/browser tests need (janus, chromium); no-op when present.
+# Debian packages the WebRTC/voice tests need (janus, espeak-ng, iproute2; see the script); no-op when present.
 system-deps:
 	@bash scripts/system-deps.sh
 

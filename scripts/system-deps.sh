@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
-# Installs the Debian packages that the real-peer tests use, only when missing.
+# Installs the Debian packages that the real-peer tests use, only when missing (a no-op when present).
+#   janus      real Janus VideoRoom for tests/e2e/test_janus.py
+#   espeak-ng  real synthesised speech for the voice-activity tests
+#   iproute2   `ip`, used by scripts/netns-run.sh (with util-linux's `unshare`)
+# Called with package names, installs those instead of the default list.
 set -euo pipefail
+DEFAULT_PACKAGES=(janus espeak-ng iproute2)
+if [ $# -eq 0 ]; then set -- "${DEFAULT_PACKAGES[@]}"; fi
 need=()
 for pkg in "$@"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")

@@ -1,0 +1,114 @@
+"""The only bridge from the event loop to threads: ``run_blocking(fn, *args)``.
+
+Inference (onnxruntime, OpenCV) releases the GIL, so a thread pool sized to the
+cores runs several participants in parallel while the loop keeps serving
+DTLS/SRTP (aiortc #505: that work runs on the loop). Every call goes through
+here so there is one place to measure the backlog: ``lag`` is how long work waited
+for a free thread, and a warning is logged (rate-limited) when it grows past what
+live video tolerates, which is the first sign the machine has too many
+participants.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import logging
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import ParamSpec, TypeVar
+
+log = logging.getLogger("microcue.executor")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: Queue wait above which inference is falling behind: one analysis tick at 15 fps is 67 ms,
+#: so waiting longer than two ticks means frames are being skipped because of the pool.
+SLOW_LAG_S = 0.15
+#: At most one "falling behind" warning per this many seconds: the condition is sustained,
+#: so repeating it per frame would drown the log.
+WARN_EVERY_S = 10.0
+
+
+@dataclass
+class ExecutorStats:
+    """Gauges for /metrics and the load benchmark."""
+
+    submitted: int = 0
+    completed: int = 0
+    in_flight: int = 0
+    last_lag_s: float = 0.0
+    max_lag_s: float = 0.0
+    slow: int = 0
+
+
+class BlockingExecutor:
+    """A thread pool with a lag gauge; ``run_blocking`` awaits ``fn(*args)`` on a worker thread."""
+
+    def __init__(self, max_workers: int | None = None, *, name: str = "microcue-infer") -> None:
+        self.max_workers = max_workers or max(1, os.cpu_count() or 1)
+        self._pool = ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix=name)
+        self.stats = ExecutorStats()
+        self._last_warn = -WARN_EVERY_S
+        self._closed = False
+
+    async def run_blocking(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run ``fn`` off the loop, keeping the caller's context (log fields, tracing)."""
+        if self._closed:
+            raise RuntimeError("the blocking executor is shut down")
+        loop = asyncio.get_running_loop()
+        ctx = contextvars.copy_context()
+        queued_at = time.perf_counter()
+
+        def call() -> R:
+            self._note_lag(time.perf_counter() - queued_at)
+            return ctx.run(functools.partial(fn, *args, **kwargs))
+
+        self.stats.submitted += 1
+        self.stats.in_flight += 1
+        try:
+            return await loop.run_in_executor(self._pool, call)
+        finally:
+            self.stats.in_flight -= 1
+            self.stats.completed += 1
+
+    def _note_lag(self, lag: float) -> None:
+        # Runs on a pool thread; plain attribute stores are atomic enough for gauges.
+        self.stats.last_lag_s = lag
+        self.stats.max_lag_s = max(self.stats.max_lag_s, lag)
+        if lag > SLOW_LAG_S:
+            self.stats.slow += 1
+            now = time.monotonic()
+            if now - self._last_warn >= WARN_EVERY_S:
+                self._last_warn = now
+                log.warning(
+                    "inference is falling behind: work waited %.0f ms for one of %d threads "
+                    "(%d slow calls so far); too many participants for this machine?",
+                    lag * 1000, self.max_workers, self.stats.slow,
+                )
+
+    def shutdown(self) -> None:
+        """Stop taking work; running calls finish on their threads (they cannot be interrupted)."""
+        self._closed = True
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+_default: BlockingExecutor | None = None
+
+
+def default_executor() -> BlockingExecutor:
+    """The process-wide pool, sized to the cores, created on first use."""
+    global _default  # noqa: PLW0603 - one pool per process is the point
+    if _default is None or _default._closed:
+        _default = BlockingExecutor()
+    return _default
+
+
+async def run_blocking(fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+    """``await run_blocking(analyzer.push, rgb, t)`` on the process-wide pool."""
+    return await default_executor().run_blocking(fn, *args, **kwargs)

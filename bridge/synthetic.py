@@ -1,0 +1,136 @@
+"""A synthetic participant's camera: a real face video, rendered once, paced in real time.
+
+Used by ``microcue demo``, the WebRTC tests and ``bench/bridge_load.py``. As in
+aiortc's ``examples/videostream-cli`` (``FlagVideoStreamTrack``) all frames are
+rendered up front and ``recv()`` only paces them with ``next_timestamp()``, so the
+publisher costs nothing but the encoder and its timing is exact. Frames are kept
+as shared read-only YUV arrays: many publishers in one process share one copy.
+
+An optional frame index can be drawn into a corner strip (:func:`read_index`
+recovers it after a lossy codec round trip) so a benchmark can measure
+frame-to-cue latency across processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import math
+import time
+from collections.abc import Callable, Sequence
+
+import av
+import numpy as np
+from aiortc.mediastreams import MediaStreamError, VideoStreamTrack
+
+from bridge.errors import MicroCueError
+
+#: RTP video clock (RFC 3551); aiortc's encoders expect this time base.
+VIDEO_CLOCK_RATE = 90_000
+VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_RATE)
+#: Index strip: INDEX_BITS blocks of INDEX_BLOCK x INDEX_BLOCK pixels, black or white, along the
+#: bottom-left edge. 16-pixel blocks survive VP8/H.264 at webcam bitrates with margin.
+INDEX_BITS = 12
+INDEX_BLOCK = 16
+_WHITE = 235  # studio-swing luma extremes, what an encoder preserves best
+_BLACK = 16
+_LUMA_THRESHOLD = 128
+
+
+def face_loop_frames(seconds: float = 4.0, fps: float = 15.0) -> list[np.ndarray]:
+    """RGB 640x480 frames of a real face (skimage's astronaut) with gentle head motion,
+    looping seamlessly. Needs the dev extra (scikit-image) and the repository's bench/."""
+    try:
+        from bench.synth.scene import Pose, render
+    except ImportError as exc:  # installed without the dev extra or outside the repository
+        raise MicroCueError(
+            f"the synthetic face needs scikit-image and the repository's bench/ package ({exc}); "
+            "install with `pip install -e '.[dev]'`"
+        ) from exc
+    n = max(1, round(seconds * fps))
+    frames = []
+    for i in range(n):
+        phase = 2 * math.pi * i / n  # one full cycle per loop: no jump at the seam
+        frames.append(render(Pose(dx=12 * math.sin(phase), dy=6 * math.sin(2 * phase), angle=4 * math.sin(phase))))
+    return frames
+
+
+def draw_index(yuv: np.ndarray, index: int, width: int) -> None:
+    """Write ``index`` (mod 2**INDEX_BITS) into the luma plane of a yuv420p array (in place)."""
+    height = yuv.shape[0] * 2 // 3
+    y0 = height - INDEX_BLOCK
+    for bit in range(INDEX_BITS):
+        x0 = bit * INDEX_BLOCK
+        if x0 + INDEX_BLOCK > width:
+            raise ValueError(f"frame width {width} too small for a {INDEX_BITS}-bit index strip")
+        value = _WHITE if (index >> bit) & 1 else _BLACK
+        yuv[y0 : y0 + INDEX_BLOCK, x0 : x0 + INDEX_BLOCK] = value
+
+
+def read_index(rgb: np.ndarray) -> int:
+    """The index drawn by :func:`draw_index`, read back from a decoded RGB frame."""
+    height = rgb.shape[0]
+    y0 = height - INDEX_BLOCK
+    index = 0
+    margin = INDEX_BLOCK // 4  # sample block centres: edges bleed after compression
+    for bit in range(INDEX_BITS):
+        x0 = bit * INDEX_BLOCK
+        block = rgb[y0 + margin : y0 + INDEX_BLOCK - margin, x0 + margin : x0 + INDEX_BLOCK - margin]
+        if float(block.mean()) > _LUMA_THRESHOLD:
+            index |= 1 << bit
+    return index
+
+
+def to_yuv(frames: Sequence[np.ndarray], *, stamp_index: bool = False) -> list[np.ndarray]:
+    """RGB frames -> read-only yuv420p arrays (what the encoder wants), optionally index-stamped."""
+    out = []
+    for i, rgb in enumerate(frames):
+        yuv = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24").reformat(
+            format="yuv420p").to_ndarray()
+        if stamp_index:
+            draw_index(yuv, i, rgb.shape[1])
+        yuv.setflags(write=False)
+        out.append(yuv)
+    return out
+
+
+class SyntheticFaceTrack(VideoStreamTrack):
+    """Loops pre-rendered yuv420p frames at ``fps``; ``on_sent(index, perf_counter)`` per frame."""
+
+    def __init__(self, yuv_frames: Sequence[np.ndarray], fps: float = 15.0,
+                 on_sent: Callable[[int, float], None] | None = None) -> None:
+        super().__init__()
+        if not yuv_frames:
+            raise ValueError("a synthetic track needs at least one frame")
+        if fps <= 0:
+            raise ValueError(f"fps must be positive, got {fps}")
+        self.frames = list(yuv_frames)
+        self.fps = fps
+        self.on_sent = on_sent
+        self.sent = 0
+        self._start: float | None = None
+        self._index = 0
+
+    async def next_timestamp(self) -> tuple[int, fractions.Fraction]:
+        """Pace on the wall clock from the first frame (no drift, no burst after a stall)."""
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start is None:
+            self._start = time.time()
+        else:
+            self._index += 1
+            wait = self._start + self._index / self.fps - time.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+        return round(self._index * VIDEO_CLOCK_RATE / self.fps), VIDEO_TIME_BASE
+
+    async def recv(self) -> av.VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        i = self._index % len(self.frames)
+        frame = av.VideoFrame.from_ndarray(self.frames[i], format="yuv420p")
+        frame.pts = pts
+        frame.time_base = time_base
+        self.sent += 1
+        if self.on_sent is not None:
+            self.on_sent(i, time.perf_counter())
+        return frame

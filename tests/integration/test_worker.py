@@ -1,0 +1,335 @@
+"""ParticipantWorker with real aiortc peers (in a network namespace), real encoded video of a real
+face (VP8 and H.264) and the real models; plus the worker's edge cases on local tracks."""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack, VideoStreamTrack
+
+from bridge.bus import InProcessBus
+from bridge.executor import BlockingExecutor
+from bridge.peers import PeerSet, negotiate, prefer_codec, wait_connected
+from bridge.synthetic import SyntheticFaceTrack, face_loop_frames, to_yuv
+from bridge.worker import ParticipantWorker
+from inference.analyzer import AnalysisStep, FaceModels, FrameMetrics, ParticipantAnalyzer
+from inference.cues import Cue
+from inference.types import FrameFaces
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+
+MEETING = "m-worker"
+
+
+@pytest.fixture(scope="module")
+def face_yuv() -> list[np.ndarray]:
+    return to_yuv(face_loop_frames(seconds=2.0, fps=15.0))
+
+
+@pytest.fixture
+async def bus() -> AsyncIterator[InProcessBus]:
+    b = InProcessBus()
+    await b.start()
+    yield b
+    await b.aclose()
+
+
+@pytest.fixture
+def executor() -> Iterator[BlockingExecutor]:
+    ex = BlockingExecutor(2)
+    yield ex
+    ex.shutdown()
+
+
+async def wait_until(predicate: Any, within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within} s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+# ---- the namespace itself -----------------------------------------------------------------
+
+
+async def test_two_peers_connect_in_the_namespace(netns: str) -> None:
+    peers = PeerSet()
+    try:
+        a, b = peers.create("a"), peers.create("b")
+        a.createDataChannel("probe")
+        await negotiate(a, b)
+        await asyncio.gather(wait_connected(a, 10), wait_connected(b, 10))
+        for pc in (a, b):
+            hosts = {line.split()[4] for line in pc.localDescription.sdp.splitlines()
+                     if line.startswith("a=candidate:")}
+            assert hosts == {netns}, f"ICE gathered {hosts}, expected only the namespace address"
+    finally:
+        await peers.aclose()
+    assert len(peers) == 0
+
+
+# ---- real peers, real face, real models ---------------------------------------------------
+
+
+@pytest.mark.parametrize("codec", ["video/VP8", "video/H264"])
+async def test_cues_arrive_from_a_real_peer(  # noqa: PLR0917 - fixtures
+        netns: str, codec: str, face_models: FaceModels,
+                                           face_yuv: list[np.ndarray], bus: InProcessBus,
+                                           executor: BlockingExecutor) -> None:
+    peers = PeerSet()
+    workers: list[ParticipantWorker] = []
+    sub = bus.subscribe(MEETING)
+    try:
+        publisher, bridge = peers.create("publisher"), peers.create("bridge")
+        publisher.addTrack(SyntheticFaceTrack(face_yuv, fps=15))
+        prefer_codec(publisher, "video", codec)
+
+        @bridge.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            worker = ParticipantWorker(meeting_id=MEETING, participant_id="alice",
+                                       analyzer=ParticipantAnalyzer(face_models, fps_hint=15),
+                                       bus=bus, fps=15, executor=executor)
+            worker.attach(track)
+            workers.append(worker)
+
+        await negotiate(publisher, bridge)
+        assert codec.split("/")[1] in bridge.remoteDescription.sdp
+        await wait_connected(bridge)
+        kinds: set[str] = set()
+        cues: list[Cue] = []
+
+        async def collect() -> None:
+            async for cue in sub:
+                cues.append(cue)
+                kinds.add(cue.type)
+                if {"presence", "engagement"} <= kinds:
+                    return
+
+        await asyncio.wait_for(collect(), 20)
+        assert all(c.meeting_id == MEETING and c.participant_id == "alice" for c in cues)
+        assert [c.seq for c in cues] == sorted(c.seq for c in cues) and cues[0].seq >= 1
+        presence = [c for c in cues if c.type == "presence"]
+        assert presence[0].value == 1.0, "the real face was not found in the decoded stream"
+        stats = workers[0].stats
+        assert stats.analysed >= 10 and stats.received >= stats.analysed
+        assert stats.latency_p95 is not None and stats.latency_p95 < 1.0
+    finally:
+        await sub.aclose()
+        for w in workers:
+            await w.aclose()
+        await peers.aclose()
+
+
+async def test_participant_without_consent_is_never_analysed(netns: str, face_yuv: list[np.ndarray],
+                                                             bus: InProcessBus,
+                                                             executor: BlockingExecutor) -> None:
+    peers = PeerSet()
+    analyzer = CountingAnalyzer()
+    worker: ParticipantWorker | None = None
+    try:
+        publisher, bridge = peers.create("publisher"), peers.create("bridge")
+        publisher.addTrack(SyntheticFaceTrack(face_yuv, fps=15))
+        got_track = asyncio.Event()
+
+        @bridge.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            nonlocal worker
+            worker = ParticipantWorker(meeting_id=MEETING, participant_id="bob", analyzer=analyzer,
+                                       bus=bus, fps=15, consent=False, executor=executor)
+            worker.attach(track)
+            got_track.set()
+
+        await negotiate(publisher, bridge)
+        await asyncio.wait_for(got_track.wait(), 10)
+        assert worker is not None
+        await wait_until(lambda: worker.stats.received >= 15, 15, "frames from the peer")
+        assert analyzer.calls == 0 and worker.stats.analysed == 0
+        assert worker.stats.refused == worker.stats.received
+        # consent given later: analysis starts
+        worker.set_consent(True)
+        await wait_until(lambda: analyzer.calls >= 3, 10, "analysis after consent")
+    finally:
+        if worker is not None:
+            await worker.aclose()
+        await peers.aclose()
+
+
+# ---- edge cases on local tracks (no network needed) ---------------------------------------
+
+
+class CountingAnalyzer:
+    """Stands in for ParticipantAnalyzer where only timing and calls matter; emits one cue per frame."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.calls = 0
+        self.resets = 0
+        self.shapes: list[tuple[int, ...]] = []
+        self.times: list[float] = []
+        self._lock = threading.Lock()
+
+    def push(self, rgb: np.ndarray, t: float) -> AnalysisStep:
+        if self.delay:
+            time.sleep(self.delay)
+        with self._lock:
+            self.calls += 1
+            self.shapes.append(rgb.shape)
+            self.times.append(t)
+        return AnalysisStep(faces=FrameFaces(t=t, faces=(), primary=None),
+                            metrics=FrameMetrics(t=t, face_present=False, faces=0),
+                            cues=(Cue(type="presence", t=t, value=0.0),))
+
+    def reset(self) -> None:
+        self.resets += 1
+
+
+class SizedTrack(VideoStreamTrack):
+    """Grey frames at ``fps``; the size can change mid-stream; ``stop()`` ends it."""
+
+    def __init__(self, fps: float = 30.0, size: tuple[int, int] = (320, 240)) -> None:
+        super().__init__()
+        self.fps = fps
+        self.size = size
+        self._n = 0
+        self._t0 = time.monotonic()
+
+    async def recv(self) -> av.VideoFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        self._n += 1
+        await asyncio.sleep(max(0.0, self._t0 + self._n / self.fps - time.monotonic()))
+        if self.readyState != "live":
+            raise MediaStreamError
+        frame = av.VideoFrame.from_ndarray(np.full((self.size[1], self.size[0], 3), 128, np.uint8), format="rgb24")
+        frame.pts = int(self._n * 90000 / self.fps)
+        frame.time_base = fractions.Fraction(1, 90000)
+        return frame
+
+
+def make_worker(bus: InProcessBus, executor: BlockingExecutor, analyzer: CountingAnalyzer, pid: str,
+                fps: float = 15.0) -> ParticipantWorker:
+    return ParticipantWorker(meeting_id=MEETING, participant_id=pid, analyzer=analyzer, bus=bus, fps=fps,
+                             executor=executor)
+
+
+async def test_newest_frame_sampled_at_target_fps_and_stale_frames_dropped(bus: InProcessBus,
+                                                                           executor: BlockingExecutor) -> None:
+    analyzer = CountingAnalyzer()
+    worker = make_worker(bus, executor, analyzer, "carol", fps=5)
+    track = SizedTrack(fps=30)
+    try:
+        worker.attach(track)
+        await asyncio.sleep(2.0)
+    finally:
+        track.stop()
+        await worker.aclose()
+    s = worker.stats
+    assert 8 <= s.analysed <= 12, f"analysed {s.analysed} frames in 2 s at 5 fps"
+    assert s.received >= 50
+    assert s.dropped >= s.received - s.analysed - 2  # all but the sampled ones (and at most the last)
+    assert analyzer.times == sorted(analyzer.times)
+    assert s.cues == s.analysed and s.latency_p95 is not None
+
+
+async def test_one_slow_participant_does_not_slow_the_others(bus: InProcessBus,
+                                                            executor: BlockingExecutor) -> None:
+    slow, fast = CountingAnalyzer(delay=0.5), CountingAnalyzer(delay=0.005)
+    workers = [make_worker(bus, executor, slow, "slow"), make_worker(bus, executor, fast, "fast")]
+    tracks = [SizedTrack(fps=15), SizedTrack(fps=15)]
+    try:
+        for w, t in zip(workers, tracks, strict=True):
+            w.attach(t)
+        await asyncio.sleep(2.0)
+    finally:
+        for t in tracks:
+            t.stop()
+        for w in workers:
+            await w.aclose()
+    assert slow.calls <= 5, "the slow participant should skip frames, not queue them"
+    assert fast.calls >= 24, f"fast participant analysed only {fast.calls} frames in 2 s at 15 fps"
+    assert workers[0].stats.dropped > 15
+
+
+async def test_resolution_change_resets_the_analyzer(bus: InProcessBus, executor: BlockingExecutor) -> None:
+    analyzer = CountingAnalyzer()
+    worker = make_worker(bus, executor, analyzer, "dave")
+    track = SizedTrack(fps=15, size=(320, 240))
+    try:
+        worker.attach(track)
+        await wait_until(lambda: analyzer.calls >= 5, 5, "first frames")
+        before = analyzer.resets
+        track.size = (640, 360)
+        await wait_until(lambda: (360, 640, 3) in analyzer.shapes and analyzer.calls >= 12, 5, "new size")
+    finally:
+        track.stop()
+        await worker.aclose()
+    assert analyzer.resets == before + 1
+    assert worker.stats.resets == 1
+
+
+async def test_track_end_mute_and_rejoin(bus: InProcessBus, executor: BlockingExecutor) -> None:
+    analyzer = CountingAnalyzer()
+    worker = make_worker(bus, executor, analyzer, "erin")
+    sub = bus.subscribe(MEETING)
+    first = SizedTrack(fps=15)
+    second = SizedTrack(fps=15)
+    try:
+        worker.attach(first)
+        await wait_until(lambda: analyzer.calls >= 5, 5, "first track frames")
+        first.stop()  # participant leaves: the track ends
+        await wait_until(lambda: not worker.attached, 2, "reader to see the end")
+        calls = analyzer.calls
+        await asyncio.sleep(0.5)  # no frames at all (like a muted camera): nothing happens, nothing breaks
+        assert analyzer.calls == calls
+        resets = analyzer.resets
+        worker.attach(second)  # rejoin
+        await wait_until(lambda: analyzer.calls >= calls + 5, 5, "frames after rejoin")
+        assert analyzer.resets == resets + 1 and worker.stats.tracks == 2
+    finally:
+        second.stop()
+        await worker.aclose()
+    seqs = []
+    while sub.pending:
+        seqs.append((await anext(aiter(sub))).seq)
+    await sub.aclose()
+    assert seqs == list(range(1, len(seqs) + 1)), "seq must keep counting across a rejoin"
+
+
+async def test_analysis_error_is_counted_and_the_worker_keeps_going(bus: InProcessBus,
+                                                                   executor: BlockingExecutor) -> None:
+    class Flaky(CountingAnalyzer):
+        def push(self, rgb: np.ndarray, t: float) -> AnalysisStep:
+            if self.calls == 2:
+                self.calls += 1
+                raise RuntimeError("boom")
+            return super().push(rgb, t)
+
+    analyzer = Flaky()
+    worker = make_worker(bus, executor, analyzer, "frank")
+    track = SizedTrack(fps=15)
+    try:
+        worker.attach(track)
+        await wait_until(lambda: analyzer.calls >= 8, 5, "frames after the error")
+    finally:
+        track.stop()
+        await worker.aclose()
+    assert worker.stats.errors == 1 and analyzer.resets >= 2
+
+
+async def test_aclose_without_frames_and_audio_refused(bus: InProcessBus, executor: BlockingExecutor) -> None:
+    from aiortc.mediastreams import AudioStreamTrack
+
+    worker = make_worker(bus, executor, CountingAnalyzer(), "gina")
+    with pytest.raises(ValueError, match="video"):
+        worker.attach(AudioStreamTrack())
+    await worker.aclose()
+    with pytest.raises(RuntimeError):
+        worker.attach(SizedTrack())
