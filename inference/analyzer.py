@@ -6,14 +6,14 @@ timestamps, so a file is analysed by exactly the code that runs in a meeting.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 
 from inference.cues import Cue
 from inference.emotion_cnn import EmotionCNN
-from inference.engagement import EngagementInputs, StreamCues, cnn_valence
+from inference.engagement import EngagementInputs, GazeBaseline, StreamCues, attention, cnn_valence, engagement
 from inference.expressions import Expression, classify
 from inference.faces import FaceDetector
 from inference.landmarks import FaceMesh, IrisModel
@@ -54,6 +54,9 @@ class FrameMetrics:
     eye_openness: float | None = None
     gaze_x: float | None = None
     gaze_y: float | None = None
+    engagement: float | None = None
+    attention: float | None = None
+    sentiment: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +127,7 @@ class ParticipantAnalyzer:
         self.motion = MotionExtractor()
         self.spotter = Spotter(fps_hint=fps_hint)
         self.streams = StreamCues(emotions_allowed=emotions_allowed)
+        self.gaze_baseline = GazeBaseline()
         self._last_t: float | None = None
         self._last_cnn_t = -1e9
 
@@ -164,12 +168,19 @@ class ParticipantAnalyzer:
                     self.streams.add_valence(t, cnn_valence(self.cnn(sample.fer_crop)[0]))
         else:
             self.motion.reset()
-        cues = [expression_cue(f.spot, f.expression) for f in found]
-        cues += self.streams.push(EngagementInputs(
+        inputs = EngagementInputs(
             t=t, present=face is not None,
             yaw=face.pose.yaw if face else 0.0, pitch=face.pose.pitch if face else 0.0,
-            gaze=face.gaze if face else None,
+            gaze=self.gaze_baseline.deviation(t, face.gaze) if face else None,
             eye_openness=float(np.mean(face.eye_openness)) if face else 0.0,
             motion_px=motion_px,
-        ))
+        )
+        cues = [expression_cue(f.spot, f.expression) for f in found]
+        cues += self.streams.push(inputs)
+        metrics = replace(
+            metrics,
+            engagement=round(engagement(inputs, self.emotions_allowed), 4),
+            attention=round(attention(inputs), 4),
+            sentiment=self.streams.sentiment if (self.emotions_allowed and face is not None) else None,
+        )
         return AnalysisStep(faces=faces, metrics=metrics, cues=tuple(cues), expressions=tuple(found))

@@ -4,7 +4,7 @@ Engagement (0..1), documented in docs/architecture.md:
     engagement = presence * (0.35 * frontal + 0.25 * gaze_on_screen + 0.20 * eyes_open
                              + 0.20 * expressivity)
     frontal        = clip(1 - (|yaw| / 35)^2 - (|pitch| / 25)^2, 0, 1)
-    gaze_on_screen = clip(1 - |gaze offset| / 0.25, 0, 1)       (1 when no iris estimate yet)
+    gaze_on_screen = clip(1 - |gaze offset - usual gaze| / 0.25, 0, 1)   (1 without an iris estimate)
     eyes_open      = clip((EAR - 0.12) / (0.22 - 0.12), 0, 1)
     expressivity   = clip(recent facial motion / 1.5 px, 0, 1)
 When emotion inference is not allowed (workplace, education), expressivity is left out and the
@@ -29,6 +29,7 @@ from inference.expressions import VALENCE
 FRONTAL_YAW_DEG = 35.0
 FRONTAL_PITCH_DEG = 25.0
 GAZE_OFF_SCREEN = 0.25  # iris offset in eye widths where the eyes clearly look away
+GAZE_BASELINE_TAU_S = 30.0  # a person's usual gaze adapts over about half a minute
 EAR_CLOSED, EAR_OPEN = 0.12, 0.22  # Soukupova & Cech 2016 ranges
 EXPRESSIVITY_PX = 1.5  # mean region motion per frame that counts as fully animated
 WEIGHTS = {"frontal": 0.35, "gaze": 0.25, "eyes": 0.20, "expressivity": 0.20}
@@ -52,6 +53,34 @@ class EngagementInputs:
     gaze: tuple[float, float] | None = None
     eye_openness: float = 0.0
     motion_px: float = 0.0
+
+
+class GazeBaseline:
+    """A person's usual iris offset (slow exponential mean over their own face).
+
+    The iris sits a little below the eye-corner line even when someone looks straight at the
+    camera (shared/data/WolfgangLanger_Pexels.mp4: +0.10 eye widths), and the screen is rarely
+    where the camera is; people look at their screen most of the time, so their own long-run
+    gaze is the best estimate of "toward the screen".
+    """
+
+    def __init__(self, tau_s: float = GAZE_BASELINE_TAU_S) -> None:
+        self.tau_s = tau_s
+        self._mean: np.ndarray | None = None
+        self._t: float | None = None
+
+    def deviation(self, t: float, gaze: tuple[float, float] | None) -> tuple[float, float] | None:
+        if gaze is None:
+            return None
+        g = np.asarray(gaze, dtype=np.float64)
+        if self._mean is None or self._t is None:
+            self._mean = g.copy()
+        else:
+            a = 1.0 - math.exp(-max(t - self._t, 0.0) / self.tau_s)
+            self._mean += a * (g - self._mean)
+        self._t = t
+        d = g - self._mean
+        return float(d[0]), float(d[1])
 
 
 def components(x: EngagementInputs) -> dict[str, float]:

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from inference.alignment import CANONICAL_5PT, CANONICAL_SIZE, apply, five_points, similarity, warp_face
-from inference.regions import REFERENCE, REGIONS, Region, region_centres
+from inference.regions import REGIONS, Region, region_centres
 from inference.types import FaceObservation
 
 # A jump in media time longer than this breaks the motion chain (dropped frames, a lost face):
@@ -25,10 +25,14 @@ NORM_MEAN, NORM_STD = 128.0, 48.0
 # the width like the FER2013 training crops.
 FER_SIZE = 64
 FER_FACE_FILL = 0.75
-# Landmarks that expressions barely move: eye corners, nose bridge and tip, temples. Aligning
-# on these (not on the 5-point template, whose eye centres move in a blink and whose mouth
-# corners move in a smile) keeps a blink or a smile from shifting the whole aligned face.
-RIGID_LANDMARKS = (33, 133, 362, 263, 168, 6, 197, 195, 5, 4, 1, 127, 356, 234, 454)
+# Residual head motion is fitted to the flow itself, not taken from landmarks: FaceMesh regresses
+# all 468 points jointly, so a smile or a blink shifts the eye corners and temples too, and any
+# landmark-based alignment turned a local action into a global shift (bench/spotting easy tier:
+# a fear micro-expression read as the whole face zooming). A robust (Cauchy-weighted) similarity
+# fit over the whole face treats the expression's few moving pixels as outliers.
+RIGID_GRID_STEP = 4  # canonical pixels between flow samples of the fit
+RIGID_CAUCHY_PX = 0.3  # residual scale of the robust weights
+RIGID_ITERATIONS = 3
 # Inner-lip gap over mouth width: the talking signal.
 INNER_LIP_UPPER, INNER_LIP_LOWER = 13, 14
 MOUTH_CORNERS = (61, 291)
@@ -43,7 +47,6 @@ def _disc(radius: float) -> np.ndarray:
 
 
 _DISCS = [_disc(r.radius) for r in REGIONS]
-_REF_DISC = _disc(REFERENCE.radius)
 
 
 def _fer_template() -> np.ndarray:
@@ -71,6 +74,44 @@ class MotionSample:
     fer_crop: np.ndarray = field(repr=False)  # (64, 64) uint8 grey, for the emotion CNN
 
 
+def _fit_grid() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    c = (CANONICAL_SIZE - 1) / 2.0
+    ys, xs = np.mgrid[RIGID_GRID_STEP // 2 : CANONICAL_SIZE : RIGID_GRID_STEP,
+                      RIGID_GRID_STEP // 2 : CANONICAL_SIZE : RIGID_GRID_STEP]
+    # the face ellipse of the canonical crop; corners hold background and hair
+    inside = ((xs - c) / (0.46 * CANONICAL_SIZE)) ** 2 + ((ys - c - 4) / (0.52 * CANONICAL_SIZE)) ** 2 <= 1.0
+    return ys[inside], xs[inside], np.stack([xs[inside] - c, ys[inside] - c], axis=1).astype(np.float64)
+
+
+_FIT_YS, _FIT_XS, _FIT_XY = _fit_grid()
+_DENSE_XY = np.stack(np.meshgrid(np.arange(CANONICAL_SIZE) - (CANONICAL_SIZE - 1) / 2.0,
+                                 np.arange(CANONICAL_SIZE) - (CANONICAL_SIZE - 1) / 2.0), axis=-1)
+
+
+def rigid_flow(flow: np.ndarray) -> np.ndarray:
+    """The similarity motion (scale, rotation, translation) that best explains ``flow``, as a
+    dense field; fitted by iteratively reweighted least squares."""
+    uv = flow[_FIT_YS, _FIT_XS].astype(np.float64)
+    x, y = _FIT_XY[:, 0], _FIT_XY[:, 1]
+    n = len(x)
+    # u = s x - r y + tx ; v = r x + s y + ty
+    a = np.zeros((2 * n, 4))
+    a[:n, 0], a[:n, 1], a[:n, 2] = x, -y, 1.0
+    a[n:, 0], a[n:, 1], a[n:, 3] = y, x, 1.0
+    b = np.concatenate([uv[:, 0], uv[:, 1]])
+    w = np.ones(2 * n)
+    params = np.zeros(4)
+    for _ in range(RIGID_ITERATIONS):
+        sw = np.sqrt(w)
+        params = np.linalg.lstsq(a * sw[:, None], b * sw, rcond=None)[0]
+        res = (a @ params - b).reshape(2, n)
+        r = np.hypot(res[0], res[1])
+        w = np.tile(1.0 / (1.0 + (r / RIGID_CAUCHY_PX) ** 2), 2)
+    s_, r_, tx, ty = params
+    gx, gy = _DENSE_XY[..., 0], _DENSE_XY[..., 1]
+    return np.stack([s_ * gx - r_ * gy + tx, r_ * gx + s_ * gy + ty], axis=-1).astype(np.float32)
+
+
 def mean_flow(flow: np.ndarray, centre: np.ndarray, disc: np.ndarray) -> np.ndarray:
     h, w = flow.shape[:2]
     pts = np.rint(centre).astype(int) + disc
@@ -81,17 +122,20 @@ def mean_flow(flow: np.ndarray, centre: np.ndarray, disc: np.ndarray) -> np.ndar
 
 def region_flows(flow: np.ndarray, canonical_landmarks: np.ndarray,
                  regions: tuple[Region, ...] = REGIONS) -> np.ndarray:
-    """(R, 2) mean flow per region minus the nose-bridge flow."""
+    """(R, 2) mean flow per region (of a flow field with the head's rigid motion removed)."""
     centres = region_centres(canonical_landmarks, regions)
-    ref = mean_flow(flow, canonical_landmarks[list(REFERENCE.landmarks), :2].mean(0), _REF_DISC)
-    return np.stack([mean_flow(flow, c, d) for c, d in zip(centres, _DISCS, strict=True)]) - ref
+    return np.stack([mean_flow(flow, c, d) for c, d in zip(centres, _DISCS, strict=True)])
 
 
 class MotionExtractor:
     """Per-participant state: the previous aligned crop and its landmarks."""
 
     def __init__(self) -> None:
-        self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+        self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+        # The presets stop at a coarser scale than the 112-px crop and smooth away a 2-px mouth-corner
+        # movement (measured: 0.06 px found of ~2.5 px); full resolution finds it, for ~1 ms.
+        self._dis.setFinestScale(0)
+        self._dis.setVariationalRefinementIterations(0)
         self.reset()
 
     def reset(self) -> None:
@@ -101,11 +145,7 @@ class MotionExtractor:
     def __call__(self, grey: np.ndarray, face: FaceObservation, t: float) -> MotionSample:
         prev = self._prev
         chained = prev is not None and prev[1] == face.track_id and 0 < t - prev[0] <= MAX_FLOW_GAP_S
-        rigid = face.landmarks[list(RIGID_LANDMARKS), :2].astype(np.float64)
-        if not chained or self._rigid_ref is None:
-            # a new chain: the 5-point template fixes the canonical pose once, rigid points hold it
-            self._rigid_ref = apply(face.to_canonical, rigid)
-        matrix = similarity(rigid, self._rigid_ref)
+        matrix = face.to_canonical
         crop = warp_face(grey, matrix, CANONICAL_SIZE).astype(np.float32)
         brightness = float(crop.mean())
         crop = np.clip((crop - brightness) * (NORM_STD / (crop.std() + 1e-6)) + NORM_MEAN, 0, 255).astype(np.uint8)
@@ -113,6 +153,7 @@ class MotionExtractor:
         if chained:
             assert prev is not None
             flow = self._dis.calc(prev[2], crop, None)
+            flow -= rigid_flow(flow)
             flows = region_flows(flow, prev[3])
         else:
             flows = np.zeros((len(REGIONS), 2), dtype=np.float32)

@@ -9,7 +9,8 @@ import numpy as np
 
 from inference.analyzer import FrameMetrics
 
-_NUMERIC = ("confidence", "yaw", "pitch", "roll", "eye_openness", "gaze_x", "gaze_y")
+_NUMERIC = ("confidence", "yaw", "pitch", "roll", "eye_openness", "gaze_x", "gaze_y", "engagement", "attention",
+            "sentiment")
 
 
 @dataclass

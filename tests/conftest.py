@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from inference.analyzer import FaceModels
 
 CATEGORIES = ("unit", "integration", "e2e")
 REPO = Path(__file__).resolve().parent.parent
@@ -24,3 +27,28 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "single_face.mp4").exists():
         pytest.fail(f"real face clips not found under {SHARED_DATA} (see ../shared/data/README.md)")
     return SHARED_DATA
+
+
+_MEASUREMENTS: list[str] = []
+
+
+@pytest.fixture
+def report() -> Callable[[str], None]:
+    """Tests that measure something (landmark jitter, detection rate) print it in the summary."""
+    return _MEASUREMENTS.append
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _MEASUREMENTS:
+        terminalreporter.section("MicroCue measurements")
+        for line in _MEASUREMENTS:
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def face_models() -> FaceModels:
+    """Real ONNX face models from the model cache (fetched by `make models` / on first use)."""
+    from bridge.config import Settings
+    from bridge.facemodels import load_face_models
+
+    return load_face_models(Settings().model_dir, prefer_gpu=False)
