@@ -21,6 +21,8 @@ from bridge.errors import MicroCueError
 # Frames decoded ahead of the analyzer: enough to hide decode jitter, small enough to bound memory
 # (8 x 1080p RGB = 50 MB).
 READ_AHEAD_FRAMES = 8
+# Fewer decoded frames than this share of the announced count means the file was cut short.
+TRUNCATED_SHARE = 0.9
 
 
 class VideoError(MicroCueError):
@@ -63,10 +65,10 @@ def probe(path: Path) -> VideoInfo:
             if not container.streams.video:
                 raise VideoError(f"{path}: the file has no video stream")
             stream = container.streams.video[0]
-            try:
-                codec = stream.codec_context.name
-            except av.error.FFmpegError as exc:  # pragma: no cover - depends on FFmpeg build
-                raise VideoError(f"{path}: the video codec is not supported by this FFmpeg build") from exc
+            if stream.codec_context is None:  # the container names a codec no decoder handles
+                raise VideoError(f"{path}: the video codec is not supported (no decoder in this FFmpeg build); "
+                                 "convert the file to H.264, VP8/VP9 or HEVC first")
+            codec = stream.codec_context.name
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
             return VideoInfo(
                 path=path,
@@ -86,23 +88,44 @@ def _reason(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
+@dataclass
+class _DecodeEnd:
+    frames: int
+    bad_packets: int
+    first_error: str | None
+
+
 def _decode(path: Path, out: queue.Queue[object], stop: threading.Event, fps: float) -> None:
+    """Decode packet by packet so one corrupt packet costs its frame, not the rest of the file.
+
+    (Decoding the whole stream in one call with frame threading raised on the first bad packet
+    before handing back the good frames decoded ahead of it: a half-cut file gave 0 frames.)
+    """
+    index = bad = 0
+    first_error: str | None = None
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            index = 0
-            for frame in container.decode(stream):
+            for packet in container.demux(stream):
                 if stop.is_set():
                     return
-                t = float(frame.time) if frame.time is not None else (index / fps if fps else float(index))
-                out.put(DecodedFrame(index, t, frame.to_ndarray(format="rgb24")))
-                index += 1
-            out.put(index)
-    except av.error.FFmpegError as exc:
-        out.put(exc)
+                try:
+                    frames = packet.decode()
+                except av.error.FFmpegError as exc:
+                    bad += 1
+                    first_error = first_error or _reason(exc)
+                    continue
+                for frame in frames:
+                    t = float(frame.time) if frame.time is not None else (index / fps if fps else float(index))
+                    out.put(DecodedFrame(index, t, frame.to_ndarray(format="rgb24")))
+                    index += 1
+    except av.error.FFmpegError as exc:  # the container itself broke off
+        bad += 1
+        first_error = first_error or _reason(exc)
     except Exception as exc:  # handed to the consumer, which re-raises it in its own thread
         out.put(exc)
+        return
+    out.put(_DecodeEnd(index, bad, first_error))
 
 
 def read_frames(info: VideoInfo) -> Iterator[DecodedFrame]:
@@ -119,21 +142,24 @@ def read_frames(info: VideoInfo) -> Iterator[DecodedFrame]:
                 decoded += 1
                 yield item
                 continue
-            if isinstance(item, av.error.FFmpegError):
-                raise TruncatedVideo(
-                    f"{info.path}: decoding failed after {decoded} frame(s) ({_reason(item)}); "
-                    "the file is corrupt or truncated"
-                ) from item
             if isinstance(item, BaseException):
                 raise item
+            assert isinstance(item, _DecodeEnd)
+            end = item
             break
         if decoded == 0:
-            raise VideoError(f"{info.path}: no frame could be decoded ({info.codec}); is the file corrupt?")
+            why = f" ({end.first_error})" if end.first_error else ""
+            raise TruncatedVideo(f"{info.path}: no frame could be decoded{why}; the file is corrupt or truncated")
         # Containers state their length; decoding far less than that means the file was cut short.
-        if info.frames and decoded < 0.9 * info.frames:
+        if info.frames and decoded < TRUNCATED_SHARE * info.frames:
             raise TruncatedVideo(
                 f"{info.path}: only {decoded} of the {info.frames} frames the file announces could be "
                 "decoded; the file is truncated"
+            )
+        if end.bad_packets:
+            raise TruncatedVideo(
+                f"{info.path}: {end.bad_packets} damaged packet(s) skipped ({end.first_error}); "
+                "the file is corrupt or truncated"
             )
     finally:
         stop.set()
