@@ -89,7 +89,9 @@ class BlockingExecutor:
                 log.warning(
                     "inference is falling behind: work waited %.0f ms for one of %d threads "
                     "(%d slow calls so far); too many participants for this machine?",
-                    lag * 1000, self.max_workers, self.stats.slow,
+                    lag * 1000,
+                    self.max_workers,
+                    self.stats.slow,
                 )
 
     def shutdown(self) -> None:

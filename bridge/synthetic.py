@@ -85,8 +85,11 @@ def to_yuv(frames: Sequence[np.ndarray], *, stamp_index: bool = False) -> list[n
     """RGB frames -> read-only yuv420p arrays (what the encoder wants), optionally index-stamped."""
     out = []
     for i, rgb in enumerate(frames):
-        yuv = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24").reformat(
-            format="yuv420p").to_ndarray()
+        yuv = (
+            av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            .reformat(format="yuv420p")
+            .to_ndarray()
+        )
         if stamp_index:
             draw_index(yuv, i, rgb.shape[1])
         yuv.setflags(write=False)
@@ -97,8 +100,9 @@ def to_yuv(frames: Sequence[np.ndarray], *, stamp_index: bool = False) -> list[n
 class SyntheticFaceTrack(VideoStreamTrack):
     """Loops pre-rendered yuv420p frames at ``fps``; ``on_sent(index, perf_counter)`` per frame."""
 
-    def __init__(self, yuv_frames: Sequence[np.ndarray], fps: float = 15.0,
-                 on_sent: Callable[[int, float], None] | None = None) -> None:
+    def __init__(
+        self, yuv_frames: Sequence[np.ndarray], fps: float = 15.0, on_sent: Callable[[int, float], None] | None = None
+    ) -> None:
         super().__init__()
         if not yuv_frames:
             raise ValueError("a synthetic track needs at least one frame")

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -93,9 +94,16 @@ class WorkerStats:
 
     def as_dict(self) -> dict[str, float | int | None]:
         return {
-            "received": self.received, "analysed": self.analysed, "dropped": self.dropped,
-            "refused": self.refused, "errors": self.errors, "resets": self.resets, "cues": self.cues,
-            "tracks": self.tracks, "latency_p50_s": self.latency_p50, "latency_p95_s": self.latency_p95,
+            "received": self.received,
+            "analysed": self.analysed,
+            "dropped": self.dropped,
+            "refused": self.refused,
+            "errors": self.errors,
+            "resets": self.resets,
+            "cues": self.cues,
+            "tracks": self.tracks,
+            "latency_p50_s": self.latency_p50,
+            "latency_p95_s": self.latency_p95,
         }
 
 
@@ -160,6 +168,7 @@ class ParticipantWorker:
         executor: BlockingExecutor | None = None,
         meeting_t0: float | None = None,
         on_step: Callable[[AnalysisStep], None] | None = None,
+        seq: Iterator[int] | None = None,
     ) -> None:
         if fps <= 0:
             raise ValueError(f"fps must be positive, got {fps}")
@@ -173,7 +182,8 @@ class ParticipantWorker:
         self.on_step = on_step
         self._consent = consent
         self._clock = _MediaClock(time.perf_counter() if meeting_t0 is None else meeting_t0)
-        self._seq = 0
+        # shared with the participant's VoiceWorker so (participant, seq) stays unique
+        self.seq = seq if seq is not None else itertools.count(1)
         self._slot: _Slot | None = None
         self._wake = asyncio.Event()
         self._track: MediaStreamTrack | None = None
@@ -204,8 +214,9 @@ class ParticipantWorker:
         self._generation += 1
         self._clock.reset()
         self.stats.tracks += 1
-        self._reader = asyncio.create_task(self._read(track, self._generation),
-                                           name=f"worker-read-{self.participant_id}")
+        self._reader = asyncio.create_task(
+            self._read(track, self._generation), name=f"worker-read-{self.participant_id}"
+        )
         if self._sampler is None:
             self._sampler = asyncio.create_task(self._sample(), name=f"worker-sample-{self.participant_id}")
         log.info("analysing video track %s", track.id, extra=self._log_extra)
@@ -298,8 +309,11 @@ class ParticipantWorker:
             now = time.monotonic()
             if now - self._last_error_log >= ERROR_LOG_EVERY_S:
                 self._last_error_log = now
-                log.exception("analysis failed (%d so far); resetting this participant's analyzer",
-                              self.stats.errors, extra=self._log_extra)
+                log.exception(
+                    "analysis failed (%d so far); resetting this participant's analyzer",
+                    self.stats.errors,
+                    extra=self._log_extra,
+                )
             self._analysed_generation = -1  # reset before the next frame
             return
         if reset:
@@ -327,8 +341,7 @@ class ParticipantWorker:
         return self.analyzer.push(rgb, t), reset and self.stats.analysed > 0
 
     async def _publish(self, cue: Cue) -> None:
-        self._seq += 1
-        stamped = cue.stamped(meeting_id=self.meeting_id, participant_id=self.participant_id, seq=self._seq)
+        stamped = cue.stamped(meeting_id=self.meeting_id, participant_id=self.participant_id, seq=next(self.seq))
         try:
             await self.bus.publish(stamped)
         except Exception:

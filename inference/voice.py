@@ -118,10 +118,7 @@ class VoiceActivityStream:
         x = np.asarray(samples)
         if x.ndim != 1:
             raise ValueError(f"expected mono samples (1-D), got shape {x.shape}")
-        if x.dtype == np.int16:
-            x = x.astype(np.float32) / _INT16_SCALE
-        else:
-            x = x.astype(np.float32, copy=False)
+        x = x.astype(np.float32) / _INT16_SCALE if x.dtype == np.int16 else x.astype(np.float32, copy=False)
         events: list[VadEvent] = []
         i = 0
         while i < len(x):

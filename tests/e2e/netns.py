@@ -75,11 +75,29 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     else:
         with tempfile.TemporaryDirectory(prefix="microcue-netns-") as tmp:
             junit = Path(tmp) / "junit.xml"
-            argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x",
-                    f"--junitxml={junit}", "-o", "junit_logging=all", item.nodeid]
+            argv = [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "-x",
+                f"--junitxml={junit}",
+                "-o",
+                "junit_logging=all",
+                item.nodeid,
+            ]
             try:
-                proc = subprocess.run(netns_command(argv), cwd=REPO, capture_output=True, text=True,
-                                      timeout=OUTER_TIMEOUT_S, env=os.environ.copy(), check=False)
+                proc = subprocess.run(
+                    netns_command(argv),
+                    cwd=REPO,
+                    capture_output=True,
+                    text=True,
+                    timeout=OUTER_TIMEOUT_S,
+                    env=os.environ.copy(),
+                    check=False,
+                )
                 outcome, text = _child_outcome(junit, proc)
             except subprocess.TimeoutExpired as exc:
                 outcome, text = "failed", f"child pytest in the namespace hung past {OUTER_TIMEOUT_S} s: {exc}"
@@ -89,12 +107,30 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         phases = [("setup", "skipped", (str(item.path), item.location[1] or 0, f"Skipped: {text}"))]
     else:
         phases = [("setup", "passed", None), ("call", outcome, text if outcome == "failed" else None)]
-    phases.append(("teardown", "passed", None))
     for when, rep_outcome, longrepr in phases:
         sections = [("netns child", text)] if when == "call" and outcome == "passed" else []
-        rep = TestReport(item.nodeid, item.location, keywords, rep_outcome, longrepr, when,
-                         sections=sections, duration=stop - start if when == "call" else 0.0,
-                         start=start, stop=stop)
+        rep = TestReport(
+            item.nodeid,
+            item.location,
+            keywords,
+            rep_outcome,
+            longrepr,
+            when,
+            sections=sections,
+            duration=stop - start if when == "call" else 0.0,
+            start=start,
+            stop=stop,
+        )
         ihook.pytest_runtest_logreport(report=rep)
+    # Tear down what the next test no longer needs (module/session fixtures of earlier tests in
+    # this process): the part of pytest's teardown phase that is not about this test.
+    try:
+        item.session._setupstate.teardown_exact(nextitem)
+        teardown: tuple[str, object] = ("passed", None)
+    except Exception as exc:
+        teardown = ("failed", f"teardown of earlier fixtures failed: {exc!r}")
+    ihook.pytest_runtest_logreport(
+        report=TestReport(item.nodeid, item.location, keywords, teardown[0], teardown[1], "teardown")
+    )
     ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
     return True

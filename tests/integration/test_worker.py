@@ -68,8 +68,9 @@ async def test_two_peers_connect_in_the_namespace(netns: str) -> None:
         await negotiate(a, b)
         await asyncio.gather(wait_connected(a, 10), wait_connected(b, 10))
         for pc in (a, b):
-            hosts = {line.split()[4] for line in pc.localDescription.sdp.splitlines()
-                     if line.startswith("a=candidate:")}
+            hosts = {
+                line.split()[4] for line in pc.localDescription.sdp.splitlines() if line.startswith("a=candidate:")
+            }
             assert hosts == {netns}, f"ICE gathered {hosts}, expected only the namespace address"
     finally:
         await peers.aclose()
@@ -81,9 +82,13 @@ async def test_two_peers_connect_in_the_namespace(netns: str) -> None:
 
 @pytest.mark.parametrize("codec", ["video/VP8", "video/H264"])
 async def test_cues_arrive_from_a_real_peer(  # noqa: PLR0917 - fixtures
-        netns: str, codec: str, face_models: FaceModels,
-                                           face_yuv: list[np.ndarray], bus: InProcessBus,
-                                           executor: BlockingExecutor) -> None:
+    netns: str,
+    codec: str,
+    face_models: FaceModels,
+    face_yuv: list[np.ndarray],
+    bus: InProcessBus,
+    executor: BlockingExecutor,
+) -> None:
     peers = PeerSet()
     workers: list[ParticipantWorker] = []
     sub = bus.subscribe(MEETING)
@@ -94,9 +99,14 @@ async def test_cues_arrive_from_a_real_peer(  # noqa: PLR0917 - fixtures
 
         @bridge.on("track")
         def on_track(track: MediaStreamTrack) -> None:
-            worker = ParticipantWorker(meeting_id=MEETING, participant_id="alice",
-                                       analyzer=ParticipantAnalyzer(face_models, fps_hint=15),
-                                       bus=bus, fps=15, executor=executor)
+            worker = ParticipantWorker(
+                meeting_id=MEETING,
+                participant_id="alice",
+                analyzer=ParticipantAnalyzer(face_models, fps_hint=15),
+                bus=bus,
+                fps=15,
+                executor=executor,
+            )
             worker.attach(track)
             workers.append(worker)
 
@@ -128,9 +138,9 @@ async def test_cues_arrive_from_a_real_peer(  # noqa: PLR0917 - fixtures
         await peers.aclose()
 
 
-async def test_participant_without_consent_is_never_analysed(netns: str, face_yuv: list[np.ndarray],
-                                                             bus: InProcessBus,
-                                                             executor: BlockingExecutor) -> None:
+async def test_participant_without_consent_is_never_analysed(
+    netns: str, face_yuv: list[np.ndarray], bus: InProcessBus, executor: BlockingExecutor
+) -> None:
     peers = PeerSet()
     analyzer = CountingAnalyzer()
     worker: ParticipantWorker | None = None
@@ -142,8 +152,15 @@ async def test_participant_without_consent_is_never_analysed(netns: str, face_yu
         @bridge.on("track")
         def on_track(track: MediaStreamTrack) -> None:
             nonlocal worker
-            worker = ParticipantWorker(meeting_id=MEETING, participant_id="bob", analyzer=analyzer,
-                                       bus=bus, fps=15, consent=False, executor=executor)
+            worker = ParticipantWorker(
+                meeting_id=MEETING,
+                participant_id="bob",
+                analyzer=analyzer,
+                bus=bus,
+                fps=15,
+                consent=False,
+                executor=executor,
+            )
             worker.attach(track)
             got_track.set()
 
@@ -183,9 +200,11 @@ class CountingAnalyzer:
             self.calls += 1
             self.shapes.append(rgb.shape)
             self.times.append(t)
-        return AnalysisStep(faces=FrameFaces(t=t, faces=(), primary=None),
-                            metrics=FrameMetrics(t=t, face_present=False, faces=0),
-                            cues=(Cue(type="presence", t=t, value=0.0),))
+        return AnalysisStep(
+            faces=FrameFaces(t=t, faces=(), primary=None),
+            metrics=FrameMetrics(t=t, face_present=False, faces=0),
+            cues=(Cue(type="presence", t=t, value=0.0),),
+        )
 
     def reset(self) -> None:
         self.resets += 1
@@ -214,14 +233,17 @@ class SizedTrack(VideoStreamTrack):
         return frame
 
 
-def make_worker(bus: InProcessBus, executor: BlockingExecutor, analyzer: CountingAnalyzer, pid: str,
-                fps: float = 15.0) -> ParticipantWorker:
-    return ParticipantWorker(meeting_id=MEETING, participant_id=pid, analyzer=analyzer, bus=bus, fps=fps,
-                             executor=executor)
+def make_worker(
+    bus: InProcessBus, executor: BlockingExecutor, analyzer: CountingAnalyzer, pid: str, fps: float = 15.0
+) -> ParticipantWorker:
+    return ParticipantWorker(
+        meeting_id=MEETING, participant_id=pid, analyzer=analyzer, bus=bus, fps=fps, executor=executor
+    )
 
 
-async def test_newest_frame_sampled_at_target_fps_and_stale_frames_dropped(bus: InProcessBus,
-                                                                           executor: BlockingExecutor) -> None:
+async def test_newest_frame_sampled_at_target_fps_and_stale_frames_dropped(
+    bus: InProcessBus, executor: BlockingExecutor
+) -> None:
     analyzer = CountingAnalyzer()
     worker = make_worker(bus, executor, analyzer, "carol", fps=5)
     track = SizedTrack(fps=30)
@@ -239,8 +261,7 @@ async def test_newest_frame_sampled_at_target_fps_and_stale_frames_dropped(bus: 
     assert s.cues == s.analysed and s.latency_p95 is not None
 
 
-async def test_one_slow_participant_does_not_slow_the_others(bus: InProcessBus,
-                                                            executor: BlockingExecutor) -> None:
+async def test_one_slow_participant_does_not_slow_the_others(bus: InProcessBus, executor: BlockingExecutor) -> None:
     slow, fast = CountingAnalyzer(delay=0.5), CountingAnalyzer(delay=0.005)
     workers = [make_worker(bus, executor, slow, "slow"), make_worker(bus, executor, fast, "fast")]
     tracks = [SizedTrack(fps=15), SizedTrack(fps=15)]
@@ -303,8 +324,9 @@ async def test_track_end_mute_and_rejoin(bus: InProcessBus, executor: BlockingEx
     assert seqs == list(range(1, len(seqs) + 1)), "seq must keep counting across a rejoin"
 
 
-async def test_analysis_error_is_counted_and_the_worker_keeps_going(bus: InProcessBus,
-                                                                   executor: BlockingExecutor) -> None:
+async def test_analysis_error_is_counted_and_the_worker_keeps_going(
+    bus: InProcessBus, executor: BlockingExecutor
+) -> None:
     class Flaky(CountingAnalyzer):
         def push(self, rgb: np.ndarray, t: float) -> AnalysisStep:
             if self.calls == 2:

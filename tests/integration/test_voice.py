@@ -1,0 +1,185 @@
+"""Voice activity on real speech (espeak-ng) and silence: the Silero stream alone, then through real
+aiortc peers (Opus) into a VoiceWorker publishing ``speaking`` cues."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import wave
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from aiortc.contrib.media import MediaPlayer
+from aiortc.mediastreams import MediaStreamTrack
+
+from bridge.bus import InProcessBus
+from bridge.executor import BlockingExecutor
+from bridge.peers import PeerSet, negotiate, wait_connected
+from bridge.voice import VoiceWorker
+from inference.cues import Cue
+from inference.models import ModelSet
+from inference.voice import SAMPLE_RATE, SileroVad, VadEvent, VoiceActivityStream
+from tests.fixtures_models import model_dir
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+__all__ = ["model_dir"]
+
+SENTENCE = "Good morning everyone, thank you for joining the meeting today. Let us look at the numbers."
+SILENCE_S = 1.5
+#: How far a detected boundary may sit from the true one: the VAD's hysteresis (0.25 s to confirm
+#: speech, 0.5 s of silence to end) plus espeak's own leading/trailing quiet.
+BOUNDARY_TOLERANCE_S = 0.6
+
+
+@pytest.fixture(scope="module")
+def speech() -> np.ndarray:
+    """A real synthesised English sentence, 16 kHz mono int16, trimmed of espeak's silent edges."""
+    if shutil.which("espeak-ng") is None:
+        if os.geteuid() == 0:
+            subprocess.run(["bash", "scripts/system-deps.sh", "espeak-ng"], check=True, timeout=300)
+        else:
+            pytest.fail("espeak-ng is missing: run `make system-deps` (or apt-get install espeak-ng)")
+    out = Path(os.environ.get("TMPDIR", "/tmp")) / f"microcue-speech-{os.getpid()}.wav"
+    try:
+        subprocess.run(["espeak-ng", "-w", str(out), SENTENCE], check=True, timeout=60)
+        samples = decode_16k(out)
+    finally:
+        out.unlink(missing_ok=True)
+    loud = np.flatnonzero(np.abs(samples) > 300)
+    return samples[loud[0] : loud[-1] + 1]
+
+
+def decode_16k(path: Path) -> np.ndarray:
+    """The same resampling the bridge applies to WebRTC audio (av.AudioResampler to s16 mono 16 kHz)."""
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+    chunks = []
+    with av.open(str(path)) as container:
+        for frame in container.decode(audio=0):
+            chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+    chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
+    return np.concatenate(chunks)
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(round(seconds * SAMPLE_RATE), dtype=np.int16)
+
+
+@pytest.fixture(scope="module")
+def vad(model_dir: Path) -> SileroVad:
+    return SileroVad(ModelSet(model_dir, prefer_gpu=False).session("vad"))
+
+
+def segments(events: list[VadEvent]) -> list[tuple[float, float]]:
+    starts = [e for e in events if e.kind == "start"]
+    ends = [e for e in events if e.kind == "end"]
+    assert len(starts) == len(ends), events
+    for s, e in zip(starts, ends, strict=True):
+        assert s.start == e.start and e.end is not None and e.end > e.start
+    return [(e.start, e.end) for e in ends if e.end is not None]
+
+
+def test_speaking_segments_are_where_the_speech_is(vad: SileroVad, speech: np.ndarray) -> None:
+    d = len(speech) / SAMPLE_RATE
+    audio = np.concatenate([silence(SILENCE_S), speech, silence(2 * SILENCE_S), speech, silence(SILENCE_S)])
+    truth = [(SILENCE_S, SILENCE_S + d), (3 * SILENCE_S + d, 3 * SILENCE_S + 2 * d)]
+    stream = VoiceActivityStream(vad, t0=10.0)  # media time of the first sample
+    events: list[VadEvent] = []
+    for i in range(0, len(audio), 320):  # 20 ms chunks, as WebRTC delivers them
+        events += stream.push(audio[i : i + 320])
+    events += stream.flush()
+    found = segments(events)
+    assert len(found) == 2, f"expected two speaking segments, got {found}"
+    for (s, e), (ts, te) in zip(found, truth, strict=True):
+        assert abs(s - (10.0 + ts)) < BOUNDARY_TOLERANCE_S, (found, truth)
+        assert abs(e - (10.0 + te)) < BOUNDARY_TOLERANCE_S, (found, truth)
+    assert all(e.confidence > 0.5 for e in events)
+
+
+def test_silence_and_noise_are_not_speech(vad: SileroVad) -> None:
+    rng = np.random.default_rng(0)
+    noise = (rng.normal(0, 300, 3 * SAMPLE_RATE)).astype(np.int16)  # fan-like hiss, -40 dBFS
+    stream = VoiceActivityStream(vad)
+    assert stream.push(silence(3.0)) == [] and stream.push(noise) == [] and stream.flush() == []
+    assert not stream.speaking
+
+
+def test_streams_do_not_share_state_and_reset(vad: SileroVad, speech: np.ndarray) -> None:
+    a, b = VoiceActivityStream(vad), VoiceActivityStream(vad)
+    assert any(e.kind == "start" for e in a.push(speech))
+    assert b.push(silence(1.0)) == [] and not b.speaking
+    a.reset(t0=5.0)
+    assert not a.speaking and a.now == 5.0
+    with pytest.raises(ValueError, match="mono"):
+        a.push(np.zeros((2, 512), np.float32))
+
+
+# ---- through real WebRTC (Opus) ------------------------------------------------------------
+
+
+@pytest.fixture
+async def bus() -> AsyncIterator[InProcessBus]:
+    b = InProcessBus()
+    await b.start()
+    yield b
+    await b.aclose()
+
+
+@pytest.fixture
+def executor() -> Iterator[BlockingExecutor]:
+    ex = BlockingExecutor(2)
+    yield ex
+    ex.shutdown()
+
+
+async def test_speaking_cues_from_a_real_peer(  # noqa: PLR0917 - fixtures
+    netns: str, vad: SileroVad, speech: np.ndarray, bus: InProcessBus, executor: BlockingExecutor, tmp_path: Path
+) -> None:
+    wav = tmp_path / "talk.wav"
+    audio = np.concatenate([silence(1.0), speech, silence(1.5)])
+    with wave.open(str(wav), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(SAMPLE_RATE)
+        w.writeframes(audio.tobytes())
+    player = MediaPlayer(str(wav))  # paced in real time, as a microphone would be
+    peers = PeerSet()
+    workers: list[VoiceWorker] = []
+    sub = bus.subscribe("m-voice")
+    try:
+        publisher, bridge = peers.create("publisher"), peers.create("bridge")
+        assert player.audio is not None
+        publisher.addTrack(player.audio)
+
+        @bridge.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            worker = VoiceWorker(meeting_id="m-voice", participant_id="ann", vad=vad, bus=bus, executor=executor)
+            worker.attach(track)
+            workers.append(worker)
+
+        await negotiate(publisher, bridge)
+        await wait_connected(bridge)
+        cues: list[Cue] = []
+
+        async def collect() -> None:
+            async for cue in sub:
+                cues.append(cue)
+                if cue.value == 0.0:
+                    return
+
+        await asyncio.wait_for(collect(), 30)
+    finally:
+        await sub.aclose()
+        for w in workers:
+            await w.aclose()
+        await peers.aclose()
+    assert [c.value for c in cues] == [1.0, 0.0], cues
+    assert all(c.type == "speaking" and c.participant_id == "ann" for c in cues)
+    talk = cues[1].t - cues[0].t
+    d = len(speech) / SAMPLE_RATE
+    assert abs(talk - d) < 2 * BOUNDARY_TOLERANCE_S, f"speaking lasted {talk:.2f} s, the speech {d:.2f} s"
+    assert workers[0].frames > 0 and workers[0].refused == 0
