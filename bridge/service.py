@@ -1,0 +1,285 @@
+"""MeetingService: the meeting lifecycle, shared by the web app, the demo and the WebRTC bridge.
+
+It owns nothing it did not build: ``running_service(settings)`` builds the bus,
+the database engine and the store writer in the order that loses no cue at
+shutdown (see ``bridge/store/__init__.py``), and tears them down in reverse.
+
+Features that other parts of MicroCue add later plug in as hooks instead of
+imports, so this module never imports them and works before they exist:
+
+* ``summary_hook(meeting_id)``: computes and stores the summary at meeting end;
+* ``bot_hook(meeting_id, target)``: asks a bridge to join an external meeting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import quote, urlsplit
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bridge import policy, tokens
+from bridge.bus import EventBus, create_bus
+from bridge.config import Settings
+from bridge.errors import MicroCueError
+from bridge.store import db, migrate, repo
+from bridge.store.tables import Meeting, Participant
+from bridge.store.writer import StoreWriter
+from bridge.tokens import TokenKind
+
+log = logging.getLogger("microcue.service")
+
+#: Seconds ``end_meeting`` waits for the store writer to write what it holds, so the
+#: summary sees the meeting's last cues (the writer flushes every 0.5 s).
+END_SETTLE_TIMEOUT_S = 3.0
+#: Poll interval while waiting for the writer to settle.
+SETTLE_POLL_S = 0.05
+#: Seconds a new bus subscription may take to be confirmed (MQTT SUBACK) at start-up.
+SUBSCRIBE_READY_TIMEOUT_S = 10.0
+
+SummaryHook = Callable[[str], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class BotTarget:
+    """Where a bot should join: a Janus VideoRoom (url + room) or a WHEP endpoint (url)."""
+
+    kind: Literal["janus", "whep"]
+    url: str
+    room: int | None = None
+
+    @property
+    def host(self) -> str:
+        return (urlsplit(self.url).hostname or "").lower()
+
+
+BotHook = Callable[[str, BotTarget], Awaitable[Mapping[str, Any]]]
+
+
+class MeetingNotFound(MicroCueError):
+    def __init__(self, meeting_id: str) -> None:
+        super().__init__(f"no meeting with id {meeting_id!r} (never created, or erased)")
+        self.meeting_id = meeting_id
+
+
+class MeetingEnded(MicroCueError):
+    def __init__(self, meeting_id: str) -> None:
+        super().__init__(f"meeting {meeting_id!r} has ended; create a new meeting")
+        self.meeting_id = meeting_id
+
+
+class HostNotAllowed(MicroCueError):
+    def __init__(self, host: str) -> None:
+        super().__init__(
+            f"host {host!r} is not on the operator's allow-list (MICROCUE_JOIN_ALLOW); ask the operator to add it"
+        )
+        self.host = host
+
+
+class FeatureUnavailable(MicroCueError):
+    """A hook another part of MicroCue provides is not installed in this build."""
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedMeeting:
+    """A new meeting and its secrets; the tokens are shown once and only stored hashed."""
+
+    meeting: Meeting
+    presenter_token: str
+    join_token: str
+    dashboard_url: str
+    join_url: str
+
+
+class MeetingService:
+    """Meeting lifecycle over the store; holds the bus and writer for whoever needs them."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        bus: EventBus,
+        sessions: async_sessionmaker[AsyncSession],
+        writer: StoreWriter | None = None,
+    ) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.sessions = sessions
+        self.writer = writer
+        self.summary_hook: SummaryHook | None = None
+        self.bot_hook: BotHook | None = None
+
+    # --- links ---------------------------------------------------------------------------------
+
+    def dashboard_url(self, meeting_id: str, presenter_token: str) -> str:
+        return f"{self.settings.base_url}/meetings/{quote(meeting_id)}/dashboard?token={quote(presenter_token)}"
+
+    def join_url(self, meeting_id: str, join_token: str) -> str:
+        return f"{self.settings.base_url}/join/{quote(meeting_id)}?token={quote(join_token)}"
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def create_meeting(
+        self, *, title: str, kind: str = "general", context: str, retention_days: int | None = None
+    ) -> CreatedMeeting:
+        """A meeting, its presenter token and a first join token (the link to share with people)."""
+        decision = policy.decide(context, self.settings)
+        async with self.sessions() as session:
+            meeting = await repo.create_meeting(
+                session=session,
+                title=title,
+                kind=kind,
+                context=context,
+                policy=self.settings.policy,
+                retention_days=retention_days,
+            )
+            presenter = await tokens.issue(session=session, meeting_id=meeting.id, kind=TokenKind.PRESENTER)
+            join = await tokens.issue(session=session, meeting_id=meeting.id, kind=TokenKind.JOIN)
+        log.info(
+            "meeting %s created (kind=%s, context=%s, emotions %s)",
+            meeting.id,
+            kind,
+            context,
+            "allowed" if decision.emotions_allowed else "withheld",
+        )
+        return CreatedMeeting(
+            meeting=meeting,
+            presenter_token=presenter,
+            join_token=join,
+            dashboard_url=self.dashboard_url(meeting.id, presenter),
+            join_url=self.join_url(meeting.id, join),
+        )
+
+    async def get_meeting(self, meeting_id: str) -> Meeting:
+        async with self.sessions() as session:
+            meeting = await repo.get_meeting(session=session, meeting_id=meeting_id)
+        if meeting is None:
+            raise MeetingNotFound(meeting_id)
+        return meeting
+
+    async def end_meeting(self, meeting_id: str) -> Meeting:
+        """Marks the meeting ended (idempotent), lets the writer store its last cues, then
+        runs the summary hook when one is installed; a failing summary is logged, never
+        un-ends the meeting."""
+        async with self.sessions() as session:
+            meeting = await repo.end_meeting(session=session, meeting_id=meeting_id)
+        if meeting is None:
+            raise MeetingNotFound(meeting_id)
+        await self._settle_writer()
+        if self.summary_hook is not None:
+            try:
+                await self.summary_hook(meeting_id)
+            except Exception:
+                log.exception("summary of meeting %s failed; the meeting stays ended", meeting_id)
+        return meeting
+
+    async def _settle_writer(self) -> None:
+        if self.writer is None:
+            return
+        for _ in range(int(END_SETTLE_TIMEOUT_S / SETTLE_POLL_S)):
+            if not self.writer.pending:
+                return
+            await asyncio.sleep(SETTLE_POLL_S)
+
+    async def erase_meeting(self, meeting_id: str) -> repo.Removed:
+        """Erasure: every row of the meeting in every table, tokens included."""
+        async with self.sessions() as session:
+            removed = await repo.delete_meeting(session=session, meeting_id=meeting_id)
+        if not removed.meeting_ids:
+            raise MeetingNotFound(meeting_id)
+        return removed
+
+    async def summary(self, meeting_id: str) -> dict[str, Any] | None:
+        async with self.sessions() as session:
+            row = await repo.get_summary(session=session, meeting_id=meeting_id)
+        return None if row is None else dict(row.body)
+
+    # --- participants and tokens ---------------------------------------------------------------
+
+    async def issue_join_token(self, meeting_id: str) -> str:
+        meeting = await self.get_meeting(meeting_id)
+        if meeting.ended_at is not None:
+            raise MeetingEnded(meeting_id)
+        async with self.sessions() as session:
+            return await tokens.issue(session=session, meeting_id=meeting_id, kind=TokenKind.JOIN)
+
+    async def participants(self, meeting_id: str) -> list[Participant]:
+        async with self.sessions() as session:
+            return await repo.list_participants(session=session, meeting_id=meeting_id)
+
+    async def check_token(self, token: str | None, meeting_id: str, kind: TokenKind) -> tokens.TokenCheck:
+        async with self.sessions() as session:
+            return await tokens.check(session=session, token=token, meeting_id=meeting_id, kind=kind)
+
+    # --- bots ----------------------------------------------------------------------------------
+
+    async def request_bot(self, meeting_id: str, target: BotTarget) -> Mapping[str, Any]:
+        """Allow-list first (the operator's promise), then the hook a bridge installs."""
+        if target.host not in self.settings.join_allow_hosts:
+            raise HostNotAllowed(target.host)
+        meeting = await self.get_meeting(meeting_id)
+        if meeting.ended_at is not None:
+            raise MeetingEnded(meeting_id)
+        if self.bot_hook is None:
+            raise FeatureUnavailable("bot joining not available in this build")
+        return await self.bot_hook(meeting_id, target)
+
+    # --- health --------------------------------------------------------------------------------
+
+    async def database_ok(self) -> bool:
+        try:
+            async with self.sessions() as session:
+                await session.execute(text("SELECT 1"))
+        except Exception as exc:
+            log.warning("readiness: database check failed: %s", str(exc).splitlines()[0] if str(exc) else exc)
+            return False
+        return True
+
+
+@asynccontextmanager
+async def running_service(
+    settings: Settings, *, apply_migrations: bool = True, bus: EventBus | None = None
+) -> AsyncIterator[MeetingService]:
+    """Bus, engine and store writer for the lifetime of the block, closed in the order
+    that loses no cue: bus first (subscriptions drain), then the writer flushes, then
+    the engine goes. ``bus`` lets a caller hand in one it built (tests, benchmarks)."""
+    if apply_migrations:
+        await migrate.upgrade(settings)
+    engine: AsyncEngine = db.create_engine(settings)
+    sessions = db.create_session_factory(engine)
+    bus = bus if bus is not None else create_bus(settings)
+    writer: StoreWriter | None = None
+    try:
+        await bus.start()
+        subscription = bus.subscribe(None)
+        await _wait_ready(subscription)
+        writer = StoreWriter(sessions, subscription)
+        await writer.start()
+        yield MeetingService(settings, bus=bus, sessions=sessions, writer=writer)
+    finally:
+        await bus.aclose()
+        if writer is not None:
+            await writer.aclose()
+        await engine.dispose()
+
+
+async def _wait_ready(subscription: object) -> None:
+    """MQTT subscriptions confirm asynchronously; waiting bounds the start-up gap where cues
+    published would not reach the writer. A broker that is down only delays this."""
+    wait_ready = getattr(subscription, "wait_ready", None)
+    if wait_ready is None:
+        return
+    try:
+        async with asyncio.timeout(SUBSCRIBE_READY_TIMEOUT_S):
+            await wait_ready()
+    except TimeoutError:
+        log.warning(
+            "event bus subscription not confirmed within %.0f s; continuing, it completes on reconnect",
+            SUBSCRIBE_READY_TIMEOUT_S,
+        )

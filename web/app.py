@@ -1,0 +1,153 @@
+"""The FastAPI app: ``create_app(settings)`` with a lifespan that owns the service.
+
+Start-up, in order: migrations (unless the caller already ran them), bus, database
+engine, store writer subscribed to every meeting (``bridge.service.running_service``),
+then the live hub (its own bus subscription) that feeds presenter websockets.
+Shutdown runs it backwards: websockets are closed, the hub unsubscribes, the bus
+closes (subscriptions drain), the writer flushes, the engine is disposed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CollectorRegistry
+
+from bridge import metrics
+from bridge.bus import EventBus
+from bridge.config import Settings, get_settings
+from bridge.service import (
+    FeatureUnavailable,
+    HostNotAllowed,
+    MeetingEnded,
+    MeetingNotFound,
+    MeetingService,
+    running_service,
+)
+from web.hub import LiveHub
+from web.routes import health, meetings, pages
+from web.routes.pages import STATIC_DIR
+from web.ws import live
+from web.ws.live import LiveOptions
+
+log = logging.getLogger("microcue.web")
+
+#: Expected failures of the service and the HTTP status each one means.
+ERROR_STATUS: dict[type[Exception], int] = {
+    MeetingNotFound: status.HTTP_404_NOT_FOUND,
+    MeetingEnded: status.HTTP_409_CONFLICT,
+    HostNotAllowed: status.HTTP_403_FORBIDDEN,
+    FeatureUnavailable: status.HTTP_501_NOT_IMPLEMENTED,
+}
+
+
+def _service_metrics(service: MeetingService, hub: LiveHub) -> CollectorRegistry:
+    """This app's live figures, read at scrape time (see ``bridge.metrics``)."""
+    bus = service.bus
+    writer = service.writer
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(
+        metrics.ServiceCollector(
+            {
+                "microcue_bus_lag_seconds": lambda: (
+                    "gauge",
+                    "Age of the oldest cue the bus has not delivered to the broker (0 for the in-process bus)",
+                    float(getattr(bus, "lag_seconds", 0.0)),
+                ),
+                "microcue_bus_dropped_cues": lambda: (
+                    "counter",
+                    "Cues the bus dropped (full outbox or slow local subscriber)",
+                    float(getattr(bus, "dropped", 0)),
+                ),
+                "microcue_bus_published_cues": lambda: (
+                    "counter",
+                    "Cues published on this process's bus",
+                    float(getattr(bus, "published", 0)),
+                ),
+                "microcue_live_hub_pending_cues": lambda: (
+                    "gauge",
+                    "Cues waiting for the live hub: its lag behind the bus, in cues",
+                    float(hub.pending),
+                ),
+                "microcue_store_written_cues": lambda: (
+                    "counter",
+                    "Cues the store writer wrote",
+                    float(writer.written if writer else 0),
+                ),
+                "microcue_store_dropped_cues": lambda: (
+                    "counter",
+                    "Cues the store writer dropped (buffer full during a database outage)",
+                    float(writer.dropped if writer else 0),
+                ),
+                "microcue_store_pending_cues": lambda: (
+                    "gauge",
+                    "Cues received by the store writer and not written yet",
+                    float(writer.pending if writer else 0),
+                ),
+            }
+        )
+    )
+    return registry
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    live_options: LiveOptions | None = None,
+    apply_migrations: bool = True,
+    bus: EventBus | None = None,
+) -> FastAPI:
+    """The whole HTTP/websocket surface for ``settings`` (default: the environment's).
+
+    ``bus`` hands in an event bus built by the caller (tests, benchmarks, the demo);
+    the app then starts and closes it like its own.
+    """
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with running_service(settings, apply_migrations=apply_migrations, bus=bus) as service:
+            hub = LiveHub(service.bus)
+            await hub.start()
+            app.state.settings = settings
+            app.state.service = service
+            app.state.hub = hub
+            app.state.live_options = live_options or LiveOptions()
+            app.state.metrics_registry = _service_metrics(service, hub)
+            app.state.bus_started = True
+            log.info("MicroCue web app ready on %s (bus: %s)", settings.base_url, type(service.bus).__name__)
+            try:
+                yield
+            finally:
+                app.state.bus_started = False
+                await hub.aclose()
+
+    app = FastAPI(
+        title="MicroCue",
+        summary="Real-time meeting feedback: live cues for presenters. Cues are signals, not truths.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    for error, code in ERROR_STATUS.items():
+        app.add_exception_handler(error, _error_handler(code))
+    app.include_router(meetings.router)
+    app.include_router(pages.api_router)
+    app.include_router(health.router)
+    app.include_router(live.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
+
+
+def _error_handler(code: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    """Expected service failures become ``{"detail": message}`` with their status, like HTTPException."""
+
+    async def handle(_request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=code)
+
+    return handle

@@ -1,0 +1,157 @@
+"""``/api/meetings``: create, end, erase, participants, summary and bots (DESIGN.md "HTTP and websocket API")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, status
+
+from bridge import policy
+from bridge.service import BotTarget
+from bridge.store.tables import Meeting
+from web.deps import ApiKey, HubDep, PresenterMeeting, ServiceDep
+from web.schemas import (
+    BotAccepted,
+    BotRequest,
+    Erased,
+    JoinLink,
+    MeetingCreate,
+    MeetingCreated,
+    MeetingPublic,
+    ParticipantPublic,
+    PolicyPublic,
+    SummaryPublic,
+)
+
+router = APIRouter(prefix="/api/meetings", tags=["meetings"])
+
+_AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Missing or unknown presenter token"},
+    403: {"description": "A token of another meeting, or a participant's join token"},
+}
+
+
+def meeting_public(meeting: Meeting, service: ServiceDep) -> MeetingPublic:
+    decision = policy.decide(meeting.context, service.settings)
+    return MeetingPublic(
+        id=meeting.id,
+        title=meeting.title,
+        kind=meeting.kind,
+        context=meeting.context,
+        created_at=meeting.created_at,
+        started_at=meeting.started_at,
+        ended_at=meeting.ended_at,
+        retention_days=meeting.retention_days,
+        policy=PolicyPublic(**decision.to_dict()),
+    )
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=MeetingCreated,
+    responses={401: {"description": "MICROCUE_API_KEY is set and was not sent"}},
+)
+async def create_meeting(body: MeetingCreate, service: ServiceDep, _key: ApiKey) -> MeetingCreated:
+    """Creates a meeting; the presenter token in the answer is shown once, keep it."""
+    created = await service.create_meeting(
+        title=body.title, kind=body.kind, context=body.context, retention_days=body.retention_days
+    )
+    return MeetingCreated(
+        id=created.meeting.id,
+        presenter_token=created.presenter_token,
+        join_url=created.join_url,
+        dashboard_url=created.dashboard_url,
+    )
+
+
+@router.get("/{meeting_id}", response_model=MeetingPublic, responses=_AUTH_RESPONSES)
+async def get_meeting(meeting_id: PresenterMeeting, service: ServiceDep) -> MeetingPublic:
+    """The meeting and the policy it runs under."""
+    return meeting_public(await service.get_meeting(meeting_id), service)
+
+
+@router.post("/{meeting_id}/end", response_model=MeetingPublic, responses=_AUTH_RESPONSES)
+async def end_meeting(meeting_id: PresenterMeeting, service: ServiceDep, hub: HubDep) -> MeetingPublic:
+    """Ends the meeting (repeating it is harmless) and computes its summary where this build can."""
+    meeting = await service.end_meeting(meeting_id)
+    hub.meeting_ended(meeting_id)
+    return meeting_public(meeting, service)
+
+
+@router.get(
+    "/{meeting_id}/summary",
+    response_model=SummaryPublic,
+    responses={**_AUTH_RESPONSES, 404: {"description": "No summary (yet) for this meeting"}},
+)
+async def get_summary(meeting_id: PresenterMeeting, service: ServiceDep) -> SummaryPublic:
+    """The summary stored when the meeting ended."""
+    meeting = await service.get_meeting(meeting_id)
+    body = await service.summary(meeting_id)
+    if body is None:
+        if meeting.ended_at is None:
+            detail = f"no summary for meeting {meeting_id} yet: it is computed when the meeting ends"
+        elif service.summary_hook is None:
+            detail = f"no summary for meeting {meeting_id}: summaries are not available in this build"
+        else:
+            detail = f"no summary for meeting {meeting_id}: computing it failed or is still under way"
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=detail)
+    return SummaryPublic(meeting_id=meeting_id, summary=body)
+
+
+@router.delete("/{meeting_id}", response_model=Erased, responses=_AUTH_RESPONSES)
+async def erase_meeting(meeting_id: PresenterMeeting, service: ServiceDep, hub: HubDep) -> Erased:
+    """Erasure: removes every row of the meeting (cues, participants, summary, tokens) and
+    closes its live feeds; the presenter token stops working."""
+    removed = await service.erase_meeting(meeting_id)
+    hub.forget(meeting_id)
+    return Erased(meeting_id=meeting_id, rows=removed.rows)
+
+
+@router.post(
+    "/{meeting_id}/participants",
+    status_code=status.HTTP_201_CREATED,
+    response_model=JoinLink,
+    responses={**_AUTH_RESPONSES, 409: {"description": "The meeting has ended"}},
+)
+async def invite_participant(meeting_id: PresenterMeeting, service: ServiceDep) -> JoinLink:
+    """A new join token (participant scope, this meeting only) and its join page URL."""
+    token = await service.issue_join_token(meeting_id)
+    return JoinLink(meeting_id=meeting_id, join_token=token, join_url=service.join_url(meeting_id, token))
+
+
+@router.get("/{meeting_id}/participants", response_model=list[ParticipantPublic], responses=_AUTH_RESPONSES)
+async def list_participants(meeting_id: PresenterMeeting, service: ServiceDep) -> list[ParticipantPublic]:
+    """Who joined, with their consent state; in joining order."""
+    return [
+        ParticipantPublic(
+            id=p.id,
+            display_name=p.display_name,
+            role=p.role,
+            consent=p.consent,
+            joined_at=p.joined_at,
+            left_at=p.left_at,
+        )
+        for p in await service.participants(meeting_id)
+    ]
+
+
+@router.post(
+    "/{meeting_id}/bot",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=BotAccepted,
+    responses={
+        **_AUTH_RESPONSES,
+        403: {"description": "Token refused, or the host is not on MICROCUE_JOIN_ALLOW"},
+        501: {"description": "Bot joining is not available in this build"},
+    },
+)
+async def request_bot(meeting_id: PresenterMeeting, body: BotRequest, service: ServiceDep, _key: ApiKey) -> BotAccepted:
+    """Asks a bridge to join an external meeting (Janus VideoRoom or WHEP) whose host the operator allows."""
+    target = (
+        BotTarget(kind="janus", url=body.janus, room=body.room)
+        if body.janus is not None
+        else BotTarget(kind="whep", url=body.whep or "")
+    )
+    detail = await service.request_bot(meeting_id, target)
+    return BotAccepted(meeting_id=meeting_id, detail=dict(detail))

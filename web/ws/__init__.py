@@ -1,0 +1,1 @@
+"""Websocket endpoints: the presenter's live feed (``live``)."""

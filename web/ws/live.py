@@ -1,0 +1,186 @@
+"""``WS /ws/meetings/{id}/live?token=``: the presenter's live feed of cues.
+
+Protocol (server to client, JSON text frames):
+
+* ``{"type": "snapshot", "participants": [...], "recent": [...], "policy": {...}}`` once, first;
+* ``{"type": "cue", "cue": {...}}`` per cue (the DESIGN.md schema), filtered by the meeting's policy;
+* ``{"type": "skipped", "count": N}`` when this connection fell behind and N cues were dropped;
+* ``{"type": "meeting_ended", "meeting_id": ...}`` when the meeting ends;
+* ``{"type": "ping"}`` every ``heartbeat_s`` seconds, so idle proxies keep the connection open
+  and the dashboard can tell a dead link from a quiet meeting.
+
+The client may send small text frames (``{"type": "pong"}``); they are read and
+ignored, and one over ``max_message_bytes`` closes the connection with 1009.
+
+Close codes: 4401 missing or unknown token, 4403 a real token that is not this
+meeting's presenter token, 4408 the client stayed stuck (could not take a
+message) for ``stuck_timeout_s``, 4410 the meeting was erased, 1009 message too
+big, 1001 server shutting down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from bridge import metrics, policy
+from bridge.service import MeetingNotFound, MeetingService
+from bridge.tokens import TokenKind, TokenStatus, refusal_message
+from web.hub import DEFAULT_SEND_QUEUE, LiveConnection, LiveHub, encode
+
+log = logging.getLogger("microcue.web.live")
+
+router = APIRouter()
+
+#: Application close codes (4000-4999 are free for applications, RFC 6455 section 7.4.2);
+#: 44xx mirror the HTTP status a request would get.
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_TOO_SLOW = 4408
+#: RFC 6455: the peer sent a message too big to process.
+CLOSE_TOO_BIG = 1009
+#: Seconds a close handshake may take before the handler gives up on a stuck peer.
+CLOSE_TIMEOUT_S = 2.0
+#: Websocket close reasons must fit a control frame (125 bytes, 2 of them the code).
+MAX_REASON_BYTES = 123
+
+
+@dataclass(frozen=True, slots=True)
+class LiveOptions:
+    """Tunables of the live feed; tests shorten the timers."""
+
+    #: Seconds between heartbeats: below the 30-60 s idle timeouts of common proxies and load balancers.
+    heartbeat_s: float = 15.0
+    #: Messages queued per connection before the oldest are skipped.
+    send_queue: int = DEFAULT_SEND_QUEUE
+    #: Seconds one send may block (the client reads nothing) before the connection is closed.
+    stuck_timeout_s: float = 10.0
+    #: Largest client message accepted: clients only send tiny control messages.
+    max_message_bytes: int = 4096
+
+
+def _reason(text: str) -> str:
+    return text.encode("utf-8")[:MAX_REASON_BYTES].decode("utf-8", "ignore")
+
+
+def _token_from(websocket: WebSocket) -> str | None:
+    """``?token=`` (browsers cannot set headers on a websocket) or ``Authorization: Bearer``."""
+    token = websocket.query_params.get("token")
+    if token:
+        return token
+    scheme, _, value = websocket.headers.get("authorization", "").partition(" ")
+    return value.strip() or None if scheme.lower() == "bearer" else None
+
+
+async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    if websocket.application_state == WebSocketState.DISCONNECTED:
+        return
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(CLOSE_TIMEOUT_S):
+            await websocket.close(code, _reason(reason))
+
+
+@router.websocket("/ws/meetings/{meeting_id}/live")
+async def live_feed(websocket: WebSocket, meeting_id: str) -> None:
+    """Presenter feed: snapshot, then cues; see the module docstring for the protocol."""
+    service: MeetingService = websocket.app.state.service
+    hub: LiveHub = websocket.app.state.hub
+    options: LiveOptions = websocket.app.state.live_options
+    check = await service.check_token(_token_from(websocket), meeting_id, TokenKind.PRESENTER)
+    # Accept first: a close before accept becomes a bare HTTP 403 and the browser never sees why.
+    await websocket.accept()
+    if not check.ok:
+        metrics.websocket_refused(check.status.value)
+        code = CLOSE_UNAUTHORIZED if check.status in (TokenStatus.MISSING, TokenStatus.UNKNOWN) else CLOSE_FORBIDDEN
+        await _close(websocket, code, refusal_message(check, TokenKind.PRESENTER))
+        return
+    try:
+        meeting = await service.get_meeting(meeting_id)
+        people = await service.participants(meeting_id)
+    except MeetingNotFound as exc:  # erased between the token check and here
+        await _close(websocket, CLOSE_FORBIDDEN, str(exc))
+        return
+    decision = policy.decide(meeting.context, service.settings)
+    conn, snapshot = hub.connect(
+        meeting_id,
+        allowed_types=decision.allowed_cue_types,
+        participants=people,
+        policy=decision.to_dict(),
+        maxsize=options.send_queue,
+    )
+    if meeting.ended_at is not None:
+        conn.offer(encode({"type": "meeting_ended", "meeting_id": meeting_id}))
+    try:
+        await websocket.send_text(snapshot)
+        sender = asyncio.create_task(_send_loop(websocket, conn, options), name=f"live-send-{meeting_id}")
+        receiver = asyncio.create_task(_receive_loop(websocket, options), name=f"live-recv-{meeting_id}")
+        done, pending = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending)
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                exc = task.exception()
+                if not isinstance(exc, WebSocketDisconnect | OSError):
+                    log.error("live feed of meeting %s failed", meeting_id, exc_info=exc)
+    except (WebSocketDisconnect, OSError):
+        pass
+    finally:
+        hub.disconnect(conn)
+        if conn.skipped_total:
+            log.info("live feed of meeting %s: connection skipped %d cue(s)", meeting_id, conn.skipped_total)
+
+
+async def _send_loop(websocket: WebSocket, conn: LiveConnection, options: LiveOptions) -> None:
+    """Drains the connection's queue; heartbeats; closes a client that stays stuck."""
+    next_ping = time.monotonic() + options.heartbeat_s
+    while True:
+        await conn.wait(max(0.0, next_ping - time.monotonic()))
+        if conn.close_request is not None:
+            await _close(websocket, *conn.close_request)
+            return
+        if time.monotonic() >= next_ping:
+            message: str | None = encode({"type": "ping"})
+            next_ping = time.monotonic() + options.heartbeat_s
+        elif conn.skipped_unreported:
+            message = encode({"type": "skipped", "count": conn.skipped_unreported})
+            conn.skipped_unreported = 0
+        else:
+            message = conn.pop()
+        if message is None:
+            continue
+        try:
+            async with asyncio.timeout(options.stuck_timeout_s):
+                await websocket.send_text(message)
+        except TimeoutError:
+            metrics.websocket_closed_slow()
+            log.warning(
+                "live feed of meeting %s: client took nothing for %.0f s; closing it",
+                conn.meeting_id,
+                options.stuck_timeout_s,
+            )
+            await _close(websocket, CLOSE_TOO_SLOW, f"client too slow: nothing read for {options.stuck_timeout_s:g} s")
+            return
+
+
+async def _receive_loop(websocket: WebSocket, options: LiveOptions) -> None:
+    """Reads (and ignores) client messages; ends on disconnect or an oversized message."""
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        data = message.get("text")
+        size = len(data.encode("utf-8")) if data is not None else len(message.get("bytes") or b"")
+        if size > options.max_message_bytes:
+            await _close(
+                websocket,
+                CLOSE_TOO_BIG,
+                f"message too big: {size} bytes, at most {options.max_message_bytes}",
+            )
+            return
