@@ -161,7 +161,7 @@ class ParticipantWorker:
         *,
         meeting_id: str,
         participant_id: str,
-        analyzer: Analyzer,
+        analyzer_factory: Callable[[], Analyzer],
         bus: EventBus,
         fps: float = 15.0,
         consent: bool = True,
@@ -174,7 +174,12 @@ class ParticipantWorker:
             raise ValueError(f"fps must be positive, got {fps}")
         self.meeting_id = meeting_id
         self.participant_id = participant_id
-        self.analyzer = analyzer
+        self._analyzer_factory = analyzer_factory
+        self.analyzer = analyzer_factory()
+        # A stream that ended was announced as presence 0; the next stream starts from a fresh
+        # analyzer so its presence/engagement streams announce the return instead of staying silent.
+        self._fresh_analyzer = False
+        self._stream_live = False
         self.bus = bus
         self.period = 1.0 / fps
         self.executor = executor or default_executor()
@@ -202,8 +207,8 @@ class ParticipantWorker:
     def attach(self, track: MediaStreamTrack) -> None:
         """Start analysing ``track`` (first join, rejoin, or renegotiated track).
 
-        The previous track, if any, is detached first; the analyzer is reset before the first
-        frame of the new one because a new stream is not a continuation of the old face track.
+        The previous track, if any, is replaced; the analyzer is reset before the first frame of
+        the new one because a new stream is not a continuation of the old face track.
         """
         if self._closed:
             raise RuntimeError("worker is closed")
@@ -221,11 +226,21 @@ class ParticipantWorker:
             self._sampler = asyncio.create_task(self._sample(), name=f"worker-sample-{self.participant_id}")
         log.info("analysing video track %s", track.id, extra=self._log_extra)
 
-    def detach(self) -> None:
-        """The participant left: stop reading, forget the pending frame; a later attach resumes."""
+    async def detach(self, reason: str = "left the meeting") -> None:
+        """The participant left: stop reading, forget the pending frame, announce presence 0.
+        A later ``attach`` resumes (same participant, same cue sequence)."""
         self._stop_reader()
         self._track = None
         self._slot = None
+        await self._stream_ended(reason)
+
+    async def _stream_ended(self, reason: str) -> None:
+        if not self._stream_live:
+            return
+        self._stream_live = False
+        self._fresh_analyzer = True
+        t = max(time.perf_counter() - self._clock.meeting_t0, self._last_t or 0.0)
+        await self._publish(Cue(type="presence", t=round(t, 3), value=0.0, confidence=1.0, detail=reason))
 
     @property
     def consent(self) -> bool:
@@ -267,6 +282,9 @@ class ParticipantWorker:
                 frame = await track.recv()
             except MediaStreamError:
                 log.info("video track %s ended", track.id, extra=self._log_extra)
+                if generation == self._generation:
+                    self._slot = None
+                    await self._stream_ended("video ended")
                 return
             now = time.perf_counter()
             self.stats.received += 1
@@ -319,6 +337,9 @@ class ParticipantWorker:
         if reset:
             self.stats.resets += 1
         self.stats.analysed += 1
+        if slot.generation != self._generation or self._track is None:
+            return  # the stream ended while this frame was analysed: its cues would follow "left"
+        self._stream_live = True
         for cue in step.cues:
             await self._publish(cue)
         self.stats.latencies.append(time.perf_counter() - slot.arrived)
@@ -332,6 +353,9 @@ class ParticipantWorker:
         reset = new_stream or (self._shape is not None and shape != self._shape)
         if reset and self._shape is not None:
             log.info("new stream or resolution %s -> %s: analyzer reset", self._shape, shape, extra=self._log_extra)
+        if new_stream and self._fresh_analyzer:
+            self._fresh_analyzer = False
+            self.analyzer = self._analyzer_factory()
         if reset:
             self.analyzer.reset()
         self._shape = shape

@@ -1,17 +1,134 @@
-"""``microcue join``: not built yet; it lands with its issue (see the README's status table)."""
+"""``microcue join --janus ws://host:8188 --room N``: the bot joins an external meeting.
+
+Every cue is printed to stdout as one JSON object per line (the cue schema of
+DESIGN.md), logs go to stderr, so ``microcue join ... | jq`` or a parent process
+reads cues directly. The bot stays until SIGINT/SIGTERM (or ``--duration``),
+reconnecting on its own when the meeting server goes away.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
 
+from bridge.bus import EventBus, Subscription, create_bus
 from bridge.config import Settings
-from bridge.errors import NotBuiltYet
+from bridge.errors import MicroCueError, NotBuiltYet, UsageError
+from bridge.rooms.base import AdapterContext, JoinTarget, MeetingAdapter, create_adapter
+from bridge.store.tables import MEETING_CONTEXTS
+
+log = logging.getLogger("microcue.join")
+
+#: Longest wait for the cue printer to flush at shutdown (stdout may be a stalled pipe).
+PRINT_DRAIN_S = 2.0
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("join", help="(not built yet)")
+    p = sub.add_parser(
+        "join",
+        help="the bot joins an external meeting; each cue is one JSON line on stdout",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--janus", metavar="URL", help="Janus WebSocket API, e.g. ws://host:8188")
+    target.add_argument("--whep", metavar="URL", help="a WHEP endpoint (not built yet)")
+    p.add_argument("--room", type=int, default=None, help="Janus VideoRoom number (with --janus)")
+    p.add_argument("--meeting-id", default=None, help="id stamped on every cue (default: janus-room-N)")
+    p.add_argument(
+        "--context",
+        choices=MEETING_CONTEXTS,
+        default="customer",
+        help="the meeting's purpose; workplace and education get no emotion cues (MICROCUE_POLICY)",
+    )
+    p.add_argument("--no-gaze", action="store_true", help="skip the iris model (faster, no gaze)")
+    p.add_argument("--no-voice", action="store_true", help="no voice activity (speaking cues)")
+    p.add_argument("--duration", type=float, default=None, help="leave after this many seconds")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    raise NotBuiltYet("'microcue join' is not built yet in this version")
+    target = JoinTarget(janus=args.janus, room=args.room, whep=args.whep)
+    if target.janus and target.room is None:
+        raise UsageError("--janus needs --room N (the VideoRoom number)")
+    if target.whep:
+        raise NotBuiltYet("joining over WHEP is not built yet in this version; use --janus URL --room N")
+    if args.duration is not None and args.duration <= 0:
+        raise UsageError(f"--duration must be positive, got {args.duration}")
+    return asyncio.run(_join(args, target, settings))
+
+
+def _context(args: argparse.Namespace, settings: Settings, bus: EventBus, meeting_id: str) -> AdapterContext:
+    """Load the models (fetching them on first use) and build what the adapter needs."""
+    from bridge.facemodels import load_face_models
+    from bridge.policy import emotions_allowed
+    from inference.analyzer import ParticipantAnalyzer
+    from inference.models import ModelError, ModelSet
+    from inference.voice import SileroVad
+
+    allowed = emotions_allowed(args.context, settings)
+    models = load_face_models(settings.model_dir, gaze=not args.no_gaze, emotion=allowed)
+    vad = None
+    if not args.no_voice:
+        try:  # the VAD is tiny: CPU always, no GPU round trip per 32 ms window
+            vad = SileroVad(ModelSet(settings.model_dir, prefer_gpu=False).session("vad"))
+        except ModelError as exc:
+            raise MicroCueError(str(exc)) from exc
+    fps = settings.analysis_fps
+
+    def analyzer() -> ParticipantAnalyzer:
+        return ParticipantAnalyzer(models, track_gaze=not args.no_gaze, emotions_allowed=allowed, fps_hint=fps)
+
+    return AdapterContext(meeting_id=meeting_id, bus=bus, analyzer_factory=analyzer, vad=vad, fps=fps)
+
+
+async def _print_cues(sub: Subscription) -> None:
+    async for cue in sub:
+        sys.stdout.write(json.dumps(cue.to_dict(), separators=(",", ":")) + "\n")
+        sys.stdout.flush()
+
+
+async def _join(args: argparse.Namespace, target: JoinTarget, settings: Settings) -> int:
+    meeting_id = args.meeting_id or f"janus-room-{target.room}"
+    bus = create_bus(settings)
+    await bus.start()
+    adapter: MeetingAdapter | None = None
+    sub = bus.subscribe(meeting_id)
+    printer = asyncio.create_task(_print_cues(sub), name="join-print")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        adapter = create_adapter(target, _context(args, settings, bus, meeting_id))
+        runner = asyncio.create_task(adapter.run(), name="join-adapter")
+        waiter = asyncio.create_task(stop.wait(), name="join-stop")
+        done, _ = await asyncio.wait({runner, waiter}, timeout=args.duration, return_when=asyncio.FIRST_COMPLETED)
+        for task in (runner, waiter):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if runner in done:
+            runner.result()  # a fatal adapter error (e.g. no such room) surfaces here
+        return 0
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        if adapter is not None:
+            for pid, p in adapter.participants.items():
+                log.info("participant %s: %s", pid, p.stats())
+            await adapter.aclose()
+        await bus.aclose()  # ends the subscription: the printer drains the last cues, then stops
+        try:
+            async with asyncio.timeout(PRINT_DRAIN_S):
+                await printer
+        except TimeoutError:
+            printer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await printer
+        await sub.aclose()

@@ -102,7 +102,7 @@ async def test_cues_arrive_from_a_real_peer(  # noqa: PLR0917 - fixtures
             worker = ParticipantWorker(
                 meeting_id=MEETING,
                 participant_id="alice",
-                analyzer=ParticipantAnalyzer(face_models, fps_hint=15),
+                analyzer_factory=lambda: ParticipantAnalyzer(face_models, fps_hint=15),
                 bus=bus,
                 fps=15,
                 executor=executor,
@@ -155,7 +155,7 @@ async def test_participant_without_consent_is_never_analysed(
             worker = ParticipantWorker(
                 meeting_id=MEETING,
                 participant_id="bob",
-                analyzer=analyzer,
+                analyzer_factory=lambda: analyzer,
                 bus=bus,
                 fps=15,
                 consent=False,
@@ -237,7 +237,7 @@ def make_worker(
     bus: InProcessBus, executor: BlockingExecutor, analyzer: CountingAnalyzer, pid: str, fps: float = 15.0
 ) -> ParticipantWorker:
     return ParticipantWorker(
-        meeting_id=MEETING, participant_id=pid, analyzer=analyzer, bus=bus, fps=fps, executor=executor
+        meeting_id=MEETING, participant_id=pid, analyzer_factory=lambda: analyzer, bus=bus, fps=fps, executor=executor
     )
 
 
@@ -317,11 +317,15 @@ async def test_track_end_mute_and_rejoin(bus: InProcessBus, executor: BlockingEx
     finally:
         second.stop()
         await worker.aclose()
-    seqs = []
+    cues = []
     while sub.pending:
-        seqs.append((await anext(aiter(sub))).seq)
+        cues.append(await anext(aiter(sub)))
     await sub.aclose()
+    seqs = [c.seq for c in cues]
     assert seqs == list(range(1, len(seqs) + 1)), "seq must keep counting across a rejoin"
+    left = [c for c in cues if c.value == 0.0 and c.detail == "video ended"]
+    assert len(left) == 1, "the end of the video is announced once as presence 0"
+    assert all(c.t >= left[0].t for c in cues[seqs.index(left[0].seq) :])
 
 
 async def test_analysis_error_is_counted_and_the_worker_keeps_going(

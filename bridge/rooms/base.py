@@ -1,0 +1,166 @@
+"""MeetingAdapter ABC, the per-participant bundle every adapter uses, and ``create_adapter()``.
+
+An adapter owns the signalling with one meeting server and the peer connections
+it creates; everything after "a remote track arrived for participant X" is the
+same for every meeting kind, so it lives here in :class:`Participant` (video
+worker + voice worker sharing one cue sequence) and adapters stay thin.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiortc.mediastreams import MediaStreamTrack
+
+from bridge.bus import EventBus
+from bridge.errors import NotBuiltYet, UsageError
+from bridge.executor import BlockingExecutor, default_executor
+from bridge.peers import PeerSet
+from bridge.voice import VoiceWorker
+from bridge.worker import Analyzer, ParticipantWorker
+from inference.voice import SileroVad
+
+log = logging.getLogger("microcue.rooms")
+
+
+@dataclass(frozen=True, slots=True)
+class JoinTarget:
+    """Where to join: a Janus VideoRoom (``janus`` URL + ``room``) or a WHEP endpoint."""
+
+    janus: str | None = None
+    room: int | None = None
+    whep: str | None = None
+
+
+@dataclass
+class AdapterContext:
+    """What every adapter needs from the service, built once per meeting by the caller."""
+
+    meeting_id: str
+    bus: EventBus
+    #: a fresh analyzer per participant (holds that participant's tracking state)
+    analyzer_factory: Callable[[], Analyzer]
+    #: the shared Silero model; None: audio is drained but not analysed
+    vad: SileroVad | None = None
+    fps: float = 15.0
+    executor: BlockingExecutor = field(default_factory=default_executor)
+    #: media time zero of the meeting (perf_counter seconds)
+    t0: float = field(default_factory=time.perf_counter)
+    #: whether participants are analysed from the start. External meetings have no consent
+    #: page: the bot announces itself by its display name, and an operator may set False and
+    #: grant per participant.
+    consent: bool = True
+
+
+class Participant:
+    """One remote participant's workers; tracks come and go (renegotiation, rejoin, restart)."""
+
+    def __init__(self, participant_id: str, ctx: AdapterContext, display: str = "") -> None:
+        self.id = participant_id
+        self.display = display
+        self.ctx = ctx
+        seq = itertools.count(1)  # one cue order per participant across video and voice
+        self.video = ParticipantWorker(
+            meeting_id=ctx.meeting_id,
+            participant_id=participant_id,
+            analyzer_factory=ctx.analyzer_factory,
+            bus=ctx.bus,
+            fps=ctx.fps,
+            consent=ctx.consent,
+            executor=ctx.executor,
+            meeting_t0=ctx.t0,
+            seq=seq,
+        )
+        self.voice = (
+            VoiceWorker(
+                meeting_id=ctx.meeting_id,
+                participant_id=participant_id,
+                vad=ctx.vad,
+                bus=ctx.bus,
+                consent=ctx.consent,
+                executor=ctx.executor,
+                meeting_t0=ctx.t0,
+                seq=seq,
+            )
+            if ctx.vad is not None
+            else None
+        )
+
+    def attach(self, track: MediaStreamTrack, peers: PeerSet) -> None:
+        """Route a remote track to its worker; anything we do not analyse is still drained."""
+        if track.kind == "video":
+            self.video.attach(track)
+        elif track.kind == "audio" and self.voice is not None:
+            self.voice.attach(track)
+        else:
+            peers.blackhole(track)
+
+    async def detach(self, reason: str = "left the meeting") -> None:
+        """Left the meeting (or the server went away): stop reading; state kept for a rejoin."""
+        await self.video.detach(reason)
+
+    def set_consent(self, consent: bool) -> None:
+        self.video.set_consent(consent)
+        if self.voice is not None:
+            self.voice.consent = consent
+
+    def stats(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"display": self.display, **self.video.stats.as_dict()}
+        if self.voice is not None:
+            out["audio_frames"] = self.voice.frames
+        return out
+
+    async def aclose(self) -> None:
+        await self.video.aclose()
+        if self.voice is not None:
+            await self.voice.aclose()
+
+
+class MeetingAdapter(abc.ABC):
+    """The bot inside one meeting. ``run()`` until ``aclose()``; reconnecting is the adapter's job."""
+
+    kind: str = ""
+
+    def __init__(self, ctx: AdapterContext) -> None:
+        self.ctx = ctx
+        self.participants: dict[str, Participant] = {}
+        self.peers = PeerSet()
+        #: set once the adapter receives media from the meeting (for callers and tests)
+        self.ready = asyncio.Event()
+
+    def participant(self, participant_id: str, display: str = "") -> Participant:
+        p = self.participants.get(participant_id)
+        if p is None:
+            p = self.participants[participant_id] = Participant(participant_id, self.ctx, display)
+            log.info("participant %s (%s) joined", participant_id, display or "no name")
+        return p
+
+    @abc.abstractmethod
+    async def run(self) -> None:
+        """Join and stay in the meeting until cancelled or ``aclose()``; raise on a fatal error."""
+
+    async def aclose(self) -> None:
+        """Close every peer connection, then every participant's workers."""
+        await self.peers.aclose()
+        participants, self.participants = list(self.participants.values()), {}
+        await asyncio.gather(*(p.aclose() for p in participants), return_exceptions=True)
+
+
+def create_adapter(target: JoinTarget, ctx: AdapterContext, **options: Any) -> MeetingAdapter:
+    """The adapter for ``target``; ``options`` go to its constructor (e.g. keepalive period)."""
+    if target.janus:
+        if target.room is None:
+            raise UsageError("--janus needs --room N (the VideoRoom number)")
+        from bridge.rooms.janus import JanusAdapter
+
+        return JanusAdapter(target.janus, target.room, ctx, **options)
+    if target.whep:
+        raise NotBuiltYet("joining over WHEP is not built yet in this version; use --janus URL --room N")
+    raise UsageError("nothing to join: give --janus URL --room N")
