@@ -1,0 +1,280 @@
+"""The HTTP API through the real app (lifespan, bus, store writer), on SQLite and on PostgreSQL.
+
+Each PostgreSQL run gets a database of its own (``microcue_api_<random>``), dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from sqlalchemy.engine import make_url
+
+from bridge.config import Settings
+from bridge.service import BotTarget
+from bridge.store import repo
+from inference.cues import Cue
+from tests.live_server import LiveServer
+from tests.services import POSTGRES, POSTGRES_URL, require_service
+from web.app import create_app
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+
+def _admin_dsn() -> str:
+    return make_url(POSTGRES_URL).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _pg(statement: str) -> None:
+    async def run() -> None:
+        conn = await asyncpg.connect(_admin_dsn(), timeout=10)
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
+    if request.param == "sqlite":
+        yield Settings(data_dir=tmp_path / "data")
+        return
+    require_service("PostgreSQL", POSTGRES)
+    name = f"microcue_api_{uuid.uuid4().hex[:12]}"
+    _pg(f'CREATE DATABASE "{name}"')
+    try:
+        url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+        yield Settings(data_dir=tmp_path / "data", database_url=url)
+    finally:
+        _pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def server(settings: Settings) -> Iterator[LiveServer]:
+    with LiveServer(create_app(settings)) as live:
+        yield live
+
+
+@pytest.fixture
+def client(server: LiveServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.base_url, timeout=30) as c:
+        yield c
+
+
+def create(client: httpx.Client, context: str = "customer", **extra: Any) -> dict[str, Any]:
+    r = client.post("/api/meetings", json={"title": "Pitch", "kind": "sales", "context": context, **extra})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_meeting_lifecycle(client: httpx.Client, server: LiveServer, settings: Settings) -> None:
+    m = create(client)
+    mid, token = m["id"], m["presenter_token"]
+    assert m["dashboard_url"] == f"{settings.base_url}/meetings/{mid}/dashboard?token={token}"
+    assert m["join_url"].startswith(f"{settings.base_url}/join/{mid}?token=")
+    join_token = m["join_url"].split("token=")[1]
+    assert join_token != token
+
+    got = client.get(f"/api/meetings/{mid}", headers=bearer(token))
+    assert got.status_code == 200 and got.json()["kind"] == "sales"
+    assert got.json()["policy"]["emotions_allowed"] is True
+    # ?token= works as well as the header (links opened in a browser).
+    assert client.get(f"/api/meetings/{mid}?token={token}").status_code == 200
+
+    # Cues published on the bus reach the store through the app's writer.
+    service = server.app.state.service
+    cue = Cue(type="engagement", t=1.0, value=0.7, meeting_id=mid, participant_id="p1", seq=1)
+    server.call(service.bus.publish(cue))
+
+    async def stored() -> int:
+        async with service.sessions() as s:
+            return len(await repo.cues_for_meeting(session=s, meeting_id=mid))
+
+    deadline = time.monotonic() + 10
+    while server.call(stored()) < 1:
+        assert time.monotonic() < deadline, "the store writer never wrote the published cue"
+        time.sleep(0.05)
+
+    summary = client.get(f"/api/meetings/{mid}/summary", headers=bearer(token))
+    assert summary.status_code == 404 and "when the meeting ends" in summary.json()["detail"]
+
+    ended = client.post(f"/api/meetings/{mid}/end", headers=bearer(token))
+    assert ended.status_code == 200 and ended.json()["ended_at"] is not None
+    again = client.post(f"/api/meetings/{mid}/end", headers=bearer(token))
+    assert again.json()["ended_at"] == ended.json()["ended_at"]  # idempotent
+    summary = client.get(f"/api/meetings/{mid}/summary", headers=bearer(token))
+    assert summary.status_code == 404 and "not available in this build" in summary.json()["detail"]
+
+    # A summary hook installed by the summaries feature is called at the end and its result served.
+    m2 = create(client)
+
+    async def summarise(meeting_id: str) -> None:
+        async with service.sessions() as s:
+            await repo.save_summary(session=s, meeting_id=meeting_id, body={"engagement_mean": 0.5})
+
+    service.summary_hook = summarise
+    client.post(f"/api/meetings/{m2['id']}/end", headers=bearer(m2["presenter_token"]))
+    got_summary = client.get(f"/api/meetings/{m2['id']}/summary", headers=bearer(m2["presenter_token"]))
+    assert got_summary.status_code == 200 and got_summary.json()["summary"] == {"engagement_mean": 0.5}
+
+    erased = client.delete(f"/api/meetings/{mid}", headers=bearer(token))
+    assert erased.status_code == 200
+    assert erased.json()["rows"]["cues"] == 1 and erased.json()["rows"]["tokens"] == 2
+    # The token went with the meeting.
+    assert client.get(f"/api/meetings/{mid}", headers=bearer(token)).status_code == 401
+
+
+def test_participants_invitations(client: httpx.Client, server: LiveServer) -> None:
+    m = create(client)
+    mid, token = m["id"], m["presenter_token"]
+    r = client.post(f"/api/meetings/{mid}/participants", headers=bearer(token))
+    assert r.status_code == 201
+    link = r.json()
+    assert link["join_url"].endswith(f"/join/{mid}?token={link['join_token']}")
+    # The join token opens the join page and its info, never presenter endpoints.
+    assert client.get(f"/join/{mid}?token={link['join_token']}").status_code == 200
+    info = client.get(f"/api/join/{mid}?token={link['join_token']}")
+    assert info.status_code == 200 and info.json()["title"] == "Pitch"
+    assert client.get(f"/api/meetings/{mid}", headers=bearer(link["join_token"])).status_code == 403
+    assert client.get(f"/api/join/{mid}?token={token}").status_code == 403  # presenter token is not a join token
+
+    service = server.app.state.service
+
+    async def joined() -> None:
+        async with service.sessions() as s:
+            await repo.add_participant(session=s, meeting_id=mid, participant_id="p1", display_name="Ada", consent=True)
+
+    server.call(joined())
+    people = client.get(f"/api/meetings/{mid}/participants", headers=bearer(token)).json()
+    assert [(p["id"], p["display_name"], p["consent"]) for p in people] == [("p1", "Ada", True)]
+
+    client.post(f"/api/meetings/{mid}/end", headers=bearer(token))
+    late = client.post(f"/api/meetings/{mid}/participants", headers=bearer(token))
+    assert late.status_code == 409 and "ended" in late.json()["detail"]
+
+
+def test_presenter_endpoints_refuse_missing_wrong_and_participant_tokens(client: httpx.Client) -> None:
+    a, b = create(client), create(client)
+    join_a = a["join_url"].split("token=")[1]
+    calls = [
+        ("GET", f"/api/meetings/{a['id']}"),
+        ("POST", f"/api/meetings/{a['id']}/end"),
+        ("GET", f"/api/meetings/{a['id']}/summary"),
+        ("GET", f"/api/meetings/{a['id']}/participants"),
+        ("POST", f"/api/meetings/{a['id']}/participants"),
+        ("DELETE", f"/api/meetings/{a['id']}"),
+    ]
+    for method, path in calls:
+        missing = client.request(method, path)
+        assert missing.status_code == 401, (method, path)
+        assert "missing token" in missing.json()["detail"]
+        assert missing.headers["www-authenticate"] == "Bearer"
+        unknown = client.request(method, path, headers=bearer("not-a-token"))
+        assert unknown.status_code == 401 and "invalid token" in unknown.json()["detail"]
+        other = client.request(method, path, headers=bearer(b["presenter_token"]))
+        assert other.status_code == 403 and "another meeting" in other.json()["detail"]
+        participant = client.request(method, f"{path}?token={join_a}")
+        assert participant.status_code == 403 and "join token cannot be used" in participant.json()["detail"]
+    # Nothing above ended or erased meeting a.
+    assert client.get(f"/api/meetings/{a['id']}", headers=bearer(a["presenter_token"])).json()["ended_at"] is None
+    # The dashboard page itself refuses bad links with a readable page.
+    page = client.get(f"/meetings/{a['id']}/dashboard?token={b['presenter_token']}")
+    assert page.status_code == 403 and "another meeting" in page.text
+    assert client.get(f"/meetings/{a['id']}/dashboard").status_code == 401
+    ok = client.get(f"/meetings/{a['id']}/dashboard?token={a['presenter_token']}")
+    assert ok.status_code == 200 and ok.headers["referrer-policy"] == "no-referrer"
+
+
+def test_create_validates_the_request(client: httpx.Client) -> None:
+    bad = [
+        {"title": "x"},  # context is required: it decides what may be inferred
+        {"title": "", "context": "customer"},
+        {"title": "x" * 201, "context": "customer"},
+        {"title": "x", "context": "party"},
+        {"title": "x", "context": "customer", "kind": "webinar"},
+        {"title": "x", "context": "customer", "unexpected": 1},
+    ]
+    for body in bad:
+        r = client.post("/api/meetings", json=body)
+        assert r.status_code == 422, body
+        assert r.json()["detail"][0]["msg"]
+
+
+def test_api_key_guards_creation_and_bots(settings: Settings) -> None:
+    keyed = settings.model_copy(update={"api_key": "operator-key", "join_allow": "janus.example"})
+    with LiveServer(create_app(keyed)) as server, httpx.Client(base_url=server.base_url, timeout=30) as client:
+        body = {"title": "x", "context": "customer"}
+        r = client.post("/api/meetings", json=body)
+        assert r.status_code == 401 and "MICROCUE_API_KEY" in r.json()["detail"]
+        assert client.post("/api/meetings", json=body, headers=bearer("wrong")).status_code == 401
+        m = client.post("/api/meetings", json=body, headers=bearer("operator-key")).json()
+        assert client.post("/api/meetings", json=body, headers={"X-API-Key": "operator-key"}).status_code == 201
+
+        bot = f"/api/meetings/{m['id']}/bot"
+        janus = {"janus": "ws://janus.example:8188", "room": 1234}
+        # Presenter token without the key, and the key without the token: both refused.
+        assert client.post(bot, json=janus, headers=bearer(m["presenter_token"])).status_code == 401
+        assert client.post(bot, json=janus, headers=bearer("operator-key")).status_code == 401
+        # Both (key as header, token as query): allowed host, but no bot in this build.
+        r = client.post(f"{bot}?token={m['presenter_token']}", json=janus, headers=bearer("operator-key"))
+        assert r.status_code == 501 and r.json()["detail"] == "bot joining not available in this build"
+        headers = {**bearer(m["presenter_token"]), "X-API-Key": "operator-key"}
+        # Host not on the allow-list.
+        r = client.post(bot, json={"whep": "https://evil.example/whep/1"}, headers=headers)
+        assert r.status_code == 403 and "MICROCUE_JOIN_ALLOW" in r.json()["detail"]
+        # Invalid bodies.
+        for body in ({}, {"janus": "ws://janus.example:8188"}, {"whep": "ftp://janus.example/x"},
+                     {"janus": "ws://janus.example", "room": 1, "whep": "https://janus.example/w"}):
+            assert client.post(bot, json=body, headers=headers).status_code == 422, body
+
+        # With the bridge's hook installed the request reaches it.
+        seen: list[tuple[str, BotTarget]] = []
+
+        async def join(meeting_id: str, target: BotTarget) -> dict[str, Any]:
+            seen.append((meeting_id, target))
+            return {"worker": "bridge-1"}
+
+        server.app.state.service.bot_hook = join
+        r = client.post(bot, json=janus, headers=headers)
+        assert r.status_code == 202 and r.json()["detail"] == {"worker": "bridge-1"}
+        assert seen == [(m["id"], BotTarget(kind="janus", url="ws://janus.example:8188", room=1234))]
+
+
+def test_health_ready_metrics_and_openapi(client: httpx.Client) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["database"] and ready.json()["bus"]
+    text = client.get("/metrics").text
+    for name in ("microcue_participants", "microcue_analysed_frames_total", "microcue_dropped_frames",
+                 "microcue_websocket_clients", "microcue_bus_lag_seconds", "microcue_store_written_cues_total"):
+        assert name in text, name
+    spec = client.get("/openapi.json").json()
+    for path in ("/api/meetings", "/api/meetings/{meeting_id}/end", "/api/meetings/{meeting_id}/summary",
+                 "/api/meetings/{meeting_id}/bot", "/api/meetings/{meeting_id}/participants", "/healthz"):
+        assert path in spec["paths"], path
+    assert client.get("/docs").status_code == 200
+
+
+def test_readyz_says_not_ready_when_the_database_is_unreachable(tmp_path: Path) -> None:
+    # Nothing listens on port 1: the engine is created lazily, so the app starts and readiness fails.
+    settings = Settings(data_dir=tmp_path, database_url="postgresql+asyncpg://nobody@127.0.0.1:1/none")
+    with LiveServer(create_app(settings, apply_migrations=False)) as server:
+        r = httpx.get(f"{server.base_url}/readyz", timeout=30)
+        assert r.status_code == 503
+        assert r.json() == {
+            "status": "not ready", "database": False, "bus": True, "bus_kind": "InProcessBus", "bus_connected": None
+        }
+        assert httpx.get(f"{server.base_url}/healthz", timeout=30).status_code == 200
