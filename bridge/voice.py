@@ -70,6 +70,7 @@ class VoiceWorker:
         # pass the participant's video worker's counter so (participant, seq) stays unique
         self.seq = seq if seq is not None else itertools.count(1)
         self._reader: asyncio.Task[None] | None = None
+        self._retired: set[asyncio.Task[None]] = set()  # cancelled readers not yet finished
         self._closed = False
         self._extra = {"meeting": meeting_id, "participant": participant_id}
 
@@ -78,9 +79,25 @@ class VoiceWorker:
             raise RuntimeError("voice worker is closed")
         if track.kind != "audio":
             raise ValueError(f"a VoiceWorker listens to audio, got a {track.kind} track")
+        self._stop_reader()
+        self._reader = asyncio.create_task(self._read(track), name=f"voice-read-{self.participant_id}")
+
+    async def detach(self) -> None:
+        """The participant left: stop listening; an open speaking segment is closed (end cue)."""
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
+    def _stop_reader(self) -> None:
+        """Cancel the current reader; it stays owned (awaited in ``aclose``) until it has finished."""
         if self._reader is not None:
             self._reader.cancel()
-        self._reader = asyncio.create_task(self._read(track), name=f"voice-read-{self.participant_id}")
+            if not self._reader.done():
+                self._retired.add(self._reader)
+                self._reader.add_done_callback(self._retired.discard)
+            self._reader = None
 
     @property
     def attached(self) -> bool:
@@ -88,11 +105,13 @@ class VoiceWorker:
 
     async def aclose(self) -> None:
         self._closed = True
-        if self._reader is not None:
-            self._reader.cancel()
+        tasks = [t for t in (self._reader, *self._retired) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-            self._reader = None
+                await task
+        self._reader = None
 
     async def _read(self, track: MediaStreamTrack) -> None:
         resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)

@@ -198,6 +198,7 @@ class ParticipantWorker:
         self._last_t: float | None = None
         self._reader: asyncio.Task[None] | None = None
         self._sampler: asyncio.Task[None] | None = None
+        self._retired: set[asyncio.Task[None]] = set()  # cancelled readers not yet finished
         self._closed = False
         self._last_error_log = -ERROR_LOG_EVERY_S
         self._log_extra = {"meeting": meeting_id, "participant": participant_id}
@@ -259,7 +260,7 @@ class ParticipantWorker:
     async def aclose(self) -> None:
         """Cancel and await both tasks; an analysis already on a pool thread finishes there."""
         self._closed = True
-        tasks = [t for t in (self._reader, self._sampler) if t is not None]
+        tasks = [t for t in (self._reader, self._sampler, *self._retired) if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -270,8 +271,12 @@ class ParticipantWorker:
         self._slot = None
 
     def _stop_reader(self) -> None:
+        """Cancel the current reader; it stays owned (awaited in ``aclose``) until it has finished."""
         if self._reader is not None:
             self._reader.cancel()
+            if not self._reader.done():
+                self._retired.add(self._reader)
+                self._reader.add_done_callback(self._retired.discard)
             self._reader = None
 
     # ---- reader: drain everything, keep the newest ----------------------------------------

@@ -105,6 +105,8 @@ class Participant:
     async def detach(self, reason: str = "left the meeting") -> None:
         """Left the meeting (or the server went away): stop reading; state kept for a rejoin."""
         await self.video.detach(reason)
+        if self.voice is not None:
+            await self.voice.detach()
 
     def set_consent(self, consent: bool) -> None:
         self.video.set_consent(consent)

@@ -5,7 +5,9 @@ does not run the test in this process: it re-executes pytest on that one test
 under the wrapper and reports the child's outcome (pass, fail with its output, or
 skip with its reason) as this test's. Inside, ``netns`` is the namespace address
 that peers, Janus and the bridge bind to. No fixture of the test is set up in the
-outer process, so servers (Janus) only ever start inside the namespace.
+outer process, so servers (Janus) only ever start inside the namespace. Where no
+namespace can be made, the test is skipped, or fails under
+``MICROCUE_REQUIRE_SERVICES=1`` (CI), like the other real-server tests.
 
 Activated from ``tests/integration/conftest.py`` and ``tests/e2e/conftest.py``
 (conftest hooks apply to the tests under their directory).
@@ -13,6 +15,7 @@ Activated from ``tests/integration/conftest.py`` and ``tests/e2e/conftest.py``
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -25,6 +28,7 @@ import pytest
 from _pytest.reports import TestReport
 
 from bridge.netns import netns_address, netns_available, netns_command
+from tests.services import services_required
 
 REPO = Path(__file__).resolve().parents[2]
 #: The child pytest's own limit comes from the test's timeout marker / ini; this is the
@@ -40,6 +44,17 @@ def netns() -> str:
     if addr is None:  # pragma: no cover - the hook re-executes such tests before setup
         pytest.fail("the netns fixture ran outside a network namespace")
     return addr
+
+
+@functools.cache
+def _netns_problem() -> str | None:
+    """Why no namespace can be made here (no tools, no privileges), or None; probed once."""
+    if not netns_available():
+        return "cannot make a network namespace here: needs unshare (util-linux) and ip (iproute2)"
+    probe = subprocess.run(netns_command(["true"]), capture_output=True, text=True, timeout=30, check=False)
+    if probe.returncode != 0:
+        return f"cannot make a network namespace here (needs root or user namespaces): {probe.stderr.strip()}"
+    return None
 
 
 def _child_outcome(junit: Path, proc: subprocess.CompletedProcess[str]) -> tuple[str, str]:
@@ -70,8 +85,9 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     ihook = item.ihook
     ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
     start = time.time()
-    if not netns_available():
-        outcome, text = "skipped", "no unshare/ip here to make a network namespace"
+    problem = _netns_problem()
+    if problem is not None:
+        outcome, text = ("failed" if services_required() else "skipped"), problem
     else:
         with tempfile.TemporaryDirectory(prefix="microcue-netns-") as tmp:
             junit = Path(tmp) / "junit.xml"
