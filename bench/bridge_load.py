@@ -71,18 +71,19 @@ def rss_bytes() -> int:
 # ---- publisher process ------------------------------------------------------------------
 
 
-def publisher_main(conn: Connection, n: int) -> None:
+def publisher_main(conn: Connection, n: int, live_encode: bool) -> None:
     """Child process: N publishers; offers out, answers in, runs until told to stop."""
-    asyncio.run(_publish(conn, n))
+    asyncio.run(_publish(conn, n, live_encode))
 
 
-async def _publish(conn: Connection, n: int) -> None:
+async def _publish(conn: Connection, n: int, live_encode: bool) -> None:
     from aiortc import RTCSessionDescription
 
     from bridge.peers import PeerSet, prefer_codec
-    from bridge.synthetic import SyntheticFaceTrack, face_loop_frames, to_yuv
+    from bridge.synthetic import EncodedFaceTrack, SyntheticFaceTrack, encode_vp8, face_loop_frames, to_yuv
 
     yuv = to_yuv(face_loop_frames(seconds=LOOP_S, fps=FPS), stamp_index=True)
+    packets = encode_vp8(yuv, FPS)  # encoded once: replaying costs the publishers ~nothing
     peers = PeerSet()
     sent: dict[int, list[tuple[int, float]]] = defaultdict(list)
     pcs = []
@@ -92,7 +93,8 @@ async def _publish(conn: Connection, n: int) -> None:
         def on_sent(index: int, at: float, i: int = i) -> None:
             sent[i].append((index, at))
 
-        pc.addTrack(SyntheticFaceTrack(yuv, fps=FPS, on_sent=on_sent))
+        track = SyntheticFaceTrack(yuv, FPS, on_sent) if live_encode else EncodedFaceTrack(packets, FPS, on_sent)
+        pc.addTrack(track)
         prefer_codec(pc, "video", "video/VP8")
         await pc.setLocalDescription(await pc.createOffer())
         pcs.append(pc)
@@ -160,7 +162,7 @@ def match_latencies(done: list[tuple[int, float]], sent: list[tuple[int, float]]
     return out
 
 
-async def run_one(n: int, models: Any, warmup: float, seconds: float, rss_base: int) -> Result:
+async def run_one(n: int, models: Any, warmup: float, seconds: float, rss_base: int, *, live_encode: bool) -> Result:
     from bridge.bus import InProcessBus
     from bridge.executor import BlockingExecutor
     from bridge.peers import PeerSet
@@ -169,7 +171,7 @@ async def run_one(n: int, models: Any, warmup: float, seconds: float, rss_base: 
 
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
-    proc = ctx.Process(target=publisher_main, args=(child, n), daemon=True)
+    proc = ctx.Process(target=publisher_main, args=(child, n, live_encode), daemon=True)
     proc.start()
     bus = InProcessBus()
     await bus.start()
@@ -298,7 +300,7 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}"
 
 
-async def main_async(counts: list[int], warmup: float, seconds: float, gaze: bool) -> list[Result]:
+async def main_async(counts: list[int], warmup: float, seconds: float, gaze: bool, live_encode: bool) -> list[Result]:
     from bridge.config import Settings
     from bridge.facemodels import load_face_models
 
@@ -306,7 +308,7 @@ async def main_async(counts: list[int], warmup: float, seconds: float, gaze: boo
     rss_base = rss_bytes()
     results = []
     for n in counts:
-        r = await run_one(n, models, warmup, seconds, rss_base)
+        r = await run_one(n, models, warmup, seconds, rss_base, live_encode=live_encode)
         results.append(r)
         print(f"N={n}: {r}", file=sys.stderr, flush=True)
     return results
@@ -318,18 +320,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="measurement window per count")
     parser.add_argument("--warmup", type=float, default=5.0, help="connect + settle time before measuring")
     parser.add_argument("--no-gaze", action="store_true", help="skip the iris model")
+    parser.add_argument(
+        "--live-encode", action="store_true", help="publishers encode every frame (costs this machine's CPU too)"
+    )
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args(argv)
     if netns_address() is None:  # re-run inside a private network namespace
         cmd = netns_command([sys.executable, "-m", "bench.bridge_load", *(argv or sys.argv[1:])])
         return subprocess.run(cmd, cwd=REPO, check=False).returncode
     counts = [int(c) for c in args.counts.split(",") if c.strip()]
-    results = asyncio.run(main_async(counts, args.warmup, args.seconds, not args.no_gaze))
+    results = asyncio.run(main_async(counts, args.warmup, args.seconds, not args.no_gaze, args.live_encode))
     ok = [r.n for r in results if r.meets_goal]
     summary = (
         f"Measured {time.strftime('%Y-%m-%d')} on {machine()} with `python -m bench.bridge_load "
-        f"--counts {args.counts} --seconds {args.seconds:g}`{' --no-gaze' if args.no_gaze else ''}: "
-        f"N aiortc publishers (640x480, {FPS:g} fps, VP8, a separate process on the same machine) into one "
+        f"--counts {args.counts} --seconds {args.seconds:g}{' --no-gaze' if args.no_gaze else ''}"
+        f"{' --live-encode' if args.live_encode else ''}`: N aiortc publishers (640x480, {FPS:g} fps, VP8 "
+        f"{'encoded live' if args.live_encode else 'encoded once and replayed, ~1 Mbit/s'}, a separate process "
+        "on the same machine) into one "
         f"bridge process, real models on the CPU, analysis target {FPS:g} fps per participant.\n\n"
         f"{table(results)}\n\n"
         f"Most participants meeting the goal (every participant >= {GOAL_FPS:g} analysed fps and p95 "

@@ -6,6 +6,11 @@ rendered up front and ``recv()`` only paces them with ``next_timestamp()``, so t
 publisher costs nothing but the encoder and its timing is exact. Frames are kept
 as shared read-only YUV arrays: many publishers in one process share one copy.
 
+:class:`EncodedFaceTrack` goes one step further for many publishers in one
+process (load benchmarks): the loop is VP8-encoded once and its packets are
+replayed, so a publisher costs almost no CPU and the machine measures the bridge,
+not the senders.
+
 An optional frame index can be drawn into a corner strip (:func:`read_index`
 recovers it after a lossy codec round trip) so a benchmark can measure
 frame-to-cue latency across processes.
@@ -21,13 +26,18 @@ from collections.abc import Callable, Sequence
 
 import av
 import numpy as np
-from aiortc.mediastreams import MediaStreamError, VideoStreamTrack
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack, VideoStreamTrack
 
 from bridge.errors import MicroCueError
 
 #: RTP video clock (RFC 3551); aiortc's encoders expect this time base.
 VIDEO_CLOCK_RATE = 90_000
 VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_RATE)
+#: Replayed VP8 stream: a keyframe every second at 15 fps, so a receiver that joins or loses a
+#: packet recovers within a second (a replayed stream cannot answer a keyframe request).
+KEYFRAME_EVERY = 15
+#: ~1 Mbit/s: what browsers send for 640x480 at 15 fps on a good link.
+REPLAY_BITRATE = 1_000_000
 #: Index strip: INDEX_BITS blocks of INDEX_BLOCK x INDEX_BLOCK pixels, black or white, along the
 #: bottom-left edge. 16-pixel blocks survive VP8/H.264 at webcam bitrates with margin.
 INDEX_BITS = 12
@@ -138,3 +148,73 @@ class SyntheticFaceTrack(VideoStreamTrack):
         if self.on_sent is not None:
             self.on_sent(i, time.perf_counter())
         return frame
+
+
+def encode_vp8(
+    yuv_frames: Sequence[np.ndarray],
+    fps: float = 15.0,
+    *,
+    bitrate: int = REPLAY_BITRATE,
+    keyframe_every: int = KEYFRAME_EVERY,
+) -> list[bytes]:
+    """Encode yuv420p frames once to VP8 packets (the first a keyframe) for :class:`EncodedFaceTrack`."""
+    height, width = yuv_frames[0].shape[0] * 2 // 3, yuv_frames[0].shape[1]
+    ctx = av.CodecContext.create("libvpx", "w")
+    ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
+    ctx.time_base = fractions.Fraction(1, VIDEO_CLOCK_RATE)
+    ctx.framerate = fractions.Fraction(fps).limit_denominator(1001)
+    ctx.bit_rate = bitrate
+    ctx.gop_size = keyframe_every
+    ctx.options = {"deadline": "realtime", "cpu-used": "4", "lag-in-frames": "0", "kf-max-dist": str(keyframe_every)}
+    packets: list[bytes] = []
+    for i, yuv in enumerate(yuv_frames):
+        frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+        frame.pts = round(i * VIDEO_CLOCK_RATE / fps)
+        frame.time_base = ctx.time_base
+        packets += [bytes(p) for p in ctx.encode(frame)]
+    packets += [bytes(p) for p in ctx.encode(None)]
+    if len(packets) != len(yuv_frames):
+        raise RuntimeError(f"VP8 encoder returned {len(packets)} packets for {len(yuv_frames)} frames")
+    return packets
+
+
+class EncodedFaceTrack(MediaStreamTrack):
+    """Replays pre-encoded VP8 packets at ``fps`` with ever-increasing timestamps (looping).
+
+    Pair it with a VP8-only transceiver (``prefer_codec(pc, "video", "video/VP8")``): aiortc
+    packetizes the packets as they are, with no encoder in the loop.
+    """
+
+    kind = "video"
+
+    def __init__(
+        self, packets: Sequence[bytes], fps: float = 15.0, on_sent: Callable[[int, float], None] | None = None
+    ) -> None:
+        super().__init__()
+        if not packets:
+            raise ValueError("an encoded track needs at least one packet")
+        self.packets = list(packets)
+        self.fps = fps
+        self.on_sent = on_sent
+        self.sent = 0
+        self._start: float | None = None
+        self._index = 0
+
+    async def recv(self) -> av.Packet:  # type: ignore[override]
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start is None:
+            self._start = time.time()
+        else:
+            self._index += 1
+            wait = self._start + self._index / self.fps - time.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+        i = self._index % len(self.packets)
+        packet = av.Packet(self.packets[i])
+        packet.pts = round(self._index * VIDEO_CLOCK_RATE / self.fps)
+        packet.time_base = VIDEO_TIME_BASE
+        self.sent += 1
+        if self.on_sent is not None:
+            self.on_sent(i, time.perf_counter())
+        return packet

@@ -18,7 +18,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack, VideoStreamT
 from bridge.bus import InProcessBus
 from bridge.executor import BlockingExecutor
 from bridge.peers import PeerSet, negotiate, prefer_codec, wait_connected
-from bridge.synthetic import SyntheticFaceTrack, face_loop_frames, to_yuv
+from bridge.synthetic import EncodedFaceTrack, SyntheticFaceTrack, encode_vp8, face_loop_frames, to_yuv
 from bridge.worker import ParticipantWorker
 from inference.analyzer import AnalysisStep, FaceModels, FrameMetrics, ParticipantAnalyzer
 from inference.cues import Cue
@@ -80,7 +80,7 @@ async def test_two_peers_connect_in_the_namespace(netns: str) -> None:
 # ---- real peers, real face, real models ---------------------------------------------------
 
 
-@pytest.mark.parametrize("codec", ["video/VP8", "video/H264"])
+@pytest.mark.parametrize("codec", ["video/VP8", "video/H264", "replayed video/VP8"])
 async def test_cues_arrive_from_a_real_peer(  # noqa: PLR0917 - fixtures
     netns: str,
     codec: str,
@@ -94,7 +94,10 @@ async def test_cues_arrive_from_a_real_peer(  # noqa: PLR0917 - fixtures
     sub = bus.subscribe(MEETING)
     try:
         publisher, bridge = peers.create("publisher"), peers.create("bridge")
-        publisher.addTrack(SyntheticFaceTrack(face_yuv, fps=15))
+        replay = codec.startswith("replayed ")
+        codec = codec.removeprefix("replayed ")
+        track = EncodedFaceTrack(encode_vp8(face_yuv, 15)) if replay else SyntheticFaceTrack(face_yuv, fps=15)
+        publisher.addTrack(track)
         prefer_codec(publisher, "video", codec)
 
         @bridge.on("track")
