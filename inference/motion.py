@@ -80,51 +80,61 @@ def _fit_grid() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
                       RIGID_GRID_STEP // 2 : CANONICAL_SIZE : RIGID_GRID_STEP]
     # the face ellipse of the canonical crop; corners hold background and hair
     inside = ((xs - c) / (0.46 * CANONICAL_SIZE)) ** 2 + ((ys - c - 4) / (0.52 * CANONICAL_SIZE)) ** 2 <= 1.0
-    return ys[inside], xs[inside], np.stack([xs[inside] - c, ys[inside] - c], axis=1).astype(np.float64)
+    xy = np.stack([xs[inside] - c, ys[inside] - c], axis=1).astype(np.float64)
+    n = len(xy)
+    # u = a x + b y + tx ; v = c x + d y + ty, x and y from the centre. Affine, not similarity:
+    # a small head turn or nod foreshortens the face along one axis, which a similarity
+    # cannot remove and which then read as expressions near the face's edges (bench hard tier).
+    design = np.zeros((2 * n, 6))
+    design[:n, 0], design[:n, 1], design[:n, 2] = xy[:, 0], xy[:, 1], 1.0
+    design[n:, 3], design[n:, 4], design[n:, 5] = xy[:, 0], xy[:, 1], 1.0
+    return ys[inside], xs[inside], design
 
 
-_FIT_YS, _FIT_XS, _FIT_XY = _fit_grid()
-_DENSE_XY = np.stack(np.meshgrid(np.arange(CANONICAL_SIZE) - (CANONICAL_SIZE - 1) / 2.0,
-                                 np.arange(CANONICAL_SIZE) - (CANONICAL_SIZE - 1) / 2.0), axis=-1)
+_FIT_YS, _FIT_XS, _FIT_DESIGN = _fit_grid()
+_CENTRE = (CANONICAL_SIZE - 1) / 2.0
 
 
-def rigid_flow(flow: np.ndarray) -> np.ndarray:
-    """The similarity motion (scale, rotation, translation) that best explains ``flow``, as a
-    dense field; fitted by iteratively reweighted least squares."""
+def rigid_motion(flow: np.ndarray) -> np.ndarray:
+    """Affine motion (a, b, tx, c, d, ty) that best explains ``flow`` over the face, fitted by
+    iteratively reweighted least squares so the expression's moving pixels count as outliers."""
     uv = flow[_FIT_YS, _FIT_XS].astype(np.float64)
-    x, y = _FIT_XY[:, 0], _FIT_XY[:, 1]
-    n = len(x)
-    # u = s x - r y + tx ; v = r x + s y + ty
-    a = np.zeros((2 * n, 4))
-    a[:n, 0], a[:n, 1], a[:n, 2] = x, -y, 1.0
-    a[n:, 0], a[n:, 1], a[n:, 3] = y, x, 1.0
     b = np.concatenate([uv[:, 0], uv[:, 1]])
+    n = len(uv)
     w = np.ones(2 * n)
-    params = np.zeros(4)
+    params = np.zeros(6)
     for _ in range(RIGID_ITERATIONS):
         sw = np.sqrt(w)
-        params = np.linalg.lstsq(a * sw[:, None], b * sw, rcond=None)[0]
-        res = (a @ params - b).reshape(2, n)
-        r = np.hypot(res[0], res[1])
-        w = np.tile(1.0 / (1.0 + (r / RIGID_CAUCHY_PX) ** 2), 2)
-    s_, r_, tx, ty = params
-    gx, gy = _DENSE_XY[..., 0], _DENSE_XY[..., 1]
-    return np.stack([s_ * gx - r_ * gy + tx, r_ * gx + s_ * gy + ty], axis=-1).astype(np.float32)
+        params = np.linalg.lstsq(_FIT_DESIGN * sw[:, None], b * sw, rcond=None)[0]
+        res = (_FIT_DESIGN @ params - b).reshape(2, n)
+        w = np.tile(1.0 / (1.0 + (np.hypot(res[0], res[1]) / RIGID_CAUCHY_PX) ** 2), 2)
+    return params
 
 
-def mean_flow(flow: np.ndarray, centre: np.ndarray, disc: np.ndarray) -> np.ndarray:
-    h, w = flow.shape[:2]
-    pts = np.rint(centre).astype(int) + disc
-    pts[:, 0] = np.clip(pts[:, 0], 0, w - 1)
-    pts[:, 1] = np.clip(pts[:, 1], 0, h - 1)
-    return flow[pts[:, 1], pts[:, 0]].mean(0)
+def rigid_at(params: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The fitted rigid flow at canonical ``points`` (N, 2)."""
+    a, b, tx, c, d, ty = params
+    x, y = points[:, 0] - _CENTRE, points[:, 1] - _CENTRE
+    return np.stack([a * x + b * y + tx, c * x + d * y + ty], axis=1)
+
+
+_DISC_OFFSETS = np.concatenate(_DISCS)
+_DISC_OWNER = np.repeat(np.arange(len(REGIONS)), [len(d) for d in _DISCS])
+_DISC_STARTS = np.concatenate([[0], np.cumsum([len(d) for d in _DISCS])[:-1]])
+_DISC_SIZES = np.array([len(d) for d in _DISCS], dtype=np.float64)
 
 
 def region_flows(flow: np.ndarray, canonical_landmarks: np.ndarray,
                  regions: tuple[Region, ...] = REGIONS) -> np.ndarray:
-    """(R, 2) mean flow per region (of a flow field with the head's rigid motion removed)."""
+    """(R, 2) mean flow per region, minus the head's rigid motion at each region's centre
+    (the mean of a linear field over a disc is its value at the centre)."""
     centres = region_centres(canonical_landmarks, regions)
-    return np.stack([mean_flow(flow, c, d) for c, d in zip(centres, _DISCS, strict=True)])
+    h, w = flow.shape[:2]
+    pts = np.rint(centres).astype(np.int64)[_DISC_OWNER] + _DISC_OFFSETS
+    np.clip(pts[:, 0], 0, w - 1, out=pts[:, 0])
+    np.clip(pts[:, 1], 0, h - 1, out=pts[:, 1])
+    sums = np.add.reduceat(flow[pts[:, 1], pts[:, 0]].astype(np.float64), _DISC_STARTS, axis=0)
+    return sums / _DISC_SIZES[:, None] - rigid_at(rigid_motion(flow), centres)
 
 
 class MotionExtractor:
@@ -153,7 +163,6 @@ class MotionExtractor:
         if chained:
             assert prev is not None
             flow = self._dis.calc(prev[2], crop, None)
-            flow -= rigid_flow(flow)
             flows = region_flows(flow, prev[3])
         else:
             flows = np.zeros((len(REGIONS), 2), dtype=np.float32)

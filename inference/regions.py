@@ -53,6 +53,14 @@ EYELID_MASK = np.array([r.eyelid for r in REGIONS])
 BROW_MASK = np.array([r.name.startswith("brow_") for r in REGIONS])
 
 
+_INDEX = np.concatenate([r.landmarks for r in REGIONS])
+_STARTS = np.concatenate([[0], np.cumsum([len(r.landmarks) for r in REGIONS])[:-1]])
+_COUNTS = np.array([len(r.landmarks) for r in REGIONS], dtype=np.float64)
+
+
 def region_centres(canonical_landmarks: np.ndarray, regions: tuple[Region, ...] = REGIONS) -> np.ndarray:
     """(R, 2) centres in canonical pixels."""
+    if regions is REGIONS:
+        pts = canonical_landmarks[_INDEX, :2].astype(np.float64)
+        return np.add.reduceat(pts, _STARTS, axis=0) / _COUNTS[:, None]
     return np.stack([canonical_landmarks[list(r.landmarks), :2].mean(0) for r in regions])

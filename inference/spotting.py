@@ -11,6 +11,7 @@ to 60 fps and dropped frames change nothing.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -19,6 +20,9 @@ import numpy as np
 
 from inference.motion import MotionSample
 from inference.regions import BROW_MASK, EYELID_MASK, MOUTH_MASK, REGION_INDEX, REGIONS
+
+_JAW = [REGION_INDEX["lip_lower"], REGION_INDEX["chin"]]
+_UPPER_LIDS = [REGION_INDEX["lid_upper_R"], REGION_INDEX["lid_upper_L"]]
 
 # --- durations (seconds) -----------------------------------------------------------------
 # Micro-expressions last 1/25 s to 1/2 s (Ekman & Friesen 1969; Yan et al. 2013, CASME);
@@ -52,17 +56,26 @@ MIN_NOISE_PX = 0.08
 ACTIVE_SHARE = 0.5
 # Onset/offset: where the trajectory is within this share of the amplitude of its baseline.
 BOUNDARY_SHARE = 0.15
+FALL_MIN_SHARE = 0.5
+SETTLE_S = 0.2
 
 # --- distractors -------------------------------------------------------------------------
 # Blink: eye openness drops below this share of its recent median (EAR falls ~60 % in a blink,
 # Soukupova & Cech 2016); eyelid regions are then ignored for that window.
 BLINK_EAR_RATIO = 0.75
-# Talking: inner-lip gap oscillating at 2-7 Hz (syllable rate, Ding et al. 2017) with at least
-# this amplitude (gap over mouth width) over TALK_WINDOW_S; mouth regions are then ignored.
-TALK_MIN_AMPLITUDE = 0.04
+# ... or both upper lids moving down together by this many noise units: no emotion prototype
+# lowers both upper lids (the lid-raising AU5 goes up), a blink does.
+BLINK_NOISE_UNITS = 3.0
+# Talking: the jaw oscillating at 2-7 Hz (syllable rate, Ding et al. 2017) over TALK_WINDOW_S;
+# mouth regions are then ignored, and mouth-only events overlapping talk are dropped.
+TALK_MIN_PX = 0.8  # jaw (lower lip + chin) excursion in canonical pixels
+TALK_MIN_CYCLES = 2.0
 TALK_BAND_HZ = (2.0, 7.0)
 TALK_WINDOW_S = 1.5
 TALK_HOLD_S = 0.5
+# Mouth-only events wait this long after their offset for the talking decision (two jaw cycles
+# at the slowest syllable rate, 2 Hz, minus what the offset walk already waited).
+TALK_DECIDE_S = 0.7
 # Out-of-plane head rotation distorts the aligned face: windows where the nose tip moves more
 # than this (in inter-ocular distances) against the eye corners are not used. The nose tip sits
 # ~0.6 IOD in front of the eye plane, so 0.06 IOD is ~6 degrees of yaw or pitch; expressions
@@ -80,6 +93,7 @@ MIN_SAMPLES_FOR_FPS = 3
 MIN_SAMPLES_FOR_TALK = 6
 MIN_SAMPLES_FOR_NOISE = 10
 PRIOR_NOISE_PX = 0.15
+NOISE_REFRESH = 8
 
 
 def apex_feature(from_head: np.ndarray, from_tail: np.ndarray) -> np.ndarray:
@@ -95,6 +109,22 @@ def apex_feature(from_head: np.ndarray, from_tail: np.ndarray) -> np.ndarray:
     b = np.linalg.norm(from_tail, axis=1)
     same_way = (from_head * from_tail).sum(axis=1) > 0
     return np.where(same_way, np.minimum(a, b), 0.0)
+
+
+def oscillation_hz(t: np.ndarray, x: np.ndarray, band: float) -> float:
+    """Full cycles per second of ``x`` around zero, with a hysteresis ``band`` against noise;
+    0 when there are fewer than TALK_MIN_CYCLES cycles."""
+    state = 0
+    crossings = 0
+    for v in x:
+        s = 1 if v > band else (-1 if v < -band else 0)
+        if s and s != state:
+            crossings += state != 0
+            state = s
+    cycles = crossings / 2.0
+    if cycles < TALK_MIN_CYCLES:
+        return 0.0
+    return cycles / max(float(t[-1] - t[0]), 1e-3)
 
 
 def micro_k_s(fps: float) -> float:
@@ -150,9 +180,13 @@ class Spotter:
         self.reset()
 
     def reset(self) -> None:
-        self.samples: deque[MotionSample] = deque()
-        self.positions: deque[np.ndarray] = deque()
-        self.segments: deque[int] = deque()
+        self.samples: list[MotionSample] = []
+        self.positions: list[np.ndarray] = []
+        self.segments: list[int] = []
+        self._times: list[float] = []
+        self._ear_median = 0.0
+        self._fps = self.fps_hint
+        self._noise_cache: np.ndarray | None = None
         self._segment = 0
         self._fd_noise: deque[np.ndarray] = deque()
         self._channels = [_Channel(micro_k_s(self.fps_hint), MICRO_MAX_S)] + [
@@ -161,6 +195,8 @@ class Spotter:
         self._pending: list[_Pending] = []
         self._emitted: deque[tuple[float, float]] = deque(maxlen=32)
         self._talk_until = -math.inf
+        self.talk_intervals: deque[list[float]] = deque(maxlen=64)
+        self.blink_intervals: deque[tuple[float, float]] = deque(maxlen=64)
         self.suppressed = {"blink": 0, "talk": 0, "head": 0, "light": 0}
 
     # --- buffer --------------------------------------------------------------------------
@@ -173,15 +209,17 @@ class Spotter:
         self.samples.append(s)
         self.positions.append(pos)
         self.segments.append(self._segment)
-        while self.samples and s.t - self.samples[0].t > BUFFER_S:
-            self.samples.popleft()
-            self.positions.popleft()
-            self.segments.popleft()
+        self._times.append(s.t)
+        cut = bisect.bisect_left(self._times, s.t - BUFFER_S)
+        if cut:
+            del self.samples[:cut], self.positions[:cut], self.segments[:cut], self._times[:cut]
+        self._ear_median = float(np.median([x.eye_openness for x in self.samples]))
+        self._measure_fps()
 
     def _index_at(self, t: float) -> int:
         """Index of the sample nearest to media time ``t``."""
-        times = [x.t for x in self.samples]
-        i = int(np.searchsorted(times, t))
+        times = self._times
+        i = bisect.bisect_left(times, t)
         if i >= len(times):
             return len(times) - 1
         if i > 0 and abs(times[i - 1] - t) <= abs(times[i] - t):
@@ -189,29 +227,48 @@ class Spotter:
         return i
 
     def fps(self) -> float:
+        """Measured analysis rate (median frame interval of the last 30 samples)."""
         if len(self.samples) < MIN_SAMPLES_FOR_FPS:
             return self.fps_hint
-        dts = np.diff([s.t for s in list(self.samples)[-30:]])
-        return float(1.0 / max(np.median(dts), 1e-3))
+        return self._fps
+
+    def _measure_fps(self) -> None:
+        if len(self._times) >= MIN_SAMPLES_FOR_FPS:
+            self._fps = float(1.0 / max(np.median(np.diff(self._times[-30:])), 1e-3))
 
     # --- distractors ---------------------------------------------------------------------
     def _talking(self, now: float) -> bool:
-        window = [s for s in self.samples if now - s.t <= TALK_WINDOW_S]
-        if len(window) >= MIN_SAMPLES_FOR_TALK:
-            m = np.array([s.mouth_open for s in window])
-            t = np.array([s.t for s in window])
-            m = m - m.mean()
-            # count oscillations: sign changes of the detrended gap with enough amplitude
-            if np.ptp(m) >= TALK_MIN_AMPLITUDE:
-                crossings = np.count_nonzero(np.diff(np.sign(m[np.abs(m) > 0.25 * TALK_MIN_AMPLITUDE])) != 0)
-                rate = crossings / 2.0 / max(t[-1] - t[0], 1e-3)
-                if TALK_BAND_HZ[0] <= rate <= TALK_BAND_HZ[1]:
-                    self._talk_until = now + TALK_HOLD_S
+        """Rhythmic jaw motion: the lower lip and chin go down and up at syllable rate.
+
+        Read from the same region trajectories the spotter uses (the inner-lip landmarks alone
+        missed most of the bench's talking), detrended over the window; two full cycles at
+        2-7 Hz with enough amplitude make it talking, held for TALK_HOLD_S after.
+        """
+        lo = bisect.bisect_left(self._times, now - TALK_WINDOW_S)
+        if len(self._times) - lo < MIN_SAMPLES_FOR_TALK or self.segments[lo] != self.segments[-1]:
+            return now <= self._talk_until
+        t = np.asarray(self._times[lo:])
+        jaw = np.asarray([p[_JAW, 1].sum() for p in self.positions[lo:]])
+        jaw = jaw - np.polyval(np.polyfit(t - t[0], jaw, 1), t - t[0])
+        if np.ptp(jaw) >= TALK_MIN_PX:
+            rate = oscillation_hz(t, jaw, 0.25 * np.ptp(jaw))
+            if TALK_BAND_HZ[0] <= rate <= TALK_BAND_HZ[1]:
+                if now > self._talk_until:
+                    self.talk_intervals.append([t[0], now + TALK_HOLD_S])
+                else:
+                    self.talk_intervals[-1][1] = now + TALK_HOLD_S
+                self._talk_until = now + TALK_HOLD_S
         return now <= self._talk_until
+
+    def _blink_overlaps(self, start: float, end: float) -> bool:
+        return any(a <= end and start <= b for a, b in self.blink_intervals)
+
+    def _talk_overlaps(self, start: float, end: float) -> bool:
+        return any(a <= end and start <= b for a, b in self.talk_intervals)
 
     def _mask(self, lo: int, hi: int, talking: bool) -> np.ndarray | None:
         """Region weights for the window [lo, hi]; None when the whole window is unusable."""
-        win = list(self.samples)[lo : hi + 1]
+        win = self.samples[lo : hi + 1]
         turn = [s.turn for s in win]
         nod = [s.nod for s in win]
         if np.ptp(turn) > HEAD_TURN_IOD or np.ptp(nod) > HEAD_NOD_IOD:
@@ -222,8 +279,7 @@ class Spotter:
             self.suppressed["light"] += 1
             return None
         mask = np.ones(len(REGIONS))
-        recent = [s.eye_openness for s in self.samples]
-        if min(s.eye_openness for s in win) < BLINK_EAR_RATIO * float(np.median(recent)):
+        if min(s.eye_openness for s in win) < BLINK_EAR_RATIO * self._ear_median:
             mask[EYELID_MASK] = 0.0
             self.suppressed["blink"] += 1
         if talking:
@@ -233,10 +289,14 @@ class Spotter:
 
     # --- feature and threshold -----------------------------------------------------------
     def _noise(self) -> np.ndarray:
+        """Each region's noise scale (1.4826 x median: the MAD-consistent scale), refreshed every
+        NOISE_REFRESH samples since it moves slowly and a median per frame is not free."""
         if len(self._fd_noise) < MIN_SAMPLES_FOR_NOISE:
             return np.full(len(REGIONS), max(MIN_NOISE_PX, PRIOR_NOISE_PX))
-        arr = np.stack(self._fd_noise)
-        return np.maximum(np.median(arr, axis=0) * 1.4826 + 1e-6, MIN_NOISE_PX)
+        if self._noise_cache is None or len(self.samples) % NOISE_REFRESH == 0:
+            arr = np.stack(self._fd_noise)
+            self._noise_cache = np.maximum(np.median(arr, axis=0) * 1.4826 + 1e-6, MIN_NOISE_PX)
+        return self._noise_cache
 
     def _feature(self, ch: _Channel, now: float, talking: bool) -> tuple[float, float, np.ndarray] | None:
         i = self._index_at(now - ch.k_s)
@@ -253,7 +313,15 @@ class Spotter:
         mask = self._mask(h, tail, talking)
         if mask is None:
             return self.samples[i].t, 0.0, np.zeros(len(REGIONS))
-        z = fd / self._noise() * mask
+        noise = self._noise()
+        lids = (p[i] - p[h])[_UPPER_LIDS, 1]
+        t_i = self.samples[i].t
+        if (lids > BLINK_NOISE_UNITS * noise[_UPPER_LIDS]).all():  # both upper lids down: a blink
+            self.blink_intervals.append((t_i - 2 * ch.k_s, t_i + 2 * ch.k_s))
+        if self._blink_overlaps(self.samples[h].t, self.samples[tail].t):
+            mask[EYELID_MASK | BROW_MASK] = 0.0
+            self.suppressed["blink"] += 1
+        z = fd / noise * mask
         return self.samples[i].t, float(z.max()), z
 
     def _threshold(self, ch: _Channel) -> float:
@@ -302,6 +370,33 @@ class Spotter:
         self._pending.append(_Pending(t_j, t_on, s_j / self._threshold(ch), active, amplitude,
                                       self.positions[apex].copy()))
 
+    def _offset(self, apex: int, pe: _Pending) -> int | None:
+        """Where the trajectory, falling back from the apex, is back at baseline or has settled.
+
+        Returning all the way is the textbook offset, but flow summed over a large movement does
+        not come back exactly (a jaw drop left the chin ~1 px off on the bench), so a fall of at
+        least FALL_MIN_SHARE of the rise that then stops for SETTLE_S also ends the event.
+        """
+        settle = max(2, round(SETTLE_S * self.fps()))
+        best, still = 0.0, 0
+        backs: list[float] = []
+        for j in range(apex + 1, len(self.samples)):
+            if self.segments[j] != self.segments[apex]:
+                return j - 1
+            back = float(np.linalg.norm(self.positions[j][pe.active] - pe.apex_pos[pe.active], axis=1).sum())
+            backs.append(back)
+            if back >= (1.0 - BOUNDARY_SHARE) * pe.amplitude:
+                return j
+            if back > best * (1.0 + BOUNDARY_SHARE):
+                best, still = back, 0
+            else:
+                still += 1
+            if best >= FALL_MIN_SHARE * pe.amplitude and still >= settle:
+                # the first sample within the boundary share of where the fall settled
+                first = next(n for n, b in enumerate(backs) if b >= (1.0 - BOUNDARY_SHARE) * best)
+                return apex + 1 + first
+        return None
+
     def _is_blink(self, active: np.ndarray, displacement: np.ndarray) -> bool:
         """Only eyelids (and brows, which follow them) moved, and both upper lids went down."""
         if not active[EYELID_MASK].any() or active[~(EYELID_MASK | BROW_MASK)].any():
@@ -313,12 +408,7 @@ class Spotter:
         """(finished, spot): the offset is the first sample after the apex back within the
         baseline band; a finished candidate may still be rejected as a distractor (spot None)."""
         apex = self._index_at(pe.apex_idx_t)
-        offset = None
-        for j in range(apex + 1, len(self.samples)):
-            back = float(np.linalg.norm(self.positions[j][pe.active] - pe.apex_pos[pe.active], axis=1).sum())
-            if back >= (1.0 - BOUNDARY_SHARE) * pe.amplitude:
-                offset = j
-                break
+        offset = self._offset(apex, pe)
         if offset is None:
             if now - pe.onset_t < MAX_EVENT_S:
                 return False, None
@@ -327,6 +417,16 @@ class Spotter:
         samples = self.samples
         displacement = (self.positions[apex] - self.positions[onset]).copy()
         if self._is_blink(pe.active, displacement):
+            self.suppressed["blink"] += 1
+            return True, None
+        mouth_only = not pe.active[~MOUTH_MASK].any()
+        if mouth_only and now < samples[offset].t + TALK_DECIDE_S:
+            return False, None  # talking is only recognised after two jaw cycles: wait for it
+        if mouth_only and self._talk_overlaps(samples[onset].t - TALK_HOLD_S, samples[offset].t + TALK_HOLD_S):
+            self.suppressed["talk"] += 1
+            return True, None
+        lids_only = not pe.active[~(EYELID_MASK | BROW_MASK)].any()
+        if lids_only and self._blink_overlaps(samples[onset].t, samples[offset].t):
             self.suppressed["blink"] += 1
             return True, None
         kind = "micro" if samples[offset].t - samples[onset].t <= MICRO_MAX_S else "macro"
