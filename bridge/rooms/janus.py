@@ -60,6 +60,11 @@ EVENT_QUEUE = 256
 #: VideoRoom error codes that no reconnect can fix (janus_videoroom.c): no such room,
 #: unauthorized, invalid element/request.
 FATAL_ERROR_CODES = frozenset({426, 433, 456, 457})
+#: Codecs aiortc decodes, by Janus stream type (Janus names them in lower case).
+DECODABLE: dict[str, frozenset[str]] = {
+    "video": frozenset({"vp8", "h264"}),
+    "audio": frozenset({"opus", "pcmu", "pcma"}),
+}
 BOT_DISPLAY = "MicroCue bot (analysing engagement; ask the host to opt out)"
 
 
@@ -261,6 +266,8 @@ class JanusAdapter(MeetingAdapter):
                 log.warning(
                     "lost Janus at %s (%s); reconnecting in %.1f s", self.url, exc or type(exc).__name__, backoff
                 )
+            except Exception:  # a bug or a malformed server answer: log it, keep the bot in the room
+                log.exception("unexpected error in the Janus session; reconnecting in %.1f s", backoff)
             finally:
                 await self._drop_connection()
             if self.connected.is_set():
@@ -343,12 +350,14 @@ class JanusAdapter(MeetingAdapter):
             and not p.get("dummy")
             and p.get("streams", [None])
         ]
-        if not new:
-            return
+        streams: list[dict[str, Any]] = []
         for p in new:
             self._feeds[p["id"]] = str(p.get("display", ""))
-            log.info("subscribing to feed %s (%s)", p["id"], p.get("display", ""))
-        streams = [{"feed": p["id"]} for p in new]
+            wanted = self._decodable_streams(p)
+            log.info("subscribing to feed %s (%s): %d stream(s)", p["id"], p.get("display", ""), len(wanted))
+            streams += wanted
+        if not streams:
+            return
         async with self._negotiate:
             if self._sub is None:
                 self._sub = await session.attach()
@@ -361,6 +370,27 @@ class JanusAdapter(MeetingAdapter):
             jsep = answer.get("jsep")
             if jsep and jsep.get("type") == "offer":
                 await self._answer_locked(plugin_data(answer), jsep)
+
+    @staticmethod
+    def _decodable_streams(publisher: dict[str, Any]) -> list[dict[str, Any]]:
+        """The feed's streams aiortc can decode, as subscribe entries. One undecodable m-line
+        would fail the whole multistream negotiation, so it is left out with a clear log line."""
+        feed = publisher["id"]
+        listed = publisher.get("streams")
+        if not isinstance(listed, list):  # an older Janus without per-stream info: take all
+            return [{"feed": feed}]
+        out = []
+        for stream in listed:
+            kind, codec, mid = stream.get("type"), str(stream.get("codec", "")).lower(), stream.get("mid")
+            if kind not in DECODABLE or mid is None or stream.get("disabled"):
+                continue
+            if codec and codec not in DECODABLE[kind]:
+                log.warning(
+                    "feed %s sends %s %s, which the bot cannot decode: that stream is not analysed", feed, kind, codec
+                )
+                continue
+            out.append({"feed": feed, "mid": str(mid)})
+        return out
 
     async def _remove_feed(self, feed: int) -> None:
         display = self._feeds.pop(feed, None)

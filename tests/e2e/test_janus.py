@@ -371,3 +371,18 @@ async def test_unknown_room_is_a_clear_fatal_error(janus: JanusServer) -> None:
         assert info.value.code == 426
     finally:
         await adapter.aclose()
+
+
+def test_only_decodable_streams_are_subscribed() -> None:
+    publisher = {
+        "id": 7,
+        "streams": [
+            {"type": "video", "mid": "0", "codec": "vp9"},  # aiortc has no VP9 decoder
+            {"type": "audio", "mid": "1", "codec": "opus"},
+            {"type": "video", "mid": "2", "codec": "h264"},
+            {"type": "data", "mid": "3"},
+            {"type": "video", "mid": "4", "codec": "vp8", "disabled": True},
+        ],
+    }
+    assert JanusAdapter._decodable_streams(publisher) == [{"feed": 7, "mid": "1"}, {"feed": 7, "mid": "2"}]
+    assert JanusAdapter._decodable_streams({"id": 8}) == [{"feed": 8}]
