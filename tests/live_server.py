@@ -28,11 +28,11 @@ STOP_TIMEOUT_S = 15.0
 
 
 class LiveServer:
-    def __init__(self, app: FastAPI, *, ws_max_size: int = 1024 * 1024) -> None:
+    def __init__(self, app: FastAPI, *, ws_max_size: int = 1024 * 1024, port: int = 0) -> None:
         self.app = app
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind(("127.0.0.1", port))
         self.port: int = self.sock.getsockname()[1]
         self.server = uvicorn.Server(
             uvicorn.Config(

@@ -116,29 +116,29 @@ async def live_feed(websocket: WebSocket, meeting_id: str) -> None:
     )
     if meeting.ended_at is not None:
         conn.offer(encode({"type": "meeting_ended", "meeting_id": meeting_id}))
+    sender = asyncio.create_task(_send_loop(websocket, conn, options, snapshot), name=f"live-send-{meeting_id}")
+    receiver = asyncio.create_task(_receive_loop(websocket, options), name=f"live-recv-{meeting_id}")
     try:
-        await websocket.send_text(snapshot)
-        sender = asyncio.create_task(_send_loop(websocket, conn, options), name=f"live-send-{meeting_id}")
-        receiver = asyncio.create_task(_receive_loop(websocket, options), name=f"live-recv-{meeting_id}")
-        done, pending = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
-        for task in pending:
-            task.cancel()
-        await asyncio.wait(pending)
-        for task in done:
-            if not task.cancelled() and task.exception() is not None:
-                exc = task.exception()
-                if not isinstance(exc, WebSocketDisconnect | OSError):
-                    log.error("live feed of meeting %s failed", meeting_id, exc_info=exc)
-    except (WebSocketDisconnect, OSError):
-        pass
+        await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        # Whichever ends first (client left, client stuck, close requested) ends the other.
+        for task in (sender, receiver):
+            task.cancel()
+        await asyncio.wait({sender, receiver})
+        for task in (sender, receiver):
+            exc = None if task.cancelled() else task.exception()
+            if exc is not None and not isinstance(exc, WebSocketDisconnect | OSError):
+                log.error("live feed of meeting %s failed", meeting_id, exc_info=exc)
         hub.disconnect(conn)
         if conn.skipped_total:
             log.info("live feed of meeting %s: connection skipped %d cue(s)", meeting_id, conn.skipped_total)
 
 
-async def _send_loop(websocket: WebSocket, conn: LiveConnection, options: LiveOptions) -> None:
-    """Drains the connection's queue; heartbeats; closes a client that stays stuck."""
+async def _send_loop(websocket: WebSocket, conn: LiveConnection, options: LiveOptions, first: str) -> None:
+    """Sends ``first`` (the snapshot), then drains the connection's queue; heartbeats; closes a
+    client that stays stuck. Every send is bounded by ``stuck_timeout_s``, the snapshot's too."""
+    if not await _send_bounded(websocket, conn, options, first):
+        return
     next_ping = time.monotonic() + options.heartbeat_s
     while True:
         await conn.wait(max(0.0, next_ping - time.monotonic()))
@@ -153,20 +153,25 @@ async def _send_loop(websocket: WebSocket, conn: LiveConnection, options: LiveOp
             conn.skipped_unreported = 0
         else:
             message = conn.pop()
-        if message is None:
-            continue
-        try:
-            async with asyncio.timeout(options.stuck_timeout_s):
-                await websocket.send_text(message)
-        except TimeoutError:
-            metrics.websocket_closed_slow()
-            log.warning(
-                "live feed of meeting %s: client took nothing for %.0f s; closing it",
-                conn.meeting_id,
-                options.stuck_timeout_s,
-            )
-            await _close(websocket, CLOSE_TOO_SLOW, f"client too slow: nothing read for {options.stuck_timeout_s:g} s")
+        if message is not None and not await _send_bounded(websocket, conn, options, message):
             return
+
+
+async def _send_bounded(websocket: WebSocket, conn: LiveConnection, options: LiveOptions, message: str) -> bool:
+    """One send, given at most ``stuck_timeout_s``; False (and the connection closed) when it stalls."""
+    try:
+        async with asyncio.timeout(options.stuck_timeout_s):
+            await websocket.send_text(message)
+    except TimeoutError:
+        metrics.websocket_closed_slow()
+        log.warning(
+            "live feed of meeting %s: client took nothing for %.0f s; closing it",
+            conn.meeting_id,
+            options.stuck_timeout_s,
+        )
+        await _close(websocket, CLOSE_TOO_SLOW, f"client too slow: nothing read for {options.stuck_timeout_s:g} s")
+        return False
+    return True
 
 
 async def _receive_loop(websocket: WebSocket, options: LiveOptions) -> None:
