@@ -56,6 +56,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     target = JoinTarget(janus=args.janus, room=args.room, whep=args.whep)
     if target.janus and target.room is None:
         raise UsageError("--janus needs --room N (the VideoRoom number)")
+    if target.janus and not target.janus.startswith(("ws://", "wss://")):
+        raise UsageError(f"--janus takes Janus's WebSocket URL (ws://host:8188), got {target.janus!r}")
     if target.whep:
         raise NotBuiltYet("joining over WHEP is not built yet in this version; use --janus URL --room N")
     if args.duration is not None and args.duration <= 0:

@@ -1,0 +1,31 @@
+"""``microcue join`` refuses bad arguments with one clear line and the usage exit code, before
+loading any model or opening any socket."""
+
+from __future__ import annotations
+
+import pytest
+
+from bridge.cli import main
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        (["join", "--janus", "ws://127.0.0.1:8188"], 2, "--janus needs --room"),
+        (["join", "--janus", "http://127.0.0.1:8088", "--room", "1"], 2, "WebSocket URL"),
+        (["join", "--janus", "ws://127.0.0.1:8188", "--room", "1", "--duration", "0"], 2, "--duration"),
+        (["join", "--whep", "https://example.invalid/whep/1"], 3, "WHEP is not built yet"),
+    ],
+)
+def test_bad_join_arguments(argv: list[str], code: int, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == code
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_join_needs_a_target() -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["join", "--room", "1"])
+    assert info.value.code == 2
