@@ -86,8 +86,15 @@ async def _serve(port: int, data_dir: str, stuck_timeout_s: float) -> None:
             if delay > 0:
                 await asyncio.sleep(delay)
             await bus.publish(
-                Cue(type="engagement", t=time.time(), value=0.5, detail=detail,
-                    meeting_id=meeting_id, participant_id=f"p{i % 10}", seq=i)
+                Cue(
+                    type="engagement",
+                    t=time.time(),
+                    value=0.5,
+                    detail=detail,
+                    meeting_id=meeting_id,
+                    participant_id=f"p{i % 10}",
+                    seq=i,
+                )
             )
         sys.stdout.write(f"done {n} {time.monotonic() - start:.3f}\n")
         sys.stdout.flush()
@@ -118,6 +125,11 @@ class ServerProcess:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
         return float("nan")
+
+    def cpu_s(self) -> float:
+        """User + system CPU seconds the server process has used so far."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def publish(self, meeting_id: str, rate: float, duration: float, padding: int = 0) -> None:
         assert self.proc.stdin is not None
@@ -237,10 +249,12 @@ def fanout(connections: int, rate: float, duration: float) -> dict[str, Any]:
             p.start()
         barrier.wait(timeout=60)
         rss_idle = server.rss_mb()
+        cpu_before = server.cpu_s()
         with RssSampler(server) as rss:
             started = time.monotonic()
             server.publish(meeting["id"], rate, duration)
             done = server.wait_done()
+            cpu_publishing = server.cpu_s() - cpu_before
             results = [out.get(timeout=duration + 90) for _ in procs]
             elapsed = time.monotonic() - started
         for p in procs:
@@ -260,6 +274,8 @@ def fanout(connections: int, rate: float, duration: float) -> dict[str, Any]:
             "latency_ms_mean": 1000 * statistics.fmean(latencies) if latencies else float("nan"),
             "rss_mb_idle": rss_idle,
             "rss_mb_peak": max(rss.samples, default=float("nan")),
+            "server_cpu_percent": 100 * cpu_publishing / duration,
+            "cpu_count": os.cpu_count(),
             "wall_s": elapsed,
         }
     finally:
@@ -304,8 +320,12 @@ def slow_readers(stuck: int, rate: float, duration: float, stuck_timeout_s: floa
         healthy = ctx.Process(
             target=_client_process,
             args=(
-                {"url": f"ws://127.0.0.1:{server.port}{path}", "conns": 1, "expected": expected,
-                 "deadline_s": duration + 60},
+                {
+                    "url": f"ws://127.0.0.1:{server.port}{path}",
+                    "conns": 1,
+                    "expected": expected,
+                    "deadline_s": duration + 60,
+                },
                 barrier,
                 out,
             ),
@@ -325,13 +345,19 @@ def slow_readers(stuck: int, rate: float, duration: float, stuck_timeout_s: floa
         healthy.join(10)
         metrics_text = httpx.get(f"{server.base_url}/metrics", timeout=30).text
         closed = next(
-            (float(line.split()[1]) for line in metrics_text.splitlines()
-             if line.startswith("microcue_websocket_closed_slow_total")),
+            (
+                float(line.split()[1])
+                for line in metrics_text.splitlines()
+                if line.startswith("microcue_websocket_closed_slow_total")
+            ),
             0.0,
         )
         skipped_total = next(
-            (float(line.split()[1]) for line in metrics_text.splitlines()
-             if line.startswith("microcue_websocket_skipped_cues_total")),
+            (
+                float(line.split()[1])
+                for line in metrics_text.splitlines()
+                if line.startswith("microcue_websocket_skipped_cues_total")
+            ),
             0.0,
         )
         pushed_mb = expected * (SLOW_PADDING + 150) * stuck / 1e6
@@ -376,16 +402,25 @@ def main(argv: list[str] | None = None) -> int:
         f"  latency p50 {f['latency_ms_p50']:.1f} ms, p99 {f['latency_ms_p99']:.1f} ms, "
         f"max {f['latency_ms_max']:.1f} ms"
     )
-    print(f"  server RSS idle {f['rss_mb_idle']:.0f} MB, peak {f['rss_mb_peak']:.0f} MB")
+    print(
+        f"  server RSS idle {f['rss_mb_idle']:.0f} MB, peak {f['rss_mb_peak']:.0f} MB; "
+        f"server CPU {f['server_cpu_percent']:.0f}% of one core ({f['cpu_count']} cores shared with the clients)"
+    )
 
-    print(f"slow readers: {args.stuck} clients never read + 1 healthy, {args.rate:g} cues/s of "
-          f"{SLOW_PADDING + 150} B for {args.duration:g} s ...")
+    print(
+        f"slow readers: {args.stuck} clients never read + 1 healthy, {args.rate:g} cues/s of "
+        f"{SLOW_PADDING + 150} B for {args.duration:g} s ..."
+    )
     s = slow_readers(args.stuck, args.rate, args.duration, args.stuck_timeout)
-    print(f"  data aimed at the stuck clients {s['data_aimed_at_stuck_clients_mb']:.0f} MB; "
-          f"server RSS idle {s['rss_mb_idle']:.0f} MB, peak {s['rss_mb_peak']:.0f} MB")
-    print(f"  stuck clients closed {s['stuck_closed']}/{args.stuck}, cues skipped {s['skipped_cues_server_total']}; "
-          f"healthy client got {s['healthy_client_delivered']}/{s['healthy_client_expected']}, "
-          f"p99 {s['healthy_latency_ms_p99']:.1f} ms")
+    print(
+        f"  data aimed at the stuck clients {s['data_aimed_at_stuck_clients_mb']:.0f} MB; "
+        f"server RSS idle {s['rss_mb_idle']:.0f} MB, peak {s['rss_mb_peak']:.0f} MB"
+    )
+    print(
+        f"  stuck clients closed {s['stuck_closed']}/{args.stuck}, cues skipped {s['skipped_cues_server_total']}; "
+        f"healthy client got {s['healthy_client_delivered']}/{s['healthy_client_expected']}, "
+        f"p99 {s['healthy_latency_ms_p99']:.1f} ms"
+    )
     if args.json:
         args.json.write_text(json.dumps({"fanout": f, "slow_readers": s}, indent=2))
     return 0

@@ -28,15 +28,24 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 #: Per-channel standard deviation below which a screenshot counts as blank (a flat page is ~0).
 MIN_PIXEL_STDDEV = 10.0
 
-PEOPLE = [("p1", "Ada Lovelace", True), ("p2", "Grace Hopper", True), ("p3", "Alan Turing", True),
-          ("p4", "Katherine Johnson", False)]
+PEOPLE = [
+    ("p1", "Ada Lovelace", True),
+    ("p2", "Grace Hopper", True),
+    ("p3", "Alan Turing", True),
+    ("p4", "Katherine Johnson", False),
+]
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +74,11 @@ def server(tmp_path: Path) -> Iterator[LiveServer]:
 
 
 def create_meeting(server: LiveServer, context: str) -> dict[str, Any]:
-    r = httpx.post(f"{server.base_url}/api/meetings", json={"title": "Quarterly pitch", "kind": "sales",
-                                                          "context": context}, timeout=30)
+    r = httpx.post(
+        f"{server.base_url}/api/meetings",
+        json={"title": "Quarterly pitch", "kind": "sales", "context": context},
+        timeout=30,
+    )
     assert r.status_code == 201, r.text
     return r.json()  # type: ignore[no-any-return]
 
@@ -77,14 +89,22 @@ def add_people(server: LiveServer, meeting_id: str) -> None:
     async def join() -> None:
         async with service.sessions() as s:
             for pid, name, consent in PEOPLE:
-                await repo.add_participant(session=s, meeting_id=meeting_id, participant_id=pid,
-                                           display_name=name, consent=consent)
+                await repo.add_participant(
+                    session=s, meeting_id=meeting_id, participant_id=pid, display_name=name, consent=consent
+                )
 
     server.call(join())
 
 
-def stream_cues(server: LiveServer, meeting_id: str, seconds: float, *, rate_hz: float = 4.0, start_t: float = 0.0,
-                expressions: bool = True) -> float:
+def stream_cues(
+    server: LiveServer,
+    meeting_id: str,
+    seconds: float,
+    *,
+    rate_hz: float = 4.0,
+    start_t: float = 0.0,
+    expressions: bool = True,
+) -> float:
     """Plausible cues for the three consenting people, in real time: what a bridge would publish."""
     seq = int(start_t * 100)
     steps = int(seconds * rate_hz)
@@ -97,29 +117,79 @@ def stream_cues(server: LiveServer, meeting_id: str, seconds: float, *, rate_hz:
                 continue
             seq += 1
             engagement = 0.62 + 0.22 * math.sin(t / 6 + k * 1.7) - 0.05 * k
-            cues.append(Cue(type="engagement", t=t, value=max(0.0, min(1.0, engagement)), confidence=0.9,
-                            meeting_id=meeting_id, participant_id=pid, seq=seq))
+            cues.append(
+                Cue(
+                    type="engagement",
+                    t=t,
+                    value=max(0.0, min(1.0, engagement)),
+                    confidence=0.9,
+                    meeting_id=meeting_id,
+                    participant_id=pid,
+                    seq=seq,
+                )
+            )
             seq += 1
-            cues.append(Cue(type="sentiment", t=t, value=0.45 * math.sin(t / 9 + k), meeting_id=meeting_id,
-                            participant_id=pid, seq=seq))
+            cues.append(
+                Cue(
+                    type="sentiment",
+                    t=t,
+                    value=0.45 * math.sin(t / 9 + k),
+                    meeting_id=meeting_id,
+                    participant_id=pid,
+                    seq=seq,
+                )
+            )
             seq += 1
-            cues.append(Cue(type="attention", t=t, value=0.7 + 0.2 * math.cos(t / 5 + k), meeting_id=meeting_id,
-                            participant_id=pid, seq=seq))
+            cues.append(
+                Cue(
+                    type="attention",
+                    t=t,
+                    value=0.7 + 0.2 * math.cos(t / 5 + k),
+                    meeting_id=meeting_id,
+                    participant_id=pid,
+                    seq=seq,
+                )
+            )
             seq += 1
-            cues.append(Cue(type="presence", t=t, value=0.0 if (pid == "p3" and t > 5) else 1.0,
-                            meeting_id=meeting_id, participant_id=pid, seq=seq))
+            cues.append(
+                Cue(
+                    type="presence",
+                    t=t,
+                    value=0.0 if (pid == "p3" and t > 5) else 1.0,
+                    meeting_id=meeting_id,
+                    participant_id=pid,
+                    seq=seq,
+                )
+            )
             if pid == "p2":
                 seq += 1
                 cues.append(Cue(type="speaking", t=t, value=1.0, meeting_id=meeting_id, participant_id=pid, seq=seq))
         if expressions and step % int(rate_hz * 1.5) == 2:
             pid = PEOPLE[(step // 3) % 3][0]
             emotion = ("surprise", "happiness", "contempt", "disgust")[(step // 5) % 4]
-            aus = {"surprise": ("AU1", "AU2", "AU5"), "happiness": ("AU6", "AU12"), "contempt": ("AU14R",),
-                   "disgust": ("AU9", "AU10")}[emotion]
+            aus = {
+                "surprise": ("AU1", "AU2", "AU5"),
+                "happiness": ("AU6", "AU12"),
+                "contempt": ("AU14R",),
+                "disgust": ("AU9", "AU10"),
+            }[emotion]
             seq += 1
-            cues.append(Cue(type="micro_expression", t=t, onset_s=t - 0.28, apex_s=t - 0.16, offset_s=t,
-                            emotion=emotion, aus=aus, confidence=0.55 + 0.1 * (step % 4), valence=0.0,
-                            meeting_id=meeting_id, participant_id=pid, seq=seq))  # type: ignore[arg-type]
+            cues.append(
+                Cue(
+                    type="micro_expression",
+                    t=t,
+                    onset_s=t - 0.28,
+                    apex_s=t - 0.16,
+                    offset_s=t,
+                    emotion=emotion,  # type: ignore[arg-type]
+                    aus=aus,
+                    confidence=0.55 + 0.1 * (step % 4),
+                    valence=0.0,
+                    meeting_id=meeting_id,
+                    participant_id=pid,
+                    seq=seq,
+                )
+            )
         server.publish(*cues)
         time.sleep(1 / rate_hz)
     return t
@@ -167,8 +237,10 @@ async def test_dashboard_shows_tiles_and_micro_expressions(server: LiveServer, b
     shot = ARTIFACTS / "dashboard_customer.png"
     await page.screenshot(path=str(shot), full_page=True)
     stddev = assert_not_blank(shot)
-    report(f"dashboard e2e: tile and micro-expression visible {first_cue_visible_s:.1f} s after page load; "
-           f"screenshot {shot.name} stddev {stddev:.1f}")
+    report(
+        f"dashboard e2e: tile and micro-expression visible {first_cue_visible_s:.1f} s after page load; "
+        f"screenshot {shot.name} stddev {stddev:.1f}"
+    )
 
 
 async def test_workplace_dashboard_shows_policy_and_no_emotions(server: LiveServer, browser: Any) -> None:

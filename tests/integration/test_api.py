@@ -6,6 +6,10 @@ Each PostgreSQL run gets a database of its own (``microcue_api_<random>``), drop
 from __future__ import annotations
 
 import asyncio
+import signal
+import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -236,8 +240,12 @@ def test_api_key_guards_creation_and_bots(settings: Settings) -> None:
         r = client.post(bot, json={"whep": "https://evil.example/whep/1"}, headers=headers)
         assert r.status_code == 403 and "MICROCUE_JOIN_ALLOW" in r.json()["detail"]
         # Invalid bodies.
-        for body in ({}, {"janus": "ws://janus.example:8188"}, {"whep": "ftp://janus.example/x"},
-                     {"janus": "ws://janus.example", "room": 1, "whep": "https://janus.example/w"}):
+        for body in (
+            {},
+            {"janus": "ws://janus.example:8188"},
+            {"whep": "ftp://janus.example/x"},
+            {"janus": "ws://janus.example", "room": 1, "whep": "https://janus.example/w"},
+        ):
             assert client.post(bot, json=body, headers=headers).status_code == 422, body
 
         # With the bridge's hook installed the request reaches it.
@@ -258,12 +266,24 @@ def test_health_ready_metrics_and_openapi(client: httpx.Client) -> None:
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["database"] and ready.json()["bus"]
     text = client.get("/metrics").text
-    for name in ("microcue_participants", "microcue_analysed_frames_total", "microcue_dropped_frames",
-                 "microcue_websocket_clients", "microcue_bus_lag_seconds", "microcue_store_written_cues_total"):
+    for name in (
+        "microcue_participants",
+        "microcue_analysed_frames_total",
+        "microcue_dropped_frames",
+        "microcue_websocket_clients",
+        "microcue_bus_lag_seconds",
+        "microcue_store_written_cues_total",
+    ):
         assert name in text, name
     spec = client.get("/openapi.json").json()
-    for path in ("/api/meetings", "/api/meetings/{meeting_id}/end", "/api/meetings/{meeting_id}/summary",
-                 "/api/meetings/{meeting_id}/bot", "/api/meetings/{meeting_id}/participants", "/healthz"):
+    for path in (
+        "/api/meetings",
+        "/api/meetings/{meeting_id}/end",
+        "/api/meetings/{meeting_id}/summary",
+        "/api/meetings/{meeting_id}/bot",
+        "/api/meetings/{meeting_id}/participants",
+        "/healthz",
+    ):
         assert path in spec["paths"], path
     assert client.get("/docs").status_code == 200
 
@@ -275,6 +295,76 @@ def test_readyz_says_not_ready_when_the_database_is_unreachable(tmp_path: Path) 
         r = httpx.get(f"{server.base_url}/readyz", timeout=30)
         assert r.status_code == 503
         assert r.json() == {
-            "status": "not ready", "database": False, "bus": True, "bus_kind": "InProcessBus", "bus_connected": None
+            "status": "not ready",
+            "database": False,
+            "bus": True,
+            "bus_kind": "InProcessBus",
+            "bus_connected": None,
         }
         assert httpx.get(f"{server.base_url}/healthz", timeout=30).status_code == 200
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _microcue(*args: str) -> list[str]:
+    return [sys.executable, "-m", "bridge.cli", *args]
+
+
+def test_serve_command_migrates_serves_and_stops_cleanly(tmp_path: Path) -> None:
+    """``microcue serve`` as a user runs it: a fresh data dir, a real port, SIGTERM to stop."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        _microcue("--data-dir", str(tmp_path / "fresh"), "--port", str(port), "serve"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, proc.communicate()[1]
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "microcue serve did not become ready"
+            time.sleep(0.1)
+        m = httpx.post(
+            f"http://127.0.0.1:{port}/api/meetings", json={"title": "t", "context": "public"}, timeout=10
+        ).json()
+        assert m["dashboard_url"].startswith(f"http://127.0.0.1:{port}/meetings/{m['id']}/dashboard?token=")
+        assert (tmp_path / "fresh" / "microcue.db").exists()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    assert "MicroCue serving on" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_serve_command_explains_a_busy_port_and_an_open_interface(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = subprocess.run(
+            _microcue("--data-dir", str(tmp_path), "--port", str(port), "serve"),
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert r.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run(
+        _microcue("--data-dir", str(tmp_path), "--host", "0.0.0.0", "serve"),
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2 and "MICROCUE_API_KEY" in r.stderr

@@ -59,8 +59,14 @@ def feed_url(server: LiveServer, meeting: dict[str, Any], token: str | None = No
 
 def cue(meeting_id: str, kind: str, seq: int, *, participant: str = "p1", **fields: Any) -> Cue:
     if kind.endswith("_expression"):
-        base: dict[str, Any] = {"onset_s": seq - 0.2, "apex_s": seq - 0.1, "offset_s": float(seq),
-                                "emotion": "surprise", "aus": ("AU1", "AU2"), "confidence": 0.8}
+        base: dict[str, Any] = {
+            "onset_s": seq - 0.2,
+            "apex_s": seq - 0.1,
+            "offset_s": float(seq),
+            "emotion": "surprise",
+            "aus": ("AU1", "AU2"),
+            "confidence": 0.8,
+        }
     else:
         base = {"value": 0.5}
     base.update(fields)
@@ -169,8 +175,13 @@ async def test_policy_filters_emotion_cues_for_workplace(server: LiveServer) -> 
         assert snap["recent"] == []
         assert set(snap["participants"][0]["latest"]) == {"engagement"}
         server.publish(
-            cue(mid, "micro_expression", 4), cue(mid, "macro_expression", 5), cue(mid, "sentiment", 6),
-            cue(mid, "engagement", 7), cue(mid, "attention", 8), cue(mid, "presence", 9), cue(mid, "speaking", 10),
+            cue(mid, "micro_expression", 4),
+            cue(mid, "macro_expression", 5),
+            cue(mid, "sentiment", 6),
+            cue(mid, "engagement", 7),
+            cue(mid, "attention", 8),
+            cue(mid, "presence", 9),
+            cue(mid, "speaking", 10),
         )
         got = await recv_cues(ws, 4)
         assert [c["type"] for c in got] == ["engagement", "attention", "presence", "speaking"]

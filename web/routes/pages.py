@@ -72,9 +72,7 @@ async def dashboard(
     check = await service.check_token(token, meeting_id, TokenKind.PRESENTER)
     if not check.ok:
         code = status.HTTP_403_FORBIDDEN if check.authenticated else status.HTTP_401_UNAUTHORIZED
-        return _refusal(
-            request, code, "Dashboard not available", refusal_message(check, TokenKind.PRESENTER) + "."
-        )
+        return _refusal(request, code, "Dashboard not available", refusal_message(check, TokenKind.PRESENTER) + ".")
     return FileResponse(
         STATIC_DIR / "dashboard.html",
         media_type="text/html",
