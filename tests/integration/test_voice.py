@@ -24,10 +24,9 @@ from bridge.voice import VoiceWorker
 from inference.cues import Cue
 from inference.models import ModelSet
 from inference.voice import SAMPLE_RATE, SileroVad, VadEvent, VoiceActivityStream
-from tests.fixtures_models import model_dir
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
-__all__ = ["model_dir"]
+pytest_plugins = ["tests.fixtures_models"]  # the verified model cache (model_dir)
 
 SENTENCE = "Good morning everyone, thank you for joining the meeting today. Let us look at the numbers."
 SILENCE_S = 1.5
