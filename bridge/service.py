@@ -32,6 +32,7 @@ from bridge.store import db, migrate, repo
 from bridge.store.tables import Meeting, Participant
 from bridge.store.writer import StoreWriter
 from bridge.tokens import TokenKind
+from inference.cues import Cue
 
 log = logging.getLogger("microcue.service")
 
@@ -212,6 +213,10 @@ class MeetingService:
     async def participants(self, meeting_id: str) -> list[Participant]:
         async with self.sessions() as session:
             return await repo.list_participants(session=session, meeting_id=meeting_id)
+
+    async def recent_cues(self, meeting_id: str, *, types: frozenset[str], limit: int) -> list[Cue]:
+        async with self.sessions() as session:
+            return await repo.recent_cues(session=session, meeting_id=meeting_id, types=types, limit=limit)
 
     async def check_token(self, token: str | None, meeting_id: str, kind: TokenKind) -> tokens.TokenCheck:
         async with self.sessions() as session:

@@ -41,6 +41,10 @@ MAX_TRACKED_MEETINGS = 1000
 MAX_PARTICIPANTS_PER_MEETING = 500
 #: Default per-connection send queue: 2.5 s of a busy 200 cues/s meeting.
 DEFAULT_SEND_QUEUE = 500
+#: State cues read back from the store to seed a meeting the hub has not seen since it started
+#: (restart, eviction, another instance took the cues): enough for the latest of each kind for
+#: every participant of a large meeting.
+SEED_STATE_CUES = 2000
 #: Seconds the hub waits for its bus subscription to be confirmed at start-up.
 SUBSCRIBE_READY_TIMEOUT_S = 10.0
 
@@ -120,6 +124,8 @@ class _MeetingState:
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_EXPRESSIONS)
         self.connections: set[LiveConnection] = set()
         self.ended = False
+        #: Filled from the store once: live cues alone miss what happened before this process saw the meeting.
+        self.seeded = False
 
     def apply(self, cue: Cue, as_dict: dict[str, Any]) -> None:
         if cue.type in EXPRESSION_TYPES:
@@ -221,6 +227,35 @@ class LiveHub:
             if not state.connections:
                 del self._meetings[meeting_id]
                 return
+
+    def needs_seed(self, meeting_id: str) -> bool:
+        state = self._meetings.get(meeting_id)
+        return state is None or not state.seeded
+
+    def seed(self, meeting_id: str, *, state_cues: Iterable[Cue], expression_cues: Iterable[Cue]) -> None:
+        """Merges stored cues (oldest first) under what the hub already has: a live cue that
+        arrived while the store was being read is newer and wins."""
+        state = self._state(meeting_id, create=True)
+        assert state is not None
+        if state.seeded:
+            return
+        state.seeded = True
+        for cue in state_cues:
+            if not cue.participant_id or cue.type not in STATE_TYPES:
+                continue
+            person = state.participants.get(cue.participant_id)
+            if person is None:
+                if len(state.participants) >= MAX_PARTICIPANTS_PER_MEETING:
+                    continue
+                person = state.participants[cue.participant_id] = _ParticipantState(latest={})
+                state.participants.move_to_end(cue.participant_id, last=False)
+            current = person.latest.get(cue.type)
+            if current is None or current["t"] <= cue.t:
+                person.latest[cue.type] = cue.to_dict()
+        live = list(state.recent)
+        keys = {(c["participant_id"], c["seq"], c["t"]) for c in live}
+        stored = [c.to_dict() for c in expression_cues if (c.participant_id, c.seq, c.t) not in keys]
+        state.recent = deque(stored + live, maxlen=RECENT_EXPRESSIONS)
 
     def connect(
         self,

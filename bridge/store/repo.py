@@ -298,6 +298,21 @@ async def cues_for_meeting(
     return [row_to_cue(r) for r in result]
 
 
+async def recent_cues(*, session: AsyncSession, meeting_id: str, types: Iterable[str], limit: int) -> list[Cue]:
+    """The ``limit`` latest cues of these kinds, oldest first (uses the (meeting_id, t) index).
+
+    The live dashboard's snapshot after a restart: bounded, unlike ``cues_for_meeting``.
+    """
+    stmt = (
+        select(CueRow)
+        .where(CueRow.meeting_id == meeting_id, CueRow.type.in_(list(types)))
+        .order_by(CueRow.t.desc(), CueRow.id.desc())
+        .limit(limit)
+    )
+    rows = list(await session.scalars(stmt))
+    return [row_to_cue(r) for r in reversed(rows)]
+
+
 # --- summaries -----------------------------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ Each PostgreSQL run gets a database of its own (``microcue_api_<random>``), drop
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import socket
 import subprocess
@@ -20,6 +21,7 @@ import asyncpg
 import httpx
 import pytest
 from sqlalchemy.engine import make_url
+from websockets.sync.client import connect as ws_connect
 
 from bridge.config import Settings
 from bridge.service import BotTarget
@@ -111,6 +113,11 @@ def test_meeting_lifecycle(client: httpx.Client, server: LiveServer, settings: S
     while server.call(stored()) < 1:
         assert time.monotonic() < deadline, "the store writer never wrote the published cue"
         time.sleep(0.05)
+
+    # The live feed's snapshot (seeded from this database) shows it.
+    with ws_connect(f"{server.ws_url}/ws/meetings/{mid}/live?token={token}") as ws:
+        snapshot = json.loads(ws.recv(timeout=10))
+    assert snapshot["participants"][0]["latest"]["engagement"]["value"] == 0.7
 
     summary = client.get(f"/api/meetings/{mid}/summary", headers=bearer(token))
     assert summary.status_code == 404 and "when the meeting ends" in summary.json()["detail"]

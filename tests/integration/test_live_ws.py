@@ -352,3 +352,28 @@ async def test_mqtt_bus_cues_from_another_process_reach_the_feed_and_the_store(t
         while server.call(stored()) < 5:
             assert time.monotonic() < deadline, "cues from the MQTT bus were not stored"
             await asyncio.sleep(0.1)
+
+
+async def test_snapshot_after_a_restart_comes_from_the_store(tmp_path: Path) -> None:
+    """A presenter reloading the dashboard after a service restart sees the state, not an empty room."""
+    settings = Settings(data_dir=tmp_path)
+    with LiveServer(create_app(settings, live_options=FAST)) as first:
+        m = create_meeting(first)
+        mid = m["id"]
+        first.publish(
+            cue(mid, "engagement", 1, value=0.2),
+            cue(mid, "engagement", 2, value=0.9),
+            cue(mid, "presence", 3, value=1.0),
+            cue(mid, "micro_expression", 4),
+            cue(mid, "engagement", 5, participant="p2", value=0.4),
+        )
+    # Shut down: the store writer flushed everything on the way out.
+    with LiveServer(create_app(settings, live_options=FAST)) as second:
+        second.publish(cue(mid, "engagement", 6, participant="p2", value=0.6))  # live, newer than the store
+        await asyncio.sleep(0.2)
+        async with connect(feed_url(second, m)) as ws:
+            snap = await recv(ws)
+    people = {p["participant_id"]: p["latest"] for p in snap["participants"]}
+    assert people["p1"]["engagement"]["value"] == 0.9 and people["p1"]["presence"]["value"] == 1.0
+    assert people["p2"]["engagement"]["value"] == 0.6
+    assert [c["seq"] for c in snap["recent"]] == [4]

@@ -32,7 +32,16 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from bridge import metrics, policy
 from bridge.service import MeetingNotFound, MeetingService
 from bridge.tokens import TokenKind, TokenStatus, refusal_message
-from web.hub import DEFAULT_SEND_QUEUE, LiveConnection, LiveHub, encode
+from inference.cues import EXPRESSION_TYPES
+from web.hub import (
+    DEFAULT_SEND_QUEUE,
+    RECENT_EXPRESSIONS,
+    SEED_STATE_CUES,
+    STATE_TYPES,
+    LiveConnection,
+    LiveHub,
+    encode,
+)
 
 log = logging.getLogger("microcue.web.live")
 
@@ -103,6 +112,10 @@ async def live_feed(websocket: WebSocket, meeting_id: str) -> None:
     try:
         meeting = await service.get_meeting(meeting_id)
         people = await service.participants(meeting_id)
+        if hub.needs_seed(meeting_id):
+            state_cues = await service.recent_cues(meeting_id, types=frozenset(STATE_TYPES), limit=SEED_STATE_CUES)
+            expressions = await service.recent_cues(meeting_id, types=EXPRESSION_TYPES, limit=RECENT_EXPRESSIONS)
+            hub.seed(meeting_id, state_cues=state_cues, expression_cues=expressions)
     except MeetingNotFound as exc:  # erased between the token check and here
         await _close(websocket, CLOSE_FORBIDDEN, str(exc))
         return
