@@ -182,3 +182,20 @@ async def test_speaking_cues_from_a_real_peer(  # noqa: PLR0917 - fixtures
     d = len(speech) / SAMPLE_RATE
     assert abs(talk - d) < 2 * BOUNDARY_TOLERANCE_S, f"speaking lasted {talk:.2f} s, the speech {d:.2f} s"
     assert workers[0].frames > 0 and workers[0].refused == 0
+
+
+async def test_no_consent_no_voice_analysis(vad: SileroVad, bus: InProcessBus, executor: BlockingExecutor) -> None:
+    from aiortc.mediastreams import AudioStreamTrack
+
+    worker = VoiceWorker(meeting_id="m-voice", participant_id="bo", vad=vad, bus=bus, executor=executor, consent=False)
+    track = AudioStreamTrack()  # 20 ms frames of silence, paced in real time
+    try:
+        worker.attach(track)
+        await asyncio.sleep(0.5)
+    finally:
+        track.stop()
+        await worker.aclose()
+    assert worker.frames >= 10 and worker.refused == worker.frames
+    assert executor.stats.submitted == 0, "audio of a participant without consent reached the model"
+    with pytest.raises(RuntimeError):
+        worker.attach(AudioStreamTrack())
