@@ -142,6 +142,24 @@ async def test_heartbeat(server: LiveServer) -> None:
         assert await recv(ws, wait_s=FAST.heartbeat_s * 5) == {"type": "ping"}
 
 
+async def test_token_in_the_authorization_header(server: LiveServer) -> None:
+    """Non-browser clients may send the token as a header instead of in the URL."""
+    m = create_meeting(server)
+    url = feed_url(server, m, token="")
+    async with connect(url, additional_headers={"Authorization": f"Bearer {m['presenter_token']}"}) as ws:
+        assert (await recv(ws))["type"] == "snapshot"
+    code, _ = await refused_with(url, {"Authorization": f"Basic {m['presenter_token']}"})
+    assert code == 4401
+
+
+async def refused_with(url: str, headers: dict[str, str]) -> tuple[int, str]:
+    async with connect(url, additional_headers=headers) as ws:
+        with pytest.raises(ConnectionClosed) as info:
+            await recv(ws)
+    assert info.value.rcvd is not None
+    return info.value.rcvd.code, info.value.rcvd.reason
+
+
 async def refused(url: str) -> tuple[int, str]:
     async with connect(url) as ws:
         with pytest.raises(ConnectionClosed) as info:

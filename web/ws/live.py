@@ -84,7 +84,9 @@ def _token_from(websocket: WebSocket) -> str | None:
     if token:
         return token
     scheme, _, value = websocket.headers.get("authorization", "").partition(" ")
-    return value.strip() or None if scheme.lower() == "bearer" else None
+    if scheme.lower() != "bearer":
+        return None
+    return value.strip() or None
 
 
 async def _close(websocket: WebSocket, code: int, reason: str) -> None:
