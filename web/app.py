@@ -30,6 +30,7 @@ from bridge.service import (
     running_service,
 )
 from web.hub import LiveHub
+from web.limits import BodyLimitMiddleware
 from web.routes import health, meetings, pages
 from web.routes.pages import STATIC_DIR
 from web.ws import live
@@ -135,6 +136,7 @@ def create_app(
     )
     for error, code in ERROR_STATUS.items():
         app.add_exception_handler(error, _error_handler(code))
+    app.add_middleware(BodyLimitMiddleware)
     app.include_router(meetings.router)
     app.include_router(pages.api_router)
     app.include_router(health.router)

@@ -223,7 +223,7 @@ async def test_dashboard_shows_tiles_and_micro_expressions(server: LiveServer, b
     assert await tile.locator(".name").inner_text() == "Ada Lovelace"
     assert await tile.locator(".consent").inner_text() == "consented"
     assert "%" in await tile.locator(".engagement .metric-value").inner_text()
-    assert await page.locator('.tile[data-participant="p4"] .consent').inner_text() == "declined · not analysed"
+    assert await page.locator('.tile[data-participant="p4"] .consent').inner_text() == "declined"
     assert "absent" in (await page.locator('.tile[data-participant="p3"] .face').get_attribute("class") or "")
     text = await entry.inner_text()
     assert "signal" in text.lower() and "confidence" in text.lower()

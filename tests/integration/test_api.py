@@ -224,6 +224,21 @@ def test_create_validates_the_request(client: httpx.Client) -> None:
         assert r.json()["detail"][0]["msg"]
 
 
+def test_oversized_bodies_are_refused_before_reading(client: httpx.Client) -> None:
+    big = b'{"title": "' + b"x" * 100_000 + b'", "context": "customer"}'
+    r = client.post("/api/meetings", content=big, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "too large" in r.json()["detail"]
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it streams
+        yield b'{"title": "'
+        for _ in range(100):
+            yield b"x" * 1000
+        yield b'", "context": "customer"}'
+
+    r = client.post("/api/meetings", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413
+
+
 def test_api_key_guards_creation_and_bots(settings: Settings) -> None:
     keyed = settings.model_copy(update={"api_key": "operator-key", "join_allow": "janus.example"})
     with LiveServer(create_app(keyed)) as server, httpx.Client(base_url=server.base_url, timeout=30) as client:

@@ -166,7 +166,7 @@
     p.name.textContent = info.display_name || "Participant " + p.id;
     p.name.title = p.id;
     if (info.consent === true) { p.consent.textContent = "consented"; p.consent.className = "consent chip ok"; }
-    else if (info.consent === false) { p.consent.textContent = "declined · not analysed"; p.consent.className = "consent chip no"; }
+    else if (info.consent === false) { p.consent.textContent = "declined"; p.consent.className = "consent chip no"; }
     else { p.consent.textContent = "consent pending"; p.consent.className = "consent chip"; }
     p.node.classList.toggle("declined", info.consent === false);
     p.metrics.hidden = info.consent === false;
