@@ -291,3 +291,43 @@ async def test_refused_link_is_explained(server: LiveServer, browser: Any) -> No
 
 def test_chromium_is_debians(chromium_path: str) -> None:
     assert shutil.which("chromium") == chromium_path or Path(chromium_path).exists()
+
+
+async def test_alert_when_several_people_dip_together(server: LiveServer, browser: Any) -> None:
+    """Two of three participants drop in engagement at once: the calm alert appears (fake page clock,
+    so 50 s of meeting take a few real seconds)."""
+    m = create_meeting(server, "customer")
+    add_people(server, m["id"])
+    page = await browser.new_page(viewport={"width": 1280, "height": 800})
+    await page.clock.install()
+    await page.goto(m["dashboard_url"].replace(server.app.state.settings.base_url, server.base_url))
+    await page.wait_for_selector(".connection.live", timeout=10_000)
+    seq = 0
+
+    async def step(t: float, values: dict[str, float], advance_ms: int) -> None:
+        nonlocal seq
+        cues = []
+        for pid, value in values.items():
+            seq += 1
+            cues.append(Cue(type="engagement", t=t, value=value, meeting_id=m["id"], participant_id=pid, seq=seq))
+        server.publish(*cues)
+        await asyncio.sleep(0.25)  # real time: the messages reach the page
+        await page.clock.run_for(advance_ms)
+
+    t = 0.0
+    for _ in range(8):  # 40 s of steady attention
+        await step(t, {"p1": 0.8, "p2": 0.8, "p3": 0.8}, 5000)
+        t += 5
+    assert await page.locator("#alert").is_hidden()
+    for _ in range(4):  # two people drop together, the third does not
+        await step(t, {"p1": 0.3, "p2": 0.25, "p3": 0.8}, 2000)
+        t += 2
+    alert = page.locator("#alert")
+    assert await alert.is_visible()
+    text = await alert.inner_text()
+    assert "Engagement dipped for 2 of 3 people" in text
+    assert "Ada Lovelace" in text and "Grace Hopper" in text and "Alan Turing" not in text
+    assert "dipping" in (await page.locator('.tile[data-participant="p1"]').get_attribute("class") or "")
+    assert "dipping" not in (await page.locator('.tile[data-participant="p3"]').get_attribute("class") or "")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / "dashboard_dip_alert.png"), full_page=True)
