@@ -139,6 +139,7 @@ class Result:
     cpu_cores: float
     publisher_cpu_cores: float
     rss_mb_per_participant: float
+    rss_mb: float
     executor_max_lag_ms: float
     dropped_pct: float
     #: cores busy with processes other than this benchmark (other jobs on a shared machine)
@@ -252,6 +253,7 @@ async def run_one(n: int, models: Any, warmup: float, seconds: float, rss_base: 
         cpu_cores=cpu,
         publisher_cpu_cores=pub_cpu / elapsed,
         rss_mb_per_participant=max(0, rss - rss_base) / n / 2**20,
+        rss_mb=rss / 2**20,
         executor_max_lag_ms=max_lag * 1000,
         dropped_pct=100 * dropped / received if received else 0.0,
         other_cpu_cores=max(0.0, machine_cores - cpu - pub_cpu / elapsed),
@@ -266,15 +268,15 @@ async def _drain(sub: Any) -> None:
 def table(results: list[Result]) -> str:
     lines = [
         "| participants | analysed fps (min / mean) | frame-to-cue p50 / p95 (ms) | bridge CPU (cores) "
-        "| publishers CPU (cores) | other processes (cores) | RSS per participant (MiB) | max executor lag (ms) "
-        "| frames skipped |",
+        "| publishers CPU (cores) | other processes (cores) | RSS total / per participant (MiB) "
+        "| max executor lag (ms) | frames skipped |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in results:
         lines.append(
             f"| {r.n} | {r.fps_min:.1f} / {r.fps_mean:.1f} | {r.p50_ms:.0f} / {r.p95_ms:.0f} | {r.cpu_cores:.2f} "
-            f"| {r.publisher_cpu_cores:.2f} | {r.other_cpu_cores:.2f} | {r.rss_mb_per_participant:.0f} "
-            f"| {r.executor_max_lag_ms:.0f} | {r.dropped_pct:.0f} % |"
+            f"| {r.publisher_cpu_cores:.2f} | {r.other_cpu_cores:.2f} "
+            f"| {r.rss_mb:.0f} / {r.rss_mb_per_participant:.0f} | {r.executor_max_lag_ms:.0f} | {r.dropped_pct:.0f} % |"
         )
     return "\n".join(lines)
 
@@ -343,8 +345,10 @@ def main(argv: list[str] | None = None) -> int:
         f"frame-to-cue <= {GOAL_P95_S * 1000:.0f} ms): **{max(ok) if ok else 0}**. Frame-to-cue runs from the "
         "publisher handing a frame to its encoder to that frame's cues on the bus (encode, RTP, decode, "
         "newest-frame sampling, inference); the spotting look-ahead comes on top for expression cues. "
-        "The publishers' CPU is shown because on this machine they share the cores with the bridge; "
-        "remote participants would not."
+        "The publishers' CPU is shown because on this machine they share the cores with the bridge "
+        "(remote participants would not); 'other processes' is the rest of the machine's load during the "
+        "window (a shared machine): compare rows only where it is near zero. RSS per participant is the "
+        "growth over the process with models loaded, divided by N (one-time costs included)."
     )
     print(summary)
     if not args.no_write:
