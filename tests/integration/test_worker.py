@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import re
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -13,6 +14,7 @@ from typing import Any
 import av
 import numpy as np
 import pytest
+from aiortc import RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack, VideoStreamTrack
 
 from bridge.bus import InProcessBus
@@ -180,6 +182,60 @@ async def test_participant_without_consent_is_never_analysed(
         if worker is not None:
             await worker.aclose()
         await peers.aclose()
+
+
+class SilentTrack(VideoStreamTrack):
+    """A camera that is announced but never produces a frame."""
+
+    async def recv(self) -> av.VideoFrame:
+        await asyncio.Event().wait()
+        raise MediaStreamError  # pragma: no cover
+
+
+async def test_peer_that_never_sends_media(netns: str, bus: InProcessBus, executor: BlockingExecutor) -> None:
+    peers = PeerSet()
+    analyzer = CountingAnalyzer()
+    workers: list[ParticipantWorker] = []
+    try:
+        publisher, bridge = peers.create("publisher"), peers.create("bridge")
+        publisher.addTrack(SilentTrack())
+
+        @bridge.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            worker = make_worker(bus, executor, analyzer, "silent")
+            worker.attach(track)
+            workers.append(worker)
+
+        await negotiate(publisher, bridge)
+        await wait_connected(bridge)
+        await asyncio.sleep(1.0)
+        assert workers and workers[0].attached
+        assert workers[0].stats.received == 0 and analyzer.calls == 0
+    finally:
+        started = time.monotonic()
+        for w in workers:
+            await w.aclose()
+        await peers.aclose()
+    assert time.monotonic() - started < 5, "closing a silent participant must not hang"
+
+
+async def test_ice_that_never_completes_is_timed_out_and_closed(netns: str) -> None:
+    peers = PeerSet()
+    try:
+        publisher, bridge = peers.create("publisher"), peers.create("bridge")
+        publisher.addTrack(VideoStreamTrack())
+        await publisher.setLocalDescription(await publisher.createOffer())
+        # every candidate points at a port nobody listens on: connectivity checks can never succeed
+        sdp = re.sub(r"(a=candidate:\S+ \d+ udp \d+ \S+) \d+", r"\1 9", publisher.localDescription.sdp)
+        assert sdp != publisher.localDescription.sdp and " 9 typ host" in sdp
+        await bridge.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        await bridge.setLocalDescription(await bridge.createAnswer())
+        with pytest.raises(TimeoutError):
+            await wait_connected(bridge, within=2.0)
+        assert bridge.connectionState != "connected"
+    finally:
+        await peers.aclose()
+    assert len(peers) == 0 and bridge.connectionState == "closed"
 
 
 # ---- edge cases on local tracks (no network needed) ---------------------------------------
