@@ -23,15 +23,18 @@ _bearer = HTTPBearer(auto_error=False, description="Presenter token, or the API 
 
 
 def _settings(request: Request) -> Settings:
-    return request.app.state.settings  # type: ignore[no-any-return]
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 def _service(request: Request) -> MeetingService:
-    return request.app.state.service  # type: ignore[no-any-return]
+    service: MeetingService = request.app.state.service
+    return service
 
 
 def _hub(request: Request) -> LiveHub:
-    return request.app.state.hub  # type: ignore[no-any-return]
+    hub: LiveHub = request.app.state.hub
+    return hub
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]

@@ -80,7 +80,8 @@ def create_meeting(server: LiveServer, context: str) -> dict[str, Any]:
         timeout=30,
     )
     assert r.status_code == 201, r.text
-    return r.json()  # type: ignore[no-any-return]
+    body: dict[str, Any] = r.json()
+    return body
 
 
 def add_people(server: LiveServer, meeting_id: str) -> None:

@@ -79,7 +79,8 @@ def client(server: LiveServer) -> Iterator[httpx.Client]:
 def create(client: httpx.Client, context: str = "customer", **extra: Any) -> dict[str, Any]:
     r = client.post("/api/meetings", json={"title": "Pitch", "kind": "sales", "context": context, **extra})
     assert r.status_code == 201, r.text
-    return r.json()
+    body: dict[str, Any] = r.json()
+    return body
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -262,13 +263,13 @@ def test_api_key_guards_creation_and_bots(settings: Settings) -> None:
         r = client.post(bot, json={"whep": "https://evil.example/whep/1"}, headers=headers)
         assert r.status_code == 403 and "MICROCUE_JOIN_ALLOW" in r.json()["detail"]
         # Invalid bodies.
-        for body in (
+        for invalid in (
             {},
             {"janus": "ws://janus.example:8188"},
             {"whep": "ftp://janus.example/x"},
             {"janus": "ws://janus.example", "room": 1, "whep": "https://janus.example/w"},
         ):
-            assert client.post(bot, json=body, headers=headers).status_code == 422, body
+            assert client.post(bot, json=invalid, headers=headers).status_code == 422, invalid
 
         # With the bridge's hook installed the request reaches it.
         seen: list[tuple[str, BotTarget]] = []

@@ -141,9 +141,9 @@ async def live_feed(websocket: WebSocket, meeting_id: str) -> None:
             task.cancel()
         await asyncio.wait({sender, receiver})
         for task in (sender, receiver):
-            exc = None if task.cancelled() else task.exception()
-            if exc is not None and not isinstance(exc, WebSocketDisconnect | OSError):
-                log.error("live feed of meeting %s failed", meeting_id, exc_info=exc)
+            error = None if task.cancelled() else task.exception()
+            if error is not None and not isinstance(error, WebSocketDisconnect | OSError):
+                log.error("live feed of meeting %s failed", meeting_id, exc_info=error)
         hub.disconnect(conn)
         if conn.skipped_total:
             log.info("live feed of meeting %s: connection skipped %d cue(s)", meeting_id, conn.skipped_total)
