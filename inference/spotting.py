@@ -57,6 +57,9 @@ ACTIVE_SHARE = 0.5
 # Onset/offset: where the trajectory is within this share of the amplitude of its baseline.
 BOUNDARY_SHARE = 0.15
 FALL_MIN_SHARE = 0.5
+# Peak support: samples near the apex above this share of the threshold, for this long.
+SUPPORT_SHARE = 0.7
+MIN_SUPPORT_S = 0.05  # 1/25 s (MICRO_MIN_S) rounded up to whole samples at 60 fps
 SETTLE_S = 0.2
 
 # --- distractors -------------------------------------------------------------------------
@@ -93,6 +96,10 @@ MIN_SAMPLES_FOR_FPS = 3
 MIN_SAMPLES_FOR_TALK = 6
 MIN_SAMPLES_FOR_NOISE = 10
 PRIOR_NOISE_PX = 0.15
+# A channel speaks only once its noise scale rests on this much history: summed flow over a long
+# window changes slowly, so its median needs several windows' worth of samples to mean anything.
+NOISE_WARMUP_S = 2.0
+NOISE_WARMUP_WINDOWS = 6
 NOISE_REFRESH = 8
 
 
@@ -157,6 +164,8 @@ class _Channel:
     k_s: float
     max_rise_s: float
     history: deque[tuple[float, float, np.ndarray]] = field(default_factory=deque)  # t, S, z
+    fd_history: deque[np.ndarray] = field(default_factory=deque)
+    noise: np.ndarray | None = None
 
 
 @dataclass
@@ -186,9 +195,7 @@ class Spotter:
         self._times: list[float] = []
         self._ear_median = 0.0
         self._fps = self.fps_hint
-        self._noise_cache: np.ndarray | None = None
         self._segment = 0
-        self._fd_noise: deque[np.ndarray] = deque()
         self._channels = [_Channel(micro_k_s(self.fps_hint), MICRO_MAX_S)] + [
             _Channel(k, MAX_EVENT_S / 2) for k in MACRO_K_S
         ]
@@ -288,15 +295,16 @@ class Spotter:
         return mask
 
     # --- feature and threshold -----------------------------------------------------------
-    def _noise(self) -> np.ndarray:
-        """Each region's noise scale (1.4826 x median: the MAD-consistent scale), refreshed every
-        NOISE_REFRESH samples since it moves slowly and a median per frame is not free."""
-        if len(self._fd_noise) < MIN_SAMPLES_FOR_NOISE:
+    def _noise(self, ch: _Channel) -> np.ndarray:
+        """Each region's noise scale for this window length (1.4826 x median: the MAD-consistent
+        scale). Per channel, because summed flow noise grows with the window (a random walk),
+        so a 1.2 s window is noisier than a 0.13 s one; refreshed every NOISE_REFRESH samples."""
+        if len(ch.fd_history) < MIN_SAMPLES_FOR_NOISE:
             return np.full(len(REGIONS), max(MIN_NOISE_PX, PRIOR_NOISE_PX))
-        if self._noise_cache is None or len(self.samples) % NOISE_REFRESH == 0:
-            arr = np.stack(self._fd_noise)
-            self._noise_cache = np.maximum(np.median(arr, axis=0) * 1.4826 + 1e-6, MIN_NOISE_PX)
-        return self._noise_cache
+        if ch.noise is None or len(self.samples) % NOISE_REFRESH == 0:
+            arr = np.stack(ch.fd_history)
+            ch.noise = np.maximum(np.median(arr, axis=0) * 1.4826 + 1e-6, MIN_NOISE_PX)
+        return ch.noise
 
     def _feature(self, ch: _Channel, now: float, talking: bool) -> tuple[float, float, np.ndarray] | None:
         i = self._index_at(now - ch.k_s)
@@ -305,15 +313,18 @@ class Spotter:
         if not (h < i < tail) or self.segments[h] != self.segments[tail]:
             return None
         p = self.positions
-        fd = apex_feature(p[i] - p[h], p[i] - p[tail])
-        if ch is self._channels[0]:
-            self._fd_noise.append(fd)
-            while len(self._fd_noise) > THRESHOLD_WINDOW_S * self.fps():
-                self._fd_noise.popleft()
+        from_head = p[i] - p[h]
+        fd = apex_feature(from_head, p[i] - p[tail])
+        # Noise scale from the plain displacement over the window: the apex feature itself is 0
+        # whenever head and tail differences point different ways (half of all noise samples),
+        # so its median would understate the noise several times over.
+        ch.fd_history.append(np.linalg.norm(from_head, axis=1))
+        while len(ch.fd_history) > THRESHOLD_WINDOW_S * self.fps():
+            ch.fd_history.popleft()
         mask = self._mask(h, tail, talking)
         if mask is None:
             return self.samples[i].t, 0.0, np.zeros(len(REGIONS))
-        noise = self._noise()
+        noise = self._noise(ch)
         lids = (p[i] - p[h])[_UPPER_LIDS, 1]
         t_i = self.samples[i].t
         if (lids > BLINK_NOISE_UNITS * noise[_UPPER_LIDS]).all():  # both upper lids down: a blink
@@ -331,21 +342,32 @@ class Spotter:
 
     # --- events --------------------------------------------------------------------------
     def _onset(self, apex: int, active: np.ndarray, max_rise_s: float) -> tuple[int, float]:
+        """Walk back from the apex while the distance from it keeps growing; the onset is the
+        first sample (from the apex) within BOUNDARY_SHARE of where that growth settled.
+
+        Taking the maximum over the whole rise window instead let slow drift and noise keep
+        "rising" past the true onset, which made micro-expressions look longer than 0.5 s.
+        """
         p = self.positions
         t_apex = self.samples[apex].t
-        d, idx = [], []
+        settle = max(2, round(SETTLE_S * self.fps()))
+        dists: list[float] = []
+        best, still = 0.0, 0
         j = apex
         while j > 0 and t_apex - self.samples[j - 1].t <= max_rise_s and self.segments[j - 1] == self.segments[apex]:
             j -= 1
-            d.append(float(np.linalg.norm(p[apex][active] - p[j][active], axis=1).sum()))
-            idx.append(j)
-        if not d:
+            d = float(np.linalg.norm(p[apex][active] - p[j][active], axis=1).sum())
+            dists.append(d)
+            if d > best * (1.0 + BOUNDARY_SHARE):
+                best, still = d, 0
+            else:
+                still += 1
+                if still >= settle:
+                    break
+        if not dists or best <= 0:
             return apex, 0.0
-        amplitude = max(d)
-        for dist, j in zip(d, idx, strict=True):
-            if dist >= (1.0 - BOUNDARY_SHARE) * amplitude:
-                return j, amplitude
-        return idx[-1], amplitude
+        first = next(n for n, d in enumerate(dists) if d >= (1.0 - BOUNDARY_SHARE) * best)
+        return apex - 1 - first, best
 
     def _find_peaks(self, ch: _Channel) -> None:
         hist = ch.history
@@ -355,7 +377,15 @@ class Spotter:
         j = len(hist) - 1 - m
         t_j, s_j, z_j = hist[j]
         neighbours = [hist[x][1] for x in range(j - m, j + m + 1) if x != j]
-        if s_j < self._threshold(ch) or s_j < max(neighbours):
+        threshold = self._threshold(ch)
+        if s_j < threshold or s_j < max(neighbours):
+            return
+        if t_j - ch.history[0][0] < max(NOISE_WARMUP_S, NOISE_WARMUP_WINDOWS * ch.k_s):
+            return  # the noise scale of this window is not known yet
+        # At high frame rates a real expression keeps the feature up for several samples (even the
+        # shortest, 1/25 s, spans 2-3 at 60 fps); a lone noise spike does not.
+        support = 1 + sum(v >= SUPPORT_SHARE * threshold for v in neighbours)
+        if support < max(1, round(MIN_SUPPORT_S * self.fps())):
             return
         apex = self._index_at(t_j)
         active = z_j >= ACTIVE_SHARE * s_j

@@ -21,6 +21,7 @@ from bench.spotting.actions import AU_MOVES, BLINK, EMOTION_AUS, EMOTIONS, TALK,
 from bench.synth.scene import BACKGROUND, FRAME_SIZE, Pose, astronaut, pose_matrix
 
 CLIP_NEUTRAL_FRAMES = 36  # shared/data/single_face.mp4: the first 1.2 s are neutral (a smile follows)
+CLIP_FPS = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,21 +119,26 @@ def _face_frame(lm: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
 Control = tuple[np.ndarray, np.ndarray, float]
 
 
-def displacement_controls(lm: np.ndarray, moves: list[tuple[Move, float]]) -> list[Control]:
-    """(point, displacement, sigma) in image pixels for weighted moves."""
+def displacement_controls(lm: np.ndarray, moves: list[tuple[Move, float]]) -> list[list[Control]]:
+    """Per move, its (point, displacement, sigma) controls in image pixels."""
     ex, ey, iod = _face_frame(lm)
     out = []
     for (idx, dx, dy, sigma), weight in moves:
         if weight == 0.0:
             continue
         d = (dx * ex + dy * ey) * iod * weight
-        for i in idx:
-            out.append((lm[i, :2], d, sigma * iod))
+        out.append([(lm[i, :2], d, sigma * iod) for i in idx])
     return out
 
 
-def warp(image: np.ndarray, controls: list[Control]) -> np.ndarray:
-    """Smooth local warp: each control point drags a Gaussian neighbourhood by its displacement."""
+def warp(image: np.ndarray, groups: list[list[Control]]) -> np.ndarray:
+    """Smooth local warp: each move drags a Gaussian neighbourhood of its landmarks.
+
+    Within one move the weights are normalised (a cluster of points moving by d moves the skin
+    by d, not by d times the number of points); different moves add up (AU12 and AU14 on the
+    same mouth corner combine).
+    """
+    controls = [c for g in groups for c in g]
     if not controls:
         return image
     pts = np.array([c[0] for c in controls])
@@ -146,16 +152,18 @@ def warp(image: np.ndarray, controls: list[Control]) -> np.ndarray:
     xs, ys = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
     dx = np.zeros_like(xs)
     dy = np.zeros_like(ys)
-    total = np.zeros_like(xs)
-    for p, d, sigma in controls:
-        g = np.exp(-((xs - p[0]) ** 2 + (ys - p[1]) ** 2) / (2 * sigma * sigma))
-        dx += d[0] * g
-        dy += d[1] * g
-        total += g
-    # Neighbouring control points of one region must not add up: a cluster moving by d moves by d.
-    norm = np.maximum(total, 1.0)
-    dx /= norm
-    dy /= norm
+    for group in groups:
+        gx = np.zeros_like(xs)
+        gy = np.zeros_like(ys)
+        total = np.zeros_like(xs)
+        for p, d, sigma in group:
+            g = np.exp(-((xs - p[0]) ** 2 + (ys - p[1]) ** 2) / (2 * sigma * sigma))
+            gx += d[0] * g
+            gy += d[1] * g
+            total += g
+        norm = np.maximum(total, 1.0)
+        dx += gx / norm
+        dy += gy / norm
     out = image.copy()
     out[y0:y1, x0:x1] = cv2.remap(image, xs - dx, ys - dy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     return out
@@ -217,10 +225,15 @@ def source_frames(sc: Scenario, clip_frames: list[tuple[np.ndarray, np.ndarray]]
     """(source image, its landmarks, its face centre) per output frame."""
     n = math.ceil(sc.seconds * sc.fps)
     if sc.use_clip and clip_frames:
-        period = 2 * len(clip_frames) - 2
+        # Sweep back and forth through the neutral stretch along a cosine, so the clip's own slow
+        # motion eases to a stop at each end. A plain ping-pong reversed it abruptly every pass,
+        # which put a sharp V (an "apex") into every trajectory: expression-like events nobody
+        # injected, not a property of real video.
+        last = len(clip_frames) - 1
+        period_s = 4.0 * len(clip_frames) / CLIP_FPS  # half speed each way
         for i in range(n):
-            k = i % period
-            img, lm = clip_frames[k if k < len(clip_frames) else period - k]
+            phase = 2 * math.pi * (i / sc.fps) / period_s
+            img, lm = clip_frames[round(last * (1 - math.cos(phase)) / 2)]
             yield img, lm, (float(lm[:, 0].mean()), float(lm[:, 1].mean()))
     else:
         img = astronaut()

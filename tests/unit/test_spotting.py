@@ -1,0 +1,123 @@
+"""The spotter on synthetic region trajectories: exact timing, distractors, any frame rate."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from inference.motion import MotionSample
+from inference.regions import REGION_INDEX, REGIONS
+from inference.spotting import MICRO_MAX_S, Spot, Spotter, apex_feature, micro_k_s, oscillation_hz
+
+pytestmark = pytest.mark.unit
+R = len(REGIONS)
+
+
+def _stream(fps: float, seconds: float, displacement: callable, seed: int = 0,  # type: ignore[valid-type]
+            drop: float = 0.0) -> list[MotionSample]:
+    """Samples whose region positions follow ``displacement(t) -> (R, 2)`` plus flow noise."""
+    rng = np.random.default_rng(seed)
+    out, prev = [], np.zeros((R, 2))
+    crop = np.zeros((64, 64), np.uint8)
+    for i in range(int(seconds * fps)):
+        if drop and rng.random() < drop:
+            continue
+        t = i / fps
+        pos = displacement(t)
+        flow = pos - prev + rng.normal(0, 0.03, (R, 2))
+        prev = pos
+        out.append(MotionSample(t=t, flow=flow.astype(np.float32), chained=bool(out), eye_openness=0.28,
+                                mouth_open=0.1, brightness=120.0, turn=0.0, nod=0.5, fer_crop=crop))
+    return out
+
+
+def _bump(region: str, onset: float, duration: float, vec: tuple[float, float]) -> callable:  # type: ignore[valid-type]
+    def f(t: float) -> np.ndarray:
+        d = np.zeros((R, 2))
+        if onset < t < onset + duration:
+            d[REGION_INDEX[region]] = np.array(vec) * math.sin(math.pi * (t - onset) / duration)
+        return d
+    return f
+
+
+def _spots(samples: list[MotionSample], fps: float) -> list[Spot]:
+    sp = Spotter(fps_hint=fps)
+    return [s for x in samples for s in sp.push(x)]
+
+
+@pytest.mark.parametrize("fps", [10.0, 15.0, 30.0, 60.0])
+def test_a_short_movement_is_one_micro_event_at_any_rate(fps: float) -> None:
+    # (the first seconds calibrate each region's noise: NOISE_WARMUP_S)
+    spots = _spots(_stream(fps, 12.0, _bump("mouth_corner_R", 6.0, 0.3, (-1.0, -1.5))), fps)
+    assert len(spots) == 1
+    s = spots[0]
+    assert s.kind == "micro"
+    assert s.onset_t == pytest.approx(6.0, abs=1.5 / fps + 0.04)
+    assert s.apex_t == pytest.approx(6.15, abs=1.5 / fps + 0.04)
+    assert s.offset_t == pytest.approx(6.3, abs=1.5 / fps + 0.05)
+    assert "mouth_corner_R" in s.regions
+
+
+def test_dropped_frames_change_nothing_but_precision() -> None:
+    spots = _spots(_stream(30.0, 12.0, _bump("brow_inner_L", 6.0, 0.3, (0.0, -2.0)), drop=0.3, seed=3), 30.0)
+    assert len(spots) == 1 and spots[0].kind == "micro"
+    assert spots[0].onset_t == pytest.approx(6.0, abs=0.12)
+
+
+def test_a_long_movement_is_macro() -> None:
+    spots = _spots(_stream(15.0, 14.0, _bump("lip_lower", 8.0, 1.6, (0.0, 3.0))), 15.0)
+    assert [s.kind for s in spots] == ["macro"]
+    assert spots[0].duration > MICRO_MAX_S
+
+
+def test_steady_drift_and_noise_alone_are_silent() -> None:
+    def drift(t: float) -> np.ndarray:
+        return np.full((R, 2), 0.4 * t)  # 0.4 px/s everywhere, like a slow lean
+
+    assert _spots(_stream(15.0, 20.0, drift), 15.0) == []
+
+
+def test_talking_suppresses_mouth_events() -> None:
+    def talk(t: float) -> np.ndarray:
+        d = np.zeros((R, 2))
+        if 3.0 < t < 9.0:
+            d[[REGION_INDEX["lip_lower"], REGION_INDEX["chin"]], 1] = 1.5 * (0.5 - 0.5 * math.cos(2 * math.pi * 4 * t))
+        return d
+
+    sp = Spotter(fps_hint=15.0)
+    spots = [s for x in _stream(15.0, 12.0, talk) for s in sp.push(x)]
+    assert spots == []
+    assert sp.talk_intervals and sp.talk_intervals[0][0] < 4.0
+
+
+def test_a_blink_is_not_an_expression() -> None:
+    def blink(t: float) -> np.ndarray:
+        d = np.zeros((R, 2))
+        if 6.0 < t < 6.25:
+            w = math.sin(math.pi * (t - 6.0) / 0.25)
+            d[[REGION_INDEX["lid_upper_R"], REGION_INDEX["lid_upper_L"]], 1] = 3.0 * w
+        return d
+
+    sp = Spotter(fps_hint=15.0)
+    assert [s for x in _stream(15.0, 10.0, blink) for s in sp.push(x)] == []
+    assert sp.blink_intervals
+
+
+def test_apex_feature_answers_the_apex_not_the_sides() -> None:
+    a = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 0.0]])
+    b = np.array([[1.0, 0.0], [0.0, 0.0], [-1.0, 0.0]])
+    np.testing.assert_allclose(apex_feature(a, b), [1.0, 0.0, 0.0])
+
+
+def test_micro_window_follows_the_rate() -> None:
+    assert micro_k_s(15.0) == pytest.approx(2 / 15)
+    assert micro_k_s(30.0) == pytest.approx(4 / 30)
+    assert micro_k_s(10.0) == pytest.approx(1 / 10)
+
+
+def test_oscillation_rate() -> None:
+    t = np.arange(0, 1.5, 1 / 15)
+    assert oscillation_hz(t, np.sin(2 * math.pi * 4 * t), 0.2) == pytest.approx(4.0, rel=0.25)
+    assert oscillation_hz(t, np.sin(2 * math.pi * 0.5 * t), 0.2) == 0.0  # less than two cycles
