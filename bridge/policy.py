@@ -32,7 +32,7 @@ UNRESTRICTED = "unrestricted"
 
 #: Shown to presenters and participants when a restricted meeting runs under the default policy.
 RESTRICTED_NOTICE = (
-    "This is a {context} meeting: MicroCue does not infer emotions here "
+    "This is {article} {context} meeting: MicroCue does not infer emotions here "
     "(EU AI Act, Art. 5(1)(f)). Only presence, attention, engagement and speaking are shown."
 )
 #: Shown when the operator lifted the restriction for a context where it would apply.
@@ -109,7 +109,7 @@ def decide(context: str, settings: Settings) -> PolicyDecision:
     if overridden:
         notice = OVERRIDE_NOTICE.format(context=context)
     elif restricted:
-        notice = RESTRICTED_NOTICE.format(context=context)
+        notice = RESTRICTED_NOTICE.format(article="an" if context[0] in "aeiou" else "a", context=context)
     else:
         notice = ""
     return PolicyDecision(

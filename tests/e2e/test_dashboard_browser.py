@@ -332,3 +332,29 @@ async def test_alert_when_several_people_dip_together(server: LiveServer, browse
     assert "dipping" not in (await page.locator('.tile[data-participant="p3"]').get_attribute("class") or "")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / "dashboard_dip_alert.png"), full_page=True)
+
+
+async def test_join_page_discloses_and_hands_consent_to_the_webrtc_hook(server: LiveServer, browser: Any) -> None:
+    m = create_meeting(server, "education")
+    url = m["join_url"].replace(server.app.state.settings.base_url, server.base_url)
+    page = await browser.new_page()
+    await page.goto(url)
+    await page.wait_for_selector("#disclosure:not([hidden])")
+    inferred = await page.locator("#inferred").inner_text()
+    assert "engagement" in inferred and "micro-expressions" not in inferred
+    assert "micro-expressions" in await page.locator("#not-inferred").inner_text()
+    assert "an education meeting" in await page.locator("#notice").inner_text()
+    await page.click("#join-decline")
+    assert "not available in this build" in await page.locator("#status").inner_text()
+
+    # The WebRTC part plugs in as window.MicroCueJoin and receives the participant's choice.
+    hooked = await browser.new_page()
+    await hooked.add_init_script("window.MicroCueJoin = {start: async (o) => { window.__joined = o; }};")
+    await hooked.goto(url)
+    await hooked.wait_for_selector("#disclosure:not([hidden])")
+    await hooked.fill("#display-name", "Ada")
+    await hooked.click("#join-decline")
+    joined = await hooked.evaluate("window.__joined")
+    assert joined["consent"] is False and joined["displayName"] == "Ada"
+    assert joined["meetingId"] == m["id"] and joined["signalUrl"] == f"/ws/rooms/{m['id']}/signal"
+    assert joined["token"] == m["join_url"].split("token=")[1]

@@ -20,6 +20,7 @@
   const RECONNECT_MAX_MS = 30000;
   const SILENCE_MS = 45000;           // three missed heartbeats (15 s each): the link is dead
   const PARTICIPANTS_REFRESH_MS = 15000;
+  const NAMES_DEBOUNCE_MS = 1000;       // an unknown participant triggers one refresh per second at most
   const DIP = { baselineFrom: 45000, baselineTo: 15000, current: 8000, drop: 0.15, minPeople: 2, share: 0.4 };
   const ALERT_HOLD_MS = 10000;        // keep the alert up this long after the dip ends: no flapping
   const FATAL_CODES = { 4401: true, 4403: true, 4410: true };
@@ -154,6 +155,7 @@
     };
     node.dataset.participant = id;
     state.people.set(id, p);
+    if (!state.names.has(id)) refreshNamesSoon();
     $("tiles").appendChild(node);
     $("tiles-empty").hidden = true;
     applyName(p);
@@ -495,6 +497,12 @@
         if (p) applyName(p); else person(row.id);
       }
     } catch (e) { /* retried on the next refresh */ }
+  }
+
+  let namesTimer = 0;
+  function refreshNamesSoon() {
+    // Someone new sent a cue before the periodic refresh: fetch names and consent now (once per burst).
+    if (!namesTimer) namesTimer = setTimeout(() => { namesTimer = 0; loadParticipants(); }, NAMES_DEBOUNCE_MS);
   }
 
   // --- render loop -------------------------------------------------------------------------------------------
