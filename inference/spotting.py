@@ -377,8 +377,10 @@ class Spotter:
         j = len(hist) - 1 - m
         t_j, s_j, z_j = hist[j]
         neighbours = [hist[x][1] for x in range(j - m, j + m + 1) if x != j]
+        if s_j < self.noise_floor_units or s_j < max(neighbours):
+            return  # cheap checks first: the adaptive threshold is never below the floor
         threshold = self._threshold(ch)
-        if s_j < threshold or s_j < max(neighbours):
+        if s_j < threshold:
             return
         if t_j - ch.history[0][0] < max(NOISE_WARMUP_S, NOISE_WARMUP_WINDOWS * ch.k_s):
             return  # the noise scale of this window is not known yet
