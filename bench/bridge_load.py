@@ -51,6 +51,8 @@ LOOP_S = 4.0  # frames rendered once and looped; index = position in the loop
 #: frame-to-cue latency under 250 ms (plus the spotting look-ahead, reported separately).
 GOAL_FPS = 14.0
 GOAL_P95_S = 0.250
+#: A window counts as undisturbed when the rest of the machine used at most this many cores.
+QUIET_CORES = 0.15
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -102,11 +104,10 @@ async def _publish(conn: Connection, n: int, live_encode: bool) -> None:
     answers = await asyncio.to_thread(conn.recv)
     for pc, sdp in zip(pcs, answers, strict=True):
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
-    cpu0 = time.process_time()
-    await asyncio.to_thread(conn.recv)  # "stop"
-    cpu = time.process_time() - cpu0
+    while (await asyncio.to_thread(conn.recv)) == "cpu":  # until "stop"
+        conn.send(time.process_time())
     await peers.aclose()
-    conn.send((dict(sent), cpu))
+    conn.send(dict(sent))
 
 
 # ---- bridge side -------------------------------------------------------------------------
@@ -163,7 +164,55 @@ def match_latencies(done: list[tuple[int, float]], sent: list[tuple[int, float]]
     return out
 
 
-async def run_one(n: int, models: Any, warmup: float, seconds: float, rss_base: int, *, live_encode: bool) -> Result:
+@dataclass
+class Window:
+    """One measurement window; the quietest of a few is kept on a shared machine."""
+
+    elapsed: float
+    fps: list[float]
+    cpu: float
+    publisher_cpu: float
+    other_cpu: float
+    received: int
+    dropped: int
+    max_lag_s: float
+    done: dict[int, list[tuple[int, float]]]
+
+
+async def measure_window(
+    workers: list[Any], executor: Any, parent: Connection, seconds: float, done: dict[int, list[tuple[int, float]]]
+) -> Window:
+    done.clear()
+    start = [(w.stats.analysed, w.stats.received, w.stats.dropped) for w in workers]
+    parent.send("cpu")
+    pub0 = await asyncio.to_thread(parent.recv)
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    busy0, total0 = machine_busy_jiffies()
+    executor.stats.max_lag_s = 0.0
+    await asyncio.sleep(seconds)
+    elapsed = time.perf_counter() - t0
+    cpu = (time.process_time() - cpu0) / elapsed
+    busy1, total1 = machine_busy_jiffies()
+    parent.send("cpu")
+    pub_cpu = (await asyncio.to_thread(parent.recv) - pub0) / elapsed
+    machine_cores = (os.cpu_count() or 1) * (busy1 - busy0) / max(1, total1 - total0)
+    pairs = list(zip(workers, start, strict=True))
+    return Window(
+        elapsed=elapsed,
+        fps=[(w.stats.analysed - a) / elapsed for w, (a, _, _) in pairs],
+        cpu=cpu,
+        publisher_cpu=pub_cpu,
+        other_cpu=max(0.0, machine_cores - cpu - pub_cpu),
+        received=sum(w.stats.received - r for w, (_, r, _) in pairs),
+        dropped=sum(w.stats.dropped - d for w, (_, _, d) in pairs),
+        max_lag_s=executor.stats.max_lag_s,
+        done={i: list(v) for i, v in done.items()},
+    )
+
+
+async def run_one(
+    n: int, models: Any, warmup: float, seconds: float, rss_base: int, *, live_encode: bool, tries: int
+) -> Result:
     from bridge.bus import InProcessBus
     from bridge.executor import BlockingExecutor
     from bridge.peers import PeerSet
@@ -182,7 +231,6 @@ async def run_one(n: int, models: Any, warmup: float, seconds: float, rss_base: 
     peers = PeerSet()
     workers: list[ParticipantWorker] = []
     done: dict[int, list[tuple[int, float]]] = defaultdict(list)
-    measuring = False
     try:
         offers = await asyncio.to_thread(parent.recv)
         answers = []
@@ -193,8 +241,7 @@ async def run_one(n: int, models: Any, warmup: float, seconds: float, rss_base: 
             analyzer = IndexedAnalyzer(ParticipantAnalyzer(models, fps_hint=FPS))
 
             def on_step(_: Any, i: int = i, analyzer: IndexedAnalyzer = analyzer) -> None:
-                if measuring:
-                    done[i].append((analyzer.last_index, time.perf_counter()))
+                done[i].append((analyzer.last_index, time.perf_counter()))
 
             worker = ParticipantWorker(
                 meeting_id="bench",
@@ -212,24 +259,22 @@ async def run_one(n: int, models: Any, warmup: float, seconds: float, rss_base: 
             answers.append(pc.localDescription.sdp)
         parent.send(answers)
         await asyncio.sleep(warmup)
-        measuring = True
-        start = [(w.stats.analysed, w.stats.received, w.stats.dropped) for w in workers]
-        cpu0, t0 = time.process_time(), time.perf_counter()
-        busy0, total0 = machine_busy_jiffies()
-        executor.stats.max_lag_s = 0.0
-        await asyncio.sleep(seconds)
-        elapsed = time.perf_counter() - t0
-        cpu = (time.process_time() - cpu0) / elapsed
-        busy1, total1 = machine_busy_jiffies()
-        machine_cores = (os.cpu_count() or 1) * (busy1 - busy0) / max(1, total1 - total0)
-        measuring = False
+        best: Window | None = None
+        for attempt in range(tries):
+            window = await measure_window(workers, executor, parent, seconds, done)
+            if best is None or window.other_cpu < best.other_cpu:
+                best = window
+            if window.other_cpu <= QUIET_CORES:
+                break
+            print(
+                f"N={n}: other processes used {window.other_cpu:.2f} cores in window {attempt + 1}; measuring again",
+                file=sys.stderr,
+                flush=True,
+            )
+        assert best is not None
         rss = rss_bytes()
-        fps = [(w.stats.analysed - a) / elapsed for w, (a, _, _) in zip(workers, start, strict=True)]
-        received = sum(w.stats.received - r for w, (_, r, _) in zip(workers, start, strict=True))
-        dropped = sum(w.stats.dropped - d for w, (_, _, d) in zip(workers, start, strict=True))
-        max_lag = executor.stats.max_lag_s
         parent.send("stop")
-        sent, pub_cpu = await asyncio.to_thread(parent.recv)
+        sent = await asyncio.to_thread(parent.recv)
     finally:
         for w in workers:
             await w.aclose()
@@ -243,20 +288,20 @@ async def run_one(n: int, models: Any, warmup: float, seconds: float, rss_base: 
         proc.join(timeout=10)
         if proc.is_alive():
             proc.kill()
-    lat = [x for i in range(n) for x in match_latencies(done[i], sent.get(i, []))]
+    lat = [x for i in range(n) for x in match_latencies(best.done.get(i, []), sent.get(i, []))]
     return Result(
         n=n,
-        fps_min=min(fps),
-        fps_mean=float(np.mean(fps)),
+        fps_min=min(best.fps),
+        fps_mean=float(np.mean(best.fps)),
         p50_ms=float(np.percentile(lat, 50) * 1000) if lat else float("nan"),
         p95_ms=float(np.percentile(lat, 95) * 1000) if lat else float("nan"),
-        cpu_cores=cpu,
-        publisher_cpu_cores=pub_cpu / elapsed,
+        cpu_cores=best.cpu,
+        publisher_cpu_cores=best.publisher_cpu,
         rss_mb_per_participant=max(0, rss - rss_base) / n / 2**20,
         rss_mb=rss / 2**20,
-        executor_max_lag_ms=max_lag * 1000,
-        dropped_pct=100 * dropped / received if received else 0.0,
-        other_cpu_cores=max(0.0, machine_cores - cpu - pub_cpu / elapsed),
+        executor_max_lag_ms=best.max_lag_s * 1000,
+        dropped_pct=100 * best.dropped / best.received if best.received else 0.0,
+        other_cpu_cores=best.other_cpu,
     )
 
 
@@ -302,7 +347,9 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}"
 
 
-async def main_async(counts: list[int], warmup: float, seconds: float, gaze: bool, live_encode: bool) -> list[Result]:
+async def main_async(
+    counts: list[int], warmup: float, seconds: float, *, gaze: bool, live_encode: bool, tries: int
+) -> list[Result]:
     from bridge.config import Settings
     from bridge.facemodels import load_face_models
 
@@ -310,7 +357,7 @@ async def main_async(counts: list[int], warmup: float, seconds: float, gaze: boo
     rss_base = rss_bytes()
     results = []
     for n in counts:
-        r = await run_one(n, models, warmup, seconds, rss_base, live_encode=live_encode)
+        r = await run_one(n, models, warmup, seconds, rss_base, live_encode=live_encode, tries=tries)
         results.append(r)
         print(f"N={n}: {r}", file=sys.stderr, flush=True)
     return results
@@ -321,6 +368,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--counts", default="1,2,4,6,8", help="participant counts to measure")
     parser.add_argument("--seconds", type=float, default=20.0, help="measurement window per count")
     parser.add_argument("--warmup", type=float, default=5.0, help="connect + settle time before measuring")
+    parser.add_argument(
+        "--tries", type=int, default=4, help="windows per count on a busy machine; the quietest is kept"
+    )
     parser.add_argument("--no-gaze", action="store_true", help="skip the iris model")
     parser.add_argument(
         "--live-encode", action="store_true", help="publishers encode every frame (costs this machine's CPU too)"
@@ -331,7 +381,16 @@ def main(argv: list[str] | None = None) -> int:
         cmd = netns_command([sys.executable, "-m", "bench.bridge_load", *(argv or sys.argv[1:])])
         return subprocess.run(cmd, cwd=REPO, check=False).returncode
     counts = [int(c) for c in args.counts.split(",") if c.strip()]
-    results = asyncio.run(main_async(counts, args.warmup, args.seconds, not args.no_gaze, args.live_encode))
+    results = asyncio.run(
+        main_async(
+            counts,
+            args.warmup,
+            args.seconds,
+            gaze=not args.no_gaze,
+            live_encode=args.live_encode,
+            tries=max(1, args.tries),
+        )
+    )
     ok = [r.n for r in results if r.meets_goal]
     summary = (
         f"Measured {time.strftime('%Y-%m-%d')} on {machine()} with `python -m bench.bridge_load "
