@@ -42,12 +42,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(run=run)
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
     """Never leave a half-written result behind, even when interrupted."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    write_text_atomic(path, json.dumps(data, indent=1) + "\n")
 
 
 def event_json(found: SpottedExpression, times: list[float]) -> dict[str, Any]:
@@ -131,6 +135,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     analyzer = ParticipantAnalyzer(models, track_gaze=not args.no_gaze, fps_hint=info.fps or 15.0)
     result = analyze_file(info, analyzer, progress=not args.quiet)
     write_json_atomic(args.json_out, result)
+    if args.report is not None:
+        from bridge.reports.file_report import render_file_report
+
+        write_text_atomic(args.report, render_file_report(result))
+        print(f"wrote {args.report}")
     p = result["participants"][0]
     print(f"wrote {args.json_out} ({result['frames']} frames, face in {100 * p['face_present_ratio']:.1f} %, "
           f"{len(p['events'])} expression(s), {result['analysis']['ms_per_frame']} ms/frame)")

@@ -115,3 +115,13 @@ def test_bad_input_fails_clearly(face_models: FaceModels, face_clip: Path, share
         data = json.loads(out.read_text())
         assert data["frames"] > 0
         assert data["complete"] is (case == "no_face")
+
+
+def test_report_is_one_self_contained_page(face_models: FaceModels, face_clip: Path, tmp_path: Path) -> None:
+    out, page = tmp_path / "r.json", tmp_path / "r.html"
+    proc = _run(face_clip, "--json", out, "--report", page)
+    assert proc.returncode == 0, proc.stderr
+    html = page.read_text()
+    assert html.count("<svg") == 2  # engagement and sentiment timelines, inline
+    assert "signal" in html and "not the truth" in html
+    assert "http://" not in html.replace("http://www.w3.org", "")  # nothing fetched when opened offline

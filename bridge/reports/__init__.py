@@ -1,0 +1,1 @@
+"""Human-readable reports: charts (matplotlib, rendered to inline SVG) and Jinja2 templates."""
