@@ -49,7 +49,7 @@ SLOW_PADDING = 4000
 # --- server process ----------------------------------------------------------------------------
 
 
-async def _serve(port: int, data_dir: str, stuck_timeout_s: float) -> None:
+async def _serve(port: int, data_dir: str, stuck_timeout_s: float, mqtt_url: str) -> None:
     import uvicorn
 
     from bridge.commands.serve import WS_MAX_SIZE
@@ -58,7 +58,7 @@ async def _serve(port: int, data_dir: str, stuck_timeout_s: float) -> None:
     from web.app import create_app
     from web.ws.live import LiveOptions
 
-    settings = Settings(data_dir=Path(data_dir), port=port, log_level="WARNING")
+    settings = Settings(data_dir=Path(data_dir), port=port, log_level="WARNING", mqtt_url=mqtt_url)
     app = create_app(settings, live_options=LiveOptions(stuck_timeout_s=stuck_timeout_s))
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws_max_size=WS_MAX_SIZE)
@@ -102,14 +102,45 @@ async def _serve(port: int, data_dir: str, stuck_timeout_s: float) -> None:
     await serving
 
 
+async def _publish_mqtt(url: str, meeting_id: str, rate: float, duration: float) -> None:
+    """A bridge worker in its own process: paced cues through its own MqttBus to the broker."""
+    from bridge.bus import MqttBus
+    from inference.cues import Cue
+
+    bus = MqttBus(url)
+    await bus.start()
+    n = int(rate * duration)
+    start = time.monotonic()
+    for i in range(n):
+        delay = start + i / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await bus.publish(
+            Cue(type="engagement", t=time.time(), value=0.5, meeting_id=meeting_id, participant_id=f"p{i % 10}", seq=i)
+        )
+    async with asyncio.timeout(60):
+        await bus.flush()
+    await bus.aclose()
+    sys.stdout.write(f"done {n} {time.monotonic() - start:.3f}\n")
+
+
 class ServerProcess:
-    def __init__(self, stuck_timeout_s: float) -> None:
+    def __init__(self, stuck_timeout_s: float, mqtt_url: str = "") -> None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.data_dir = tempfile.mkdtemp(prefix="microcue-bench-")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.ws_fanout", "--serve", str(self.port), self.data_dir, str(stuck_timeout_s)],
+            [
+                sys.executable,
+                "-m",
+                "bench.ws_fanout",
+                "--serve",
+                str(self.port),
+                self.data_dir,
+                str(stuck_timeout_s),
+                mqtt_url or "-",
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -227,8 +258,8 @@ def _create_meeting(base_url: str) -> dict[str, Any]:
     return body
 
 
-def fanout(connections: int, rate: float, duration: float) -> dict[str, Any]:
-    server = ServerProcess(stuck_timeout_s=10.0)
+def fanout(connections: int, rate: float, duration: float, mqtt_url: str = "") -> dict[str, Any]:
+    server = ServerProcess(stuck_timeout_s=10.0, mqtt_url=mqtt_url)
     try:
         meeting = _create_meeting(server.base_url)
         url = f"ws://127.0.0.1:{server.port}/ws/meetings/{meeting['id']}/live?token={meeting['presenter_token']}"
@@ -253,8 +284,25 @@ def fanout(connections: int, rate: float, duration: float) -> dict[str, Any]:
         cpu_before = server.cpu_s()
         with RssSampler(server) as rss:
             started = time.monotonic()
-            server.publish(meeting["id"], rate, duration)
-            done = server.wait_done()
+            if mqtt_url:  # the real topology: a worker process publishes, the web process only fans out
+                done = subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "bench.ws_fanout",
+                        "--publish",
+                        mqtt_url,
+                        meeting["id"],
+                        str(rate),
+                        str(duration),
+                    ],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                ).stdout.strip()
+            else:
+                server.publish(meeting["id"], rate, duration)
+                done = server.wait_done()
             cpu_publishing = server.cpu_s() - cpu_before
             results = [out.get(timeout=duration + 90) for _ in procs]
             elapsed = time.monotonic() - started
@@ -262,6 +310,7 @@ def fanout(connections: int, rate: float, duration: float) -> dict[str, Any]:
             p.join(10)
         latencies = [x for r in results for x in r["latencies"]]
         return {
+            "bus": "mqtt" if mqtt_url else "in-process",
             "connections": connections,
             "rate_cues_per_s": rate,
             "duration_s": duration,
@@ -384,8 +433,11 @@ def slow_readers(stuck: int, rate: float, duration: float, stuck_timeout_s: floa
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--publish":
+        asyncio.run(_publish_mqtt(argv[1], argv[2], float(argv[3]), float(argv[4])))
+        return 0
     if argv and argv[0] == "--serve":
-        asyncio.run(_serve(int(argv[1]), argv[2], float(argv[3])))
+        asyncio.run(_serve(int(argv[1]), argv[2], float(argv[3]), "" if argv[4] == "-" else argv[4]))
         return 0
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--connections", type=int, default=50)
@@ -394,10 +446,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stuck", type=int, default=10, help="clients that never read (slow-reader scenario)")
     parser.add_argument("--stuck-timeout", type=float, default=10.0, help="server's stuck timeout, seconds")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--mqtt",
+        default="",
+        metavar="URL",
+        help="run the fan-out scenario over this MQTT broker (e.g. mqtt://127.0.0.1:1883) instead of the "
+        "in-process bus: a separate worker process publishes, the app receives from the broker; "
+        "skips the slow-reader scenario",
+    )
     args = parser.parse_args(argv)
 
-    print(f"fan-out: {args.connections} presenter websockets, {args.rate:g} cues/s for {args.duration:g} s ...")
-    f = fanout(args.connections, args.rate, args.duration)
+    bus = f"MQTT bus via {args.mqtt}" if args.mqtt else "in-process bus"
+    print(f"fan-out: {args.connections} presenter websockets, {args.rate:g} cues/s for {args.duration:g} s, {bus} ...")
+    f = fanout(args.connections, args.rate, args.duration, args.mqtt)
     print(f"  delivered {f['delivered']}/{f['expected_deliveries']} (skipped {f['skipped']})")
     print(
         f"  latency p50 {f['latency_ms_p50']:.1f} ms, p99 {f['latency_ms_p99']:.1f} ms, "
@@ -408,6 +469,10 @@ def main(argv: list[str] | None = None) -> int:
         f"server CPU {f['server_cpu_percent']:.0f}% of one core ({f['cpu_count']} cores shared with the clients)"
     )
 
+    if args.mqtt:
+        if args.json:
+            args.json.write_text(json.dumps({"fanout": f}, indent=2))
+        return 0
     print(
         f"slow readers: {args.stuck} clients never read + 1 healthy, {args.rate:g} cues/s of "
         f"{SLOW_PADDING + 150} B for {args.duration:g} s ..."

@@ -562,25 +562,36 @@ class MqttBus:
 
     async def _receive_loop(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
-            self.received += 1
-            try:
-                cue = _parse_message(message.topic.value, message.payload)
-            except MalformedCueError as exc:
-                self.malformed += 1
-                if self.malformed <= MALFORMED_LOG_FIRST or self.malformed % MALFORMED_LOG_EVERY == 0:
-                    logger.warning(
-                        "skipping malformed message on %s (%d so far): %s",
-                        message.topic.value,
-                        self.malformed,
-                        exc,
-                    )
-                continue
-            if self._is_duplicate(cue):
-                self.duplicates += 1
-                continue
-            for sub in self._subscriptions:
-                if sub.matches(cue.meeting_id):
-                    sub.offer(cue)
+            self._on_message(message)
+            # aiomqtt 2.5.1's MessagesIterator.__anext__ creates a task and an asyncio.wait per
+            # message: at least two event-loop iterations each. In a busy process (the web app
+            # sending to 50 websockets) that capped receiving near 250 msgs/s and 200 cues/s
+            # queued up seconds of lag (bench/ws_fanout.py --mqtt). What is already queued is
+            # taken here without waiting; the next __anext__ still notices a disconnect.
+            queue: asyncio.Queue[aiomqtt.Message] = client._queue
+            while not queue.empty():
+                self._on_message(queue.get_nowait())
+
+    def _on_message(self, message: aiomqtt.Message) -> None:
+        self.received += 1
+        try:
+            cue = _parse_message(message.topic.value, message.payload)
+        except MalformedCueError as exc:
+            self.malformed += 1
+            if self.malformed <= MALFORMED_LOG_FIRST or self.malformed % MALFORMED_LOG_EVERY == 0:
+                logger.warning(
+                    "skipping malformed message on %s (%d so far): %s",
+                    message.topic.value,
+                    self.malformed,
+                    exc,
+                )
+            return
+        if self._is_duplicate(cue):
+            self.duplicates += 1
+            return
+        for sub in self._subscriptions:
+            if sub.matches(cue.meeting_id):
+                sub.offer(cue)
 
     def _is_duplicate(self, cue: Cue) -> bool:
         key = (cue.meeting_id, cue.participant_id, cue.seq, cue.t)
