@@ -197,7 +197,11 @@ class LiveHub:
         async for cue in self._subscription:
             self.received += 1
             metrics.cue_seen(cue.type)
-            self.dispatch(cue)
+            try:
+                self.dispatch(cue)
+            except Exception:
+                # One bad cue must not end every presenter's live feed.
+                log.exception("live hub: could not dispatch %r; continuing", cue)
 
     def dispatch(self, cue: Cue) -> None:
         """Updates the meeting's state and queues the cue on each of its connections."""
