@@ -26,7 +26,7 @@ system-deps:
 demo: models
 	@mkdir -p $(OUT)
 	$(BIN)/python -m bench.make_demo_video $(OUT)/demo_face.mp4 $(DEMO_VIDEO)
-	$(BIN)/microcue analyze $(OUT)/demo_face.mp4 --json $(OUT)/demo_face.json
+	$(BIN)/microcue analyze $(OUT)/demo_face.mp4 --json $(OUT)/demo_face.json --report $(OUT)/demo_face.html
 
 test: models system-deps
 	$(BIN)/ruff check .

@@ -34,6 +34,7 @@ RIGID_GRID_STEP = 6  # canonical pixels between flow samples of the fit (~270 sa
 DIS_PATCH, DIS_STRIDE = 8, 6
 RIGID_CAUCHY_PX = 0.3  # residual scale of the robust weights
 RIGID_ITERATIONS = 2
+OUTLIER_PX = 1.0  # residual flow that counts a face sample as moving on its own
 # Inner-lip gap over mouth width: the talking signal.
 INNER_LIP_UPPER, INNER_LIP_LOWER = 13, 14
 MOUTH_CORNERS = (61, 291)
@@ -70,6 +71,7 @@ class MotionSample:
     eye_openness: float
     mouth_open: float
     brightness: float
+    outliers: float  # share of the face moving apart from the head (a hand, hair, an object)
     turn: float  # nose tip left/right of the eye-corner midpoint, in inter-ocular distances
     nod: float  # nose tip below the eye-corner midpoint, in inter-ocular distances
     fer_crop: np.ndarray = field(repr=False)  # (64, 64) uint8 grey, for the emotion CNN
@@ -96,9 +98,10 @@ _FIT_YS, _FIT_XS, _FIT_DESIGN = _fit_grid()
 _CENTRE = (CANONICAL_SIZE - 1) / 2.0
 
 
-def rigid_motion(flow: np.ndarray) -> np.ndarray:
+def rigid_motion(flow: np.ndarray) -> tuple[np.ndarray, float]:
     """Affine motion (a, b, tx, c, d, ty) that best explains ``flow`` over the face, fitted by
-    iteratively reweighted least squares so the expression's moving pixels count as outliers."""
+    iteratively reweighted least squares so the expression's moving pixels count as outliers;
+    and the share of face samples the fit leaves more than OUTLIER_PX off (what moved on its own)."""
     uv = flow[_FIT_YS, _FIT_XS].astype(np.float64)
     b = np.concatenate([uv[:, 0], uv[:, 1]])
     n = len(uv)
@@ -108,8 +111,9 @@ def rigid_motion(flow: np.ndarray) -> np.ndarray:
         aw = _FIT_DESIGN * w[:, None]  # weighted normal equations: a 6x6 solve per iteration
         params = np.linalg.solve(aw.T @ _FIT_DESIGN + 1e-9 * np.eye(6), aw.T @ b)
         res = (_FIT_DESIGN @ params - b).reshape(2, n)
-        w = np.tile(1.0 / (1.0 + (np.hypot(res[0], res[1]) / RIGID_CAUCHY_PX) ** 2), 2)
-    return params
+        dist = np.hypot(res[0], res[1])
+        w = np.tile(1.0 / (1.0 + (dist / RIGID_CAUCHY_PX) ** 2), 2)
+    return params, float((dist > OUTLIER_PX).mean())
 
 
 def rigid_at(params: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -126,16 +130,17 @@ _DISC_SIZES = np.array([len(d) for d in _DISCS], dtype=np.float64)
 
 
 def region_flows(flow: np.ndarray, canonical_landmarks: np.ndarray,
-                 regions: tuple[Region, ...] = REGIONS) -> np.ndarray:
+                 regions: tuple[Region, ...] = REGIONS) -> tuple[np.ndarray, float]:
     """(R, 2) mean flow per region, minus the head's rigid motion at each region's centre
-    (the mean of a linear field over a disc is its value at the centre)."""
+    (the mean of a linear field over a disc is its value at the centre), and the outlier share."""
     centres = region_centres(canonical_landmarks, regions)
     h, w = flow.shape[:2]
     pts = np.rint(centres).astype(np.int64)[_DISC_OWNER] + _DISC_OFFSETS
     np.clip(pts[:, 0], 0, w - 1, out=pts[:, 0])
     np.clip(pts[:, 1], 0, h - 1, out=pts[:, 1])
     sums = np.add.reduceat(flow[pts[:, 1], pts[:, 0]].astype(np.float64), _DISC_STARTS, axis=0)
-    return sums / _DISC_SIZES[:, None] - rigid_at(rigid_motion(flow), centres)
+    params, outliers = rigid_motion(flow)
+    return sums / _DISC_SIZES[:, None] - rigid_at(params, centres), outliers
 
 
 class MotionExtractor:
@@ -168,9 +173,9 @@ class MotionExtractor:
         if chained:
             assert prev is not None
             flow = self._dis.calc(prev[2], crop, None)
-            flows = region_flows(flow, prev[3])
+            flows, outliers = region_flows(flow, prev[3])
         else:
-            flows = np.zeros((len(REGIONS), 2), dtype=np.float32)
+            flows, outliers = np.zeros((len(REGIONS), 2), dtype=np.float32), 0.0
         self._prev = (t, face.track_id, crop, canon)
         fer = cv2.warpAffine(grey, similarity(five_points(face.landmarks), FER_TEMPLATE), (FER_SIZE, FER_SIZE),
                              flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
@@ -187,6 +192,7 @@ class MotionExtractor:
             eye_openness=float(np.mean(face.eye_openness)),
             mouth_open=gap / width,
             brightness=brightness,
+            outliers=outliers,
             turn=turn,
             nod=nod,
             fer_crop=fer,

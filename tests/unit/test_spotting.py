@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -29,7 +30,7 @@ def _stream(fps: float, seconds: float, displacement: callable, seed: int = 0,  
         flow = pos - prev + rng.normal(0, 0.03, (R, 2))
         prev = pos
         out.append(MotionSample(t=t, flow=flow.astype(np.float32), chained=bool(out), eye_openness=0.28,
-                                mouth_open=0.1, brightness=120.0, turn=0.0, nod=0.5, fer_crop=crop))
+                                mouth_open=0.1, brightness=120.0, outliers=0.0, turn=0.0, nod=0.5, fer_crop=crop))
     return out
 
 
@@ -121,3 +122,11 @@ def test_oscillation_rate() -> None:
     t = np.arange(0, 1.5, 1 / 15)
     assert oscillation_hz(t, np.sin(2 * math.pi * 4 * t), 0.2) == pytest.approx(4.0, rel=0.25)
     assert oscillation_hz(t, np.sin(2 * math.pi * 0.5 * t), 0.2) == 0.0  # less than two cycles
+
+
+def test_a_hand_over_the_face_is_not_an_expression() -> None:
+    samples = _stream(15.0, 12.0, _bump("lip_lower", 6.0, 0.3, (0.0, 2.5)))
+    # the same movement, but half the face moved on its own meanwhile (a hand passing the mouth)
+    occluded = [replace(s, outliers=0.45) if 5.9 < s.t < 6.4 else s for s in samples]
+    assert len(_spots(samples, 15.0)) == 1
+    assert _spots(occluded, 15.0) == []
