@@ -314,6 +314,7 @@ def summarize_participant(
         "time_present_s": _r(total(present)),
         "talk_time_s": _r(total(talk)),
         "talk_turns": len(talk),
+        "talk_segments": [[_r(a), _r(b)] for a, b in talk],
         "engagement_mean": _r(weighted_mean(engagement)),
         "engagement_timeline": [_r(v) for v in timeline],
         "key_moments": engagement_moments(info.id, timeline, BUCKET_S),

@@ -29,9 +29,10 @@ from bridge.service import (
     MeetingService,
     running_service,
 )
+from bridge.summary import make_summary_hook
 from web.hub import LiveHub
 from web.limits import BodyLimitMiddleware
-from web.routes import health, meetings, pages
+from web.routes import health, meetings, pages, reports
 from web.routes.pages import STATIC_DIR
 from web.ws import live
 from web.ws.live import LiveOptions
@@ -113,6 +114,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with running_service(settings, apply_migrations=apply_migrations, bus=bus) as service:
+            # Summary at meeting end and on demand, from stored cues (bridge/summary.py).
+            service.summary_hook = make_summary_hook(service.sessions, settings)
             hub = LiveHub(service.bus)
             await hub.start()
             app.state.settings = settings
@@ -138,6 +141,7 @@ def create_app(
         app.add_exception_handler(error, _error_handler(code))
     app.add_middleware(BodyLimitMiddleware)
     app.include_router(meetings.router)
+    app.include_router(reports.router)
     app.include_router(pages.api_router)
     app.include_router(health.router)
     app.include_router(live.router)

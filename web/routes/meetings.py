@@ -85,9 +85,12 @@ async def end_meeting(meeting_id: PresenterMeeting, service: ServiceDep, hub: Hu
     responses={**_AUTH_RESPONSES, 404: {"description": "No summary (yet) for this meeting"}},
 )
 async def get_summary(meeting_id: PresenterMeeting, service: ServiceDep) -> SummaryPublic:
-    """The summary stored when the meeting ended."""
+    """The summary stored when the meeting ended, or computed from the stored cues when there is none."""
     meeting = await service.get_meeting(meeting_id)
     body = await service.summary(meeting_id)
+    if body is None and service.summary_hook is not None:
+        # Not stored (yet): computed now from the stored cues; stored too once the meeting has ended.
+        body = await service.summary_hook(meeting_id)
     if body is None:
         if meeting.ended_at is None:
             detail = f"no summary for meeting {meeting_id} yet: it is computed when the meeting ends"
