@@ -100,7 +100,11 @@ def activity_chart(people: list[dict[str, Any]], duration: float, emotions: bool
     ax.set_yticks(range(len(people)), list(reversed(labels)))
     ax.set_ylim(-0.6, len(people) - 0.4)
     ax.set_xlim(0, max(duration, 1.0))
-    ax.set_xlabel("seconds (bars: speaking; ● micro, ■ macro expression signal; red: negative)")
+    ax.set_xlabel(
+        "seconds (bars: speaking; ● micro, ■ macro expression signal; red: negative)"
+        if emotions
+        else "seconds (bars: speaking)"
+    )
     ax.grid(axis="x", alpha=0.25)
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)

@@ -120,26 +120,35 @@ def test_meeting_lifecycle(client: httpx.Client, server: LiveServer, settings: S
         snapshot = json.loads(ws.recv(timeout=10))
     assert snapshot["participants"][0]["latest"]["engagement"]["value"] == 0.7
 
+    # The app installs the summaries feature's hook: computed on demand while running, stored at the end.
     summary = client.get(f"/api/meetings/{mid}/summary", headers=bearer(token))
-    assert summary.status_code == 404 and "when the meeting ends" in summary.json()["detail"]
-
+    assert summary.status_code == 200 and isinstance(summary.json()["summary"], dict)
     ended = client.post(f"/api/meetings/{mid}/end", headers=bearer(token))
     assert ended.status_code == 200 and ended.json()["ended_at"] is not None
     again = client.post(f"/api/meetings/{mid}/end", headers=bearer(token))
     assert again.json()["ended_at"] == ended.json()["ended_at"]  # idempotent
     summary = client.get(f"/api/meetings/{mid}/summary", headers=bearer(token))
+    assert summary.status_code == 200 and summary.json()["meeting_id"] == mid
+
+    # A build without summaries answers 404 with the reason.
+    service.summary_hook = None
+    m2 = create(client)
+    summary = client.get(f"/api/meetings/{m2['id']}/summary", headers=bearer(m2["presenter_token"]))
+    assert summary.status_code == 404 and "when the meeting ends" in summary.json()["detail"]
+    client.post(f"/api/meetings/{m2['id']}/end", headers=bearer(m2["presenter_token"]))
+    summary = client.get(f"/api/meetings/{m2['id']}/summary", headers=bearer(m2["presenter_token"]))
     assert summary.status_code == 404 and "not available in this build" in summary.json()["detail"]
 
-    # A summary hook installed by the summaries feature is called at the end and its result served.
-    m2 = create(client)
+    # Whatever hook is installed is called at the end, and what it stored is served.
+    m3 = create(client)
 
     async def summarise(meeting_id: str) -> None:
         async with service.sessions() as s:
             await repo.save_summary(session=s, meeting_id=meeting_id, body={"engagement_mean": 0.5})
 
     service.summary_hook = summarise
-    client.post(f"/api/meetings/{m2['id']}/end", headers=bearer(m2["presenter_token"]))
-    got_summary = client.get(f"/api/meetings/{m2['id']}/summary", headers=bearer(m2["presenter_token"]))
+    client.post(f"/api/meetings/{m3['id']}/end", headers=bearer(m3["presenter_token"]))
+    got_summary = client.get(f"/api/meetings/{m3['id']}/summary", headers=bearer(m3["presenter_token"]))
     assert got_summary.status_code == 200 and got_summary.json()["summary"] == {"engagement_mean": 0.5}
 
     erased = client.delete(f"/api/meetings/{mid}", headers=bearer(token))
