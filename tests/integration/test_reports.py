@@ -251,7 +251,7 @@ def test_summary_saved_on_end_and_reports(
     assert "Sales-call coaching" in page and "43:57" in page and "Gong research" in page
     assert "@media print" in page and "Discovery call, Acme" in page
     # Self-contained: nothing fetched (namespace URIs inside the SVGs are not fetches).
-    assert not any(f in page for f in ('src="http', "href=\"http", "url(http", "<script", "<link"))
+    assert not any(f in page for f in ('src="http', 'href="http', "url(http", "<script", "<link"))
 
     data = client.get(f"/api/meetings/{mid}/report.json", headers=bearer(token)).json()
     assert data["summary"] == body and data["meeting"]["title"] == "Discovery call, Acme"
