@@ -20,6 +20,7 @@ be in the store, and the summary says so.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -472,7 +473,9 @@ async def compute_summary(*, session: AsyncSession, meeting: Meeting, settings: 
         ParticipantInfo(id=p.id, display_name=p.display_name, role=p.role, consent=p.consent)
         for p in await repo.list_participants(session=session, meeting_id=meeting.id)
     ]
-    body = summarize(cues, participants, decision=meeting_decision(meeting, settings), kind=meeting.kind)
+    decision = meeting_decision(meeting, settings)
+    # Pure CPU work (about 0.2 s for an hour with ten people): off the event loop, so live feeds keep flowing.
+    body = await asyncio.to_thread(summarize, cues, participants, decision=decision, kind=meeting.kind)
     body["meeting_id"] = meeting.id
     body["ended"] = meeting.ended_at is not None
     return body
