@@ -334,7 +334,7 @@ async def test_one_slow_participant_does_not_slow_the_others(bus: InProcessBus, 
         for w in workers:
             await w.aclose()
     assert slow.calls <= 5, "the slow participant should skip frames, not queue them"
-    assert fast.calls >= 24, f"fast participant analysed only {fast.calls} frames in 2 s at 15 fps"
+    assert fast.calls >= 20, f"fast participant analysed only {fast.calls} frames in 2 s at 15 fps"
     assert workers[0].stats.dropped > 15
 
 
