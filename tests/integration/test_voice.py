@@ -135,7 +135,7 @@ def executor() -> Iterator[BlockingExecutor]:
     ex.shutdown()
 
 
-async def test_speaking_cues_from_a_real_peer(  # noqa: PLR0917 - fixtures
+async def test_speaking_cues_from_a_real_peer(
     netns: str, vad: SileroVad, speech: np.ndarray, bus: InProcessBus, executor: BlockingExecutor, tmp_path: Path
 ) -> None:
     wav = tmp_path / "talk.wav"

@@ -83,7 +83,7 @@ async def test_two_peers_connect_in_the_namespace(netns: str) -> None:
 
 
 @pytest.mark.parametrize("codec", ["video/VP8", "video/H264", "replayed video/VP8"])
-async def test_cues_arrive_from_a_real_peer(  # noqa: PLR0917 - fixtures
+async def test_cues_arrive_from_a_real_peer(
     netns: str,
     codec: str,
     face_models: FaceModels,
