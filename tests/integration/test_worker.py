@@ -418,3 +418,23 @@ async def test_aclose_without_frames_and_audio_refused(bus: InProcessBus, execut
     await worker.aclose()
     with pytest.raises(RuntimeError):
         worker.attach(SizedTrack())
+
+
+def test_media_clock_unwraps_rtp_and_reanchors_jumps() -> None:
+    from bridge.worker import RTP_WRAP, _MediaClock
+
+    clock = _MediaClock(meeting_t0=100.0)
+
+    def frame(pts: int) -> av.VideoFrame:
+        f = av.VideoFrame(16, 16, "yuv420p")
+        f.pts, f.time_base = pts, fractions.Fraction(1, 90000)
+        return f
+
+    start = RTP_WRAP - 3000  # the sender's random RTP origin, just before the 32-bit wrap
+    assert clock.media_t(frame(start), now=102.0) == 2.0  # anchored on arrival
+    assert clock.media_t(frame((start + 6000) % RTP_WRAP), now=102.5) == pytest.approx(2.0 + 6000 / 90000)
+    assert clock.media_t(frame((start + 90000) % RTP_WRAP), now=103.0) == pytest.approx(3.0)
+    # a sender whose clock jumps (here 60 s ahead) is re-anchored on arrival time, not trusted
+    jumped = (start + 90000 + 60 * 90000) % RTP_WRAP
+    assert clock.media_t(frame(jumped), now=104.0) == pytest.approx(4.0)
+    assert clock.media_t(frame((jumped + 9000) % RTP_WRAP), now=104.1) == pytest.approx(4.1)
