@@ -34,6 +34,9 @@ log = logging.getLogger("microcue.voice")
 #: Audio handed to the VAD per executor call: three model windows (96 ms).
 BATCH_SAMPLES = 3 * WINDOW
 BATCH_S = BATCH_SAMPLES / SAMPLE_RATE
+#: No audio frame for this long means silence (DTX, muted or stopped microphone): WebRTC audio
+#: arrives every 20 ms while someone talks, so a 250 ms hole is never jitter.
+AUDIO_GAP_S = 0.25
 #: Most audio held while the pool is busy (2 s); beyond it the oldest is dropped and counted,
 #: so a stalled executor cannot grow memory. Dropped audio shifts no timestamps: time is
 #: taken from the samples actually analysed plus the gap, see ``_pending_t``.
@@ -121,9 +124,19 @@ class VoiceWorker:
         try:
             while True:
                 try:
-                    frame = await track.recv()
+                    async with asyncio.timeout(AUDIO_GAP_S):
+                        frame = await track.recv()
                 except MediaStreamError:
                     break
+                except TimeoutError:
+                    # No packets (Opus DTX, a muted or stopped microphone): that is silence. Feed the
+                    # VAD the gap so an open segment ends on time instead of at the next word.
+                    if started and self.consent and self.stream.speaking:
+                        gap = np.concatenate([*pending, np.zeros(round(AUDIO_GAP_S * SAMPLE_RATE), np.int16)])
+                        pending, n_pending = [], 0
+                        for event in await self.executor.run_blocking(self.stream.push, gap):
+                            await self._publish(event)
+                    continue
                 self.frames += 1
                 if not self.consent:
                     self.refused += 1  # never analysed, never kept

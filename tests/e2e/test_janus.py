@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pytest
 from aiortc import RTCSessionDescription
+from aiortc.contrib.media import MediaPlayer
 
 from bridge.peers import PeerSet, prefer_codec
 from bridge.rooms.base import AdapterContext
@@ -32,6 +33,7 @@ from bridge.synthetic import SyntheticFaceTrack, face_loop_frames, to_yuv
 from inference.cues import Cue
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+pytest_plugins = ["tests.fixtures_models"]  # the verified model cache (model_dir), for the VAD
 
 ROOM = 1234
 PORT = 8188
@@ -168,8 +170,8 @@ def face_yuv() -> list[np.ndarray]:
 class Publisher:
     """An aiortc participant publishing the synthetic face (VP8) into the room under a fixed id."""
 
-    def __init__(self, url: str, feed_id: int, display: str, yuv: list[np.ndarray]) -> None:
-        self.url, self.feed_id, self.display, self.yuv = url, feed_id, display, yuv
+    def __init__(self, url: str, feed_id: int, display: str, yuv: list[np.ndarray], audio: Path | None = None) -> None:
+        self.url, self.feed_id, self.display, self.yuv, self.audio = url, feed_id, display, yuv, audio
         self.session: JanusSession | None = None
         self.peers = PeerSet()
 
@@ -182,11 +184,15 @@ class Publisher:
         )
         pc = self.peers.create(f"publisher-{self.feed_id}")
         pc.addTrack(SyntheticFaceTrack(self.yuv, fps=15))
+        if self.audio is not None:  # a microphone: the file played once in real time (Opus)
+            player = MediaPlayer(str(self.audio))
+            assert player.audio is not None
+            pc.addTrack(player.audio)
         prefer_codec(pc, "video", "video/VP8")
         await pc.setLocalDescription(await pc.createOffer())
         answer = await self.session.message(
             handle,
-            {"request": "publish", "audio": False, "video": True},
+            {"request": "publish", "audio": self.audio is not None, "video": True},
             jsep={"type": "offer", "sdp": pc.localDescription.sdp},
         )
         assert plugin_data(answer).get("configured") == "ok", answer
@@ -386,3 +392,70 @@ def test_only_decodable_streams_are_subscribed() -> None:
     }
     assert JanusAdapter._decodable_streams(publisher) == [{"feed": 7, "mid": "1"}, {"feed": 7, "mid": "2"}]
     assert JanusAdapter._decodable_streams({"id": 8}) == [{"feed": 8}]
+
+
+@pytest.fixture
+def spoken_wav(tmp_path: Path) -> Path:
+    """A real spoken sentence (espeak-ng), ~4.5 s, with no silence after it: the file just stops,
+    as a microphone that is muted mid-word would."""
+    if shutil.which("espeak-ng") is None:
+        subprocess.run(["bash", "scripts/system-deps.sh", "espeak-ng"], cwd=REPO, check=True, timeout=300)
+    wav = tmp_path / "hello.wav"
+    sentence = "Hello everyone, thanks for joining, let us get started with the quarterly numbers."
+    subprocess.run(["espeak-ng", "-w", str(wav), sentence], check=True, timeout=60)
+    return wav
+
+
+async def test_bot_reports_who_speaks(
+    janus: JanusServer, publishers: list[Publisher], face_yuv: list[np.ndarray], model_dir: Path, spoken_wav: Path
+) -> None:
+    """Audio goes through the same multistream subscription: a real spoken sentence from one
+    publisher becomes that participant's speaking start and end cues."""
+    from bridge.bus import InProcessBus
+    from inference.models import ModelSet
+    from inference.voice import SileroVad
+
+    bus = InProcessBus()
+    sub = bus.subscribe("m-speak")
+    vad = SileroVad(ModelSet(model_dir, prefer_gpu=False).session("vad"))
+    ctx = AdapterContext(meeting_id="m-speak", bus=bus, analyzer_factory=_NoCueAnalyzer, vad=vad)
+    adapter = JanusAdapter(janus.url, ROOM, ctx)
+    runner = asyncio.create_task(adapter.run())
+    cues: list[Cue] = []
+    try:
+        await asyncio.wait_for(adapter.connected.wait(), 10)
+        carol = Publisher(janus.url, 301, "Carol", face_yuv, audio=spoken_wav)
+        publishers.append(carol)
+        await carol.start()
+
+        async def collect() -> None:
+            async for cue in sub:
+                cues.append(cue)
+                if cue.type == "speaking" and cue.value == 0.0:
+                    return
+
+        await asyncio.wait_for(collect(), 30)
+    finally:
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
+        await adapter.aclose()
+        await sub.aclose()
+        await bus.aclose()
+    speaking = [c for c in cues if c.type == "speaking"]
+    assert [c.value for c in speaking] == [1.0, 0.0], cues
+    assert all(c.participant_id == "301" for c in speaking)
+    assert speaking[1].t - speaking[0].t > 2.0, "the sentence lasts ~4 s"
+
+
+class _NoCueAnalyzer:
+    def push(self, rgb: np.ndarray, t: float) -> Any:
+        from inference.analyzer import AnalysisStep, FrameMetrics
+        from inference.types import FrameFaces
+
+        return AnalysisStep(
+            faces=FrameFaces(t=t, faces=(), primary=None), metrics=FrameMetrics(t=t, face_present=False, faces=0)
+        )
+
+    def reset(self) -> None:
+        pass

@@ -199,3 +199,53 @@ async def test_no_consent_no_voice_analysis(vad: SileroVad, bus: InProcessBus, e
     assert executor.stats.submitted == 0, "audio of a participant without consent reached the model"
     with pytest.raises(RuntimeError):
         worker.attach(AudioStreamTrack())
+
+
+class _MicThenNothing(MediaStreamTrack):
+    """Speech in 20 ms frames paced in real time, then no packets at all (DTX / muted mic)."""
+
+    kind = "audio"
+
+    def __init__(self, samples: np.ndarray) -> None:
+        super().__init__()
+        self.samples = samples
+        self.pos = 0
+        self.t0: float | None = None
+
+    async def recv(self) -> av.AudioFrame:
+        loop = asyncio.get_running_loop()
+        self.t0 = loop.time() if self.t0 is None else self.t0
+        if self.pos >= len(self.samples):
+            await asyncio.Event().wait()  # silence as WebRTC delivers it: nothing
+        chunk = self.samples[self.pos : self.pos + 320]
+        await asyncio.sleep(max(0.0, self.t0 + self.pos / SAMPLE_RATE - loop.time()))
+        frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = SAMPLE_RATE
+        frame.pts = self.pos
+        self.pos += len(chunk)
+        return frame
+
+
+async def test_segment_ends_when_the_packets_stop(
+    vad: SileroVad, speech: np.ndarray, bus: InProcessBus, executor: BlockingExecutor
+) -> None:
+    sub = bus.subscribe("m-voice")
+    worker = VoiceWorker(meeting_id="m-voice", participant_id="dee", vad=vad, bus=bus, executor=executor)
+    track = _MicThenNothing(speech[: 2 * SAMPLE_RATE])  # 2 s of talk, then the packets stop
+    cues: list[Cue] = []
+    try:
+        worker.attach(track)
+
+        async def collect() -> None:
+            async for cue in sub:
+                cues.append(cue)
+                if cue.value == 0.0:
+                    return
+
+        await asyncio.wait_for(collect(), 5)  # 2 s of speech + 0.5 s of silence + slack
+    finally:
+        track.stop()
+        await worker.aclose()
+        await sub.aclose()
+    assert [c.value for c in cues] == [1.0, 0.0]
+    assert 1.5 < cues[1].t - cues[0].t < 3.0
