@@ -49,6 +49,9 @@ RTP_WRAP = 1 << 32
 #: A jump in media time larger than this (either way) is a new stream, not jitter: re-anchor
 #: the media clock on arrival time instead of trusting the sender's timestamps.
 MAX_TS_JUMP_S = 5.0
+#: No video frame for this long means the camera is paused or muted (a webcam at 15 fps never
+#: leaves such a hole): presence 0 is published and the next frame starts a fresh stream.
+VIDEO_GAP_S = 2.0
 #: At most one analysis-error traceback per this many seconds per participant.
 ERROR_LOG_EVERY_S = 10.0
 
@@ -282,15 +285,28 @@ class ParticipantWorker:
     # ---- reader: drain everything, keep the newest ----------------------------------------
 
     async def _read(self, track: MediaStreamTrack, generation: int) -> None:
+        paused = False
         while True:
             try:
-                frame = await track.recv()
+                async with asyncio.timeout(VIDEO_GAP_S):
+                    frame = await track.recv()
             except MediaStreamError:
                 log.info("video track %s ended", track.id, extra=self._log_extra)
                 if generation == self._generation:
                     self._slot = None
                     await self._stream_ended("video ended")
                 return
+            except TimeoutError:  # muted or paused camera: nothing to analyse, say so once
+                if generation == self._generation and self._stream_live:
+                    paused = True
+                    await self._stream_ended("camera paused")
+                continue
+            if paused and generation == self._generation:
+                # frames again: a new stream for the analyzer (fresh state, presence announced again)
+                paused = False
+                self._generation += 1
+                generation = self._generation
+                self._clock.reset()
             now = time.perf_counter()
             self.stats.received += 1
             if not self._consent:

@@ -276,12 +276,17 @@ class SizedTrack(VideoStreamTrack):
         super().__init__()
         self.fps = fps
         self.size = size
+        self.flowing = asyncio.Event()  # cleared: a paused camera, no frames at all
+        self.flowing.set()
         self._n = 0
         self._t0 = time.monotonic()
 
     async def recv(self) -> av.VideoFrame:
         if self.readyState != "live":
             raise MediaStreamError
+        if not self.flowing.is_set():
+            await self.flowing.wait()
+            self._n, self._t0 = 0, time.monotonic()
         self._n += 1
         await asyncio.sleep(max(0.0, self._t0 + self._n / self.fps - time.monotonic()))
         if self.readyState != "live":
@@ -438,3 +443,31 @@ def test_media_clock_unwraps_rtp_and_reanchors_jumps() -> None:
     jumped = (start + 90000 + 60 * 90000) % RTP_WRAP
     assert clock.media_t(frame(jumped), now=104.0) == pytest.approx(4.0)
     assert clock.media_t(frame((jumped + 9000) % RTP_WRAP), now=104.1) == pytest.approx(4.1)
+
+
+async def test_paused_camera_is_announced_and_resumes_fresh(bus: InProcessBus, executor: BlockingExecutor) -> None:
+    from bridge.worker import VIDEO_GAP_S
+
+    analyzer = CountingAnalyzer()
+    worker = make_worker(bus, executor, analyzer, "hal")
+    sub = bus.subscribe(MEETING)
+    track = SizedTrack(fps=15)
+    try:
+        worker.attach(track)
+        await wait_until(lambda: analyzer.calls >= 5, 5, "first frames")
+        track.flowing.clear()  # the participant turns the camera off: no frames at all
+        calls, resets = analyzer.calls, analyzer.resets
+        await asyncio.sleep(VIDEO_GAP_S + 0.5)
+        assert analyzer.calls <= calls + 1
+        track.flowing.set()
+        await wait_until(lambda: analyzer.calls >= calls + 5, 5, "frames after the pause")
+        assert analyzer.resets == resets + 1, "a resumed camera is a new stream for the analyzer"
+    finally:
+        track.stop()
+        await worker.aclose()
+    cues = []
+    while sub.pending:
+        cues.append(await anext(aiter(sub)))
+    await sub.aclose()
+    paused = [c for c in cues if c.detail == "camera paused"]
+    assert len(paused) == 1 and paused[0].value == 0.0
