@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from bridge import metrics
 from bridge.bus import EventBus
 from bridge.config import Settings, get_settings
+from bridge.rooms.builtin import BuiltinRooms
 from bridge.service import (
     FeatureUnavailable,
     HostNotAllowed,
@@ -34,7 +35,7 @@ from web.hub import LiveHub
 from web.limits import BodyLimitMiddleware
 from web.routes import health, meetings, pages, reports
 from web.routes.pages import STATIC_DIR
-from web.ws import live
+from web.ws import live, signal
 from web.ws.live import LiveOptions
 
 log = logging.getLogger("microcue.web")
@@ -124,11 +125,13 @@ def create_app(
             app.state.live_options = live_options or LiveOptions()
             app.state.metrics_registry = _service_metrics(service, hub)
             app.state.bus_started = True
+            app.state.rooms = BuiltinRooms(settings, service)
             log.info("MicroCue web app ready on %s (bus: %s)", settings.base_url, type(service.bus).__name__)
             try:
                 yield
             finally:
                 app.state.bus_started = False
+                await app.state.rooms.aclose()
                 await hub.aclose()
 
     app = FastAPI(
@@ -145,6 +148,7 @@ def create_app(
     app.include_router(pages.api_router)
     app.include_router(health.router)
     app.include_router(live.router)
+    app.include_router(signal.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -1,0 +1,166 @@
+"""Built-in rooms: participants publish to the bridge directly over WebRTC (no meeting server).
+
+Each participant's browser (or an aiortc peer) sends one SDP offer over the signalling
+websocket; the bridge answers from its own RTCPeerConnection, analyses the received camera and
+microphone (consent permitting) and relays the other participants' media back through aiortc's
+``MediaRelay``, so a small meeting works with nothing else installed. A participant who joins
+later is seen by those already present after they re-offer (the join page does it when told
+``{"type": "renegotiate"}``); the bridge never sends offers itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.contrib.media import MediaRelay
+from aiortc.mediastreams import MediaStreamTrack
+
+from bridge.config import Settings
+from bridge.errors import MicroCueError
+from bridge.facemodels import load_face_models
+from bridge.policy import emotions_allowed
+from bridge.rooms.base import AdapterContext, MeetingAdapter
+from bridge.service import MeetingService
+from inference.analyzer import FaceModels, ParticipantAnalyzer
+from inference.models import ModelSet
+from inference.voice import SileroVad
+
+log = logging.getLogger("microcue.rooms.builtin")
+
+#: A browser offer with audio, video and its ICE candidates is 3-8 kB; anything this large is
+#: not an offer from a participant.
+MAX_SDP_BYTES = 64 * 1024
+#: Rooms are small by design (DESIGN.md: up to 8); relaying is O(n^2) streams.
+MAX_PARTICIPANTS = 8
+
+
+class SignalError(MicroCueError):
+    """A signalling message the bridge refuses; the text goes back to that participant only."""
+
+
+def check_offer(sdp: object) -> str:
+    """The offer as text, or a SignalError saying what is wrong with it."""
+    if not isinstance(sdp, str) or not sdp.strip():
+        raise SignalError("the offer has no SDP text")
+    if len(sdp.encode()) > MAX_SDP_BYTES:
+        raise SignalError(f"the offer is {len(sdp.encode())} bytes, more than the {MAX_SDP_BYTES} allowed")
+    if not sdp.startswith("v=0"):
+        raise SignalError("the offer is not SDP (it must start with 'v=0')")
+    if "\nm=video " not in sdp.replace("\r\n", "\n"):
+        raise SignalError("the offer has no video: publish a camera to join the analysis")
+    return sdp
+
+
+@dataclass
+class _Member:
+    pc: RTCPeerConnection
+    published: list[MediaStreamTrack] = field(default_factory=list)
+
+
+class BuiltinRoom(MeetingAdapter):
+    """One built-in meeting's peers, relay and workers."""
+
+    kind = "builtin"
+
+    def __init__(self, ctx: AdapterContext) -> None:
+        super().__init__(ctx)
+        self.relay = MediaRelay()
+        self.members: dict[str, _Member] = {}
+        self._closed = asyncio.Event()
+
+    async def run(self) -> None:
+        await self._closed.wait()
+
+    async def answer(self, participant_id: str, display: str, consent: bool, sdp: object) -> str:
+        """Take a participant's offer (first or renewed) and return the bridge's answer."""
+        offer = check_offer(sdp)
+        if participant_id not in self.members and len(self.members) >= MAX_PARTICIPANTS:
+            raise SignalError(f"this room is full ({MAX_PARTICIPANTS} participants)")
+        await self.leave(participant_id, reason="renegotiated", keep_worker=True)
+        participant = self.participant(participant_id, display)
+        participant.set_consent(consent)
+        pc = self.peers.create(f"builtin-{participant_id}")
+        member = self.members[participant_id] = _Member(pc)
+        for other_id, other in self.members.items():
+            if other_id != participant_id:
+                for track in other.published:
+                    pc.addTrack(self.relay.subscribe(track, buffered=False))
+
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            member.published.append(track)
+            # the analysis reads its own relayed copy: the original feeds every subscriber
+            participant.attach(self.relay.subscribe(track, buffered=False), self.peers)
+            self.ready.set()
+
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+            await pc.setLocalDescription(await pc.createAnswer())
+        except (ValueError, AssertionError) as exc:  # aiortc's SDP parser raises these on bad input
+            await self.leave(participant_id, reason="bad offer")
+            raise SignalError(f"the offer could not be used: {exc or type(exc).__name__}") from exc
+        log.info("participant %s (%s) connected, consent=%s", participant_id, display or "no name", consent)
+        return pc.localDescription.sdp
+
+    async def leave(self, participant_id: str, reason: str = "left the meeting", keep_worker: bool = False) -> None:
+        member = self.members.pop(participant_id, None)
+        if member is not None:
+            await self.peers.close(member.pc)
+        participant = self.participants.get(participant_id)
+        if participant is not None and not keep_worker:
+            await participant.detach(reason)
+
+    async def aclose(self) -> None:
+        self._closed.set()
+        self.members.clear()
+        await super().aclose()
+
+
+class BuiltinRooms:
+    """Every built-in room of a service process; models are loaded once, on the first join."""
+
+    def __init__(self, settings: Settings, service: MeetingService) -> None:
+        self.settings = settings
+        self.service = service
+        self.rooms: dict[str, BuiltinRoom] = {}
+        self._models: FaceModels | None = None
+        self._vad: SileroVad | None = None
+        self._lock = asyncio.Lock()
+
+    async def _load(self) -> tuple[FaceModels, SileroVad | None]:
+        async with self._lock:
+            if self._models is None:
+                def load() -> tuple[FaceModels, SileroVad]:
+                    models = load_face_models(self.settings.model_dir)
+                    vad = SileroVad(ModelSet(self.settings.model_dir, prefer_gpu=False).session("vad"))
+                    return models, vad
+
+                self._models, self._vad = await asyncio.get_running_loop().run_in_executor(None, load)
+            return self._models, self._vad
+
+    async def room(self, meeting_id: str) -> BuiltinRoom:
+        room = self.rooms.get(meeting_id)
+        if room is not None:
+            return room
+        meeting = await self.service.get_meeting(meeting_id)
+        models, vad = await self._load()
+        allowed = emotions_allowed(meeting.context, self.settings)
+        fps = self.settings.analysis_fps
+
+        def analyzer() -> ParticipantAnalyzer:
+            return ParticipantAnalyzer(models, emotions_allowed=allowed, fps_hint=fps)
+
+        room = self.rooms.get(meeting_id)  # another join may have created it meanwhile
+        if room is None:
+            # built-in rooms have a consent page: nobody is analysed before saying yes
+            ctx = AdapterContext(meeting_id=meeting_id, bus=self.service.bus, analyzer_factory=analyzer,
+                                 vad=vad, fps=fps, consent=False)
+            room = self.rooms[meeting_id] = BuiltinRoom(ctx)
+        return room
+
+    async def aclose(self) -> None:
+        rooms, self.rooms = list(self.rooms.values()), {}
+        await asyncio.gather(*(r.aclose() for r in rooms), return_exceptions=True)

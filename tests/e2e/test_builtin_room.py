@@ -1,0 +1,133 @@
+"""Built-in rooms over real WebRTC: aiortc participants publish a real face to the bridge inside a
+private network namespace; cues reach the presenter's live feed; bad signalling is refused."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+
+from bridge.config import Settings
+from bridge.rooms.client import JoinRefused, join_room
+from bridge.synthetic import SyntheticFaceTrack, face_loop_frames, to_yuv
+from tests.live_server import LiveServer
+from web.app import create_app
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+
+
+def _meeting(server: LiveServer, context: str = "customer") -> dict[str, Any]:
+    r = httpx.post(f"{server.base_url}/api/meetings", json={"title": "Room", "context": context}, timeout=30)
+    assert r.status_code == 201, r.text
+    m: dict[str, Any] = r.json()
+    m["join_token"] = m["join_url"].split("token=")[1]
+    return m
+
+
+async def _cues_for(server: LiveServer, m: dict[str, Any], participant_id: str, want: set[str],
+                    seconds: float = 90.0) -> set[str]:
+    seen: set[str] = set()
+    async with websockets.connect(f"{server.ws_url}/ws/meetings/{m['id']}/live?token={m['presenter_token']}") as ws:
+        async with asyncio.timeout(seconds):
+            while not want <= seen:
+                msg = json.loads(await ws.recv())
+                if msg["type"] == "cue" and msg["cue"]["participant_id"] == participant_id:
+                    seen.add(msg["cue"]["type"])
+    return seen
+
+
+async def test_a_participant_publishes_and_cues_arrive_only_with_consent(netns: str, tmp_path: Path) -> None:
+    frames = to_yuv(face_loop_frames(seconds=2.0))
+    with LiveServer(create_app(Settings(data_dir=tmp_path))) as server:
+        m = _meeting(server)
+        yes = await join_room(server.ws_url, m["id"], m["join_token"], name="Ada", consent=True,
+                              tracks=[SyntheticFaceTrack(frames)])
+        no = await join_room(server.ws_url, m["id"], m["join_token"], name="Bo", consent=False,
+                             tracks=[SyntheticFaceTrack(frames)])
+        try:
+            assert "MicroCue bot" in yes.bot  # the bot announces itself
+            got = await _cues_for(server, m, yes.participant_id, {"presence", "engagement"})
+            assert {"presence", "engagement"} <= got
+            # the participant who declined is relayed but never analysed
+            rooms = server.app.state.rooms
+            room = rooms.rooms[m["id"]]
+            assert room.participants[no.participant_id].video.stats.as_dict()["analysed"] == 0
+            assert room.participants[yes.participant_id].video.stats.as_dict()["analysed"] > 0
+            people = (await asyncio.to_thread(
+                httpx.get, f"{server.base_url}/api/meetings/{m['id']}/participants",
+                headers={"Authorization": f"Bearer {m['presenter_token']}"}, timeout=30)).json()
+            names = {p["display_name"]: p["consent"] for p in people}
+            assert names == {"Ada": True, "Bo": False}
+        finally:
+            await yes.aclose()
+            await no.aclose()
+
+
+async def _raw(server: LiveServer, m: dict[str, Any], messages: list[str], token: str | None = None
+               ) -> tuple[list[dict[str, Any]], int | None]:
+    url = f"{server.ws_url}/ws/rooms/{m['id']}/signal?token={token or m['join_token']}"
+    got: list[dict[str, Any]] = []
+    async with websockets.connect(url, max_size=2**22) as ws:
+        try:
+            got.append(json.loads(await ws.recv()))
+            for text in messages:
+                await ws.send(text)
+                got.append(json.loads(await ws.recv()))
+            got.append(json.loads(await asyncio.wait_for(ws.recv(), 5)))
+        except websockets.ConnectionClosed:
+            pass
+        return got, ws.close_code
+
+
+JOIN = json.dumps({"type": "join", "name": "Eve", "consent": True})
+AUDIO_ONLY = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
+
+
+@pytest.mark.parametrize(
+    ("messages", "error", "code"),
+    [
+        ([json.dumps({"type": "offer", "sdp": "v=0\r\n"})], "before an 'offer'", 4400),
+        ([JOIN, json.dumps({"type": "offer", "sdp": "hello"})], "not SDP", 4400),
+        ([JOIN, json.dumps({"type": "offer", "sdp": AUDIO_ONLY})], "no video", 4400),
+        ([JOIN, json.dumps({"type": "offer", "sdp": "v=0\r\nm=video x\r\n" + "a=x\r\n" * 15000})], "bytes", 4400),
+        ([JOIN, json.dumps({"type": "offer", "sdp": "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nbroken"})],
+         "could not be used", 4400),
+        (["{not json"], "not JSON", 4400),
+        ([json.dumps({"type": "dance"})], "unknown message type", 4400),
+        (["x" * 200_000], "more than", 1009),
+    ],
+)
+async def test_bad_signalling_is_refused_clearly_and_others_are_unaffected(
+    netns: str, tmp_path: Path, messages: list[str], error: str, code: int
+) -> None:
+    frames = to_yuv(face_loop_frames(seconds=2.0))
+    with LiveServer(create_app(Settings(data_dir=tmp_path))) as server:
+        m = _meeting(server)
+        good = await join_room(server.ws_url, m["id"], m["join_token"], name="Ok", consent=True,
+                               tracks=[SyntheticFaceTrack(frames)])
+        try:
+            got, close_code = await _raw(server, m, messages)
+            errors = [g["message"] for g in got if g.get("type") == "error"]
+            assert errors and error in errors[0], got
+            assert close_code == code
+            assert "presence" in await _cues_for(server, m, good.participant_id, {"presence"})
+        finally:
+            await good.aclose()
+
+
+async def test_wrong_token_and_ended_meeting_are_refused(netns: str, tmp_path: Path) -> None:
+    with LiveServer(create_app(Settings(data_dir=tmp_path))) as server:
+        m = _meeting(server)
+        _, code = await _raw(server, m, [], token="not-a-token")
+        assert code == 4401
+        _, code = await _raw(server, m, [], token=m["presenter_token"])  # presenter token is not a join token
+        assert code == 4403
+        await asyncio.to_thread(httpx.post, f"{server.base_url}/api/meetings/{m['id']}/end",
+                                headers={"Authorization": f"Bearer {m['presenter_token']}"}, timeout=30)
+        with pytest.raises(JoinRefused, match="ended"):
+            await join_room(server.ws_url, m["id"], m["join_token"], name="Late", consent=True, tracks=[])

@@ -1,0 +1,130 @@
+"""``WS /ws/rooms/{id}/signal?token=JOIN_TOKEN``: signalling for built-in rooms.
+
+Protocol (JSON text messages):
+  server -> {"type": "welcome", "bot": <announcement>, "participant_id": ...}
+  client -> {"type": "join", "name": str, "consent": bool}        (once, first)
+  server -> {"type": "joined", "participant_id": ...}
+  client -> {"type": "offer", "sdp": str}                         (again to renegotiate)
+  server -> {"type": "answer", "sdp": str}
+  server -> {"type": "error", "message": str}; a refused message ends the connection (4400)
+Close codes: 4401/4403 token refused (as the live feed), 4400 a message out of order or
+malformed, 1009 a message over MAX_MESSAGE_BYTES. Leaving (closing the socket) ends the
+participant's media; the other participants are never affected by one client's errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketDisconnect
+
+from bridge import policy
+from bridge.rooms.builtin import BuiltinRooms, SignalError
+from bridge.service import MeetingNotFound, MeetingService
+from bridge.store import repo
+from bridge.tokens import TokenKind, TokenStatus, refusal_message
+from web.ws.live import CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, _close, _token_from
+
+log = logging.getLogger("microcue.signal")
+router = APIRouter()
+
+#: An offer is 3-8 kB; the join message a few hundred bytes.
+MAX_MESSAGE_BYTES = 128 * 1024
+CLOSE_PROTOCOL = 4400
+CLOSE_TOO_BIG = 1009
+MAX_NAME = 80
+BOT_ANNOUNCEMENT = (
+    "MicroCue bot is in this meeting. With your consent it reads facial signals from your camera "
+    "(engagement, attention{emotions}) and when you speak; no video or audio is stored."
+)
+
+
+def _announcement(context: str, settings: Any) -> str:
+    allowed = policy.emotions_allowed(context, settings)
+    return BOT_ANNOUNCEMENT.format(emotions=", sentiment and brief expressions" if allowed else "")
+
+
+async def _refuse(websocket: WebSocket, code: int, message: str) -> None:
+    log.warning("signalling refused: %s", message)
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+        await websocket.send_text(json.dumps({"type": "error", "message": message}))
+    await _close(websocket, code, message)
+
+
+def _parse(text: str) -> dict[str, Any]:
+    if len(text.encode()) > MAX_MESSAGE_BYTES:
+        raise OverflowError(f"message of {len(text.encode())} bytes, more than {MAX_MESSAGE_BYTES}")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SignalError(f"not JSON ({exc.msg})") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+        raise SignalError("a message must be a JSON object with a 'type'")
+    return data
+
+
+@router.websocket("/ws/rooms/{meeting_id}/signal")
+async def signal(websocket: WebSocket, meeting_id: str) -> None:
+    service: MeetingService = websocket.app.state.service
+    rooms: BuiltinRooms = websocket.app.state.rooms
+    check = await service.check_token(_token_from(websocket), meeting_id, TokenKind.JOIN)
+    await websocket.accept()
+    if not check.ok:
+        code = CLOSE_UNAUTHORIZED if check.status in (TokenStatus.MISSING, TokenStatus.UNKNOWN) else CLOSE_FORBIDDEN
+        await _close(websocket, code, refusal_message(check, TokenKind.JOIN))
+        return
+    try:
+        meeting = await service.get_meeting(meeting_id)
+    except MeetingNotFound as exc:
+        await _close(websocket, CLOSE_FORBIDDEN, str(exc))
+        return
+    if meeting.ended_at is not None:
+        await _refuse(websocket, CLOSE_FORBIDDEN, "this meeting has ended")
+        return
+    participant_id = uuid.uuid4().hex[:12]
+    await websocket.send_text(json.dumps({"type": "welcome", "participant_id": participant_id,
+                                          "bot": _announcement(meeting.context, service.settings)}))
+    joined: dict[str, Any] | None = None
+    room = None
+    try:
+        while True:
+            text = await websocket.receive_text()
+            try:
+                msg = _parse(text)
+                if msg["type"] == "join":
+                    if joined is not None:
+                        raise SignalError("'join' was already sent")
+                    name = str(msg.get("name") or "")[:MAX_NAME].strip() or "Participant"
+                    consent = msg.get("consent") is True
+                    async with service.sessions() as session:
+                        await repo.add_participant(session=session, meeting_id=meeting_id,
+                                                   participant_id=participant_id, display_name=name,
+                                                   consent=consent)
+                    joined = {"name": name, "consent": consent}
+                    await websocket.send_text(json.dumps({"type": "joined", "participant_id": participant_id}))
+                elif msg["type"] == "offer":
+                    if joined is None:
+                        raise SignalError("send 'join' (with your consent choice) before an 'offer'")
+                    room = await rooms.room(meeting_id)
+                    answer = await room.answer(participant_id, joined["name"], joined["consent"], msg.get("sdp"))
+                    await websocket.send_text(json.dumps({"type": "answer", "sdp": answer}))
+                else:
+                    raise SignalError(f"unknown message type {msg['type']!r} (expected 'join' or 'offer')")
+            except OverflowError as exc:
+                await _refuse(websocket, CLOSE_TOO_BIG, str(exc))
+                return
+            except SignalError as exc:
+                await _refuse(websocket, CLOSE_PROTOCOL, str(exc))
+                return
+    except WebSocketDisconnect:
+        pass
+    finally:
+        if room is not None:
+            await room.leave(participant_id)
+        if joined is not None:
+            log.info("participant %s left meeting %s", participant_id, meeting_id)
