@@ -23,10 +23,22 @@ models: venv
 system-deps:
 	@bash scripts/system-deps.sh
 
-demo: models
+DEMO_SECONDS ?= 30
+
+# 1. the streaming pipeline over a real face clip (JSON + one-page report);
+# 2. the live story: service + a synthetic participant joining over real WebRTC, cues printed.
+#    WebRTC needs a non-loopback address, so here it runs in a private network namespace when
+#    one can be made; on a laptop, `.venv/bin/python -m bridge.cli demo` serves the dashboard to
+#    your browser at the URL it prints.
+demo: models system-deps
 	@mkdir -p $(OUT)
 	$(BIN)/python -m bench.make_demo_video $(OUT)/demo_face.mp4 $(DEMO_VIDEO)
 	$(BIN)/microcue analyze $(OUT)/demo_face.mp4 --json $(OUT)/demo_face.json --report $(OUT)/demo_face.html
+	@if scripts/netns-run.sh true >/dev/null 2>&1; then \
+	  scripts/netns-run.sh $(BIN)/python -m bridge.cli --data-dir $(OUT)/demo-data demo --duration $(DEMO_SECONDS); \
+	else \
+	  $(BIN)/python -m bridge.cli --data-dir $(OUT)/demo-data demo --duration $(DEMO_SECONDS); \
+	fi
 
 test: models system-deps
 	$(BIN)/ruff check .
