@@ -1,0 +1,67 @@
+"""A person in Debian's chromium opens the join link, consents, and publishes a (fake-device)
+camera showing a real face to the bridge over WebRTC; that participant's cues reach the
+presenter's live feed. Runs inside a private network namespace like every WebRTC test."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import websockets
+
+from bridge.config import Settings
+from bridge.synthetic import face_loop_frames, to_yuv
+from tests.e2e.test_builtin_room import _meeting
+from tests.e2e.test_report_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+from tests.live_server import LiveServer
+from web.app import create_app
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+
+
+def write_y4m(path: Path, seconds: float = 4.0, fps: int = 15) -> None:
+    """The fake camera's file: YUV4MPEG2, 640x480, yuv420p, a real face looping."""
+    frames = to_yuv(face_loop_frames(seconds=seconds, fps=fps))
+    with path.open("wb") as f:
+        f.write(f"YUV4MPEG2 W640 H480 F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for yuv in frames:
+            f.write(b"FRAME\n")
+            f.write(yuv.tobytes())
+
+
+async def test_chromium_participant_publishes_and_cues_arrive(netns: str, tmp_path: Path) -> None:
+    from playwright.async_api import async_playwright
+
+    y4m = tmp_path / "face.y4m"
+    write_y4m(y4m)
+    args = [*CHROMIUM_ARGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-video-capture={y4m}"]
+    with LiveServer(create_app(Settings(data_dir=tmp_path))) as server:
+        m = _meeting(server)
+        url = m["join_url"].replace(server.app.state.settings.base_url, server.base_url)
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=args)
+            try:
+                page = await browser.new_page()
+                await page.goto(url)
+                await page.wait_for_selector("#disclosure:not([hidden])")
+                await page.fill("#display-name", "Chromium Ada")
+                await page.click("#join-consent")
+                await page.wait_for_selector("#status:has-text('You are in the meeting')", timeout=60_000)
+                assert "MicroCue bot" in await page.locator("#status").inner_text()  # the bot announces itself
+                participant_id: Any = await page.evaluate("window.MicroCueJoin.session.participantId")
+                seen: set[str] = set()
+                feed = f"{server.ws_url}/ws/meetings/{m['id']}/live?token={m['presenter_token']}"
+                async with websockets.connect(feed) as ws:
+                    async with asyncio.timeout(90):
+                        while not {"presence", "engagement"} <= seen:
+                            msg = json.loads(await ws.recv())
+                            if msg["type"] == "cue" and msg["cue"]["participant_id"] == participant_id:
+                                seen.add(msg["cue"]["type"])
+                ARTIFACTS.mkdir(parents=True, exist_ok=True)
+                await page.screenshot(path=str(ARTIFACTS / "join_page_joined.png"), full_page=True)
+            finally:
+                await browser.close()
