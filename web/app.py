@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from bridge import metrics
 from bridge.bus import EventBus
 from bridge.config import Settings, get_settings
+from bridge.rooms.bots import BotManager
 from bridge.rooms.builtin import BuiltinRooms
 from bridge.service import (
     FeatureUnavailable,
@@ -126,11 +127,15 @@ def create_app(
             app.state.metrics_registry = _service_metrics(service, hub)
             app.state.bus_started = True
             app.state.rooms = BuiltinRooms(settings, service)
+            bots = BotManager(app.state.rooms)
+            if service.bot_hook is None:
+                service.bot_hook = bots
             log.info("MicroCue web app ready on %s (bus: %s)", settings.base_url, type(service.bus).__name__)
             try:
                 yield
             finally:
                 app.state.bus_started = False
+                await bots.aclose()
                 await app.state.rooms.aclose()
                 await hub.aclose()
 

@@ -130,7 +130,7 @@ class BuiltinRooms:
         self._vad: SileroVad | None = None
         self._lock = asyncio.Lock()
 
-    async def _load(self) -> tuple[FaceModels, SileroVad | None]:
+    async def load_models(self) -> tuple[FaceModels, SileroVad | None]:
         async with self._lock:
             if self._models is None:
                 def load() -> tuple[FaceModels, SileroVad]:
@@ -146,7 +146,7 @@ class BuiltinRooms:
         if room is not None:
             return room
         meeting = await self.service.get_meeting(meeting_id)
-        models, vad = await self._load()
+        models, vad = await self.load_models()
         allowed = emotions_allowed(meeting.context, self.settings)
         fps = self.settings.analysis_fps
 

@@ -264,7 +264,8 @@ def test_api_key_guards_creation_and_bots(settings: Settings) -> None:
         # Presenter token without the key, and the key without the token: both refused.
         assert client.post(bot, json=janus, headers=bearer(m["presenter_token"])).status_code == 401
         assert client.post(bot, json=janus, headers=bearer("operator-key")).status_code == 401
-        # Both (key as header, token as query): allowed host, but no bot in this build.
+        # Both (key as header, token as query): allowed host, but no bridge hook (a web-only process).
+        server.app.state.service.bot_hook = None
         r = client.post(f"{bot}?token={m['presenter_token']}", json=janus, headers=bearer("operator-key"))
         assert r.status_code == 501 and r.json()["detail"] == "bot joining not available in this build"
         headers = {**bearer(m["presenter_token"]), "X-API-Key": "operator-key"}

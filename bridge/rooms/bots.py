@@ -1,0 +1,70 @@
+"""``POST /api/meetings/{id}/bot``: the service itself sends a bot into an external meeting.
+
+The allow-list check happened in MeetingService.request_bot; here a MeetingAdapter is built for
+the target and run as a task owned by this manager (one bot per meeting), with the same models
+and per-meeting purpose policy as the built-in rooms. Its cues go to the service's bus, so the
+dashboard, store and reports see them like any other meeting's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from bridge.errors import MicroCueError
+from bridge.policy import emotions_allowed
+from bridge.rooms.base import AdapterContext, JoinTarget, MeetingAdapter, create_adapter
+from bridge.rooms.builtin import BuiltinRooms
+from bridge.service import BotTarget
+from inference.analyzer import ParticipantAnalyzer
+
+log = logging.getLogger("microcue.bots")
+
+
+class BotManager:
+    def __init__(self, rooms: BuiltinRooms) -> None:
+        self.rooms = rooms
+        self.bots: dict[str, tuple[MeetingAdapter, asyncio.Task[None]]] = {}
+
+    async def __call__(self, meeting_id: str, target: BotTarget) -> Mapping[str, Any]:
+        """The service's ``bot_hook``."""
+        running = self.bots.get(meeting_id)
+        if running is not None and not running[1].done():
+            return {"status": "already joined", "kind": running[0].kind}
+        meeting = await self.rooms.service.get_meeting(meeting_id)
+        models, vad = await self.rooms.load_models()
+        settings = self.rooms.settings
+        allowed = emotions_allowed(meeting.context, settings)
+
+        def analyzer() -> ParticipantAnalyzer:
+            return ParticipantAnalyzer(models, emotions_allowed=allowed, fps_hint=settings.analysis_fps)
+
+        ctx = AdapterContext(meeting_id=meeting_id, bus=self.rooms.service.bus, analyzer_factory=analyzer,
+                             vad=vad, fps=settings.analysis_fps)
+        join = JoinTarget(janus=target.url, room=target.room) if target.kind == "janus" else JoinTarget(whep=target.url)
+        adapter = create_adapter(join, ctx)  # raises NotBuiltYet for WHEP
+        task = asyncio.create_task(self._run(meeting_id, adapter), name=f"bot-{meeting_id}")
+        self.bots[meeting_id] = (adapter, task)
+        log.info("bot joining %s %s for meeting %s", target.kind, target.url, meeting_id)
+        return {"status": "joining", "kind": adapter.kind}
+
+    async def _run(self, meeting_id: str, adapter: MeetingAdapter) -> None:
+        try:
+            await adapter.run()
+        except MicroCueError as exc:
+            log.error("bot of meeting %s stopped: %s", meeting_id, exc)
+        except Exception:
+            log.exception("bot of meeting %s failed", meeting_id)
+        finally:
+            await adapter.aclose()
+
+    async def aclose(self) -> None:
+        bots, self.bots = list(self.bots.values()), {}
+        for adapter, task in bots:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await adapter.aclose()
