@@ -4,14 +4,15 @@ Each participant's browser (or an aiortc peer) sends one SDP offer over the sign
 websocket; the bridge answers from its own RTCPeerConnection, analyses the received camera and
 microphone (consent permitting) and relays the other participants' media back through aiortc's
 ``MediaRelay``, so a small meeting works with nothing else installed. A participant who joins
-later is seen by those already present after they re-offer (the join page does it when told
-``{"type": "renegotiate"}``); the bridge never sends offers itself.
+later is seen by those already present after they re-offer (the join page and RoomClient do it
+when told ``{"type": "renegotiate"}``); the bridge never sends offers itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
@@ -54,9 +55,13 @@ def check_offer(sdp: object) -> str:
     return sdp
 
 
+Notify = Callable[[], Awaitable[None]]
+
+
 @dataclass
 class _Member:
     pc: RTCPeerConnection
+    notify: Notify | None = None
     published: list[MediaStreamTrack] = field(default_factory=list)
 
 
@@ -70,11 +75,41 @@ class BuiltinRoom(MeetingAdapter):
         self.relay = MediaRelay()
         self.members: dict[str, _Member] = {}
         self._closed = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
         await self._closed.wait()
 
-    async def answer(self, participant_id: str, display: str, consent: bool, sdp: object) -> str:
+    async def _relay_into(self, pc: RTCPeerConnection, participant_id: str) -> None:
+        """Fill the m-lines the participant offered to receive on with the others' media.
+
+        A participant offers its own camera/microphone (sendrecv) plus recvonly slots for the
+        others (the join page and RoomClient add MAX_PARTICIPANTS - 1 of each kind); each slot
+        gets one other participant's relayed track, so the answer never adds media lines the
+        offer did not have (which aiortc cannot answer).
+        """
+        waiting = {"video": [], "audio": []}  # type: dict[str, list[MediaStreamTrack]]
+        for other_id, other in self.members.items():
+            if other_id != participant_id:
+                for track in other.published:
+                    waiting.setdefault(track.kind, []).append(track)
+        for transceiver in pc.getTransceivers():
+            queue = waiting.get(transceiver.kind) or []
+            if not queue or transceiver._offerDirection not in ("recvonly", "sendrecv"):
+                continue
+            transceiver.sender.replaceTrack(self.relay.subscribe(queue.pop(0), buffered=False))
+            transceiver.direction = "sendrecv"
+
+    def _tell_others(self, participant_id: str) -> None:
+        """New media to relay: everyone else re-offers to receive it (the bridge never offers)."""
+        for other_id, other in self.members.items():
+            if other_id != participant_id and other.notify is not None:
+                task = asyncio.create_task(other.notify(), name=f"renegotiate-{other_id}")
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def answer(self, participant_id: str, display: str, consent: bool, sdp: object,
+                     notify: Notify | None = None) -> str:
         """Take a participant's offer (first or renewed) and return the bridge's answer."""
         offer = check_offer(sdp)
         if participant_id not in self.members and len(self.members) >= MAX_PARTICIPANTS:
@@ -83,11 +118,7 @@ class BuiltinRoom(MeetingAdapter):
         participant = self.participant(participant_id, display)
         participant.set_consent(consent)
         pc = self.peers.create(f"builtin-{participant_id}")
-        member = self.members[participant_id] = _Member(pc)
-        for other_id, other in self.members.items():
-            if other_id != participant_id:
-                for track in other.published:
-                    pc.addTrack(self.relay.subscribe(track, buffered=False))
+        member = self.members[participant_id] = _Member(pc, notify)
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
@@ -95,9 +126,12 @@ class BuiltinRoom(MeetingAdapter):
             # the analysis reads its own relayed copy: the original feeds every subscriber
             participant.attach(self.relay.subscribe(track, buffered=False), self.peers)
             self.ready.set()
+            if track.kind == "video":
+                self._tell_others(participant_id)
 
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+            await self._relay_into(pc, participant_id)
             await pc.setLocalDescription(await pc.createAnswer())
         except (ValueError, AssertionError) as exc:  # aiortc's SDP parser raises these on bad input
             await self.leave(participant_id, reason="bad offer")

@@ -1,6 +1,7 @@
 """A person in Debian's chromium opens the join link, consents, and publishes a (fake-device)
 camera showing a real face to the bridge over WebRTC; that participant's cues reach the
-presenter's live feed. Runs inside a private network namespace like every WebRTC test."""
+presenter's live feed, and a participant who joins later appears in the page (relayed).
+Runs inside a private network namespace like every WebRTC test."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import pytest
 import websockets
 
 from bridge.config import Settings
-from bridge.synthetic import face_loop_frames, to_yuv
+from bridge.rooms.client import join_room
+from bridge.synthetic import SyntheticFaceTrack, face_loop_frames, to_yuv
 from tests.e2e.test_builtin_room import _meeting
 from tests.e2e.test_report_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 from tests.live_server import LiveServer
@@ -61,6 +63,16 @@ async def test_chromium_participant_publishes_and_cues_arrive(netns: str, tmp_pa
                             msg = json.loads(await ws.recv())
                             if msg["type"] == "cue" and msg["cue"]["participant_id"] == participant_id:
                                 seen.add(msg["cue"]["type"])
+                # someone joins after the browser: the bridge asks it to re-offer and relays them
+                other = await join_room(server.ws_url, m["id"], m["join_token"], name="Bo", consent=True,
+                                        tracks=[SyntheticFaceTrack(to_yuv(face_loop_frames(seconds=1.0)))])
+                try:
+                    await page.wait_for_selector("#remote-media video", timeout=30_000)
+                    playing = await page.wait_for_function(
+                        "document.querySelector('#remote-media video').videoWidth > 0", timeout=30_000)
+                    assert playing
+                finally:
+                    await other.aclose()
                 ARTIFACTS.mkdir(parents=True, exist_ok=True)
                 await page.screenshot(path=str(ARTIFACTS / "join_page_joined.png"), full_page=True)
             finally:

@@ -131,3 +131,26 @@ async def test_wrong_token_and_ended_meeting_are_refused(netns: str, tmp_path: P
                                 headers={"Authorization": f"Bearer {m['presenter_token']}"}, timeout=30)
         with pytest.raises(JoinRefused, match="ended"):
             await join_room(server.ws_url, m["id"], m["join_token"], name="Late", consent=True, tracks=[])
+
+
+async def test_participants_see_each_other_through_the_bridge(netns: str, tmp_path: Path) -> None:
+    frames = to_yuv(face_loop_frames(seconds=2.0))
+    with LiveServer(create_app(Settings(data_dir=tmp_path))) as server:
+        m = _meeting(server)
+        first = await join_room(server.ws_url, m["id"], m["join_token"], name="First", consent=True,
+                                tracks=[SyntheticFaceTrack(frames)])
+        second = await join_room(server.ws_url, m["id"], m["join_token"], name="Second", consent=True,
+                                 tracks=[SyntheticFaceTrack(frames)])
+        try:
+            # the second got the first's camera in its answer; the first is asked to re-offer
+            assert [t.kind for t in second.received] == ["video"]
+            assert (await first.next_message())["type"] == "renegotiate"
+            await first.negotiate()
+            assert [t.kind for t in first.received] == ["video"]
+            frame = await asyncio.wait_for(first.received[0].recv(), 30)  # media really flows
+            assert (frame.width, frame.height) == (640, 480)
+            # and the first is still analysed after renegotiating
+            assert "engagement" in await _cues_for(server, m, first.participant_id, {"engagement"})
+        finally:
+            await first.aclose()
+            await second.aclose()

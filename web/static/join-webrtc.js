@@ -3,6 +3,7 @@
 (function () {
   "use strict";
   if (window.MicroCueJoin) return; // a page (or a test) that brings its own hook keeps it
+  const RECEIVE_SLOTS = 7;  // the rest of a full room (bridge/rooms/builtin.py MAX_PARTICIPANTS)
 
   function wsUrl(path, token) {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
@@ -23,7 +24,7 @@
     return msg;
   }
 
-  function showRemote(stream) {
+  function showRemote(track) {
     let area = document.getElementById("remote-media");
     if (!area) {
       area = document.createElement("section");
@@ -31,12 +32,11 @@
       area.className = "remote-media";
       document.querySelector("main").appendChild(area);
     }
-    if (document.getElementById(`remote-${stream.id}`)) return;
-    const v = document.createElement("video");
-    v.id = `remote-${stream.id}`;
-    v.autoplay = true; v.playsInline = true; v.muted = false;
-    v.srcObject = stream;
-    area.appendChild(v);
+    const el = document.createElement(track.kind === "video" ? "video" : "audio");
+    el.autoplay = true; el.playsInline = true;
+    el.srcObject = new MediaStream([track]);
+    if (track.kind === "video") { el.width = 320; el.muted = true; } else { el.hidden = true; }
+    area.appendChild(el);
   }
 
   window.MicroCueJoin = {
@@ -47,25 +47,42 @@
       const welcome = await expect(ws, "welcome");
       ws.send(JSON.stringify({ type: "join", name: displayName || "Participant", consent: !!consent }));
       await expect(ws, "joined");
-      const pc = new RTCPeerConnection({ iceServers: [] });
-      media.getTracks().forEach((t) => pc.addTrack(t, media));
-      pc.ontrack = (e) => { if (e.streams[0]) showRemote(e.streams[0]); };
-      await pc.setLocalDescription(await pc.createOffer());
-      // aiortc takes a complete offer: wait for ICE gathering (host candidates only, quick)
-      await new Promise((resolve) => {
-        if (pc.iceGatheringState === "complete") return resolve();
-        pc.onicegatheringstatechange = () => { if (pc.iceGatheringState === "complete") resolve(); };
-        setTimeout(resolve, 3000);
-      });
-      ws.send(JSON.stringify({ type: "offer", sdp: pc.localDescription.sdp }));
-      const answer = await expect(ws, "answer");
-      await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
-      ws.onmessage = (e) => { const m = JSON.parse(e.data); if (m.type === "error") console.warn(m.message); };
-      ws.onclose = () => { const s = document.getElementById("status"); if (s) { s.textContent = "Disconnected from the meeting."; s.hidden = false; } };
+      let pc = null;
+      // Each offer gets a fresh peer on both sides; the bridge relays everyone present then.
+      async function negotiate() {
+        if (pc) pc.close();
+        pc = new RTCPeerConnection({ iceServers: [] });
+        media.getTracks().forEach((t) => pc.addTrack(t, media));
+        for (let i = 0; i < RECEIVE_SLOTS; i++) {  // room for the others' camera and microphone
+          pc.addTransceiver("video", { direction: "recvonly" });
+          pc.addTransceiver("audio", { direction: "recvonly" });
+        }
+        pc.ontrack = (e) => showRemote(e.track);
+        await pc.setLocalDescription(await pc.createOffer());
+        // aiortc takes a complete offer: wait for ICE gathering (host candidates only, quick)
+        await new Promise((resolve) => {
+          if (pc.iceGatheringState === "complete") return resolve();
+          pc.onicegatheringstatechange = () => { if (pc.iceGatheringState === "complete") resolve(); };
+          setTimeout(resolve, 3000);
+        });
+        ws.send(JSON.stringify({ type: "offer", sdp: pc.localDescription.sdp }));
+        const answer = await expect(ws, "answer");
+        await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
+        ws.onmessage = (e) => {
+          const m = JSON.parse(e.data);
+          if (m.type === "renegotiate") {
+            const area = document.getElementById("remote-media");
+            if (area) area.innerHTML = "";
+            negotiate().catch((err) => console.warn("renegotiation failed", err));
+          } else if (m.type === "error") console.warn(m.message);
+        };
+        ws.onclose = () => { const s = document.getElementById("status"); if (s) { s.textContent = "Disconnected from the meeting."; s.hidden = false; } };
+        window.MicroCueJoin.session = { ws, pc, media, participantId: welcome.participant_id };
+      }
+      await negotiate();
       const status = document.getElementById("status");
       status.textContent = `${welcome.bot} You are in the meeting${consent ? "" : " (not analysed)"}.`;
       status.hidden = false;
-      window.MicroCueJoin.session = { ws, pc, media, participantId: welcome.participant_id };
       return welcome.participant_id;
     },
   };

@@ -6,6 +6,7 @@ Protocol (JSON text messages):
   server -> {"type": "joined", "participant_id": ...}
   client -> {"type": "offer", "sdp": str}                         (again to renegotiate)
   server -> {"type": "answer", "sdp": str}
+  server -> {"type": "renegotiate"}: someone new publishes; send a fresh offer to receive them
   server -> {"type": "error", "message": str}; a refused message ends the connection (4400)
 Close codes: 4401/4403 token refused (as the live feed), 4400 a message out of order or
 malformed, 1009 a message over MAX_MESSAGE_BYTES. Leaving (closing the socket) ends the
@@ -14,6 +15,7 @@ participant's media; the other participants are never affected by one client's e
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -37,6 +39,7 @@ router = APIRouter()
 MAX_MESSAGE_BYTES = 128 * 1024
 CLOSE_PROTOCOL = 4400
 CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL = 1011
 MAX_NAME = 80
 BOT_ANNOUNCEMENT = (
     "MicroCue bot is in this meeting. With your consent it reads facial signals from your camera "
@@ -91,6 +94,10 @@ async def signal(websocket: WebSocket, meeting_id: str) -> None:
                                           "bot": _announcement(meeting.context, service.settings)}))
     joined: dict[str, Any] | None = None
     room = None
+
+    async def tell_renegotiate() -> None:
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+            await websocket.send_text(json.dumps({"type": "renegotiate"}))
     try:
         while True:
             text = await websocket.receive_text()
@@ -111,7 +118,8 @@ async def signal(websocket: WebSocket, meeting_id: str) -> None:
                     if joined is None:
                         raise SignalError("send 'join' (with your consent choice) before an 'offer'")
                     room = await rooms.room(meeting_id)
-                    answer = await room.answer(participant_id, joined["name"], joined["consent"], msg.get("sdp"))
+                    answer = await room.answer(participant_id, joined["name"], joined["consent"], msg.get("sdp"),
+                                               notify=tell_renegotiate)
                     await websocket.send_text(json.dumps({"type": "answer", "sdp": answer}))
                 else:
                     raise SignalError(f"unknown message type {msg['type']!r} (expected 'join' or 'offer')")
@@ -120,6 +128,12 @@ async def signal(websocket: WebSocket, meeting_id: str) -> None:
                 return
             except SignalError as exc:
                 await _refuse(websocket, CLOSE_PROTOCOL, str(exc))
+                return
+            except (WebSocketDisconnect, asyncio.CancelledError):
+                raise
+            except Exception:  # a bug of ours: tell this participant, keep the room running
+                log.exception("signalling for participant %s of meeting %s failed", participant_id, meeting_id)
+                await _refuse(websocket, CLOSE_INTERNAL, "the bridge failed to handle this message")
                 return
     except WebSocketDisconnect:
         pass
