@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaRelay
+from aiortc.exceptions import InvalidAccessError, InvalidStateError, OperationError
 from aiortc.mediastreams import MediaStreamTrack
 
 from bridge.config import Settings
@@ -133,7 +134,11 @@ class BuiltinRoom(MeetingAdapter):
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
             await self._relay_into(pc, participant_id)
             await pc.setLocalDescription(await pc.createAnswer())
-        except (ValueError, AssertionError) as exc:  # aiortc's SDP parser raises these on bad input
+        except OperationError as exc:  # nothing aiortc can decode in a media line
+            await self.leave(participant_id, reason="bad offer")
+            raise SignalError(f"no codec in common with the bridge ({exc}); offer VP8 or H.264 video "
+                              "and Opus audio") from exc
+        except (ValueError, AssertionError, InvalidAccessError, InvalidStateError) as exc:  # malformed SDP
             await self.leave(participant_id, reason="bad offer")
             raise SignalError(f"the offer could not be used: {exc or type(exc).__name__}") from exc
         log.info("participant %s (%s) connected, consent=%s", participant_id, display or "no name", consent)

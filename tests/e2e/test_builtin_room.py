@@ -85,6 +85,12 @@ async def _raw(server: LiveServer, m: dict[str, Any], messages: list[str], token
 
 
 JOIN = json.dumps({"type": "join", "name": "Eve", "consent": True})
+UNKNOWN_CODEC = (
+    "v=0\r\no=- 1 1 IN IP4 10.254.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n"
+    "m=video 9 UDP/TLS/RTP/SAVPF 120\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=sendrecv\r\na=rtpmap:120 FANCY/90000\r\n"
+    "a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=fingerprint:sha-256 " + ":".join(["AA"] * 32)
+    + "\r\na=setup:actpass\r\na=rtcp-mux\r\n"
+)
 AUDIO_ONLY = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
 
 
@@ -97,6 +103,7 @@ AUDIO_ONLY = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS
         ([JOIN, json.dumps({"type": "offer", "sdp": "v=0\r\nm=video x\r\n" + "a=x\r\n" * 15000})], "bytes", 4400),
         ([JOIN, json.dumps({"type": "offer", "sdp": "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nbroken"})],
          "could not be used", 4400),
+        ([JOIN, json.dumps({"type": "offer", "sdp": UNKNOWN_CODEC})], "no codec in common", 4400),
         (["{not json"], "not JSON", 4400),
         ([json.dumps({"type": "dance"})], "unknown message type", 4400),
         (["x" * 200_000], "more than", 1009),
