@@ -5,22 +5,18 @@ Each PostgreSQL run gets a database of its own (``microcue_api_<random>``), drop
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
-from sqlalchemy.engine import make_url
 from websockets.sync.client import connect as ws_connect
 
 from bridge.config import Settings
@@ -28,40 +24,15 @@ from bridge.service import BotTarget
 from bridge.store import repo
 from inference.cues import Cue
 from tests.live_server import LiveServer
-from tests.services import POSTGRES, POSTGRES_URL, require_service
+from tests.services import database_settings
 from web.app import create_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
-def _admin_dsn() -> str:
-    return make_url(POSTGRES_URL).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def _pg(statement: str) -> None:
-    async def run() -> None:
-        conn = await asyncpg.connect(_admin_dsn(), timeout=10)
-        try:
-            await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    asyncio.run(run())
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
-    if request.param == "sqlite":
-        yield Settings(data_dir=tmp_path / "data")
-        return
-    require_service("PostgreSQL", POSTGRES)
-    name = f"microcue_api_{uuid.uuid4().hex[:12]}"
-    _pg(f'CREATE DATABASE "{name}"')
-    try:
-        url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-        yield Settings(data_dir=tmp_path / "data", database_url=url)
-    finally:
-        _pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    yield from database_settings(request.param, tmp_path / "data", "microcue_api")
 
 
 @pytest.fixture

@@ -24,17 +24,15 @@ from itertools import count
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
-from sqlalchemy.engine import make_url
 
 from bridge.config import Settings
 from bridge.store import repo
 from bridge.store.db import create_engine, create_session_factory
 from inference.cues import Cue
 from tests.live_server import LiveServer
-from tests.services import MOSQUITTO, POSTGRES, POSTGRES_URL, require_service
+from tests.services import MOSQUITTO, database_settings, require_service
 from web.app import create_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -125,34 +123,9 @@ def check_sales_figures(summary: dict[str, Any], n_cues: int) -> None:
 # --- fixtures ----------------------------------------------------------------------------------
 
 
-def _admin_dsn() -> str:
-    return make_url(POSTGRES_URL).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def _pg(statement: str) -> None:
-    async def run() -> None:
-        conn = await asyncpg.connect(_admin_dsn(), timeout=10)
-        try:
-            await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    asyncio.run(run())
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
-    if request.param == "sqlite":
-        yield Settings(data_dir=tmp_path / "data")
-        return
-    require_service("PostgreSQL", POSTGRES)
-    name = f"microcue_reports_{uuid.uuid4().hex[:12]}"
-    _pg(f'CREATE DATABASE "{name}"')
-    try:
-        url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-        yield Settings(data_dir=tmp_path / "data", database_url=url)
-    finally:
-        _pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    yield from database_settings(request.param, tmp_path / "data", "microcue_reports")
 
 
 @pytest.fixture
