@@ -16,8 +16,8 @@ import websockets
 from bridge.config import Settings
 from bridge.rooms.client import join_room
 from bridge.synthetic import SyntheticFaceTrack, face_loop_frames, to_yuv
+from tests.e2e.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 from tests.e2e.test_builtin_room import _meeting
-from tests.e2e.test_report_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 from tests.live_server import LiveServer
 from web.app import create_app
 

@@ -10,35 +10,23 @@ import asyncio
 import math
 import shutil
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from PIL import Image, ImageStat
 
 from bridge.config import Settings
 from bridge.store import repo
 from inference.cues import Cue
+from tests.e2e.browser import ARTIFACTS, MIN_PIXEL_STDDEV, browser, chromium_path, not_blank
 from tests.live_server import LiveServer
 from web.app import create_app
 
+__all__ = ["browser", "chromium_path"]  # fixtures used by the tests below
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-#: Per-channel standard deviation below which a screenshot counts as blank (a flat page is ~0).
-MIN_PIXEL_STDDEV = 10.0
 
 PEOPLE = [
     ("p1", "Ada Lovelace", True),
@@ -46,25 +34,6 @@ PEOPLE = [
     ("p3", "Alan Turing", True),
     ("p4", "Katherine Johnson", False),
 ]
-
-
-@pytest.fixture(scope="module")
-def chromium_path() -> str:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium)")
-    return CHROMIUM
-
-
-@pytest.fixture
-async def browser(chromium_path: str) -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            await b.close()
 
 
 @pytest.fixture
@@ -197,10 +166,9 @@ def stream_cues(
 
 
 def assert_not_blank(path: Path) -> float:
-    with Image.open(path) as img:
-        stddev = ImageStat.Stat(img.convert("RGB")).stddev
-    assert max(stddev) > MIN_PIXEL_STDDEV, f"screenshot {path} looks blank (stddev {stddev})"
-    return max(stddev)
+    spread = not_blank(path)
+    assert spread > MIN_PIXEL_STDDEV, f"screenshot {path} looks blank (stddev {spread})"
+    return spread
 
 
 async def test_dashboard_shows_tiles_and_micro_expressions(server: LiveServer, browser: Any, report: Any) -> None:

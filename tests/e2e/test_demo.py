@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_report_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, MIN_PDF_BYTES, not_blank, pdf_pages
+from tests.e2e.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, not_blank
+from tests.e2e.test_report_browser import MIN_PDF_BYTES, pdf_pages
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 REPO = Path(__file__).resolve().parents[2]

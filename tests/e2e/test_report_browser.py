@@ -11,56 +11,25 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from PIL import Image, ImageStat
 
 from bridge.config import Settings
 from bridge.store import repo
+from tests.e2e.browser import ARTIFACTS, MIN_PIXEL_STDDEV, browser, chromium_path, not_blank
 from tests.integration.test_reports import sales_call
 from tests.live_server import LiveServer
 from web.app import create_app
 
+__all__ = ["browser", "chromium_path"]  # fixtures used by the tests below
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-#: Per-channel standard deviation below which a screenshot counts as blank (a flat page is ~0).
-MIN_PIXEL_STDDEV = 10.0
 #: A printed report with charts is far larger than an empty PDF (~1 kB).
 MIN_PDF_BYTES = 20_000
-
-
-@pytest.fixture(scope="module")
-def chromium_path() -> str:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium)")
-    return CHROMIUM
-
-
-@pytest.fixture
-async def browser(chromium_path: str) -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            await b.close()
 
 
 @pytest.fixture
@@ -112,11 +81,6 @@ def pdf_pages(path: Path) -> int:
         subprocess.run(["pdftoppm", "-r", "40", "-png", str(path), str(out)], check=True, timeout=60)
         return len(list(path.parent.glob(f"{out.name}-*.png")))
     return len(re.findall(rb"/Type\s*/Page[^s]", path.read_bytes()))
-
-
-def not_blank(png: Path) -> float:
-    stat = ImageStat.Stat(Image.open(png).convert("RGB"))
-    return max(stat.stddev)
 
 
 @pytest.mark.parametrize("context", ["customer", "workplace"])
