@@ -43,10 +43,6 @@ REGIONS: tuple[Region, ...] = (
     Region("lip_lower", (17, 84, 314), 4.0, mouth=True),
     Region("chin", (199, 175, 200), 6.0, mouth=True),
 )
-# Rigid reference: the nose bridge barely moves with expressions, so its flow is the residual
-# head motion that alignment left behind, subtracted from every region.
-REFERENCE = Region("nose_bridge", (168, 6, 197, 195), 5.0)
-
 REGION_INDEX: dict[str, int] = {r.name: i for i, r in enumerate(REGIONS)}
 MOUTH_MASK = np.array([r.mouth for r in REGIONS])
 EYELID_MASK = np.array([r.eyelid for r in REGIONS])

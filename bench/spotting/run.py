@@ -21,7 +21,8 @@ import numpy as np
 from bench.spotting.generate import CLIP_NEUTRAL_FRAMES, TIERS, make_scenario, render, truth, write_truth
 from bench.spotting.score import Score, score_video
 from bench.synth.scene import astronaut
-from inference.analyzer import FaceModels, ParticipantAnalyzer
+from bridge.commands.analyze import event_json
+from inference.analyzer import FaceModels, ParticipantAnalyzer, SpottedExpression
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -53,31 +54,20 @@ def clip_frames(models: FaceModels) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def analyse(models: FaceModels, path: Path) -> tuple[list[dict[str, Any]], int, float, float]:
-    """Events with frame indices, frame count, media seconds and wall seconds of analysis."""
+    """Events with frame indices (as ``microcue analyze`` writes them), frame count, media
+    seconds and wall seconds of analysis."""
     analyzer = ParticipantAnalyzer(models)
     times: list[float] = []
-    events: list[dict[str, Any]] = []
+    found: list[SpottedExpression] = []
     started = time.perf_counter()
     with av.open(str(path)) as c:
         stream = c.streams.video[0]
         for i, frame in enumerate(c.decode(stream)):
             t = float(frame.time) if frame.time is not None else i / float(stream.average_rate or 15)
             times.append(t)
-            step = analyzer.push(frame.to_ndarray(format="rgb24"), t)
-            for found in step.expressions:
-                events.append({"spot": found.spot, "expression": found.expression})
+            found.extend(analyzer.push(frame.to_ndarray(format="rgb24"), t).expressions)
     wall = time.perf_counter() - started
-    arr = np.array(times)
-
-    def fi(t: float) -> int:
-        return int(np.abs(arr - t).argmin())
-
-    out = []
-    for e in events:
-        spot, ex = e["spot"], e["expression"]
-        out.append({"kind": spot.kind, "onset_frame": fi(spot.onset_t), "apex_frame": fi(spot.apex_t),
-                    "offset_frame": fi(spot.offset_t), "emotion": ex.emotion, "confidence": ex.confidence,
-                    "aus": list(ex.aus), "regions": list(spot.regions)})
+    out = [event_json(f, times) for f in found]
     return out, len(times), (times[-1] - times[0]) if times else 0.0, wall
 
 

@@ -99,7 +99,7 @@ async def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
     printer = asyncio.create_task(print_cues(), name="demo-cues")
     ws_base = f"ws://{settings.host}:{settings.port}"
-    client = await join_room(ws_base, meeting_id, created.join_url.split("token=")[1],
+    client = await join_room(ws_base, meeting_id, created.join_token,
                              name="Demo participant", consent=True, tracks=[SyntheticFaceTrack(frames, fps=FPS)])
     print(f"synthetic participant {client.participant_id} joined over WebRTC ({client.bot})", file=sys.stderr)
     stop = asyncio.Event()

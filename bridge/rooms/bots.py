@@ -2,8 +2,8 @@
 
 The allow-list check happened in MeetingService.request_bot; here a MeetingAdapter is built for
 the target and run as a task owned by this manager (one bot per meeting), with the same models
-and per-meeting purpose policy as the built-in rooms. Its cues go to the service's bus, so the
-dashboard, store and reports see them like any other meeting's.
+and per-meeting purpose policy as the built-in rooms (``BuiltinRooms.context``). Its cues go
+to the service's bus, so the dashboard, store and reports see them like any other meeting's.
 """
 
 from __future__ import annotations
@@ -15,11 +15,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from bridge.errors import MicroCueError
-from bridge.policy import emotions_allowed
-from bridge.rooms.base import AdapterContext, JoinTarget, MeetingAdapter, create_adapter
+from bridge.rooms.base import JoinTarget, MeetingAdapter, create_adapter
 from bridge.rooms.builtin import BuiltinRooms
 from bridge.service import BotTarget
-from inference.analyzer import ParticipantAnalyzer
 
 log = logging.getLogger("microcue.bots")
 
@@ -34,16 +32,8 @@ class BotManager:
         running = self.bots.get(meeting_id)
         if running is not None and not running[1].done():
             return {"status": "already joined", "kind": running[0].kind}
-        meeting = await self.rooms.service.get_meeting(meeting_id)
-        models, vad = await self.rooms.load_models()
-        settings = self.rooms.settings
-        allowed = emotions_allowed(meeting.context, settings)
-
-        def analyzer() -> ParticipantAnalyzer:
-            return ParticipantAnalyzer(models, emotions_allowed=allowed, fps_hint=settings.analysis_fps)
-
-        ctx = AdapterContext(meeting_id=meeting_id, bus=self.rooms.service.bus, analyzer_factory=analyzer,
-                             vad=vad, fps=settings.analysis_fps)
+        # external meetings have no consent page: the bot announces itself by its display name
+        ctx = await self.rooms.context(meeting_id, consent=True)
         join = JoinTarget(janus=target.url, room=target.room) if target.kind == "janus" else JoinTarget(whep=target.url)
         adapter = create_adapter(join, ctx)  # raises NotBuiltYet for WHEP
         task = asyncio.create_task(self._run(meeting_id, adapter), name=f"bot-{meeting_id}")

@@ -180,10 +180,9 @@ class BuiltinRooms:
                 self._models, self._vad = await asyncio.get_running_loop().run_in_executor(None, load)
             return self._models, self._vad
 
-    async def room(self, meeting_id: str) -> BuiltinRoom:
-        room = self.rooms.get(meeting_id)
-        if room is not None:
-            return room
+    async def context(self, meeting_id: str, *, consent: bool) -> AdapterContext:
+        """What a meeting's adapter needs: the shared models, the service's bus, and an analyzer
+        per participant under the meeting's purpose policy (built-in rooms and API bots alike)."""
         meeting = await self.service.get_meeting(meeting_id)
         models, vad = await self.load_models()
         allowed = emotions_allowed(meeting.context, self.settings)
@@ -192,11 +191,17 @@ class BuiltinRooms:
         def analyzer() -> ParticipantAnalyzer:
             return ParticipantAnalyzer(models, emotions_allowed=allowed, fps_hint=fps)
 
+        return AdapterContext(meeting_id=meeting_id, bus=self.service.bus, analyzer_factory=analyzer,
+                              vad=vad, fps=fps, consent=consent)
+
+    async def room(self, meeting_id: str) -> BuiltinRoom:
+        room = self.rooms.get(meeting_id)
+        if room is not None:
+            return room
+        # built-in rooms have a consent page: nobody is analysed before saying yes
+        ctx = await self.context(meeting_id, consent=False)
         room = self.rooms.get(meeting_id)  # another join may have created it meanwhile
         if room is None:
-            # built-in rooms have a consent page: nobody is analysed before saying yes
-            ctx = AdapterContext(meeting_id=meeting_id, bus=self.service.bus, analyzer_factory=analyzer,
-                                 vad=vad, fps=fps, consent=False)
             room = self.rooms[meeting_id] = BuiltinRoom(ctx)
         return room
 
