@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-DEMO_VIDEO ?= $(firstword $(wildcard ../shared/data/single_face.mp4))
+DEMO_VIDEO ?= $(firstword $(wildcard ../tests/data/single_face.mp4))
 OUT    ?= out
 
 .PHONY: demo test lint venv models system-deps clean
@@ -34,8 +34,8 @@ demo: models system-deps
 	@mkdir -p $(OUT)
 	$(BIN)/python -m bench.make_demo_video $(OUT)/demo_face.mp4 $(DEMO_VIDEO)
 	$(BIN)/microcue analyze $(OUT)/demo_face.mp4 --json $(OUT)/demo_face.json --report $(OUT)/demo_face.html
-	@if scripts/netns-run.sh true >/dev/null 2>&1; then \
-	  scripts/netns-run.sh $(BIN)/python -m bridge.cli --data-dir $(OUT)/demo-data demo --duration $(DEMO_SECONDS); \
+	@if bridge/demo/netns-run.sh true >/dev/null 2>&1; then \
+	  bridge/demo/netns-run.sh $(BIN)/python -m bridge.cli --data-dir $(OUT)/demo-data demo --duration $(DEMO_SECONDS); \
 	else \
 	  $(BIN)/python -m bridge.cli --data-dir $(OUT)/demo-data demo --duration $(DEMO_SECONDS); \
 	fi

@@ -13,7 +13,7 @@ models, exactly as a meeting does. Per N it measures:
 - this process's CPU (cores busy) and the resident memory added per participant,
 - the publishers' CPU, because on a small machine they compete for the same cores.
 
-Runs inside a private network namespace (``scripts/netns-run.sh``; re-executes
+Runs inside a private network namespace (``bridge/demo/netns-run.sh``; re-executes
 itself there). Results are printed and written to docs/benchmarks.md under
 "Bridge load".
 
@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from bridge.netns import netns_address, netns_command
+from bridge.demo.netns import netns_address, netns_command
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "benchmarks.md"
@@ -81,8 +81,8 @@ def publisher_main(conn: Connection, n: int, live_encode: bool) -> None:
 async def _publish(conn: Connection, n: int, live_encode: bool) -> None:
     from aiortc import RTCSessionDescription
 
-    from bridge.peers import PeerSet, prefer_codec
-    from bridge.synthetic import EncodedFaceTrack, SyntheticFaceTrack, encode_vp8, face_loop_frames, to_yuv
+    from bridge.demo.synthetic import EncodedFaceTrack, SyntheticFaceTrack, encode_vp8, face_loop_frames, to_yuv
+    from bridge.media.peers import PeerSet, prefer_codec
 
     yuv = to_yuv(face_loop_frames(seconds=LOOP_S, fps=FPS), stamp_index=True)
     packets = encode_vp8(yuv, FPS)  # encoded once: replaying costs the publishers ~nothing
@@ -121,7 +121,7 @@ class IndexedAnalyzer:
         self.last_index = -1
 
     def push(self, rgb: np.ndarray, t: float) -> Any:
-        from bridge.synthetic import read_index
+        from bridge.demo.synthetic import read_index
 
         self.last_index = read_index(rgb)
         return self.inner.push(rgb, t)
@@ -215,8 +215,8 @@ async def run_one(
 ) -> Result:
     from bridge.bus import InProcessBus
     from bridge.executor import BlockingExecutor
-    from bridge.peers import PeerSet
-    from bridge.worker import ParticipantWorker
+    from bridge.media.peers import PeerSet
+    from bridge.media.worker import ParticipantWorker
     from inference.analyzer import ParticipantAnalyzer
 
     ctx = mp.get_context("spawn")
@@ -351,7 +351,7 @@ async def main_async(
     counts: list[int], warmup: float, seconds: float, *, gaze: bool, live_encode: bool, tries: int
 ) -> list[Result]:
     from bridge.config import Settings
-    from bridge.facemodels import load_face_models
+    from bridge.models.face import load_face_models
 
     models = load_face_models(Settings().model_dir, gaze=gaze)
     rss_base = rss_bytes()

@@ -20,9 +20,9 @@ from typing import Any
 import av
 import numpy as np
 
-from bench.synth.scene import Pose, frames_for, write_video
 from bridge.config import Settings
-from bridge.modelstore import ensure_models
+from bridge.demo.scene import Pose, frames_for, write_video
+from bridge.models.store import ensure_models
 from inference.faces import FaceDetector
 from inference.landmarks import FaceMesh, IrisModel, roi_from_detection
 from inference.models import ModelSet

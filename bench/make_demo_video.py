@@ -1,4 +1,4 @@
-"""Make the demo clip: a real face clip from ../shared/data if given, else a synthetic one.
+"""Make the demo clip: a real face clip from tests/data if given, else a synthetic one.
 
 Usage: python -m bench.make_demo_video OUT.mp4 [SOURCE]
 """
@@ -10,7 +10,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from bench.synth.scene import Pose, frames_for, write_video
+from bridge.demo.scene import Pose, frames_for, write_video
 
 
 def main(argv: list[str]) -> int:

@@ -22,10 +22,10 @@ import cv2
 import numpy as np
 
 from bench.spotting.generate import TIERS, make_scenario, render
-from bench.spotting.run import landmarks_of
-from bench.synth.scene import astronaut
 from bridge.config import Settings
-from bridge.facemodels import load_face_models
+from bridge.demo.puppet import face_landmarks
+from bridge.demo.scene import astronaut
+from bridge.models.face import load_face_models
 from inference.analyzer import ParticipantAnalyzer
 
 BUDGET_MS = 3.0  # issue 4: spotting plus features at most 3 ms per frame on one core at 15 fps
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     models = load_face_models(Settings().model_dir, threads=1, prefer_gpu=False)
     with tempfile.TemporaryDirectory() as tmp:
         video = Path(tmp) / "medium.mp4"
-        render(make_scenario(TIERS["medium"], args.seconds, 15.0, 0), video, landmarks_of(models, astronaut()))
+        render(make_scenario(TIERS["medium"], args.seconds, 15.0, 0), video, face_landmarks(models, astronaut()))
         with av.open(str(video)) as c:
             frames = [(f.to_ndarray(format="rgb24"), float(f.time)) for f in c.decode(video=0)]
     analyzer = ParticipantAnalyzer(models, fps_hint=15.0)

@@ -52,10 +52,10 @@ SLOW_PADDING = 4000
 async def _serve(port: int, data_dir: str, stuck_timeout_s: float, mqtt_url: str) -> None:
     import uvicorn
 
-    from bridge.commands.serve import WS_MAX_SIZE
     from bridge.config import Settings
     from inference.cues import Cue
     from web.app import create_app
+    from web.commands.serve import WS_MAX_SIZE
     from web.ws.live import LiveOptions
 
     settings = Settings(data_dir=Path(data_dir), port=port, log_level="WARNING", mqtt_url=mqtt_url)

@@ -1,8 +1,11 @@
-"""``microcue`` command line: a thin dispatcher over ``bridge.commands.*``.
+"""The ``microcue`` command-line machinery and the bridge-level subcommands.
 
 Each subcommand lives in its own module with ``register(subparsers)`` and a
 ``run(args, settings) -> int``; this file only wires settings flags and turns
 expected failures into one clear line and a non-zero exit, never a traceback.
+
+The console script itself is ``web.cli:main``: it adds the commands that start the web
+service (``serve``, ``demo``) to the ones listed here, so nothing in ``bridge`` imports ``web``.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from pydantic import ValidationError
 from bridge.config import Settings
 from bridge.errors import MicroCueError
 
-#: Subcommand modules under ``bridge.commands``, in the order ``--help`` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("analyze", "models", "serve", "demo", "join", "report", "db", "purge")
+#: The subcommand modules of the bridge layer (no web service needed), in ``--help`` order.
+COMMAND_MODULES: tuple[str, ...] = tuple(
+    f"bridge.commands.{name}" for name in ("analyze", "models", "join", "report", "db", "purge")
+)
 
 log = logging.getLogger("microcue")
 
@@ -38,13 +43,12 @@ def _settings_flags(parser: argparse.ArgumentParser) -> None:
         )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="microcue", description="Real-time meeting feedback.")
     _settings_flags(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        module = importlib.import_module(f"bridge.commands.{name}")
-        module.register(sub)
+    for name in modules:
+        importlib.import_module(name).register(sub)
     return parser
 
 
@@ -57,8 +61,8 @@ def _settings_from(args: argparse.Namespace) -> Settings:
     return Settings(**overrides)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, modules: Sequence[str] = COMMAND_MODULES) -> int:
+    parser = build_parser(modules)
     args = parser.parse_args(argv)
     try:
         settings = _settings_from(args)

@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     mqtt_url: str = ""
     api_key: str = ""
     policy: Literal["default", "unrestricted"] = "default"
-    # 15 fps: a 0.36-0.40 s micro-expression still spans 5-6 frames (REFERENCES.md).
+    # 15 fps: a 0.36-0.40 s micro-expression still spans 5-6 frames (docs/sources.md).
     analysis_fps: float = Field(default=15.0, gt=0, le=60)
     join_allow: str = ""
     public_url: str = ""

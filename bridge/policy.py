@@ -1,4 +1,4 @@
-"""Purpose policy: which cue kinds a meeting may produce and show (DESIGN.md "Privacy and consent").
+"""Purpose policy: which cue kinds a meeting may produce and show (docs/policy.md).
 
 The EU AI Act, Art. 5(1)(f) (applies since 2 Feb 2025), prohibits inferring the
 emotions of people at the workplace or in education, except for medical or

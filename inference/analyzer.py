@@ -110,7 +110,7 @@ def expression_cue(spot: Spot, expression: Expression) -> Cue:
 class ParticipantAnalyzer:
     """Per-participant state. Not thread-safe: one worker feeds one analyzer, in time order.
 
-    ``emotions_allowed`` is the purpose policy (DESIGN.md): when False no emotion, sentiment or
+    ``emotions_allowed`` is the purpose policy (docs/policy.md): when False no emotion, sentiment or
     expression is inferred at all (the CNN and the spotter do not run), only presence,
     attention and engagement from attention.
     """

@@ -1,4 +1,4 @@
-"""The one cue schema (DESIGN.md "One cue schema everywhere").
+"""The one cue schema (docs/contracts.md).
 
 The same object travels on the dashboard websocket, as the MQTT payload, as a
 database row and in ``microcue analyze`` output, so every producer and consumer
@@ -25,7 +25,7 @@ Emotion = Literal["happiness", "sadness", "surprise", "fear", "anger", "disgust"
 CUE_TYPES: frozenset[str] = frozenset(get_args(CueType))
 EMOTIONS: tuple[str, ...] = get_args(Emotion)
 EXPRESSION_TYPES: frozenset[str] = frozenset({"micro_expression", "macro_expression"})
-#: Cue kinds that infer emotion; the purpose policy (DESIGN.md "Privacy and consent")
+#: Cue kinds that infer emotion; the purpose policy (docs/policy.md)
 #: withholds them for workplace and education meetings.
 EMOTION_CUE_TYPES: frozenset[str] = frozenset({"micro_expression", "macro_expression", "sentiment"})
 

@@ -6,9 +6,9 @@ import numpy as np
 
 from inference.onnx_model import Session, io_names
 
-# Output order of the FER2013 model (REFERENCES.md "Model facts"). It has no contempt class.
+# Output order of the FER2013 model (docs/sources.md "Models"). It has no contempt class.
 FER_LABELS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
-# FER label -> cue emotion (DESIGN.md schema); neutral has none.
+# FER label -> cue emotion (docs/contracts.md schema); neutral has none.
 FER_TO_EMOTION: dict[str, str] = {
     "angry": "anger", "disgust": "disgust", "fear": "fear", "happy": "happiness",
     "sad": "sadness", "surprise": "surprise",

@@ -59,7 +59,7 @@ class GazeBaseline:
     """A person's usual iris offset (slow exponential mean over their own face).
 
     The iris sits a little below the eye-corner line even when someone looks straight at the
-    camera (shared/data/WolfgangLanger_Pexels.mp4: +0.10 eye widths), and the screen is rarely
+    camera (tests/data/WolfgangLanger_Pexels.mp4: +0.10 eye widths), and the screen is rarely
     where the camera is; people look at their screen most of the time, so their own long-run
     gaze is the best estimate of "toward the screen".
     """

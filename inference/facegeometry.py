@@ -14,7 +14,7 @@ LEFT_EYE = {"outer": 263, "inner": 362, "upper": (387, 385), "lower": (373, 380)
 FOREHEAD, CHIN = 10, 152
 # FaceMesh's forehead point (10) sits in front of the chin (152) in depth on an upright face, so
 # the raw forehead-chin axis reads a few degrees of downward pitch. Measured on two frontal faces
-# looking at the camera: skimage astronaut -9.6, shared/data/single_face.mp4 (first second) -5.6.
+# looking at the camera: skimage astronaut -9.6, tests/data/single_face.mp4 (first second) -5.6.
 PITCH_OFFSET_DEG = -7.5
 
 

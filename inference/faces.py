@@ -12,7 +12,7 @@ import numpy as np
 from inference.onnx_model import Session, io_names
 from inference.types import Detection
 
-INPUT_SIZE = 128  # face_detection_short_range.tflite input, REFERENCES.md "Model facts"
+INPUT_SIZE = 128  # face_detection_short_range.tflite input, docs/sources.md "Models"
 # SSD anchor layout of the short-range model (MediaPipe face_detection_short_range.pbtxt):
 # stride 8 -> 16x16 grid with 2 anchors per cell, strides 16,16,16 -> 8x8 grid with 6 per cell.
 ANCHOR_GRIDS: tuple[tuple[int, int], ...] = ((16, 2), (8, 6))
@@ -84,7 +84,7 @@ class FaceDetector:
 
         The model sees a 128x128 letterbox; a wide 640x480 or 1000x667 frame squeezed into it
         leaves faces of a group photo at 10-15 px, below what the short-range model finds
-        (shared/data/multi_face.jpg: 2 of 5 faces whole-frame, 5 of 5 with two square tiles).
+        (tests/data/multi_face.jpg: 2 of 5 faces whole-frame, 5 of 5 with two square tiles).
         """
         side = min(width, height)
         n = max(1, -(-max(width, height) // side))  # ceil

@@ -15,7 +15,7 @@ import numpy as np
 from inference.onnx_model import Session, io_names
 from inference.types import Detection, Roi
 
-MESH_INPUT = 192  # face_landmark.tflite input, REFERENCES.md "Model facts"
+MESH_INPUT = 192  # face_landmark.tflite input, docs/sources.md "Models"
 IRIS_INPUT = 64  # iris_landmark.tflite input
 NUM_LANDMARKS = 468
 # MediaPipe face_landmark_front: the ROI is the face box enlarged 1.5x (detection and landmark paths alike).

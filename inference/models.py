@@ -1,7 +1,7 @@
 """The ONNX model cache as the analyzers see it: verified files and onnxruntime sessions.
 
 Pure on purpose: this module never downloads or converts (that is
-``bridge.modelstore``); it only trusts files whose SHA-256 matches the manifest
+``bridge.models.store``); it only trusts files whose SHA-256 matches the manifest
 written by the fetch, so a half-written or tampered file fails at load time with
 a message that says how to repair the cache, never as a confusing shape error
 deep inside inference.
@@ -22,7 +22,7 @@ import onnxruntime as ort
 
 log = logging.getLogger(__name__)
 
-#: Model name -> file name in the cache (DESIGN.md "Models").
+#: Model name -> file name in the cache (docs/contracts.md "Models").
 MODEL_FILES: dict[str, str] = {
     "face_detector": "face_detection_short_range.onnx",
     "face_landmarks": "face_landmark.onnx",

@@ -21,7 +21,7 @@ from inference.types import FaceObservation
 MAX_FLOW_GAP_S = 0.35
 # Grey-level statistics every crop is normalised to before the flow (lighting invariance).
 NORM_MEAN, NORM_STD = 128.0, 48.0
-# FER crop: the 64x64 grey input of mini-XCEPTION (REFERENCES.md), with the face filling ~75 % of
+# FER crop: the 64x64 grey input of mini-XCEPTION (docs/sources.md), with the face filling ~75 % of
 # the width like the FER2013 training crops.
 FER_SIZE = 64
 FER_FACE_FILL = 0.75

@@ -2,7 +2,7 @@
 # Installs the Debian packages that the real-peer tests use, only when missing (a no-op when present).
 #   janus      real Janus VideoRoom for tests/e2e/test_janus.py
 #   espeak-ng  real synthesised speech for the voice-activity tests
-#   iproute2   `ip`, used by scripts/netns-run.sh (with util-linux's `unshare`)
+#   iproute2   `ip`, used by bridge/demo/netns-run.sh (with util-linux's `unshare`)
 #   chromium   headless browser for tests/e2e/test_dashboard_browser.py (Playwright drives /usr/bin/chromium)
 # Called with package names, installs those instead of the default list.
 set -euo pipefail

@@ -23,9 +23,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The real clips of ../shared/data; CI always has them, so their absence fails."""
+    """The real clips of tests/data; CI always has them, so their absence fails."""
     if not (SHARED_DATA / "single_face.mp4").exists():
-        pytest.fail(f"real face clips not found under {SHARED_DATA} (see ../shared/data/README.md)")
+        pytest.fail(f"real face clips not found under {SHARED_DATA} (see ../tests/data/README.md)")
     return SHARED_DATA
 
 
@@ -49,6 +49,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 def face_models() -> FaceModels:
     """Real ONNX face models from the model cache (fetched by `make models` / on first use)."""
     from bridge.config import Settings
-    from bridge.facemodels import load_face_models
+    from bridge.models.face import load_face_models
 
     return load_face_models(Settings().model_dir, prefer_gpu=False)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bridge.config import Settings
-from bridge.modelstore import ensure_models
+from bridge.models.store import ensure_models
 
 
 @pytest.fixture(scope="session")

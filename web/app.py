@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from bridge import metrics
 from bridge.bus import EventBus
 from bridge.config import Settings, get_settings
+from bridge.insights.summary import make_summary_hook
 from bridge.rooms.bots import BotManager
 from bridge.rooms.builtin import BuiltinRooms
 from bridge.service import (
@@ -31,7 +32,6 @@ from bridge.service import (
     MeetingService,
     running_service,
 )
-from bridge.summary import make_summary_hook
 from web.hub import LiveHub
 from web.limits import BodyLimitMiddleware
 from web.routes import health, meetings, pages, reports
@@ -116,7 +116,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with running_service(settings, apply_migrations=apply_migrations, bus=bus) as service:
-            # Summary at meeting end and on demand, from stored cues (bridge/summary.py).
+            # Summary at meeting end and on demand, from stored cues (bridge/insights/summary.py).
             service.summary_hook = make_summary_hook(service.sessions, settings)
             hub = LiveHub(service.bus)
             await hub.start()

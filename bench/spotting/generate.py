@@ -17,10 +17,11 @@ import av
 import cv2
 import numpy as np
 
-from bench.spotting.actions import AU_MOVES, BLINK, EMOTION_AUS, EMOTIONS, TALK, Action, Move, contempt_aus
-from bench.synth.scene import BACKGROUND, FRAME_SIZE, Pose, astronaut, pose_matrix
+from bridge.demo.actions import BLINK, EMOTION_AUS, EMOTIONS, TALK, Action, Move, contempt_aus
+from bridge.demo.puppet import action_moves, displacement_controls, face_axes, warp
+from bridge.demo.scene import BACKGROUND, FRAME_SIZE, Pose, astronaut, pose_matrix
 
-CLIP_NEUTRAL_FRAMES = 36  # shared/data/single_face.mp4: the first 1.2 s are neutral (a smile follows)
+CLIP_NEUTRAL_FRAMES = 36  # tests/data/single_face.mp4: the first 1.2 s are neutral (a smile follows)
 CLIP_FPS = 30.0
 
 
@@ -106,74 +107,11 @@ def make_scenario(tier: Tier, seconds: float = 60.0, fps: float = 15.0, seed: in
 _MOUTH_AUS = {"AU10", "AU12", "AU12R", "AU12L", "AU14R", "AU14L", "AU15", "AU20", "AU23", "AU24", "AU26"}
 
 
-def _face_frame(lm: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """Unit x (eye line), unit y (down the face) and IOD from FaceMesh landmarks."""
-    r_eye = lm[[33, 133]].mean(0)
-    l_eye = lm[[362, 263]].mean(0)
-    ex = l_eye - r_eye
-    iod = float(np.linalg.norm(ex))
-    ex = ex / iod
-    return ex, np.array([-ex[1], ex[0]]), iod
-
-
-Control = tuple[np.ndarray, np.ndarray, float]
-
-
-def displacement_controls(lm: np.ndarray, moves: list[tuple[Move, float]]) -> list[list[Control]]:
-    """Per move, its (point, displacement, sigma) controls in image pixels."""
-    ex, ey, iod = _face_frame(lm)
-    out = []
-    for (idx, dx, dy, sigma), weight in moves:
-        if weight == 0.0:
-            continue
-        d = (dx * ex + dy * ey) * iod * weight
-        out.append([(lm[i, :2], d, sigma * iod) for i in idx])
-    return out
-
-
-def warp(image: np.ndarray, groups: list[list[Control]]) -> np.ndarray:
-    """Smooth local warp: each move drags a Gaussian neighbourhood of its landmarks.
-
-    Within one move the weights are normalised (a cluster of points moving by d moves the skin
-    by d, not by d times the number of points); different moves add up (AU12 and AU14 on the
-    same mouth corner combine).
-    """
-    controls = [c for g in groups for c in g]
-    if not controls:
-        return image
-    pts = np.array([c[0] for c in controls])
-    reach = max(c[2] for c in controls) * 3
-    x0, y0 = np.floor(pts.min(0) - reach).astype(int)
-    x1, y1 = np.ceil(pts.max(0) + reach).astype(int)
-    h, w = image.shape[:2]
-    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
-    if x1 <= x0 or y1 <= y0:
-        return image
-    xs, ys = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
-    dx = np.zeros_like(xs)
-    dy = np.zeros_like(ys)
-    for group in groups:
-        gx = np.zeros_like(xs)
-        gy = np.zeros_like(ys)
-        total = np.zeros_like(xs)
-        for p, d, sigma in group:
-            g = np.exp(-((xs - p[0]) ** 2 + (ys - p[1]) ** 2) / (2 * sigma * sigma))
-            gx += d[0] * g
-            gy += d[1] * g
-            total += g
-        norm = np.maximum(total, 1.0)
-        dx += gx / norm
-        dy += gy / norm
-    out = image.copy()
-    out[y0:y1, x0:x1] = cv2.remap(image, xs - dx, ys - dy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-    return out
-
-
 def yaw_warp(image: np.ndarray, lm: np.ndarray, degrees: float) -> np.ndarray:
     """A head turn about the vertical axis: the face mapped onto a cylinder and rotated."""
     if degrees == 0:
         return image
-    _, _, iod = _face_frame(lm)
+    _, _, iod = face_axes(lm)
     cx = float(lm[[33, 133, 362, 263], 0].mean())
     radius = 1.6 * iod
     h, w = image.shape[:2]
@@ -184,11 +122,7 @@ def yaw_warp(image: np.ndarray, lm: np.ndarray, degrees: float) -> np.ndarray:
 
 
 def _moves_at(sc: Scenario, t: float) -> list[tuple[Move, float]]:
-    moves: list[tuple[Move, float]] = []
-    for a in sc.actions:
-        w = a.intensity(t)
-        if w > 0:
-            moves += [(m, w * a.amplitude) for au in a.aus for m in AU_MOVES[au]]
+    moves = action_moves(sc.actions, t)
     for start, dur in sc.blinks:
         if start <= t <= start + dur:
             w = math.sin(math.pi * (t - start) / dur)
@@ -286,7 +220,7 @@ def truth(sc: Scenario, frames: int) -> dict[str, object]:
         "fps": sc.fps,
         "frames": frames,
         "seed": sc.seed,
-        "base": "shared/data/single_face.mp4" if sc.use_clip else "skimage astronaut",
+        "base": "tests/data/single_face.mp4" if sc.use_clip else "skimage astronaut",
         "events": [
             {"kind": a.kind, "emotion": a.emotion, "aus": list(a.aus), "onset_frame": fi(a.onset),
              "apex_frame": fi(a.apex), "offset_frame": fi(a.offset), "onset_s": a.onset, "apex_s": a.apex,

@@ -3,7 +3,7 @@
     python -m bench.spotting.run [--tiers easy,medium,hard] [--videos 3] [--seconds 60] [--out DIR]
 
 Prints one table row per tier plus false positives per minute on the real clips of
-../shared/data, and writes everything to OUT/results.json.
+tests/data, and writes everything to OUT/results.json.
 """
 
 from __future__ import annotations
@@ -20,23 +20,14 @@ import numpy as np
 
 from bench.spotting.generate import CLIP_NEUTRAL_FRAMES, TIERS, make_scenario, render, truth, write_truth
 from bench.spotting.score import Score, score_video
-from bench.synth.scene import astronaut
 from bridge.commands.analyze import event_json
+from bridge.demo.puppet import face_landmarks
+from bridge.demo.scene import astronaut
 from inference.analyzer import FaceModels, ParticipantAnalyzer, SpottedExpression
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO.parent / "shared" / "data"
 REAL_CLIPS = ("single_face.mp4", "face_noface.mov", "WolfgangLanger_Pexels.mp4")
-
-
-def landmarks_of(models: FaceModels, rgb: np.ndarray, repeats: int = 3) -> np.ndarray:
-    analyzer = ParticipantAnalyzer(models, track_gaze=False)
-    face = None
-    for i in range(repeats):
-        face = analyzer.push(rgb, i * 0.1).faces.primary
-    if face is None:
-        raise RuntimeError("no face found in the generator's source image")
-    return face.landmarks[:, :2].astype(np.float64)
 
 
 def clip_frames(models: FaceModels) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -78,14 +69,14 @@ def main(argv: list[str] | None = None, models: FaceModels | None = None) -> dic
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--fps", type=float, default=15.0)
     ap.add_argument("--out", type=Path, default=REPO / "out" / "spotting")
-    ap.add_argument("--no-real", action="store_true", help="skip the real clips of ../shared/data")
+    ap.add_argument("--no-real", action="store_true", help="skip the real clips of tests/data")
     args = ap.parse_args(argv)
     if models is None:
         from bridge.config import Settings
-        from bridge.facemodels import load_face_models
+        from bridge.models.face import load_face_models
 
         models = load_face_models(Settings().model_dir, prefer_gpu=False, emotion=True)
-    src_lm = landmarks_of(models, astronaut())
+    src_lm = face_landmarks(models, astronaut())
     clips = clip_frames(models) if SHARED_DATA.exists() else None
     results: dict[str, Any] = {"tiers": {}, "real": {}}
     print(f"{'tier':8} {'videos':>6} {'micro P/R/F1':>18} {'macro P/R/F1':>18} {'emo7':>5} {'emo3':>5} "

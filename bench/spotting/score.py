@@ -1,4 +1,4 @@
-"""MEGC-style spotting scores (REFERENCES.md): a prediction is a true positive when its IoU
+"""MEGC-style spotting scores (docs/sources.md): a prediction is a true positive when its IoU
 with a truth interval of the same kind is >= 0.5; counts are pooled over all videos of a set
 before precision, recall and F1 are computed."""
 

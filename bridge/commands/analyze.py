@@ -19,8 +19,8 @@ from tqdm import tqdm
 
 from bridge.config import Settings
 from bridge.errors import MicroCueError
-from bridge.facemodels import load_face_models
-from bridge.videofile import TruncatedVideo, VideoError, VideoInfo, probe, read_frames
+from bridge.media.videofile import TruncatedVideo, VideoError, VideoInfo, probe, read_frames
+from bridge.models.face import load_face_models
 from inference.analyzer import ParticipantAnalyzer, SpottedExpression
 from inference.cues import Cue
 from inference.streams import PerSecond
@@ -136,7 +136,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     result = analyze_file(info, analyzer, progress=not args.quiet)
     write_json_atomic(args.json_out, result)
     if args.report is not None:
-        from bridge.reports.file_report import render_file_report
+        from bridge.insights.reports.file_report import render_file_report
 
         write_text_atomic(args.report, render_file_report(result))
         print(f"wrote {args.report}")

@@ -1,7 +1,7 @@
 """``microcue join --janus ws://host:8188 --room N``: the bot joins an external meeting.
 
 Every cue is printed to stdout as one JSON object per line (the cue schema of
-DESIGN.md), logs go to stderr, so ``microcue join ... | jq`` or a parent process
+docs/contracts.md), logs go to stderr, so ``microcue join ... | jq`` or a parent process
 reads cues directly. The bot stays until SIGINT/SIGTERM (or ``--duration``),
 reconnecting on its own when the meeting server goes away.
 """
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 def _context(args: argparse.Namespace, settings: Settings, bus: EventBus, meeting_id: str) -> AdapterContext:
     """Load the models (fetching them on first use) and build what the adapter needs."""
-    from bridge.facemodels import load_face_models
+    from bridge.models.face import load_face_models
     from bridge.policy import emotions_allowed
     from inference.analyzer import ParticipantAnalyzer
     from inference.models import ModelError, ModelSet

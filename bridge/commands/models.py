@@ -36,7 +36,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     model_dir = settings.model_dir.expanduser()
     try:
         if args.models_action == "fetch":
-            from bridge.modelstore import ensure_models
+            from bridge.models.store import ensure_models
 
             paths = ensure_models(model_dir, force=args.force)
         else:

@@ -1,4 +1,4 @@
-"""``microcue purge --older-than 30d``: retention (DESIGN.md "Privacy and consent").
+"""``microcue purge --older-than 30d``: retention (docs/policy.md).
 
 Prints the meetings it removed and the rows per table, so an operator's cron
 log is the record of what retention deleted.

@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 async def _load(settings: Settings, meeting_id: str) -> dict[str, Any] | None:
-    from bridge.reports.meeting_report import report_data
+    from bridge.insights.reports.meeting_report import report_data
 
     current, head = await migrate.current(settings), migrate.head_revision(settings)
     if current != head:
@@ -45,8 +45,8 @@ async def _load(settings: Settings, meeting_id: str) -> dict[str, Any] | None:
 
 
 def render(data: dict[str, Any], fmt: str) -> str:
-    from bridge.reports.exports import render_csv, render_json
-    from bridge.reports.meeting_report import render_html
+    from bridge.insights.reports.exports import render_csv, render_json
+    from bridge.insights.reports.meeting_report import render_html
 
     return {"html": render_html, "json": render_json, "csv": render_csv}[fmt](data)
 

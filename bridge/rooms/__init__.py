@@ -1,4 +1,4 @@
-"""Meeting adapters: how the bot gets into a meeting (DESIGN.md data flow, ``bridge.rooms.*``).
+"""Meeting adapters: how the bot gets into a meeting (docs/architecture.md, ``bridge.rooms.*``).
 
 One module per meeting kind behind the :class:`~bridge.rooms.base.MeetingAdapter`
 ABC, chosen by :func:`~bridge.rooms.base.create_adapter` (the shape of aiortc's

@@ -22,9 +22,9 @@ from aiortc.mediastreams import MediaStreamTrack
 from bridge.bus import EventBus
 from bridge.errors import NotBuiltYet, UsageError
 from bridge.executor import BlockingExecutor, default_executor
-from bridge.peers import PeerSet
-from bridge.voice import VoiceWorker
-from bridge.worker import Analyzer, ParticipantWorker
+from bridge.media.peers import PeerSet
+from bridge.media.voice import VoiceWorker
+from bridge.media.worker import Analyzer, ParticipantWorker
 from inference.voice import SileroVad
 
 log = logging.getLogger("microcue.rooms")

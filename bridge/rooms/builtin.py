@@ -22,7 +22,7 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from bridge.config import Settings
 from bridge.errors import MicroCueError
-from bridge.facemodels import load_face_models
+from bridge.models.face import load_face_models
 from bridge.policy import emotions_allowed
 from bridge.rooms.base import AdapterContext, MeetingAdapter
 from bridge.service import MeetingService
@@ -35,7 +35,7 @@ log = logging.getLogger("microcue.rooms.builtin")
 #: A browser offer with audio, video and its ICE candidates is 3-8 kB; anything this large is
 #: not an offer from a participant.
 MAX_SDP_BYTES = 64 * 1024
-#: Rooms are small by design (DESIGN.md: up to 8); relaying is O(n^2) streams.
+#: Rooms are small by design (up to 8 people, the product's scope); relaying is O(n^2) streams.
 MAX_PARTICIPANTS = 8
 
 

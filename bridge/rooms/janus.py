@@ -1,6 +1,6 @@
 """Janus VideoRoom bot: subscribe to every publisher of a room over Janus's WebSocket API.
 
-The protocol (REFERENCES.md "Janus VideoRoom: how a bot subscribes", from
+The protocol (docs/sources.md "WebRTC and meeting servers", from
 ``janus_videoroom.c`` and the multistream demo ``mvideoroom.js``):
 
 1. one WebSocket (subprotocol ``janus-protocol``), one Janus session, keepalive

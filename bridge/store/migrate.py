@@ -8,6 +8,7 @@ FastAPI lifespan); Alembic gets an open connection through
 from __future__ import annotations
 
 import logging
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +25,17 @@ from bridge.store.db import create_engine, safe_url
 
 log = logging.getLogger("microcue.store")
 
-#: The checkout's ``migrations/``: bridge/store/migrate.py -> repo root. The distribution is
-#: installed editable (make venv), so the source tree and its migrations are always there.
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+#: The ``migrations`` package (Alembic's env.py and versions/), found through the installed
+#: distribution's resources: the same folder in a checkout and in a wheel.
+MIGRATIONS_DIR = Path(str(files("migrations")))
 
 
 def alembic_config(settings: Settings) -> Config:
     """An Alembic Config that needs no alembic.ini and no working directory."""
     if not (MIGRATIONS_DIR / "env.py").is_file():
         raise MicroCueError(
-            f"migrations not found at {MIGRATIONS_DIR}: install MicroCue from its source tree "
-            "(pip install -e .), which carries the migrations/ folder"
+            f"migrations not found at {MIGRATIONS_DIR}: the MicroCue installation is incomplete; "
+            "reinstall it (pip install --force-reinstall microcue)"
         )
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))

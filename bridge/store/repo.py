@@ -388,7 +388,7 @@ async def _delete_meetings(session: AsyncSession, meeting_ids: Sequence[str]) ->
 
 
 async def delete_meeting(*, session: AsyncSession, meeting_id: str) -> Removed:
-    """Erasure (DESIGN.md "Privacy and consent"): every row of the meeting, in every table."""
+    """Erasure (docs/policy.md): every row of the meeting, in every table."""
     rows = await _delete_meetings(session, [meeting_id])
     await session.commit()
     removed = Removed(meeting_ids=(meeting_id,) if rows["meetings"] else (), rows=rows)

@@ -48,7 +48,7 @@ NAMING_CONVENTION: dict[str, str] = {
 }
 
 #: Meeting and participant ids: the bus accepts meeting ids of up to 256 characters
-#: (bridge/bus_inprocess.py MAX_MEETING_ID_LEN); PostgreSQL enforces the bound, SQLite does not,
+#: (bridge/bus/inprocess.py MAX_MEETING_ID_LEN); PostgreSQL enforces the bound, SQLite does not,
 #: so both get the bus's bound rather than our own 32-hex ids' length.
 ID_LEN = 256
 #: Meeting titles and participant display names, as typed by people.
@@ -144,7 +144,7 @@ class CueRow(Base):
     __table_args__ = (
         # A redelivery (MQTT QoS 1 resend, writer retry) is byte-identical, so it matches on all five;
         # ``t`` is in the key because a worker restarted for the same meeting counts ``seq`` from 0
-        # again, and its new cues must not be taken for redeliveries (same rule as bridge/bus_mqtt.py).
+        # again, and its new cues must not be taken for redeliveries (same rule as bridge/bus/mqtt.py).
         UniqueConstraint("meeting_id", "participant_id", "seq", "type", "t"),
         Index(None, "meeting_id", "t"),
     )

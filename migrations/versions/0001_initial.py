@@ -22,7 +22,7 @@ depends_on: str | Sequence[str] | None = None
 
 # Timestamps are stored as UTC; bridge.store.tables.UtcDateTime normalises them on SQLite.
 TIMESTAMP = sa.DateTime(timezone=True)
-# Meeting and participant ids: the bus's bound on meeting ids (bridge/bus_inprocess.py).
+# Meeting and participant ids: the bus's bound on meeting ids (bridge/bus/inprocess.py).
 ID = sa.String(256)
 # SQLite only auto-numbers an INTEGER PRIMARY KEY; PostgreSQL gets a bigserial.
 BIGINT_PK = sa.BigInteger().with_variant(sa.Integer(), "sqlite")

@@ -1,4 +1,4 @@
-"""Run a WebRTC test inside a fresh network namespace (``scripts/netns-run.sh``).
+"""Run a WebRTC test inside a fresh network namespace (``bridge/demo/netns-run.sh``).
 
 A test asks for the ``netns`` fixture. Outside a namespace, the plugin hook below
 does not run the test in this process: it re-executes pytest on that one test
@@ -15,7 +15,6 @@ Activated from ``tests/integration/conftest.py`` and ``tests/e2e/conftest.py``
 
 from __future__ import annotations
 
-import functools
 import os
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from pathlib import Path
 import pytest
 from _pytest.reports import TestReport
 
-from bridge.netns import netns_address, netns_available, netns_command
+from bridge.demo.netns import netns_address, netns_command, netns_usable
 from tests.services import services_required
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,17 +43,6 @@ def netns() -> str:
     if addr is None:  # pragma: no cover - the hook re-executes such tests before setup
         pytest.fail("the netns fixture ran outside a network namespace")
     return addr
-
-
-@functools.cache
-def _netns_problem() -> str | None:
-    """Why no namespace can be made here (no tools, no privileges), or None; probed once."""
-    if not netns_available():
-        return "cannot make a network namespace here: needs unshare (util-linux) and ip (iproute2)"
-    probe = subprocess.run(netns_command(["true"]), capture_output=True, text=True, timeout=30, check=False)
-    if probe.returncode != 0:
-        return f"cannot make a network namespace here (needs root or user namespaces): {probe.stderr.strip()}"
-    return None
 
 
 def _child_outcome(junit: Path, proc: subprocess.CompletedProcess[str]) -> tuple[str, str]:
@@ -85,7 +73,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     ihook = item.ihook
     ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
     start = time.time()
-    problem = _netns_problem()
+    problem = netns_usable()
     if problem is not None:
         outcome, text = ("failed" if services_required() else "skipped"), problem
     else:

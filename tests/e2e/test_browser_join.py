@@ -14,8 +14,8 @@ import pytest
 import websockets
 
 from bridge.config import Settings
-from bridge.rooms.client import join_room
-from bridge.synthetic import SyntheticFaceTrack, face_loop_frames, to_yuv
+from bridge.demo.client import join_room
+from bridge.demo.synthetic import SyntheticFaceTrack, face_loop_frames, to_yuv
 from tests.e2e.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 from tests.e2e.test_builtin_room import _meeting
 from tests.live_server import LiveServer

@@ -13,8 +13,8 @@ import pytest
 import websockets
 
 from bridge.config import Settings
-from bridge.rooms.client import JoinRefused, join_room
-from bridge.synthetic import SyntheticFaceTrack, face_loop_frames, to_yuv
+from bridge.demo.client import JoinRefused, join_room
+from bridge.demo.synthetic import SyntheticFaceTrack, face_loop_frames, to_yuv
 from tests.live_server import LiveServer
 from web.app import create_app
 

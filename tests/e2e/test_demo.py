@@ -67,7 +67,7 @@ async def test_demo_dashboard_summary_and_report(netns: str, tmp_path: Path, rep
     data = tmp_path / "data"
     proc = await asyncio.to_thread(
         subprocess.Popen,
-        [sys.executable, "-m", "bridge.cli", "--data-dir", str(data), "--port", "8181", "demo",
+        [sys.executable, "-m", "web.cli", "--data-dir", str(data), "--port", "8181", "demo",
          "--duration", str(DEMO_S)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
@@ -96,7 +96,7 @@ async def test_demo_dashboard_summary_and_report(netns: str, tmp_path: Path, rep
     html = tmp_path / "report.html"
     out = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "bridge.cli", "--data-dir", str(data), "report", meeting_id, "--format", "html",
+        [sys.executable, "-m", "web.cli", "--data-dir", str(data), "report", meeting_id, "--format", "html",
          "--out", str(html)],
         cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
     )

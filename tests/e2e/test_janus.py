@@ -26,10 +26,10 @@ import pytest
 from aiortc import RTCSessionDescription
 from aiortc.contrib.media import MediaPlayer
 
-from bridge.peers import PeerSet, prefer_codec
+from bridge.demo.synthetic import SyntheticFaceTrack, face_loop_frames, to_yuv
+from bridge.media.peers import PeerSet, prefer_codec
 from bridge.rooms.base import AdapterContext
 from bridge.rooms.janus import JanusAdapter, JanusSession, plugin_data
-from bridge.synthetic import SyntheticFaceTrack, face_loop_frames, to_yuv
 from inference.cues import Cue
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -280,7 +280,7 @@ async def test_bot_follows_publishers_and_resubscribes_after_janus_restart(
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "bridge.cli",
+        "web.cli",
         "join",
         "--janus",
         janus.url,

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from bench.synth.scene import Pose, frames_for, write_video
+from bridge.demo.scene import Pose, frames_for, write_video
 from inference.analyzer import FaceModels
 
 pytestmark = pytest.mark.integration
 
 
 def _run(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bridge.cli", "analyze", *map(str, args), "--quiet"],
+    return subprocess.run([sys.executable, "-m", "web.cli", "analyze", *map(str, args), "--quiet"],
                           capture_output=True, text=True, timeout=240, check=False)
 
 
@@ -56,7 +56,7 @@ def _faststart_clip(path: Path) -> None:
     """An MP4 with its index first, so a cut file still opens and decoding stops at the cut."""
     import av
 
-    from bench.synth.scene import render
+    from bridge.demo.scene import render
 
     with av.open(str(path), "w", options={"movflags": "faststart"}) as out:
         s = out.add_stream("libx264", rate=15)

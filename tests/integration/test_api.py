@@ -315,7 +315,7 @@ def _free_port() -> int:
 
 
 def _microcue(*args: str) -> list[str]:
-    return [sys.executable, "-m", "bridge.cli", *args]
+    return [sys.executable, "-m", "web.cli", *args]
 
 
 def test_serve_command_migrates_serves_and_stops_cleanly(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ import aiomqtt
 import pytest
 
 from bridge.bus import MqttBus, MqttSubscription
-from bridge.bus_mqtt import DEFAULT_OUTBOX
+from bridge.bus.mqtt import DEFAULT_OUTBOX
 from inference.cues import Cue
 from tests.services import MOSQUITTO, port_open, require_service, services_required
 

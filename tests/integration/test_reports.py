@@ -247,7 +247,7 @@ def test_summary_saved_on_end_and_reports(
     env = {**os.environ, "MICROCUE_DATA_DIR": str(settings.data_dir), "MICROCUE_DATABASE_URL": settings.database_url}
     out = tmp_path / "out" / "report.json"
     r = subprocess.run(
-        [sys.executable, "-m", "bridge.cli", "report", mid, "--format", "json", "--out", str(out)],
+        [sys.executable, "-m", "web.cli", "report", mid, "--format", "json", "--out", str(out)],
         env=env,
         capture_output=True,
         text=True,
@@ -258,7 +258,7 @@ def test_summary_saved_on_end_and_reports(
     assert json.loads(out.read_text())["summary"] == body
     for fmt, marker in (("html", "<svg"), ("csv", "section,participant_id")):
         r = subprocess.run(
-            [sys.executable, "-m", "bridge.cli", "report", mid, "--format", fmt],
+            [sys.executable, "-m", "web.cli", "report", mid, "--format", fmt],
             env=env,
             capture_output=True,
             text=True,
@@ -267,7 +267,7 @@ def test_summary_saved_on_end_and_reports(
         )
         assert r.returncode == 0 and marker in r.stdout, r.stderr
     r = subprocess.run(
-        [sys.executable, "-m", "bridge.cli", "report", "no-such-meeting"],
+        [sys.executable, "-m", "web.cli", "report", "no-such-meeting"],
         env=env,
         capture_output=True,
         text=True,
@@ -312,7 +312,7 @@ def _cli_json(settings: Settings, mid: str) -> dict[str, Any]:
     env = {**os.environ, "MICROCUE_DATA_DIR": str(settings.data_dir), "MICROCUE_POLICY": settings.policy}
     env.pop("MICROCUE_DATABASE_URL", None)
     r = subprocess.run(
-        [sys.executable, "-m", "bridge.cli", "report", mid, "--format", "json"],
+        [sys.executable, "-m", "web.cli", "report", mid, "--format", "json"],
         env=env,
         capture_output=True,
         text=True,
@@ -342,7 +342,7 @@ def _serve(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     }
     env.pop("MICROCUE_DATABASE_URL", None)
     with log.open("ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve"], env=env, stdout=out, stderr=out)
+        proc = subprocess.Popen([sys.executable, "-m", "web.cli", "serve"], env=env, stdout=out, stderr=out)
     deadline = time.monotonic() + 60
     while True:
         assert proc.poll() is None, log.read_text()
@@ -356,7 +356,7 @@ def _serve(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
 
 
 async def _publish_mqtt(cues: list[Cue]) -> None:
-    """As a bridge worker in another process: QoS 1 on the meeting's topic (bridge/bus_mqtt.py)."""
+    """As a bridge worker in another process: QoS 1 on the meeting's topic (bridge/bus/mqtt.py)."""
     import aiomqtt
 
     from bridge.bus import cue_topic

@@ -9,8 +9,8 @@ import av
 import numpy as np
 import pytest
 
-from bench.spotting.actions import Action, contempt_aus
 from bench.spotting.generate import TIERS, Scenario, render
+from bridge.demo.actions import Action, contempt_aus
 from inference.analyzer import FaceModels, ParticipantAnalyzer
 
 pytestmark = pytest.mark.integration
@@ -19,10 +19,10 @@ FPS = 15.0
 
 @pytest.fixture(scope="module")
 def astronaut_landmarks(face_models: FaceModels) -> np.ndarray:
-    from bench.spotting.run import landmarks_of
-    from bench.synth.scene import astronaut
+    from bridge.demo.puppet import face_landmarks
+    from bridge.demo.scene import astronaut
 
-    return landmarks_of(face_models, astronaut())
+    return face_landmarks(face_models, astronaut())
 
 
 def _analyse(models: FaceModels, path: Path) -> tuple[list[object], list[float]]:

@@ -19,8 +19,8 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from bridge.bus import InProcessBus
 from bridge.executor import BlockingExecutor
-from bridge.peers import PeerSet, negotiate, wait_connected
-from bridge.voice import VoiceWorker
+from bridge.media.peers import PeerSet, negotiate, wait_connected
+from bridge.media.voice import VoiceWorker
 from inference.cues import Cue
 from inference.models import ModelSet
 from inference.voice import SAMPLE_RATE, SileroVad, VadEvent, VoiceActivityStream

@@ -18,10 +18,10 @@ from aiortc import RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack, VideoStreamTrack
 
 from bridge.bus import InProcessBus
+from bridge.demo.synthetic import EncodedFaceTrack, SyntheticFaceTrack, encode_vp8, face_loop_frames, to_yuv
 from bridge.executor import BlockingExecutor
-from bridge.peers import PeerSet, negotiate, prefer_codec, wait_connected
-from bridge.synthetic import EncodedFaceTrack, SyntheticFaceTrack, encode_vp8, face_loop_frames, to_yuv
-from bridge.worker import ParticipantWorker
+from bridge.media.peers import PeerSet, negotiate, prefer_codec, wait_connected
+from bridge.media.worker import ParticipantWorker
 from inference.analyzer import AnalysisStep, FaceModels, FrameMetrics, ParticipantAnalyzer
 from inference.cues import Cue
 from inference.types import FrameFaces
@@ -426,7 +426,7 @@ async def test_aclose_without_frames_and_audio_refused(bus: InProcessBus, execut
 
 
 def test_media_clock_unwraps_rtp_and_reanchors_jumps() -> None:
-    from bridge.worker import RTP_WRAP, _MediaClock
+    from bridge.media.worker import RTP_WRAP, _MediaClock
 
     clock = _MediaClock(meeting_t0=100.0)
 
@@ -446,7 +446,7 @@ def test_media_clock_unwraps_rtp_and_reanchors_jumps() -> None:
 
 
 async def test_paused_camera_is_announced_and_resumes_fresh(bus: InProcessBus, executor: BlockingExecutor) -> None:
-    from bridge.worker import VIDEO_GAP_S
+    from bridge.media.worker import VIDEO_GAP_S
 
     analyzer = CountingAnalyzer()
     worker = make_worker(bus, executor, analyzer, "hal")

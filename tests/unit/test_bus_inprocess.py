@@ -16,7 +16,7 @@ from bridge.bus import (
     create_bus,
     parse_mqtt_url,
 )
-from bridge.bus_mqtt import BACKOFF_INITIAL_S, BACKOFF_MAX_S, reconnect_delay
+from bridge.bus.mqtt import BACKOFF_INITIAL_S, BACKOFF_MAX_S, reconnect_delay
 from bridge.config import Settings
 from bridge.errors import UsageError
 from inference.cues import Cue

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from bridge.coaching import BENCHMARK_TALK_SHARE, MAX_TIPS, MIN_TIPS, coach, rep_stretches, speaker_switches
+from bridge.insights.coaching import BENCHMARK_TALK_SHARE, MAX_TIPS, MIN_TIPS, coach, rep_stretches, speaker_switches
 from inference.cues import Cue
 
 pytestmark = pytest.mark.unit

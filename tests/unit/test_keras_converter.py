@@ -21,15 +21,15 @@ import onnxruntime as ort
 import pytest
 import skimage.data
 
-from bridge.modelconvert.keras_h5 import (
+from bridge.models.convert.keras_h5 import (
     FER_LABELS,
     KerasConversionError,
     convert_keras_h5,
     load_keras_h5,
     same_pads,
 )
-from bridge.modelconvert.keras_reference import forward
-from bridge.modelstore import extract_source
+from bridge.models.convert.keras_reference import forward
+from bridge.models.store import extract_source
 
 pytestmark = pytest.mark.unit
 pytest_plugins = ["tests.fixtures_models"]

@@ -8,9 +8,9 @@ import av
 import numpy as np
 import pytest
 
-from bench.spotting.actions import AU_MOVES, EMOTION_AUS, Action
 from bench.spotting.generate import TIERS, Scenario, displacement_controls, make_scenario, render, truth, warp
 from bench.spotting.score import iou, score_video, three_class
+from bridge.demo.actions import AU_MOVES, EMOTION_AUS, Action
 
 pytestmark = pytest.mark.unit
 

@@ -8,7 +8,7 @@ import pytest
 
 from bridge import policy
 from bridge.config import Settings
-from bridge.summary import (
+from bridge.insights.summary import (
     ParticipantInfo,
     bucket_means,
     held,

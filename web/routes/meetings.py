@@ -1,4 +1,4 @@
-"""``/api/meetings``: create, end, erase, participants, summary and bots (DESIGN.md "HTTP and websocket API")."""
+"""``/api/meetings``: create, end, erase, participants, summary and bots (docs/api.md)."""
 
 from __future__ import annotations
 

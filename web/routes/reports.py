@@ -13,8 +13,8 @@ from typing import Any
 from fastapi import APIRouter, Response
 from fastapi.responses import HTMLResponse
 
-from bridge.reports.exports import render_csv, render_json
-from bridge.reports.meeting_report import render_html, report_data
+from bridge.insights.reports.exports import render_csv, render_json
+from bridge.insights.reports.meeting_report import render_html, report_data
 from bridge.service import MeetingNotFound
 from web.deps import PresenterMeeting, ServiceDep
 

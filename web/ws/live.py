@@ -3,7 +3,7 @@
 Protocol (server to client, JSON text frames):
 
 * ``{"type": "snapshot", "participants": [...], "recent": [...], "policy": {...}}`` once, first;
-* ``{"type": "cue", "cue": {...}}`` per cue (the DESIGN.md schema), filtered by the meeting's policy;
+* ``{"type": "cue", "cue": {...}}`` per cue (the cue schema of docs/contracts.md), filtered by the meeting's policy;
 * ``{"type": "skipped", "count": N}`` when this connection fell behind and N cues were dropped;
 * ``{"type": "meeting_ended", "meeting_id": ...}`` when the meeting ends;
 * ``{"type": "ping"}`` every ``heartbeat_s`` seconds, so idle proxies keep the connection open

@@ -1,1 +1,0 @@
-"""Synthetic face video from real faces: known motion, known ground truth."""

@@ -1,0 +1,130 @@
+"""Owns every RTCPeerConnection of a process: created here, closed on failure, all closed at shutdown.
+
+aiortc's ``examples/server/server.py`` lifecycle, kept in one object instead of a
+module global: a set of live peers, a ``connectionstatechange`` handler that closes
+a failed one, and ``aclose()`` that closes them all with ``gather``. Tracks nobody
+analyses are sent to ``MediaBlackhole`` so their unbounded receive queues are
+drained (docs/sources.md "WebRTC and meeting servers").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
+from aiortc.contrib.media import MediaBlackhole
+from aiortc.mediastreams import MediaStreamTrack
+
+log = logging.getLogger("microcue.peers")
+
+#: States after which a peer connection never recovers (W3C RTCPeerConnectionState).
+DEAD_STATES = frozenset({"failed", "closed"})
+#: How long ICE + DTLS may take before a connection that never completes is closed. Host
+#: candidates on one network connect in well under a second; 15 s covers a busy 2-core CI box.
+CONNECT_TIMEOUT_S = 15.0
+
+
+def peer_configuration() -> RTCConfiguration:
+    """No STUN/TURN: aiortc would otherwise default to a public STUN server and wait for it.
+    The bridge and the meeting server share a network (or a test namespace)."""
+    return RTCConfiguration(iceServers=[])
+
+
+def prefer_codec(pc: RTCPeerConnection, kind: str, mime_type: str) -> None:
+    """Restrict every ``kind`` transceiver of ``pc`` to one codec (e.g. ``video/H264``) before an offer."""
+    codecs = [c for c in RTCRtpSender.getCapabilities(kind).codecs if c.mimeType.lower() == mime_type.lower()]
+    if not codecs:
+        raise ValueError(f"aiortc has no {mime_type} codec for {kind}")
+    for transceiver in pc.getTransceivers():
+        if transceiver.kind == kind:
+            transceiver.setCodecPreferences(codecs)
+
+
+class PeerSet:
+    """The peer connections of one bridge process (or one meeting adapter)."""
+
+    def __init__(self) -> None:
+        self._peers: set[RTCPeerConnection] = set()
+        self._blackholes: set[MediaBlackhole] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.failed = 0
+
+    def __len__(self) -> int:
+        return len(self._peers)
+
+    def __iter__(self) -> Iterable[RTCPeerConnection]:
+        return iter(set(self._peers))
+
+    def create(self, name: str = "peer") -> RTCPeerConnection:
+        pc = RTCPeerConnection(configuration=peer_configuration())
+        self._peers.add(pc)
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            state = pc.connectionState
+            log.info("%s connection state %s", name, state)
+            if state == "failed":
+                self.failed += 1
+                await self.close(pc)
+
+        return pc
+
+    async def close(self, pc: RTCPeerConnection) -> None:
+        """Close one peer (idempotent); its remote tracks end, so their workers see the end."""
+        self._peers.discard(pc)
+        try:
+            await pc.close()
+        except Exception:
+            log.exception("closing a peer connection failed")
+
+    def blackhole(self, track: MediaStreamTrack) -> None:
+        """Drain a track we do not analyse (audio without VAD, a consent-less relay...)."""
+        sink = MediaBlackhole()
+        sink.addTrack(track)
+        self._blackholes.add(sink)
+        task = asyncio.create_task(sink.start(), name=f"blackhole-{track.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def aclose(self) -> None:
+        """Close every peer and sink; safe to call twice."""
+        peers, self._peers = list(self._peers), set()
+        await asyncio.gather(*(pc.close() for pc in peers), return_exceptions=True)
+        sinks, self._blackholes = list(self._blackholes), set()
+        await asyncio.gather(*(s.stop() for s in sinks), return_exceptions=True)
+        for task in list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def wait_connected(pc: RTCPeerConnection, within: float = CONNECT_TIMEOUT_S) -> None:
+    """Wait until ICE + DTLS complete; raise TimeoutError (ICE never completes) or ConnectionError."""
+    done = asyncio.Event()
+
+    def check() -> None:
+        if pc.connectionState == "connected" or pc.connectionState in DEAD_STATES:
+            done.set()
+
+    pc.on("connectionstatechange", check)
+    try:
+        check()
+        await asyncio.wait_for(done.wait(), within)
+    finally:
+        pc.remove_listener("connectionstatechange", check)
+    if pc.connectionState != "connected":
+        raise ConnectionError(f"peer connection ended in state {pc.connectionState!r}")
+
+
+async def negotiate(offerer: RTCPeerConnection, answerer: RTCPeerConnection) -> None:
+    """In-process offer/answer between two local peers (tests, benchmarks, built-in rooms).
+
+    aiortc gathers all candidates before ``setLocalDescription`` returns, so the SDPs carry them.
+    """
+    await offerer.setLocalDescription(await offerer.createOffer())
+    await answerer.setRemoteDescription(offerer.localDescription)
+    await answerer.setLocalDescription(await answerer.createAnswer())
+    await offerer.setRemoteDescription(answerer.localDescription)

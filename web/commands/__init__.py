@@ -1,0 +1,1 @@
+"""Subcommands that run the web service (``serve``, ``demo``); composed by :mod:`web.cli`."""
