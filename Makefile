@@ -3,7 +3,6 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-DEMO_VIDEO ?= $(firstword $(wildcard ../tests/data/single_face.mp4))
 OUT    ?= out
 
 .PHONY: demo test lint venv models system-deps clean
@@ -23,22 +22,16 @@ models: venv
 system-deps:
 	@bash scripts/system-deps.sh
 
-DEMO_SECONDS ?= 30
+DEMO_VIDEO ?= tests/data/single_face.mp4
 
 # 1. the streaming pipeline over a real face clip (JSON + one-page report);
-# 2. the live story: service + a synthetic participant joining over real WebRTC, cues printed.
-#    WebRTC needs a non-loopback address, so here it runs in a private network namespace when
-#    one can be made; on a laptop, `.venv/bin/python -m bridge.cli demo` serves the dashboard to
-#    your browser at the URL it prints.
+# 2. the live story until Ctrl-C: service + a synthetic participant joining over real WebRTC,
+#    the dashboard URL printed for your browser, every cue printed. `microcue demo` runs WebRTC in
+#    a private network namespace where it can make one and forwards the URL's port to it.
 demo: models system-deps
 	@mkdir -p $(OUT)
-	$(BIN)/python -m bench.make_demo_video $(OUT)/demo_face.mp4 $(DEMO_VIDEO)
-	$(BIN)/microcue analyze $(OUT)/demo_face.mp4 --json $(OUT)/demo_face.json --report $(OUT)/demo_face.html
-	@if bridge/demo/netns-run.sh true >/dev/null 2>&1; then \
-	  bridge/demo/netns-run.sh $(BIN)/python -m bridge.cli --data-dir $(OUT)/demo-data demo --duration $(DEMO_SECONDS); \
-	else \
-	  $(BIN)/python -m bridge.cli --data-dir $(OUT)/demo-data demo --duration $(DEMO_SECONDS); \
-	fi
+	$(BIN)/microcue analyze $(DEMO_VIDEO) --json $(OUT)/demo_face.json --report $(OUT)/demo_face.html
+	$(BIN)/microcue --data-dir $(OUT)/demo-data demo
 
 test: models system-deps
 	$(BIN)/ruff check .

@@ -11,7 +11,7 @@ from inference.analyzer import FaceModels
 
 CATEGORIES = ("unit", "integration", "e2e")
 REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO.parent / "shared" / "data"
+TEST_DATA = REPO / "tests" / "data"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -22,11 +22,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """The real clips of tests/data; CI always has them, so their absence fails."""
-    if not (SHARED_DATA / "single_face.mp4").exists():
-        pytest.fail(f"real face clips not found under {SHARED_DATA} (see ../tests/data/README.md)")
-    return SHARED_DATA
+def test_data() -> Path:
+    """The real face clips kept in tests/data (sources and licences in its README)."""
+    if not (TEST_DATA / "single_face.mp4").exists():
+        pytest.fail(f"real face clips not found under {TEST_DATA}; the checkout is incomplete")
+    return TEST_DATA
 
 
 _MEASUREMENTS: list[str] = []

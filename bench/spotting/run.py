@@ -26,14 +26,14 @@ from bridge.demo.scene import astronaut
 from inference.analyzer import FaceModels, ParticipantAnalyzer, SpottedExpression
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED_DATA = REPO.parent / "shared" / "data"
+TEST_DATA = REPO / "tests" / "data"
 REAL_CLIPS = ("single_face.mp4", "face_noface.mov", "WolfgangLanger_Pexels.mp4")
 
 
 def clip_frames(models: FaceModels) -> list[tuple[np.ndarray, np.ndarray]]:
     analyzer = ParticipantAnalyzer(models, track_gaze=False)
     out = []
-    with av.open(str(SHARED_DATA / "single_face.mp4")) as c:
+    with av.open(str(TEST_DATA / "single_face.mp4")) as c:
         for i, frame in enumerate(c.decode(video=0)):
             if i >= CLIP_NEUTRAL_FRAMES:
                 break
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None, models: FaceModels | None = None) -> dic
 
         models = load_face_models(Settings().model_dir, prefer_gpu=False, emotion=True)
     src_lm = face_landmarks(models, astronaut())
-    clips = clip_frames(models) if SHARED_DATA.exists() else None
+    clips = clip_frames(models) if TEST_DATA.exists() else None
     results: dict[str, Any] = {"tiers": {}, "real": {}}
     print(f"{'tier':8} {'videos':>6} {'micro P/R/F1':>18} {'macro P/R/F1':>18} {'emo7':>5} {'emo3':>5} "
           f"{'FP/min':>6} {'onset err':>9} {'ms/frame':>8}")
@@ -107,10 +107,10 @@ def main(argv: list[str] | None = None, models: FaceModels | None = None) -> dic
               f"{summary['emotion_acc_7'] or 0:>5.2f} {summary['emotion_acc_3'] or 0:>5.2f} "
               f"{summary['fp_per_min_distractors'] or 0:>6.2f} {summary['mean_abs_onset_error_frames'] or 0:>9.2f} "
               f"{summary['ms_per_frame']:>8.2f}", flush=True)
-    if not args.no_real and SHARED_DATA.exists():
+    if not args.no_real and TEST_DATA.exists():
         total_micro, total_min = 0, 0.0
         for clip in REAL_CLIPS:
-            preds, frames, seconds, _ = analyse(models, SHARED_DATA / clip)
+            preds, frames, seconds, _ = analyse(models, TEST_DATA / clip)
             micro = [p for p in preds if p["kind"] == "micro"]
             total_micro += len(micro)
             total_min += seconds / 60

@@ -90,7 +90,7 @@ def _unknown_codec_clip(path: Path, source: Path) -> None:
         ("no_face", "no face found", 5),
     ],
 )
-def test_bad_input_fails_clearly(face_models: FaceModels, face_clip: Path, shared_data: Path, tmp_path: Path,
+def test_bad_input_fails_clearly(face_models: FaceModels, face_clip: Path, test_data: Path, tmp_path: Path,
                                  case: str, message: str, code: int) -> None:
     video = tmp_path / f"{case}.mp4"
     if case == "empty":
@@ -106,7 +106,7 @@ def test_bad_input_fails_clearly(face_models: FaceModels, face_clip: Path, share
     elif case == "unknown_codec":
         _unknown_codec_clip(video, face_clip)
     elif case == "no_face":
-        video = shared_data / "no_face.mp4"
+        video = test_data / "no_face.mp4"
     out = tmp_path / "out.json"
     proc = _run(video, "--json", out)
     assert proc.returncode == code, (proc.returncode, proc.stderr)

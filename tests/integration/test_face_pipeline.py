@@ -135,9 +135,9 @@ def test_face_lost_when_it_leaves_and_found_when_it_returns(face_models: FaceMod
     assert back.track_id != first.track_id  # a new appearance is a new track
 
 
-def test_several_faces_get_stable_ids_and_the_largest_is_followed(face_models: FaceModels, shared_data: Path
+def test_several_faces_get_stable_ids_and_the_largest_is_followed(face_models: FaceModels, test_data: Path
                                                                    ) -> None:
-    img = cv2.cvtColor(cv2.imread(str(shared_data / "multi_face.jpg")), cv2.COLOR_BGR2RGB)
+    img = cv2.cvtColor(cv2.imread(str(test_data / "multi_face.jpg")), cv2.COLOR_BGR2RGB)
     results = _run(face_models, [img] * 5)
     ids = [tuple(sorted(f.track_id for f in r.faces)) for r in results]
     assert len(results[0].faces) >= 4
@@ -152,12 +152,12 @@ def _clip(path: Path) -> list[np.ndarray]:
         return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
 
 
-def test_real_clips(face_models: FaceModels, shared_data: Path, report: Callable[[str], None]) -> None:
-    single = _run(face_models, _clip(shared_data / "single_face.mp4"))
+def test_real_clips(face_models: FaceModels, test_data: Path, report: Callable[[str], None]) -> None:
+    single = _run(face_models, _clip(test_data / "single_face.mp4"))
     assert sum(r.face_present for r in single) == len(single)
-    noface = _run(face_models, _clip(shared_data / "no_face.mp4"))
+    noface = _run(face_models, _clip(test_data / "no_face.mp4"))
     assert not any(r.face_present for r in noface)
-    cut = _run(face_models, _clip(shared_data / "face_noface.mov"))  # HEVC: face, then a cartoon
+    cut = _run(face_models, _clip(test_data / "face_noface.mov"))  # HEVC: face, then a cartoon
     present = [r.face_present for r in cut]
     last_face = max(i for i, p in enumerate(present) if p)
     report(f"face_noface.mov: face in frames 0..{last_face}, {sum(present)} of {len(present)} frames")

@@ -8,15 +8,14 @@ import pytest
 
 from bridge import policy
 from bridge.config import Settings
-from bridge.insights.summary import (
-    ParticipantInfo,
+from bridge.insights.summary import ParticipantInfo, summarize
+from bridge.insights.timeline import (
     bucket_means,
     held,
     masked,
     meeting_duration,
     presence_intervals,
     speaking_intervals,
-    summarize,
 )
 from inference.cues import Cue
 
