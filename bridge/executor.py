@@ -1,4 +1,4 @@
-"""The only bridge from the event loop to threads: ``run_blocking(fn, *args)``.
+"""The only bridge from the event loop to threads: ``run_blocking`` and ``run_in_background``.
 
 Inference (onnxruntime, OpenCV) releases the GIL, so a thread pool sized to the
 cores runs several participants in parallel while the loop keeps serving
@@ -7,6 +7,10 @@ here so there is one place to measure the backlog: ``lag`` is how long work wait
 for a free thread, and a warning is logged (rate-limited) when it grows past what
 live video tolerates, which is the first sign the machine has too many
 participants.
+
+Work that is not live inference (rendering a report, computing a summary, loading models,
+rendering the demo's frames) goes through ``run_in_background``: the same kind of pool, but its
+own, so a report that takes a second to draw never delays a participant's frames.
 """
 
 from __future__ import annotations
@@ -114,3 +118,22 @@ def default_executor() -> BlockingExecutor:
 async def run_blocking(fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
     """``await run_blocking(analyzer.push, rgb, t)`` on the process-wide pool."""
     return await default_executor().run_blocking(fn, *args, **kwargs)
+
+
+_background: BlockingExecutor | None = None
+#: Threads for non-inference work: reports and summaries are rare and short, one at a time is
+#: enough, and a second thread keeps a slow report from queueing a model load behind it.
+BACKGROUND_WORKERS = 2
+
+
+def background_executor() -> BlockingExecutor:
+    """The process-wide pool for work that must not compete with live inference."""
+    global _background  # noqa: PLW0603 - one pool per process is the point
+    if _background is None or _background._closed:
+        _background = BlockingExecutor(BACKGROUND_WORKERS, name="microcue-background")
+    return _background
+
+
+async def run_in_background(fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+    """``await run_in_background(render_html, data)``: off the loop and off the inference pool."""
+    return await background_executor().run_blocking(fn, *args, **kwargs)

@@ -86,6 +86,8 @@ def write_video(path: Path, frames: Iterable[np.ndarray], fps: float, codec: str
     n = 0
     with av.open(str(path), "w") as out:
         stream = out.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        if not isinstance(stream, av.VideoStream):
+            raise ValueError(f"{codec} is not a video codec")
         stream.pix_fmt = "yuv420p"
         if codec in ("libx264", "h264"):
             stream.options = {"crf": str(crf), "preset": "veryfast"}

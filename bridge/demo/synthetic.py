@@ -99,6 +99,36 @@ def to_yuv(frames: Sequence[np.ndarray], *, stamp_index: bool = False) -> list[n
     return out
 
 
+class _Pacer:
+    """Wall-clock pacing shared by the synthetic tracks: frame ``index`` is due at ``start + index / fps``.
+
+    Anchored on the first frame, so there is no drift and no burst after a stall.
+    """
+
+    def __init__(self, fps: float) -> None:
+        if fps <= 0:
+            raise ValueError(f"fps must be positive, got {fps}")
+        self.fps = fps
+        self.index = 0
+        self._started_at: float | None = None
+
+    async def next(self) -> int:
+        """Wait until the next frame is due; its index (0 for the first)."""
+        if self._started_at is None:
+            self._started_at = time.time()
+        else:
+            self.index += 1
+            wait = self._started_at + self.index / self.fps - time.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+        return self.index
+
+    @property
+    def pts(self) -> int:
+        """The current frame's timestamp on the 90 kHz RTP video clock."""
+        return round(self.index * VIDEO_CLOCK_RATE / self.fps)
+
+
 class SyntheticFaceTrack(VideoStreamTrack):
     """Loops pre-rendered yuv420p frames at ``fps``; ``on_sent(index, perf_counter)`` per frame."""
 
@@ -108,31 +138,21 @@ class SyntheticFaceTrack(VideoStreamTrack):
         super().__init__()
         if not yuv_frames:
             raise ValueError("a synthetic track needs at least one frame")
-        if fps <= 0:
-            raise ValueError(f"fps must be positive, got {fps}")
         self.frames = list(yuv_frames)
         self.fps = fps
         self.on_sent = on_sent
         self.sent = 0
-        self._start: float | None = None
-        self._index = 0
+        self._pacer = _Pacer(fps)
 
     async def next_timestamp(self) -> tuple[int, fractions.Fraction]:
-        """Pace on the wall clock from the first frame (no drift, no burst after a stall)."""
         if self.readyState != "live":
             raise MediaStreamError
-        if self._start is None:
-            self._start = time.time()
-        else:
-            self._index += 1
-            wait = self._start + self._index / self.fps - time.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-        return round(self._index * VIDEO_CLOCK_RATE / self.fps), VIDEO_TIME_BASE
+        await self._pacer.next()
+        return self._pacer.pts, VIDEO_TIME_BASE
 
     async def recv(self) -> av.VideoFrame:
         pts, time_base = await self.next_timestamp()
-        i = self._index % len(self.frames)
+        i = self._pacer.index % len(self.frames)
         frame = av.VideoFrame.from_ndarray(self.frames[i], format="yuv420p")
         frame.pts = pts
         frame.time_base = time_base
@@ -189,22 +209,14 @@ class EncodedFaceTrack(MediaStreamTrack):
         self.fps = fps
         self.on_sent = on_sent
         self.sent = 0
-        self._start: float | None = None
-        self._index = 0
+        self._pacer = _Pacer(fps)
 
-    async def recv(self) -> av.Packet:  # type: ignore[override]
+    async def recv(self) -> av.Packet:  # a packet track: aiortc sends its packets as they are
         if self.readyState != "live":
             raise MediaStreamError
-        if self._start is None:
-            self._start = time.time()
-        else:
-            self._index += 1
-            wait = self._start + self._index / self.fps - time.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-        i = self._index % len(self.packets)
+        i = await self._pacer.next() % len(self.packets)
         packet = av.Packet(self.packets[i])
-        packet.pts = round(self._index * VIDEO_CLOCK_RATE / self.fps)
+        packet.pts = self._pacer.pts
         packet.time_base = VIDEO_TIME_BASE
         self.sent += 1
         if self.on_sent is not None:

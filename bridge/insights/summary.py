@@ -20,7 +20,6 @@ be in the store, and the summary says so.
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
@@ -31,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bridge import policy
 from bridge.config import Settings
+from bridge.executor import run_in_background
 from bridge.insights import coaching
 from bridge.insights.timeline import (
     NEGATIVE_EMOTIONS,
@@ -339,7 +339,7 @@ async def compute_summary(*, session: AsyncSession, meeting: Meeting, settings: 
     ]
     decision = meeting_decision(meeting, settings)
     # Pure CPU work (about 0.2 s for an hour with ten people): off the event loop, so live feeds keep flowing.
-    body = await asyncio.to_thread(summarize, cues, participants, decision=decision, kind=meeting.kind)
+    body = await run_in_background(summarize, cues, participants, decision=decision, kind=meeting.kind)
     body["meeting_id"] = meeting.id
     body["ended"] = meeting.ended_at is not None
     return body

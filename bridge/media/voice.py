@@ -137,6 +137,8 @@ class VoiceWorker:
                         for event in await self.executor.run_blocking(self.stream.push, gap):
                             await self._publish(event)
                     continue
+                if not isinstance(frame, av.AudioFrame):  # an audio track only ever yields audio frames
+                    continue
                 self.frames += 1
                 if not self.consent:
                     self.refused += 1  # never analysed, never kept

@@ -22,6 +22,7 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from bridge.config import Settings
 from bridge.errors import MicroCueError
+from bridge.executor import run_in_background
 from bridge.models.face import load_face_models
 from bridge.policy import emotions_allowed
 from bridge.rooms.base import AdapterContext, MeetingAdapter
@@ -177,7 +178,7 @@ class BuiltinRooms:
                     vad = SileroVad(ModelSet(self.settings.model_dir, prefer_gpu=False).session("vad"))
                     return models, vad
 
-                self._models, self._vad = await asyncio.get_running_loop().run_in_executor(None, load)
+                self._models, self._vad = await run_in_background(load)
             return self._models, self._vad
 
     async def context(self, meeting_id: str, *, consent: bool) -> AdapterContext:

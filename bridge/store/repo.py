@@ -359,13 +359,18 @@ async def find_token(*, session: AsyncSession, token_hash: str) -> Token | None:
 
 def _meeting_column(model: type[Base]) -> Any:
     """The column that ties a table's rows to one meeting."""
-    return model.__table__.c["id" if model is Meeting else "meeting_id"]  # type: ignore[attr-defined]
+    return model.__table__.c["id" if model is Meeting else "meeting_id"]
+
+
+def _meeting_tables() -> tuple[type[Base], ...]:
+    """Every table that holds a meeting's rows, children first (the order deletes must follow)."""
+    return (*MEETING_CHILD_TABLES, Meeting)
 
 
 async def _count_meetings(session: AsyncSession, meeting_ids: Sequence[str]) -> dict[str, int]:
-    rows: dict[str, int] = {m.__tablename__: 0 for m in (*MEETING_CHILD_TABLES, Meeting)}
+    rows: dict[str, int] = {m.__tablename__: 0 for m in _meeting_tables()}
     for chunk in _chunks(meeting_ids):
-        for model in (*MEETING_CHILD_TABLES, Meeting):
+        for model in _meeting_tables():
             stmt = select(func.count()).select_from(model).where(_meeting_column(model).in_(chunk))
             rows[model.__tablename__] += int(await session.scalar(stmt) or 0)
     return rows
@@ -378,9 +383,9 @@ async def count_rows(*, session: AsyncSession, meeting_id: str) -> dict[str, int
 
 async def _delete_meetings(session: AsyncSession, meeting_ids: Sequence[str]) -> dict[str, int]:
     """Explicit deletes per table, children first: correct even where cascades are off, and counted."""
-    rows: dict[str, int] = {m.__tablename__: 0 for m in (*MEETING_CHILD_TABLES, Meeting)}
+    rows: dict[str, int] = {m.__tablename__: 0 for m in _meeting_tables()}
     for chunk in _chunks(meeting_ids):
-        for model in (*MEETING_CHILD_TABLES, Meeting):
+        for model in _meeting_tables():
             stmt = delete(model).where(_meeting_column(model).in_(chunk)).execution_options(synchronize_session=False)
             result = await session.execute(stmt)
             rows[model.__tablename__] += int(result.rowcount or 0)  # type: ignore[attr-defined]

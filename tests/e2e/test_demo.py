@@ -1,6 +1,7 @@
-"""`microcue demo` as a new user meets it: service + synthetic participant over real WebRTC
-(inside a private network namespace), the dashboard in headless chromium, then the stored
-summary and the printed report of the 60-second meeting."""
+"""`microcue demo` as a new user meets it: service + synthetic participant over real WebRTC in a
+private network namespace the demo makes itself, the printed dashboard URL opened from outside
+that namespace in headless chromium (as the user's own browser would), then the stored summary
+and the printed report of the 60-second meeting."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from typing import Any
 import pytest
 
 from tests.e2e.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, not_blank
-from tests.e2e.test_report_browser import MIN_PDF_BYTES, pdf_pages
+from tests.support.netns import require_netns
+from tests.support.pdf import MIN_PDF_BYTES, pdf_pages
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 REPO = Path(__file__).resolve().parents[2]
@@ -63,12 +65,13 @@ async def _print_report(html: Path) -> Path:
             await browser.close()
 
 
-async def test_demo_dashboard_summary_and_report(netns: str, tmp_path: Path, report: Any) -> None:
+async def test_demo_dashboard_summary_and_report(tmp_path: Path, report: Any) -> None:
+    require_netns()
     data = tmp_path / "data"
     proc = await asyncio.to_thread(
         subprocess.Popen,
         [sys.executable, "-m", "web.cli", "--data-dir", str(data), "--port", "8181", "demo",
-         "--duration", str(DEMO_S)],
+         "--duration", str(DEMO_S), "--netns", "on"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:

@@ -7,9 +7,6 @@ Screenshots and PDFs land in tests/artifacts/ (git-ignored) for a person to look
 
 from __future__ import annotations
 
-import re
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,13 +20,13 @@ from bridge.store import repo
 from tests.e2e.browser import ARTIFACTS, MIN_PIXEL_STDDEV, browser, chromium_path, not_blank
 from tests.integration.test_reports import sales_call
 from tests.live_server import LiveServer
+from tests.support.pdf import MIN_PDF_BYTES, pdf_pages
 from web.app import create_app
 
 __all__ = ["browser", "chromium_path"]  # fixtures used by the tests below
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 #: A printed report with charts is far larger than an empty PDF (~1 kB).
-MIN_PDF_BYTES = 20_000
 
 
 @pytest.fixture
@@ -72,15 +69,6 @@ def ended_meeting(server: LiveServer, context: str) -> tuple[str, str]:
     )
     assert r.status_code == 200, r.text
     return mid, token
-
-
-def pdf_pages(path: Path) -> int:
-    """Pages as poppler renders them when pdftoppm is installed, else counted in the PDF's page tree."""
-    if shutil.which("pdftoppm"):
-        out = path.with_suffix("")
-        subprocess.run(["pdftoppm", "-r", "40", "-png", str(path), str(out)], check=True, timeout=60)
-        return len(list(path.parent.glob(f"{out.name}-*.png")))
-    return len(re.findall(rb"/Type\s*/Page[^s]", path.read_bytes()))
 
 
 @pytest.mark.parametrize("context", ["customer", "workplace"])

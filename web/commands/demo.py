@@ -32,6 +32,7 @@ import uvicorn
 from bridge.config import Settings
 from bridge.demo.netns import NetnsError, netns_address, netns_command, netns_usable
 from bridge.errors import MicroCueError
+from bridge.executor import run_in_background
 from web.commands.serve import WS_MAX_SIZE, bind_tcp
 
 #: Length of the scripted loop: three actions a few seconds apart, then it repeats.
@@ -93,7 +94,7 @@ async def _serve_demo(args: argparse.Namespace, settings: Settings) -> int:
     from bridge.demo.synthetic import SyntheticFaceTrack
     from web.app import create_app
 
-    frames = await asyncio.to_thread(scripted_frames, settings)
+    frames = await run_in_background(scripted_frames, settings)
     app = create_app(settings)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", ws_max_size=WS_MAX_SIZE, server_header=False))
     sockets = [bind_tcp(settings)]

@@ -7,12 +7,12 @@ runs in a worker thread so the event loop keeps serving live feeds meanwhile.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Response
 from fastapi.responses import HTMLResponse
 
+from bridge.executor import run_in_background
 from bridge.insights.reports.exports import render_csv, render_json
 from bridge.insights.reports.meeting_report import render_html, report_data
 from bridge.service import MeetingNotFound
@@ -38,7 +38,7 @@ async def _data(meeting_id: str, service: ServiceDep) -> dict[str, Any]:
 @router.get("/{meeting_id}/report.html", response_class=HTMLResponse, responses=_RESPONSES)
 async def report_html(meeting_id: PresenterMeeting, service: ServiceDep) -> HTMLResponse:
     """The printable report page: charts, key moments, policy statement and (sales) coaching."""
-    html = await asyncio.to_thread(render_html, await _data(meeting_id, service))
+    html = await run_in_background(render_html, await _data(meeting_id, service))
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
 
