@@ -35,6 +35,8 @@ demo: models system-deps
 
 test: models system-deps
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 lint: venv
