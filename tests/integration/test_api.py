@@ -24,7 +24,7 @@ from bridge.service import BotTarget
 from bridge.store import repo
 from inference.cues import Cue
 from tests.live_server import LiveServer
-from tests.services import database_settings
+from tests.support.postgres import database_settings
 from web.app import create_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]

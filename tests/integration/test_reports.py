@@ -32,7 +32,8 @@ from bridge.store import repo
 from bridge.store.db import create_engine, create_session_factory
 from inference.cues import Cue
 from tests.live_server import LiveServer
-from tests.services import MOSQUITTO, database_settings, require_service
+from tests.services import MOSQUITTO, require_service
+from tests.support.postgres import database_settings
 from web.app import create_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]

@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import asyncpg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, inspect, select, text
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -32,32 +29,13 @@ from bridge.store.db import create_engine, create_session_factory
 from bridge.store.errors import SchemaOutdated
 from bridge.store.tables import Base, CueRow, Meeting, Participant, Summary, Token
 from inference.cues import Cue
-from tests.services import POSTGRES, POSTGRES_URL, require_service
+from tests.services import POSTGRES, require_service
+from tests.support.postgres import fresh_postgres_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 TABLES = ("meetings", "participants", "cues", "summaries", "tokens")
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
-
-
-def asyncpg_dsn(url: str) -> str:
-    """asyncpg speaks plain ``postgresql://``, without SQLAlchemy's ``+asyncpg``."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-@asynccontextmanager
-async def fresh_postgres_database() -> AsyncIterator[str]:
-    """A new, empty database on the test server; force-dropped on exit even if connections linger."""
-    name = f"microcue_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(asyncpg_dsn(POSTGRES_URL), timeout=10)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-        finally:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

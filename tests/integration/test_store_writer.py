@@ -25,8 +25,8 @@ from bridge.store.db import create_engine, create_session_factory
 from bridge.store.tables import CueRow
 from bridge.store.writer import StoreWriter
 from inference.cues import Cue
-from tests.integration.test_store_repo import asyncpg_dsn, fresh_postgres_database
 from tests.services import POSTGRES, POSTGRES_URL, require_service
+from tests.support.postgres import asyncpg_dsn, fresh_postgres_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
