@@ -35,6 +35,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import uvicorn
+from websockets.asyncio.client import connect
+
+from bridge.bus import MqttBus
+from bridge.config import Settings
+from inference.cues import Cue
+from web.app import create_app
+from web.commands.serve import WS_MAX_SIZE
+from web.ws.live import LiveOptions
 
 #: Connections per client process: 10 x 200 msg/s = 2000 msg/s, comfortably within one Python process.
 CONNS_PER_PROCESS = 10
@@ -50,13 +59,6 @@ SLOW_PADDING = 4000
 
 
 async def _serve(port: int, data_dir: str, stuck_timeout_s: float, mqtt_url: str) -> None:
-    import uvicorn
-
-    from bridge.config import Settings
-    from inference.cues import Cue
-    from web.app import create_app
-    from web.commands.serve import WS_MAX_SIZE
-    from web.ws.live import LiveOptions
 
     settings = Settings(data_dir=Path(data_dir), port=port, log_level="WARNING", mqtt_url=mqtt_url)
     app = create_app(settings, live_options=LiveOptions(stuck_timeout_s=stuck_timeout_s))
@@ -104,8 +106,6 @@ async def _serve(port: int, data_dir: str, stuck_timeout_s: float, mqtt_url: str
 
 async def _publish_mqtt(url: str, meeting_id: str, rate: float, duration: float) -> None:
     """A bridge worker in its own process: paced cues through its own MqttBus to the broker."""
-    from bridge.bus import MqttBus
-    from inference.cues import Cue
 
     bus = MqttBus(url)
     await bus.start()
@@ -213,7 +213,6 @@ def _client_process(spec: dict[str, Any], barrier: Any, out: Any) -> None:
 
 
 async def _clients(url: str, conns: int, expected: int, barrier: Any, deadline_s: float) -> dict[str, Any]:
-    from websockets.asyncio.client import connect
 
     sockets = [await connect(url, max_size=None) for _ in range(conns)]
     for ws in sockets:

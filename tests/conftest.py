@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from bridge.config import Settings
+from bridge.models.face import load_face_models
 from inference.analyzer import FaceModels
 
 CATEGORIES = ("unit", "integration", "e2e")
@@ -15,8 +17,9 @@ TEST_DATA = REPO / "tests" / "data"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    missing = sorted({item.nodeid.split("::")[0] for item in items
-                      if not any(item.get_closest_marker(c) for c in CATEGORIES)})
+    missing = sorted(
+        {item.nodeid.split("::")[0] for item in items if not any(item.get_closest_marker(c) for c in CATEGORIES)}
+    )
     if missing:
         raise pytest.UsageError(f"test modules without a category marker {CATEGORIES}: {missing}")
 
@@ -48,7 +51,5 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 @pytest.fixture(scope="session")
 def face_models() -> FaceModels:
     """Real ONNX face models from the model cache (fetched by `make models` / on first use)."""
-    from bridge.config import Settings
-    from bridge.models.face import load_face_models
 
     return load_face_models(Settings().model_dir, prefer_gpu=False)

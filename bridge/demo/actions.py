@@ -10,6 +10,7 @@ the face; magnitudes are in inter-ocular distances (IOD) at amplitude 1.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 # (landmarks, dx, dy, sigma in IOD)
@@ -32,8 +33,12 @@ AU_MOVES: dict[str, tuple[Move, ...]] = {
     "AU2": ((_R_OUTER_BROW, 0.0, -1.0, 0.12), (_L_OUTER_BROW, 0.0, -1.0, 0.12)),
     "AU4": ((_R_INNER_BROW, 0.5, 0.9, 0.12), (_L_INNER_BROW, -0.5, 0.9, 0.12)),
     "AU5": ((_R_UPPER_LID, 0.0, -0.6, 0.06), (_L_UPPER_LID, 0.0, -0.6, 0.06)),
-    "AU6": ((_R_CHEEK, 0.0, -1.0, 0.14), (_L_CHEEK, 0.0, -1.0, 0.14),
-            (_R_LOWER_LID, 0.0, -0.3, 0.06), (_L_LOWER_LID, 0.0, -0.3, 0.06)),
+    "AU6": (
+        (_R_CHEEK, 0.0, -1.0, 0.14),
+        (_L_CHEEK, 0.0, -1.0, 0.14),
+        (_R_LOWER_LID, 0.0, -0.3, 0.06),
+        (_L_LOWER_LID, 0.0, -0.3, 0.06),
+    ),
     "AU7": ((_R_LOWER_LID, 0.0, -0.6, 0.06), (_L_LOWER_LID, 0.0, -0.6, 0.06)),
     "AU9": ((_R_NOSE_WING, 0.0, -1.0, 0.1), (_L_NOSE_WING, 0.0, -1.0, 0.1)),
     "AU10": ((_UPPER_LIP, 0.0, -1.0, 0.1),),
@@ -61,10 +66,18 @@ EMOTION_AUS: dict[str, tuple[str, ...]] = {
 }
 EMOTIONS = tuple(EMOTION_AUS)
 
-BLINK: tuple[Move, ...] = ((_R_UPPER_LID, 0.0, 0.16, 0.07), (_L_UPPER_LID, 0.0, 0.16, 0.07),
-                           (_R_LOWER_LID, 0.0, -0.03, 0.05), (_L_LOWER_LID, 0.0, -0.03, 0.05))
-TALK: tuple[Move, ...] = ((_LOWER_LIP, 0.0, 1.0, 0.12), (_CHIN, 0.0, 0.8, 0.18),
-                          (_R_CORNER, 0.15, 0.2, 0.08), (_L_CORNER, -0.15, 0.2, 0.08))
+BLINK: tuple[Move, ...] = (
+    (_R_UPPER_LID, 0.0, 0.16, 0.07),
+    (_L_UPPER_LID, 0.0, 0.16, 0.07),
+    (_R_LOWER_LID, 0.0, -0.03, 0.05),
+    (_L_LOWER_LID, 0.0, -0.03, 0.05),
+)
+TALK: tuple[Move, ...] = (
+    (_LOWER_LIP, 0.0, 1.0, 0.12),
+    (_CHIN, 0.0, 0.8, 0.18),
+    (_R_CORNER, 0.15, 0.2, 0.08),
+    (_L_CORNER, -0.15, 0.2, 0.08),
+)
 
 
 def contempt_aus(side: str) -> tuple[str, ...]:
@@ -85,7 +98,6 @@ class Action:
 
     def intensity(self, t: float) -> float:
         """Raised-cosine rise to the apex and fall back to the offset."""
-        import math
 
         if t <= self.onset or t >= self.offset:
             return 0.0

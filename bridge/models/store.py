@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from bridge.models.convert.keras_h5 import convert_keras_h5
 from inference.models import MANIFEST, MODEL_FILES, ModelError, verify_models
 
 log = logging.getLogger(__name__)
@@ -289,13 +290,13 @@ def _convert(source: Source, src: Path, dest: Path) -> None:
     if source.kind == "onnx":
         shutil.copyfile(src, dest)
     elif source.kind == "tflite":
-        import tflite2onnx
+        # Only a conversion needs tflite2onnx (it loads the tflite schema and onnx helpers); verifying
+        # and loading models, which every start does, never converts.
+        import tflite2onnx  # noqa: PLC0415
 
         with _quiet_tflite2onnx():
             tflite2onnx.convert(str(src), str(dest))
     elif source.kind == "keras":
-        from bridge.models.convert.keras_h5 import convert_keras_h5
-
         convert_keras_h5(src, dest)
     else:  # pragma: no cover - SOURCES is a constant
         raise ValueError(source.kind)

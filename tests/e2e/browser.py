@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from PIL import Image, ImageStat
+from playwright.async_api import async_playwright
 
 CHROMIUM = "/usr/bin/chromium"
 # Without the background-networking flags chromium keeps calling home, which this network refuses.
@@ -35,7 +36,6 @@ def chromium_path() -> str:
 
 @pytest.fixture
 async def browser(chromium_path: str) -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
         b = await pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)

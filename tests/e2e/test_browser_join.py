@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import websockets
+from playwright.async_api import async_playwright
 
 from bridge.config import Settings
 from bridge.demo.client import join_room
@@ -35,7 +36,6 @@ def write_y4m(path: Path, seconds: float = 4.0, fps: int = 15) -> None:
 
 
 async def test_chromium_participant_publishes_and_cues_arrive(netns: str, tmp_path: Path) -> None:
-    from playwright.async_api import async_playwright
 
     y4m = tmp_path / "face.y4m"
     write_y4m(y4m)

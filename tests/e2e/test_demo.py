@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.async_api import async_playwright
 
 from tests.e2e.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, not_blank
 from tests.support.netns import require_netns
@@ -28,7 +29,6 @@ FIRST_SIGNS_S = 10
 
 
 async def _dashboard(url: str) -> tuple[float, float]:
-    from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -50,7 +50,6 @@ async def _dashboard(url: str) -> tuple[float, float]:
 
 
 async def _print_report(html: Path) -> Path:
-    from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -70,9 +69,24 @@ async def test_demo_dashboard_summary_and_report(tmp_path: Path, report: Any) ->
     data = tmp_path / "data"
     proc = await asyncio.to_thread(
         subprocess.Popen,
-        [sys.executable, "-m", "web.cli", "--data-dir", str(data), "--port", "8181", "demo",
-         "--duration", str(DEMO_S), "--netns", "on"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "web.cli",
+            "--data-dir",
+            str(data),
+            "--port",
+            "8181",
+            "demo",
+            "--duration",
+            str(DEMO_S),
+            "--netns",
+            "on",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout is not None
@@ -86,8 +100,10 @@ async def test_demo_dashboard_summary_and_report(tmp_path: Path, report: Any) ->
             proc.kill()
     assert rc == 0, proc.stderr.read() if proc.stderr else ""
     micro = [c for c in cues if c["type"] == "micro_expression"]
-    report(f"demo: first tile {tile_s:.1f} s after page load; {len(cues)} cues in {DEMO_S} s, "
-           f"{len(micro)} micro-expression signals: {sorted({c['emotion'] for c in micro})}")
+    report(
+        f"demo: first tile {tile_s:.1f} s after page load; {len(cues)} cues in {DEMO_S} s, "
+        f"{len(micro)} micro-expression signals: {sorted({c['emotion'] for c in micro})}"
+    )
     assert tile_s <= FIRST_SIGNS_S
     assert spread > 10  # the screenshot is not blank
     assert {"contempt", "surprise"} <= {c["emotion"] for c in micro}
@@ -99,9 +115,24 @@ async def test_demo_dashboard_summary_and_report(tmp_path: Path, report: Any) ->
     html = tmp_path / "report.html"
     out = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "web.cli", "--data-dir", str(data), "report", meeting_id, "--format", "html",
-         "--out", str(html)],
-        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+        [
+            sys.executable,
+            "-m",
+            "web.cli",
+            "--data-dir",
+            str(data),
+            "report",
+            meeting_id,
+            "--format",
+            "html",
+            "--out",
+            str(html),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert out.returncode == 0, out.stderr
     pdf = await _print_report(html)

@@ -9,17 +9,23 @@ import subprocess
 import sys
 from pathlib import Path
 
+import av
 import pytest
 
-from bridge.demo.scene import Pose, frames_for, write_video
+from bridge.demo.scene import Pose, frames_for, render, write_video
 from inference.analyzer import FaceModels
 
 pytestmark = pytest.mark.integration
 
 
 def _run(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "web.cli", "analyze", *map(str, args), "--quiet"],
-                          capture_output=True, text=True, timeout=240, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "web.cli", "analyze", *map(str, args), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +39,9 @@ def face_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def test_writes_valid_json_with_the_face_found(face_models: FaceModels, face_clip: Path, tmp_path: Path,
-                                               report: object) -> None:
+def test_writes_valid_json_with_the_face_found(
+    face_models: FaceModels, face_clip: Path, tmp_path: Path, report: object
+) -> None:
     out = tmp_path / "result.json"
     proc = _run(face_clip, "--json", out)
     assert proc.returncode == 0, proc.stderr
@@ -54,9 +61,6 @@ def test_writes_valid_json_with_the_face_found(face_models: FaceModels, face_cli
 
 def _faststart_clip(path: Path) -> None:
     """An MP4 with its index first, so a cut file still opens and decoding stops at the cut."""
-    import av
-
-    from bridge.demo.scene import render
 
     with av.open(str(path), "w", options={"movflags": "faststart"}) as out:
         s = out.add_stream("libx264", rate=15)
@@ -90,8 +94,9 @@ def _unknown_codec_clip(path: Path, source: Path) -> None:
         ("no_face", "no face found", 5),
     ],
 )
-def test_bad_input_fails_clearly(face_models: FaceModels, face_clip: Path, test_data: Path, tmp_path: Path,
-                                 case: str, message: str, code: int) -> None:
+def test_bad_input_fails_clearly(
+    face_models: FaceModels, face_clip: Path, test_data: Path, tmp_path: Path, case: str, message: str, code: int
+) -> None:
     video = tmp_path / f"{case}.mp4"
     if case == "empty":
         video.write_bytes(b"")

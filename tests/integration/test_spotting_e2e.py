@@ -11,6 +11,8 @@ import pytest
 
 from bench.spotting.generate import TIERS, Scenario, render
 from bridge.demo.actions import Action, contempt_aus
+from bridge.demo.puppet import face_landmarks
+from bridge.demo.scene import astronaut
 from inference.analyzer import FaceModels, ParticipantAnalyzer
 
 pytestmark = pytest.mark.integration
@@ -19,8 +21,6 @@ FPS = 15.0
 
 @pytest.fixture(scope="module")
 def astronaut_landmarks(face_models: FaceModels) -> np.ndarray:
-    from bridge.demo.puppet import face_landmarks
-    from bridge.demo.scene import astronaut
 
     return face_landmarks(face_models, astronaut())
 

@@ -15,7 +15,7 @@ import av
 import numpy as np
 import pytest
 from aiortc.contrib.media import MediaPlayer
-from aiortc.mediastreams import MediaStreamTrack
+from aiortc.mediastreams import AudioStreamTrack, MediaStreamTrack
 
 from bridge.bus import InProcessBus
 from bridge.executor import BlockingExecutor
@@ -185,7 +185,6 @@ async def test_speaking_cues_from_a_real_peer(
 
 
 async def test_no_consent_no_voice_analysis(vad: SileroVad, bus: InProcessBus, executor: BlockingExecutor) -> None:
-    from aiortc.mediastreams import AudioStreamTrack
 
     worker = VoiceWorker(meeting_id="m-voice", participant_id="bo", vad=vad, bus=bus, executor=executor, consent=False)
     track = AudioStreamTrack()  # 20 ms frames of silence, paced in real time
