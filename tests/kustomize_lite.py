@@ -98,8 +98,9 @@ def _set_images(obj: Any, images: list[Obj]) -> None:
                     unknown = set(image) - {"name", "newName", "newTag"}
                     if unknown:
                         raise KustomizeError(f"images field(s) {sorted(unknown)} are not supported by kustomize_lite")
-                    new = image.get("newName", name)
-                    container["image"] = f"{new}:{image['newTag']}" if "newTag" in image else new
+                    # What follows the name (":tag", "@digest") is kept unless newTag replaces it.
+                    suffix = f":{image['newTag']}" if "newTag" in image else container["image"][len(name) :]
+                    container["image"] = image.get("newName", name) + suffix
         for value in obj.values():
             _set_images(value, images)
     elif isinstance(obj, list):

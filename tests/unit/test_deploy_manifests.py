@@ -30,7 +30,8 @@ pytestmark = [pytest.mark.unit, pytest.mark.timeout(120)]
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
 BASE = K8S / "base"
-OVERLAYS = ("base", "overlays/gpu", "overlays/small-install")
+#: Every kustomization in deploy/k8s; examples/my-site is the site overlay docs/deploy.md starts from.
+OVERLAYS = ("base", "overlays/gpu", "overlays/small-install", "examples/my-site")
 #: Oldest Kubernetes minor the manifests are checked against (docs/deploy.md, "Requirements").
 MIN_KUBERNETES = "1.29"
 #: The takeover target of a failed or drained worker's meeting (issue 14, "Failover").
@@ -366,3 +367,27 @@ def test_secret_example_matches_settings() -> None:
     assert {k for k in keys if k.startswith("MICROCUE_")} <= known
     config = find(rendered("base"), "ConfigMap", "microcue-config")["data"]
     assert set(config) <= known
+
+
+def test_every_kustomization_is_tested() -> None:
+    found = {str(p.parent.relative_to(K8S)) for p in K8S.rglob("kustomization.yaml")}
+    assert found == set(OVERLAYS)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_public_url_is_the_ingress_host(overlay: str) -> None:
+    """Links in reports and invitations (MICROCUE_PUBLIC_URL) must lead to the Ingress."""
+    objects = rendered(overlay)
+    public = urlsplit(find(objects, "ConfigMap", "microcue-config")["data"]["MICROCUE_PUBLIC_URL"])
+    ingress = find(objects, "Ingress", "microcue")["spec"]
+    assert public.scheme == "https"
+    assert [r["host"] for r in ingress["rules"]] == [public.hostname]
+    assert [h for t in ingress["tls"] for h in t["hosts"]] == [public.hostname]
+
+
+def test_site_example_uses_its_registry_for_every_microcue_container() -> None:
+    for workload in workloads(rendered("examples/my-site")):
+        spec = pod_spec(workload)
+        for c in spec["containers"] + spec.get("initContainers", []):
+            if workload["metadata"]["name"].startswith("microcue-"):
+                assert c["image"] == "registry.example.com/microcue:0.1.0"
