@@ -391,3 +391,18 @@ def test_site_example_uses_its_registry_for_every_microcue_container() -> None:
         for c in spec["containers"] + spec.get("initContainers", []):
             if workload["metadata"]["name"].startswith("microcue-"):
                 assert c["image"] == "registry.example.com/microcue:0.1.0"
+
+
+def test_image_tags_follow_the_package_version() -> None:
+    """The manifests deploy the version this checkout builds (pyproject.toml)."""
+    import tomllib
+
+    version = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+    for overlay in ("base", "overlays/gpu"):
+        for workload in workloads(rendered(overlay)):
+            spec = pod_spec(workload)
+            for c in spec["containers"] + spec.get("initContainers", []):
+                expected = (
+                    f"microcue:{version}-gpu" if c["name"] == "worker" and "gpu" in overlay else f"microcue:{version}"
+                )
+                assert c["image"] == expected, f"{overlay}: {workload['metadata']['name']}/{c['name']}"
