@@ -9,6 +9,7 @@ are errors), for every Kubernetes minor version from MIN_KUBERNETES to the newes
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -65,10 +66,13 @@ def render_with_tool(directory: Path) -> list[Obj]:
 _RENDERED: dict[str, list[Obj]] = {}
 
 
+def render_dir(directory: Path) -> list[Obj]:
+    return render_with_tool(directory) if kustomize_command() else render(directory)
+
+
 def rendered(overlay: str) -> list[Obj]:
     if overlay not in _RENDERED:
-        directory = K8S / overlay
-        _RENDERED[overlay] = render_with_tool(directory) if kustomize_command() else render(directory)
+        _RENDERED[overlay] = render_dir(K8S / overlay)
     return _RENDERED[overlay]
 
 
@@ -406,3 +410,20 @@ def test_image_tags_follow_the_package_version() -> None:
                     f"microcue:{version}-gpu" if c["name"] == "worker" and "gpu" in overlay else f"microcue:{version}"
                 )
                 assert c["image"] == expected, f"{overlay}: {workload['metadata']['name']}/{c['name']}"
+
+
+def test_site_overlay_on_gpu_keeps_each_images_tag(tmp_path: Path) -> None:
+    """docs/deploy.md, "GPU workers": copy my-site, build on overlays/gpu, keep its images entry."""
+    site = tmp_path / "site"
+    shutil.copytree(K8S / "examples" / "my-site", site)
+    kustomization = yaml.safe_load((site / "kustomization.yaml").read_text(encoding="utf-8"))
+    kustomization["resources"] = [os.path.relpath(K8S / "overlays" / "gpu", site)]
+    (site / "kustomization.yaml").write_text(yaml.safe_dump(kustomization), encoding="utf-8")
+    objects = render_dir(site)
+    for obj in objects:
+        kubernetes_validate.validate(obj, MIN_KUBERNETES, strict=True)
+    worker = container(find(objects, "Deployment", "microcue-worker"), "worker")
+    web = container(find(objects, "Deployment", "microcue-web"), "web")
+    assert worker["image"] == "registry.example.com/microcue:0.1.0-gpu"
+    assert web["image"] == "registry.example.com/microcue:0.1.0"
+    assert worker["resources"]["limits"]["nvidia.com/gpu"] == "1"
