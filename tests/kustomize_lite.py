@@ -67,6 +67,9 @@ def strategic_merge(base: Any, patch: Any, field: str = "") -> Any:
         return merged
     if isinstance(base, list) and isinstance(patch, list) and field in MERGE_KEYS:
         key = MERGE_KEYS[field]
+        if not all(isinstance(i, dict) and key in i for i in base + patch):
+            # e.g. a Service's `ports` (merge key `port`, not a container's `containerPort`)
+            raise KustomizeError(f"`{field}` items without `{key}`: kustomize_lite cannot merge this list")
         merged_list = copy.deepcopy(base)
         for item in patch:
             match = next((i for i, old in enumerate(merged_list) if old.get(key) == item.get(key)), None)
