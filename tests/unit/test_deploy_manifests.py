@@ -442,3 +442,13 @@ def test_grace_period_covers_the_workers_drain_timeout() -> None:
     pre_stop = int(container(deployment, "worker")["lifecycle"]["preStop"]["exec"]["command"][1])
     grace = pod_spec(deployment)["terminationGracePeriodSeconds"]
     assert grace > pre_stop + worker_command.DRAIN_TIMEOUT_S + bus_flush_s
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_autoscaled_deployments_leave_replicas_to_the_hpa(overlay: str) -> None:
+    """A `replicas` in the manifest would undo the autoscaler's count at every apply."""
+    objects = rendered(overlay)
+    for hpa in (o for o in objects if o["kind"] == "HorizontalPodAutoscaler"):
+        target = find(objects, hpa["spec"]["scaleTargetRef"]["kind"], hpa["spec"]["scaleTargetRef"]["name"])
+        assert "replicas" not in target["spec"], target["metadata"]["name"]
+        assert hpa["spec"]["minReplicas"] >= 1
