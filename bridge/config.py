@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     join_allow: str = ""
     public_url: str = ""
     log_level: str = "INFO"
+    # Which engine runs the face models: "auto" picks the fastest measured for each model on
+    # this device (inference.runtime.CPU_PREFERENCE; CUDA -> onnxruntime); the others force one.
+    model_runtime: Literal["auto", "onnxruntime", "openvino", "litert"] = "auto"
 
     @field_validator("database_url")
     @classmethod

@@ -131,7 +131,7 @@ def analyze_file(info: VideoInfo, analyzer: ParticipantAnalyzer, *, progress: bo
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     info = probe(args.video)
-    models = load_face_models(settings.model_dir, gaze=not args.no_gaze)
+    models = load_face_models(settings.model_dir, gaze=not args.no_gaze, runtime=settings.model_runtime)
     analyzer = ParticipantAnalyzer(models, track_gaze=not args.no_gaze, fps_hint=info.fps or 15.0)
     result = analyze_file(info, analyzer, progress=not args.quiet)
     write_json_atomic(args.json_out, result)
