@@ -175,6 +175,9 @@ class RemoteAnalyzer:
         self.closed = False
 
     def _ensure(self) -> None:
+        if self.closed:  # used again after close(): a fresh analyzer, counted again
+            self.closed = False
+            self._shard.participants += 1
         if self._generation != self._shard.generation:
             self._shard.call(("new", self._id, self._kwargs), reply=False)
             self._generation = self._shard.generation
@@ -203,6 +206,7 @@ class RemoteAnalyzer:
         with self._shard.lock:
             if self._generation == self._shard.generation:
                 self._shard.call(("drop", self._id), reply=False)
+            self._generation = -1
 
 
 class AnalysisPool:

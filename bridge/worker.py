@@ -394,8 +394,9 @@ class ParticipantWorker:
             log.info("new stream or resolution %s -> %s: analyzer reset", self._shape, shape, extra=self._log_extra)
         if new_stream and self._fresh_analyzer:
             self._fresh_analyzer = False
-            _close(self.analyzer)
-            self.analyzer = self._analyzer_factory()
+            old, self.analyzer = self.analyzer, self._analyzer_factory()
+            if old is not self.analyzer:  # a factory may hand back the same object
+                _close(old)
         if reset:
             self.analyzer.reset()
         self._shape = shape

@@ -79,6 +79,8 @@ def test_errors_come_back_and_a_killed_process_is_replaced(pool: AnalysisPool, f
         assert pool.pids() != pids
         step = remote.push(frames[2], 0.3)  # a fresh analyzer in the new process
         assert step.faces.primary is not None
+        remote.close()  # a worker whose factory hands back the same object uses it again
+        assert remote.push(frames[3], 0.4).faces.primary is not None and not remote.closed
     finally:
         remote.close()
 
