@@ -1,14 +1,15 @@
 """Participants' analyzers sharded over processes, one per core, so the GIL stops serialising.
 
 Profiled at 12 participants in one process (``py-spy record --gil`` on ``bench.bridge_load``,
-docs/benchmarks.md "Bridge load"), the GIL was held about two thirds of the time by the event
-loop's pure-Python RTP/RTCP/DTLS handling (aiortc) and the rest by the analyzers' numpy glue;
-the models and OpenCV release it, but the glue around them does not, so the pool threads
-waited on the loop and the two cores were never both busy. Here each participant's
-``ParticipantAnalyzer`` lives in one of N worker processes (its own interpreter and GIL, the
-models loaded once per process); the bridge keeps the event loop and sends each sampled frame
-over a pipe (``send_bytes``: one copy each way, ~0.5 MB per 640x480 frame in YUV 4:2:0) and
-gets the ``AnalysisStep`` back. Colour conversion happens in the worker process too.
+docs/benchmarks.md "Bridge throughput at 10-12 participants"), about 70 % of the time the GIL
+was held went to the event loop (aiortc's pure-Python RTP/RTCP/DTLS handling, half of it) and
+28 % to the analyzers' numpy glue on the pool threads; the models and OpenCV release the GIL,
+the glue around them does not, so analysis waits whenever the loop runs. Here each
+participant's ``ParticipantAnalyzer`` lives in one of N worker processes (its own interpreter
+and GIL, the models loaded once per process); the bridge keeps the event loop and sends each
+sampled frame over a pipe (``send_bytes``: one copy each way, 0.46 MB per 640x480 frame in
+YUV 4:2:0) and gets the ``AnalysisStep`` back. Colour conversion happens in the worker
+process too.
 
 A ``RemoteAnalyzer`` satisfies ``bridge.worker.Analyzer``; its ``push`` blocks a pool thread
 (not the loop) until the result is back. A crashed worker process is restarted on the next
