@@ -124,3 +124,28 @@ def test_auto_picks_litert_for_the_face_models_on_the_cpu(model_dir: Path) -> No
     models = ModelSet(model_dir, prefer_gpu=False)
     assert {n: models.runtime_for(n) for n in ("face_detector", "face_landmarks", "iris", "emotion")} == {
         "face_detector": LITERT, "face_landmarks": LITERT, "iris": LITERT, "emotion": ONNXRUNTIME}
+
+
+@pytest.mark.parametrize(("name", "file"), [("face_detector", "face_detection_short_range.onnx"),
+                                            ("face_landmarks", "face_landmark.onnx"),
+                                            ("iris", "iris_landmark.onnx")])
+def test_dynamic_batch_graphs_match_batch_1(model_dir: Path, frames: list[np.ndarray], name: str,
+                                            file: str) -> None:
+    """Issue 14's batching: the batch-N graph gives batch-1's outputs, within 1e-4, on real faces."""
+    import onnx
+    import onnxruntime as ort
+
+    from bridge.modelconvert.batch import dynamic_batch
+
+    base = onnx.load(str(model_dir / file))
+    one = ort.InferenceSession(base.SerializeToString(), providers=["CPUExecutionProvider"])
+    many = ort.InferenceSession(dynamic_batch(base).SerializeToString(), providers=["CPUExecutionProvider"])
+    _, _, h, w = one.get_inputs()[0].shape
+    batch = np.stack([cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA) for rgb in frames])
+    x = np.ascontiguousarray((batch.astype(np.float32) / 255.0).transpose(0, 3, 1, 2))
+    ref = [np.concatenate(o) for o in zip(*[one.run(None, {one.get_inputs()[0].name: x[i : i + 1]})
+                                            for i in range(len(x))], strict=True)]
+    got = many.run(None, {many.get_inputs()[0].name: x})
+    assert many.get_inputs()[0].shape[0] == "N" and got[0].shape[0] == len(frames)
+    for a, b in zip(ref, got, strict=True):
+        np.testing.assert_allclose(b, a, atol=1e-4, rtol=0)
