@@ -149,3 +149,31 @@ def test_dynamic_batch_graphs_match_batch_1(model_dir: Path, frames: list[np.nda
     assert many.get_inputs()[0].shape[0] == "N" and got[0].shape[0] == len(frames)
     for a, b in zip(ref, got, strict=True):
         np.testing.assert_allclose(b, a, atol=1e-4, rtol=0)
+
+
+def test_batching_scheduler_gives_every_participant_its_own_landmarks(model_dir: Path,
+                                                                     frames: list[np.ndarray]) -> None:
+    """FaceMesh through bridge.batching from one thread per face equals each face alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import onnx
+    import onnxruntime as ort
+
+    from bridge.batching import BatchingModel
+    from bridge.modelconvert.batch import dynamic_batch
+    from inference.runtime import OrtModel
+
+    base = onnx.load(str(model_dir / "face_landmark.onnx"))
+    alone = OrtModel("face_landmarks", ort.InferenceSession(base.SerializeToString(),
+                                                            providers=["CPUExecutionProvider"]))
+    batched = BatchingModel(OrtModel("face_landmarks", ort.InferenceSession(
+        dynamic_batch(base).SerializeToString(), providers=["CPUExecutionProvider"])), window_s=0.05)
+    crops = [cv2.resize(rgb, (192, 192), interpolation=cv2.INTER_AREA)[None].astype(np.float32) / 255.0
+             for rgb in frames]
+    with ThreadPoolExecutor(len(crops)) as pool:
+        got = list(pool.map(batched, crops))
+    for crop, out in zip(crops, got, strict=True):
+        ref = alone(crop)
+        for key in ref:
+            np.testing.assert_allclose(out[key], ref[key], atol=1e-4, rtol=0)
+    assert batched.batches < len(crops)  # some crops did share a batch
