@@ -424,14 +424,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     parser.add_argument(
-        "--processes", type=int, default=0,
-        help="analysis processes (bridge.analysis_pool); 0 analyses in the bridge process itself",
+        "--processes", type=int, default=None,
+        help="analysis processes (bridge.analysis_pool); 0 analyses in the bridge process itself "
+        "(default: MICROCUE_ANALYSIS_PROCESSES, 0)",
     )
     args = parser.parse_args(argv)
     if netns_address() is None:  # re-run inside a private network namespace
         cmd = netns_command([sys.executable, "-m", "bench.bridge_load", *(argv or sys.argv[1:])])
         return subprocess.run(cmd, cwd=REPO, check=False).returncode
     counts = [int(c) for c in args.counts.split(",") if c.strip()]
+    if args.processes is None:
+        from bridge.config import Settings
+
+        args.processes = Settings().analysis_processes
     results = asyncio.run(
         main_async(
             counts,
