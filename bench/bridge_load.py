@@ -65,9 +65,27 @@ def machine_busy_jiffies() -> tuple[int, int]:
     return total - idle, total
 
 
+#: Analysis processes of this bridge (``--processes``): their CPU and memory are the bridge's too.
+CHILD_PIDS: list[int] = []
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
 def rss_bytes() -> int:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * _PAGE
+    total = 0
+    for pid in ["self", *CHILD_PIDS]:
+        with open(f"/proc/{pid}/statm") as fh:
+            total += int(fh.read().split()[1]) * _PAGE
+    return total
+
+
+def bridge_cpu_seconds() -> float:
+    """This process's CPU time plus its analysis processes'."""
+    total = time.process_time()
+    for pid in CHILD_PIDS:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime
+    return total
 
 
 # ---- publisher process ------------------------------------------------------------------
@@ -130,6 +148,20 @@ class IndexedAnalyzer:
         self.inner.reset()
 
 
+class IndexedRemoteAnalyzer(IndexedAnalyzer):
+    """The same for an analyzer in an analysis process: the index is read from the luma plane."""
+
+    def push_frame(self, frame: np.ndarray, layout: str, t: float) -> Any:
+        from bridge.demo.synthetic import read_index
+
+        luma = frame[: frame.shape[0] * 2 // 3] if layout == "yuv420p" else frame
+        self.last_index = read_index(luma)
+        return self.inner.push_frame(frame, layout, t)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 @dataclass
 class Result:
     n: int
@@ -186,12 +218,12 @@ async def measure_window(
     start = [(w.stats.analysed, w.stats.received, w.stats.dropped) for w in workers]
     parent.send("cpu")
     pub0 = await asyncio.to_thread(parent.recv)
-    cpu0, t0 = time.process_time(), time.perf_counter()
+    cpu0, t0 = bridge_cpu_seconds(), time.perf_counter()
     busy0, total0 = machine_busy_jiffies()
     executor.stats.max_lag_s = 0.0
     await asyncio.sleep(seconds)
     elapsed = time.perf_counter() - t0
-    cpu = (time.process_time() - cpu0) / elapsed
+    cpu = (bridge_cpu_seconds() - cpu0) / elapsed
     busy1, total1 = machine_busy_jiffies()
     parent.send("cpu")
     pub_cpu = (await asyncio.to_thread(parent.recv) - pub0) / elapsed
@@ -211,10 +243,12 @@ async def measure_window(
 
 
 async def run_one(
-    n: int, models: Any, warmup: float, seconds: float, rss_base: int, *, live_encode: bool, tries: int
+    n: int, models: Any, warmup: float, seconds: float, rss_base: int, *, live_encode: bool, tries: int,
+    pool: Any = None,
 ) -> Result:
     from bridge.bus import InProcessBus
     from bridge.executor import BlockingExecutor
+    from bridge.media.analysis_pool import pool_threads
     from bridge.media.peers import PeerSet
     from bridge.media.worker import ParticipantWorker
     from inference.analyzer import ParticipantAnalyzer
@@ -227,7 +261,7 @@ async def run_one(
     await bus.start()
     sub = bus.subscribe()  # a consumer, as the dashboard would be
     drain = asyncio.create_task(_drain(sub))
-    executor = BlockingExecutor()
+    executor = BlockingExecutor(pool_threads(pool.processes) if pool is not None else None)
     peers = PeerSet()
     workers: list[ParticipantWorker] = []
     done: dict[int, list[tuple[int, float]]] = defaultdict(list)
@@ -238,7 +272,8 @@ async def run_one(
 
         for i, sdp in enumerate(offers):
             pc = peers.create(f"bridge-{i}")
-            analyzer = IndexedAnalyzer(ParticipantAnalyzer(models, fps_hint=FPS))
+            analyzer = (IndexedRemoteAnalyzer(pool.analyzer(fps_hint=FPS)) if pool is not None
+                        else IndexedAnalyzer(ParticipantAnalyzer(models, fps_hint=FPS)))
 
             def on_step(_: Any, i: int = i, analyzer: IndexedAnalyzer = analyzer) -> None:
                 done[i].append((analyzer.last_index, time.perf_counter()))
@@ -348,18 +383,30 @@ def machine() -> str:
 
 
 async def main_async(
-    counts: list[int], warmup: float, seconds: float, *, gaze: bool, live_encode: bool, tries: int
+    counts: list[int], warmup: float, seconds: float, *, gaze: bool, live_encode: bool, tries: int,
+    processes: int = 0,
 ) -> list[Result]:
     from bridge.config import Settings
+    from bridge.media.analysis_pool import AnalysisPool, ModelOptions
     from bridge.models.face import load_face_models
 
-    models = load_face_models(Settings().model_dir, gaze=gaze)
+    settings = Settings()
+    pool = models = None
+    if processes:
+        pool = AnalysisPool(processes, ModelOptions(settings.model_dir, gaze=gaze, runtime=settings.model_runtime))
+        CHILD_PIDS[:] = pool.pids()
+    else:
+        models = load_face_models(settings.model_dir, gaze=gaze)
     rss_base = rss_bytes()
     results = []
-    for n in counts:
-        r = await run_one(n, models, warmup, seconds, rss_base, live_encode=live_encode, tries=tries)
-        results.append(r)
-        print(f"N={n}: {r}", file=sys.stderr, flush=True)
+    try:
+        for n in counts:
+            r = await run_one(n, models, warmup, seconds, rss_base, live_encode=live_encode, tries=tries, pool=pool)
+            results.append(r)
+            print(f"N={n}: {r}", file=sys.stderr, flush=True)
+    finally:
+        if pool is not None:
+            pool.close()
     return results
 
 
@@ -376,11 +423,20 @@ def main(argv: list[str] | None = None) -> int:
         "--live-encode", action="store_true", help="publishers encode every frame (costs this machine's CPU too)"
     )
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    parser.add_argument(
+        "--processes", type=int, default=None,
+        help="analysis processes (bridge.media.analysis_pool); 0 analyses in the bridge process itself "
+        "(default: MICROCUE_ANALYSIS_PROCESSES, 0)",
+    )
     args = parser.parse_args(argv)
     if netns_address() is None:  # re-run inside a private network namespace
         cmd = netns_command([sys.executable, "-m", "bench.bridge_load", *(argv or sys.argv[1:])])
         return subprocess.run(cmd, cwd=REPO, check=False).returncode
     counts = [int(c) for c in args.counts.split(",") if c.strip()]
+    if args.processes is None:
+        from bridge.config import Settings
+
+        args.processes = Settings().analysis_processes
     results = asyncio.run(
         main_async(
             counts,
@@ -389,12 +445,14 @@ def main(argv: list[str] | None = None) -> int:
             gaze=not args.no_gaze,
             live_encode=args.live_encode,
             tries=max(1, args.tries),
+            processes=args.processes,
         )
     )
     ok = [r.n for r in results if r.meets_goal]
     summary = (
         f"Measured {time.strftime('%Y-%m-%d')} on {machine()} with `python -m bench.bridge_load "
         f"--counts {args.counts} --seconds {args.seconds:g}{' --no-gaze' if args.no_gaze else ''}"
+        f"{f' --processes {args.processes}' if args.processes else ''}"
         f"{' --live-encode' if args.live_encode else ''}`: N aiortc publishers (640x480, {FPS:g} fps, VP8 "
         f"{'encoded live' if args.live_encode else 'encoded once and replayed, ~1 Mbit/s'}, a separate process "
         "on the same machine) into one "

@@ -43,6 +43,13 @@ class Settings(BaseSettings):
     join_allow: str = ""
     public_url: str = ""
     log_level: str = "INFO"
+    # Which engine runs the face models: "auto" picks the fastest measured for each model on
+    # this device (inference.runtime.CPU_PREFERENCE; CUDA -> onnxruntime); the others force one.
+    model_runtime: Literal["auto", "onnxruntime", "openvino", "litert"] = "auto"
+    # Analyse participants in this many worker processes (bridge.media.analysis_pool), one per core on a
+    # busy bridge: in one process the GIL, held mostly by aiortc's event loop, serialises the
+    # analyzers' Python glue (docs/benchmarks.md "Bridge load"). 0 analyses in-process.
+    analysis_processes: int = Field(default=0, ge=0, le=64)
 
     @field_validator("database_url")
     @classmethod

@@ -19,6 +19,7 @@ from inference.faces import FaceDetector
 from inference.landmarks import FaceMesh, IrisModel
 from inference.motion import MotionExtractor
 from inference.onnx_model import Session
+from inference.runtime import Model
 from inference.spotting import Spot, Spotter
 from inference.tracking import FaceTracker
 from inference.types import FrameFaces
@@ -31,13 +32,14 @@ SENTIMENT_EVERY_S = 0.33
 
 @dataclass(frozen=True, slots=True)
 class FaceModels:
-    """The ONNX sessions one analyzer needs; built once per process and shared by participants
-    (onnxruntime sessions are safe to call from several threads)."""
+    """The models one analyzer needs; built once per process and shared by participants
+    (every ``inference.runtime`` model is safe to call from several threads). An onnxruntime
+    session is accepted too and wrapped."""
 
-    detector: Session
-    landmarks: Session
-    iris: Session | None = None
-    emotion: Session | None = None
+    detector: Model | Session
+    landmarks: Model | Session
+    iris: Model | Session | None = None
+    emotion: Model | Session | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from inference.onnx_model import Session, io_names
+from inference.runtime import Model, as_model, check_outputs
 from inference.types import Detection
 
 INPUT_SIZE = 128  # face_detection_short_range.tflite input, docs/sources.md "Models"
@@ -73,9 +73,8 @@ def weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, i
 class FaceDetector:
     """Callable: RGB uint8 image (H, W, 3) -> detections in image pixels, best first."""
 
-    def __init__(self, session: Session, min_score: float = MIN_SCORE) -> None:
-        (self._input,), self._outputs = io_names(session, 1, 2, "face detector")
-        self._session = session
+    def __init__(self, model: Model, min_score: float = MIN_SCORE) -> None:
+        self._model = check_outputs(as_model("face_detector", model), ("regressors", "classificators"))
         self.min_score = min_score
 
     @staticmethod
@@ -103,8 +102,7 @@ class FaceDetector:
         canvas = np.full((INPUT_SIZE, INPUT_SIZE, 3), -1.0, dtype=np.float32)
         resized = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA)
         canvas[pad_y : pad_y + nh, pad_x : pad_x + nw] = resized * (2.0 / 255.0) - 1.0
-        tensor = canvas.transpose(2, 0, 1)[None]
-        outs = dict(zip(self._outputs, self._session.run(self._outputs, {self._input: tensor}), strict=True))
+        outs = self._model(canvas[None])
         raw = np.asarray(outs["regressors"], dtype=np.float32).reshape(NUM_ANCHORS, 16)
         logits = np.asarray(outs["classificators"], dtype=np.float64).reshape(NUM_ANCHORS)
         scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -RAW_SCORE_LIMIT, RAW_SCORE_LIMIT)))

@@ -12,7 +12,7 @@ import math
 import cv2
 import numpy as np
 
-from inference.onnx_model import Session, io_names
+from inference.runtime import Model, as_model, check_outputs
 from inference.types import Detection, Roi
 
 MESH_INPUT = 192  # face_landmark.tflite input, docs/sources.md "Models"
@@ -66,19 +66,16 @@ def roi_from_landmarks(points: np.ndarray) -> Roi:
 class FaceMesh:
     """Callable: (image, roi) -> ((468, 3) landmarks in image pixels, face-presence probability)."""
 
-    def __init__(self, session: Session) -> None:
-        (self._input,), outs = io_names(session, 1, 2, "face landmarks")
-        self._session = session
-        self._outputs = outs
-        self._points, self._presence = "conv2d_20", "conv2d_30"
-        if set(outs) != {self._points, self._presence}:
-            self._points, self._presence = outs  # same order as the tflite graph
+    #: the tflite graph's output names, kept by the ONNX conversion
+    POINTS, PRESENCE = "conv2d_20", "conv2d_30"
+
+    def __init__(self, model: Model) -> None:
+        self._model = check_outputs(as_model("face_landmarks", model), (self.POINTS, self.PRESENCE))
+        self._points, self._presence = self.POINTS, self.PRESENCE
 
     def __call__(self, rgb: np.ndarray, roi: Roi) -> tuple[np.ndarray, float]:
         patch, m = crop(rgb, roi, MESH_INPUT)
-        outs = dict(zip(self._outputs, self._session.run(self._outputs,
-                                                         {self._input: patch.transpose(2, 0, 1)[None]}),
-                        strict=True))
+        outs = self._model(patch[None])
         raw = np.asarray(outs[self._points], dtype=np.float64).reshape(NUM_LANDMARKS, 3)
         presence = sigmoid(float(np.asarray(outs[self._presence]).reshape(-1)[0]))
         pts = np.empty((NUM_LANDMARKS, 3), dtype=np.float32)
@@ -90,17 +87,18 @@ class FaceMesh:
 class IrisModel:
     """Callable: (image, face landmarks) -> iris centres (2, 2) in image pixels, subject's right then left."""
 
-    def __init__(self, session: Session) -> None:
-        (self._input,), self._outputs = io_names(session, 1, 2, "iris landmarks")
-        self._session = session
-        self._iris = "output_iris" if "output_iris" in self._outputs else self._outputs[1]
+    IRIS = "output_iris"  # the tflite graph's name, kept by the ONNX conversion
+
+    def __init__(self, model: Model) -> None:
+        self._model = check_outputs(as_model("iris", model), (self.IRIS,))
+        self._iris = self.IRIS
 
     def _eye(self, rgb: np.ndarray, a: np.ndarray, b: np.ndarray, flip: bool) -> np.ndarray:
         v = b - a
         roi = Roi(float((a[0] + b[0]) / 2), float((a[1] + b[1]) / 2),
                   float(np.hypot(*v)) * IRIS_ROI_SCALE, math.atan2(float(v[1]), float(v[0])))
         patch, m = crop(rgb, roi, IRIS_INPUT, flip=flip)
-        (iris,) = self._session.run([self._iris], {self._input: patch.transpose(2, 0, 1)[None]})
+        iris = self._model(patch[None])[self._iris]
         centre = np.asarray(iris, dtype=np.float64).reshape(5, 3)[0, :2]
         return centre @ m[:, :2].T + m[:, 2]
 

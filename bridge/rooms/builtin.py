@@ -22,7 +22,9 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from bridge.config import Settings
 from bridge.errors import MicroCueError
-from bridge.executor import run_in_background
+from bridge.executor import BlockingExecutor, run_in_background
+from bridge.media.analysis_pool import AnalysisPool, ModelOptions, pool_threads
+from bridge.media.worker import Analyzer
 from bridge.models.face import load_face_models
 from bridge.policy import emotions_allowed
 from bridge.rooms.base import AdapterContext, MeetingAdapter
@@ -169,6 +171,9 @@ class BuiltinRooms:
         self._models: FaceModels | None = None
         self._vad: SileroVad | None = None
         self._lock = asyncio.Lock()
+        # MICROCUE_ANALYSIS_PROCESSES > 0: analyzers live in worker processes, fed by their own threads
+        self._pool: AnalysisPool | None = None
+        self._pool_executor: BlockingExecutor | None = None
 
     async def load_models(self) -> tuple[FaceModels, SileroVad | None]:
         async with self._lock:
@@ -176,6 +181,10 @@ class BuiltinRooms:
                 def load() -> tuple[FaceModels, SileroVad]:
                     models = load_face_models(self.settings.model_dir)
                     vad = SileroVad(ModelSet(self.settings.model_dir, prefer_gpu=False).session("vad"))
+                    if self.settings.analysis_processes:
+                        options = ModelOptions(self.settings.model_dir, runtime=self.settings.model_runtime)
+                        self._pool = AnalysisPool(self.settings.analysis_processes, options)
+                        self._pool_executor = BlockingExecutor(pool_threads(self.settings.analysis_processes))
                     return models, vad
 
                 self._models, self._vad = await run_in_background(load)
@@ -189,11 +198,16 @@ class BuiltinRooms:
         allowed = emotions_allowed(meeting.context, self.settings)
         fps = self.settings.analysis_fps
 
-        def analyzer() -> ParticipantAnalyzer:
+        pool = self._pool
+
+        def analyzer() -> Analyzer:
+            if pool is not None:
+                return pool.analyzer(emotions_allowed=allowed, fps_hint=fps)
             return ParticipantAnalyzer(models, emotions_allowed=allowed, fps_hint=fps)
 
+        extra = {"executor": self._pool_executor} if self._pool_executor is not None else {}
         return AdapterContext(meeting_id=meeting_id, bus=self.service.bus, analyzer_factory=analyzer,
-                              vad=vad, fps=fps, consent=consent)
+                              vad=vad, fps=fps, consent=consent, **extra)
 
     async def room(self, meeting_id: str) -> BuiltinRoom:
         room = self.rooms.get(meeting_id)
@@ -209,3 +223,8 @@ class BuiltinRooms:
     async def aclose(self) -> None:
         rooms, self.rooms = list(self.rooms.values()), {}
         await asyncio.gather(*(r.aclose() for r in rooms), return_exceptions=True)
+        if self._pool is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._pool.close)
+            self._pool = None
+        if self._pool_executor is not None:
+            self._pool_executor.shutdown()

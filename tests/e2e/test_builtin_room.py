@@ -41,9 +41,11 @@ async def _cues_for(server: LiveServer, m: dict[str, Any], participant_id: str, 
     return seen
 
 
-async def test_a_participant_publishes_and_cues_arrive_only_with_consent(netns: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("processes", [0, 1], ids=["in-process", "analysis-process"])
+async def test_a_participant_publishes_and_cues_arrive_only_with_consent(netns: str, tmp_path: Path,
+                                                                         processes: int) -> None:
     frames = to_yuv(face_loop_frames(seconds=2.0))
-    with LiveServer(create_app(Settings(data_dir=tmp_path))) as server:
+    with LiveServer(create_app(Settings(data_dir=tmp_path, analysis_processes=processes))) as server:
         m = _meeting(server)
         yes = await join_room(server.ws_url, m["id"], m["join_token"], name="Ada", consent=True,
                               tracks=[SyntheticFaceTrack(frames)])
@@ -58,6 +60,7 @@ async def test_a_participant_publishes_and_cues_arrive_only_with_consent(netns: 
             room = rooms.rooms[m["id"]]
             assert room.participants[no.participant_id].video.stats.as_dict()["analysed"] == 0
             assert room.participants[yes.participant_id].video.stats.as_dict()["analysed"] > 0
+            assert (rooms._pool is not None) == (processes > 0)  # MICROCUE_ANALYSIS_PROCESSES was honoured
             people = (await asyncio.to_thread(
                 httpx.get, f"{server.base_url}/api/meetings/{m['id']}/participants",
                 headers={"Authorization": f"Bearer {m['presenter_token']}"}, timeout=30)).json()

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from bridge.models.store import PACKAGES_DIR, ensure_models
-from inference.models import MANIFEST, MODEL_FILES, ModelError, ModelSet, verify_models
+from inference.models import MANIFEST, MODEL_FILES, TFLITE_FILES, ModelError, ModelSet, verify_models
 from web.cli import main
 
 pytestmark = pytest.mark.integration
@@ -54,7 +54,7 @@ def fetched(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _copy(src: Path, dst: Path, *, wheels: bool = False) -> Path:
     """Models + manifest (and optionally the downloaded wheels): enough to verify or repair offline."""
     dst.mkdir(parents=True, exist_ok=True)
-    for file in [*MODEL_FILES.values(), MANIFEST]:
+    for file in [*MODEL_FILES.values(), *TFLITE_FILES.values(), MANIFEST]:
         shutil.copy2(src / file, dst / file)
     if wheels and (src / PACKAGES_DIR).is_dir():
         shutil.copytree(src / PACKAGES_DIR, dst / PACKAGES_DIR)

@@ -1,0 +1,112 @@
+"""Batched face models: face-frames/s and 15-fps participants per device at batch 1, 8, 32, 128.
+
+Each face model gets a dynamic batch axis (``bridge.models.convert.batch``) and runs in
+onnxruntime: on the CUDA provider with I/O binding (inputs copied to the GPU once per batch,
+outputs left there until read) where a GPU works, else on the CPU provider. A face-frame is
+what the live tracker spends per analysed frame: one FaceMesh crop, two iris crops every
+third frame, the detector once a second and the emotion CNN three times a second
+(``inference.tracking``, ``inference.analyzer``); participants per device = face-frames/s / 15.
+Also checks that each batched output matches batch 1 within 1e-4.
+
+    .venv/bin/python -m bench.gpu_batch [--batches 1,8,32,128] [--seconds 3] [--cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from bridge.models.convert.batch import dynamic_batch
+from inference.models import MODEL_FILES, available_providers
+
+#: model -> calls per analysed frame at 15 fps (iris: 2 eyes every 3rd frame; detector: 1/s;
+#: emotion: ~3 Hz sentiment), from inference.tracking and inference.analyzer.
+CALLS_PER_FRAME: dict[str, float] = {"face_landmarks": 1.0, "iris": 2 / 3, "face_detector": 1 / 15,
+                                     "emotion": 1 / 5}
+PARITY = 1e-4
+FPS = 15.0
+
+
+def session(model: onnx.ModelProto, cuda: bool) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
+    return ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=providers)
+
+
+def per_item_seconds(sess: ort.InferenceSession, x: np.ndarray, seconds: float, cuda: bool) -> float:
+    """Seconds per item at batch ``len(x)``, I/O-bound on the GPU, plain run() on the CPU."""
+    name = sess.get_inputs()[0].name
+    outputs = [o.name for o in sess.get_outputs()]
+    if cuda:
+        binding = sess.io_binding()
+
+        def call() -> None:
+            binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(x, "cuda", 0))
+            for o in outputs:
+                binding.bind_output(o, "cuda")
+            sess.run_with_iobinding(binding)
+            binding.copy_outputs_to_cpu()
+    else:
+
+        def call() -> None:
+            sess.run(outputs, {name: x})
+
+    for _ in range(3):
+        call()
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        call()
+        n += 1
+    return (time.perf_counter() - start) / (n * len(x))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batches", default="1,8,32,128")
+    parser.add_argument("--seconds", type=float, default=3.0, help="timing per model and batch size")
+    parser.add_argument("--cpu", action="store_true", help="the CPU even where a GPU works")
+    args = parser.parse_args(argv)
+    from bridge.config import Settings
+    from bridge.models.store import ensure_models
+
+    model_dir = Settings().model_dir.expanduser()
+    ensure_models(model_dir)
+    cuda = not args.cpu and "CUDAExecutionProvider" in available_providers(True)
+    batches = [int(b) for b in args.batches.split(",")]
+    rng = np.random.default_rng(0)
+    per_item: dict[str, dict[int, float]] = {}
+    print(f"device: {'CUDA (' + ort.get_device() + ')' if cuda else 'CPU, one thread'}; "
+          f"load average {os.getloadavg()[0]:.2f}", flush=True)
+    for name, calls in CALLS_PER_FRAME.items():
+        base = onnx.load(str(model_dir / MODEL_FILES[name]))
+        model = base if name == "emotion" else dynamic_batch(base)  # the emotion CNN is batched already
+        sess, ref_sess = session(model, cuda), session(base, cuda=False)
+        shape = [d if isinstance(d, int) else 1 for d in ref_sess.get_inputs()[0].shape]
+        x_all = rng.uniform(0, 1, (max(batches), *shape[1:])).astype(np.float32)
+        ref_name = ref_sess.get_inputs()[0].name
+        ref = [np.concatenate(o) for o in zip(*[ref_sess.run(None, {ref_name: x_all[i : i + 1]})
+                                                for i in range(min(8, len(x_all)))], strict=True)]
+        got = sess.run(None, {sess.get_inputs()[0].name: x_all[:8]})
+        worst = max(float(np.abs(a - b).max()) for a, b in zip(ref, got, strict=True))
+        status = "ok" if worst <= PARITY else "MISMATCH"
+        per_item[name] = {b: per_item_seconds(sess, x_all[:b], args.seconds, cuda) for b in batches}
+        cells = " | ".join(f"{1 / per_item[name][b]:,.0f}/s" for b in batches)
+        print(f"| {name} ({calls:.2f} per face-frame) | {cells} | batch 8 vs batch 1: {worst:.1e} {status} |",
+              flush=True)
+    print("| face-frames/s (all four models) | " + " | ".join(
+        f"{1 / sum(CALLS_PER_FRAME[n] * per_item[n][b] for n in per_item):,.0f}" for b in batches) + " |")
+    print("| 15-fps participants | " + " | ".join(
+        f"{1 / sum(CALLS_PER_FRAME[n] * per_item[n][b] for n in per_item) / FPS:,.0f}" for b in batches) + " |")
+    print(f"(columns: batch {', '.join(map(str, batches))})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
