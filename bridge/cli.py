@@ -20,7 +20,7 @@ from bridge.config import Settings
 from bridge.errors import MicroCueError
 
 #: Subcommand modules under ``bridge.commands``, in the order ``--help`` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("analyze", "models", "serve", "demo", "join", "report", "db", "purge")
+COMMAND_MODULES: tuple[str, ...] = ("analyze", "models", "serve", "worker", "demo", "join", "report", "db", "purge")
 
 log = logging.getLogger("microcue")
 

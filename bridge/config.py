@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     join_allow: str = ""
     public_url: str = ""
     log_level: str = "INFO"
+    # Bridge workers (``microcue worker``): how many participants one worker analyses at once.
+    # One participant costs ~0.25 core at 15 analysed fps (docs/benchmarks.md), so 8 fills two
+    # cores; size it to the worker's CPU (or GPU) limit.
+    worker_capacity: int = Field(default=8, ge=1, le=10_000)
+    # Name of this worker in leases and heartbeats; empty: host name and process id.
+    worker_id: str = ""
 
     @field_validator("database_url")
     @classmethod

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Literal
 
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
@@ -20,6 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from bridge import metrics
 from bridge.bus import EventBus
+from bridge.cluster.web_role import ClusterBots
 from bridge.config import Settings, get_settings
 from bridge.rooms.bots import BotManager
 from bridge.rooms.builtin import BuiltinRooms
@@ -105,11 +107,13 @@ def create_app(
     live_options: LiveOptions | None = None,
     apply_migrations: bool = True,
     bus: EventBus | None = None,
+    role: Literal["all", "web"] = "all",
 ) -> FastAPI:
     """The whole HTTP/websocket surface for ``settings`` (default: the environment's).
 
     ``bus`` hands in an event bus built by the caller (tests, benchmarks, the demo);
-    the app then starts and closes it like its own.
+    the app then starts and closes it like its own. ``role="web"`` runs no bridge here:
+    bot joins go to the workers as join requests on the broker (``bridge.cluster``).
     """
     settings = settings or get_settings()
 
@@ -127,10 +131,12 @@ def create_app(
             app.state.metrics_registry = _service_metrics(service, hub)
             app.state.bus_started = True
             app.state.rooms = BuiltinRooms(settings, service)
-            bots = BotManager(app.state.rooms)
+            bots: BotManager | ClusterBots = (
+                ClusterBots(settings.mqtt_url, service.sessions) if role == "web" else BotManager(app.state.rooms)
+            )
             if service.bot_hook is None:
                 service.bot_hook = bots
-            log.info("MicroCue web app ready on %s (bus: %s)", settings.base_url, type(service.bus).__name__)
+            log.info("MicroCue %s role ready on %s (bus: %s)", role, settings.base_url, type(service.bus).__name__)
             try:
                 yield
             finally:
