@@ -139,6 +139,8 @@ class WorkerLink:
         self.on_join = on_join
         self.status = status
         self.connected = False
+        #: set while the broker has confirmed our place in the shared subscription
+        self.subscribed = asyncio.Event()
         self.accepting = True
         self.received = 0
         self.malformed = 0
@@ -167,6 +169,7 @@ class WorkerLink:
                     log.info("worker %s connected to the broker; taking join requests", self.worker_id)
                     if self.accepting:
                         await client.subscribe(JOIN_SUBSCRIPTION, qos=QOS)
+                        self.subscribed.set()
                     beat = asyncio.create_task(self._beat(client))
                     try:
                         async for message in client.messages:
@@ -179,6 +182,7 @@ class WorkerLink:
                 log.warning("worker %s lost the broker: %s", self.worker_id, exc)
             finally:
                 self.connected = False
+                self.subscribed.clear()
                 self._client = None
             await asyncio.sleep(reconnect_delay(failures))
             failures += 1
@@ -212,6 +216,7 @@ class WorkerLink:
     async def stop_accepting(self) -> None:
         """Leaves the shared subscription, so the broker sends new requests to the others."""
         self.accepting = False
+        self.subscribed.clear()
         if self._client is not None:
             with contextlib.suppress(aiomqtt.MqttError):
                 await self._client.unsubscribe(JOIN_SUBSCRIPTION)

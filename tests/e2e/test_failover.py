@@ -388,7 +388,8 @@ async def test_six_meetings_spread_over_three_workers_survive_a_kill_9(
     report(f"failover: 6 meetings over 3 workers {dict((w, len(ms)) for w, ms in holders.items())}; "
            f"killed {victim} holding {len(orphaned)}, after the broker had accepted {victim_cues} cues of them")
     for m, t in takeover.items():
-        report(f"failover: meeting {m}: new lease {t['lease_s']:.2f} s, first cue {t['first_cue_s']:.2f} s after kill -9")
+        report(f"failover: meeting {m}: new lease {t['lease_s']:.2f} s, first cue {t['first_cue_s']:.2f} s "
+               "after kill -9")
     report(f"failover: worst takeover {worst_cue:.2f} s to cues (lease {worst_lease:.2f} s), target < "
            f"{TAKEOVER_TARGET_S:.0f} s; broker-accepted cues {len(observed)}, lost {len(lost)}; "
            f"summary missing {coverage['missing_s']} s; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")

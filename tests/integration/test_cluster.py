@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import aiomqtt
@@ -135,10 +135,14 @@ async def test_leases_refuse_sqlite(tmp_path: Path) -> None:
 async def test_shared_subscription_gives_each_request_to_exactly_one_worker() -> None:
     require_service("Mosquitto", MOSQUITTO)
     got: dict[str, list[str]] = {}
+    ids = [f"m{i}" for i in range(30)]
+    all_in = asyncio.Event()
 
-    def taker(name: str):  # noqa: ANN202 - a small closure per link
+    def taker(name: str) -> Callable[[JoinRequest], Awaitable[None]]:
         async def on_join(request: JoinRequest) -> None:
             got.setdefault(request.meeting_id, []).append(name)
+            if sum(len(v) for v in got.values()) >= len(ids):
+                all_in.set()
 
         return on_join
 
@@ -147,16 +151,12 @@ async def test_shared_subscription_gives_each_request_to_exactly_one_worker() ->
         await link.start()
     try:
         async with asyncio.timeout(10):
-            while not all(link.connected for link in links):
-                await asyncio.sleep(0.05)
-        await asyncio.sleep(0.5)  # SUBACKs
+            await asyncio.gather(*(link.subscribed.wait() for link in links))
         publisher = JoinPublisher(MQTT_URL)
-        ids = [f"m{i}" for i in range(30)]
         for meeting_id in ids:
             await publisher.publish(JoinRequest(meeting_id=meeting_id, kind="janus", url="ws://x", room=1))
         async with asyncio.timeout(10):
-            while sum(len(v) for v in got.values()) < len(ids):
-                await asyncio.sleep(0.05)
+            await all_in.wait()
         await asyncio.sleep(0.5)  # a duplicate would arrive now
         assert sorted(got) == sorted(ids)
         assert all(len(takers) == 1 for takers in got.values()), got
