@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     worker_capacity: int = Field(default=8, ge=1, le=10_000)
     # Name of this worker in leases and heartbeats; empty: host name and process id.
     worker_id: str = ""
+    # Where the web role reaches this worker's built-in room signalling (http://POD_IP:PORT);
+    # empty: http://HOST:PORT of this process.
+    worker_url: str = ""
 
     @field_validator("database_url")
     @classmethod
@@ -69,6 +72,10 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
+
+    @property
+    def effective_worker_url(self) -> str:
+        return self.worker_url.rstrip("/") or f"http://{self.host}:{self.port}"
 
     @property
     def join_allow_hosts(self) -> frozenset[str]:

@@ -57,6 +57,13 @@ class Lease:
 
 
 @dataclass(frozen=True, slots=True)
+class Holder:
+    worker: str
+    token: int
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
 class Renewal:
     held: bool
     meeting_ended: bool = False
@@ -74,11 +81,12 @@ class LeaseStore:
     """Acquire, renew, release and requeue meeting leases for one holder (a worker id)."""
 
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], holder: str, *, ttl_s: float = LEASE_TTL_S
+        self, sessions: async_sessionmaker[AsyncSession], holder: str, *, url: str = "", ttl_s: float = LEASE_TTL_S
     ) -> None:
         _check_postgres(sessions.kw["bind"])
         self.sessions = sessions
         self.holder = holder
+        self.url = url
         self.ttl_s = ttl_s
 
     async def acquire(self, meeting_id: str, request: dict[str, Any]) -> Lease | None:
@@ -111,12 +119,14 @@ class LeaseStore:
             row = (
                 await conn.execute(
                     text(
-                        "INSERT INTO meeting_leases (meeting_id, token, holder, acquired_at, renewed_at, expires_at, "
-                        "released, request) VALUES (:m, :t, :h, clock_timestamp(), clock_timestamp(), "
-                        "clock_timestamp() + make_interval(secs => :ttl), false, CAST(:req AS json)) "
+                        "INSERT INTO meeting_leases (meeting_id, token, holder, holder_url, acquired_at, renewed_at, "
+                        "expires_at, released, request) VALUES (:m, :t, :h, :url, clock_timestamp(), "
+                        "clock_timestamp(), clock_timestamp() + make_interval(secs => :ttl), false, "
+                        "CAST(:req AS json)) "
                         "RETURNING acquired_at"
                     ),
-                    {"m": meeting_id, "t": token, "h": self.holder, "ttl": self.ttl_s, "req": _json(request)},
+                    {"m": meeting_id, "t": token, "h": self.holder, "url": self.url, "ttl": self.ttl_s,
+                     "req": _json(request)},
                 )
             ).one()
         return Lease(meeting_id, self.holder, token, row.acquired_at, started + self.ttl_s, request)
@@ -179,19 +189,19 @@ class LeaseStore:
             ).all()
         return [dict(r.request) for r in rows]
 
-    async def holder_of(self, meeting_id: str) -> tuple[str, int] | None:
-        """(holder, token) of a live lease on the meeting, or None."""
+    async def holder_of(self, meeting_id: str) -> Holder | None:
+        """Who holds a live lease on the meeting, or None."""
         async with self.sessions() as conn:
             row = (
                 await conn.execute(
                     text(
-                        "SELECT holder, token FROM meeting_leases WHERE meeting_id = :m AND NOT released "
+                        "SELECT holder, token, holder_url FROM meeting_leases WHERE meeting_id = :m AND NOT released "
                         "AND expires_at > clock_timestamp() ORDER BY token DESC LIMIT 1"
                     ),
                     {"m": meeting_id},
                 )
             ).first()
-        return None if row is None else (row.holder, row.token)
+        return None if row is None else Holder(row.holder, row.token, row.holder_url)
 
 
 async def origin(session: AsyncSession, meeting_id: str) -> datetime | None:

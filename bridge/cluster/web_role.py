@@ -41,7 +41,7 @@ class ClusterBots:
     async def __call__(self, meeting_id: str, target: BotTarget) -> Mapping[str, Any]:
         held = await self.leases.holder_of(meeting_id)
         if held is not None:
-            return {"status": "already joined", "kind": target.kind, "worker": held[0]}
+            return {"status": "already joined", "kind": target.kind, "worker": held.worker}
         if target.kind != "janus":
             raise NotBuiltYet("joining over WHEP is not built yet in this version; use a Janus room")
         request = JoinRequest(meeting_id=meeting_id, kind="janus", url=target.url, room=target.room)

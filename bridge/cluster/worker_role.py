@@ -39,7 +39,7 @@ from bridge.cluster import lease as leases
 from bridge.cluster.distributor import JoinRequest, WorkerLink
 from bridge.config import Settings
 from bridge.rooms.base import JoinTarget, MeetingAdapter, create_adapter
-from bridge.rooms.builtin import BuiltinRooms
+from bridge.rooms.builtin import BuiltinRoom, BuiltinRooms, SignalError
 from bridge.service import MeetingService
 from inference.cues import Cue
 
@@ -90,8 +90,25 @@ class HeldMeeting:
 
     @property
     def participants(self) -> int:
-        """Load of this meeting: the estimate until the adapter has seen people, then the count."""
+        """Load of this meeting: the estimate until the adapter has people, then the count
+        (connected members for a built-in room: those who left keep their state, not a load)."""
+        if isinstance(self.adapter, BuiltinRoom):
+            return len(self.adapter.members) or self.request.participants
         return len(self.adapter.participants) or self.request.participants
+
+
+class WorkerRooms(BuiltinRooms):
+    """Built-in rooms of a worker: only meetings this worker holds a lease on are served here."""
+
+    def __init__(self, settings: Settings, service: MeetingService, held: dict[str, HeldMeeting]) -> None:
+        super().__init__(settings, service)
+        self.held = held
+
+    async def room(self, meeting_id: str) -> BuiltinRoom:
+        held = self.held.get(meeting_id)
+        if held is None or not isinstance(held.adapter, BuiltinRoom):
+            raise SignalError(f"this bridge worker does not hold meeting {meeting_id}; reconnect to the meeting")
+        return held.adapter
 
 
 class WorkerRole:
@@ -110,11 +127,11 @@ class WorkerRole:
         self.sessions = sessions
         self.worker_id = worker_id
         self.capacity = settings.worker_capacity
-        self.leases = leases.LeaseStore(sessions, worker_id)
+        self.leases = leases.LeaseStore(sessions, worker_id, url=settings.effective_worker_url)
         self.service = MeetingService(settings, bus=bus, sessions=sessions)
-        self.rooms = BuiltinRooms(settings, self.service)
-        self.link = WorkerLink(settings.mqtt_url, worker_id, self.on_join, self.status)
         self.held: dict[str, HeldMeeting] = {}
+        self.rooms = WorkerRooms(settings, self.service, self.held)
+        self.link = WorkerLink(settings.mqtt_url, worker_id, self.on_join, self.status)
         self._lock = asyncio.Lock()  # capacity check and acquire happen as one step
         self._loops: list[asyncio.Task[None]] = []
         self.draining = False
@@ -190,10 +207,6 @@ class WorkerRole:
                          self.participants, self.capacity, request.meeting_id)
                 await self._pass_on(request)
                 return
-            if request.kind != "janus":
-                log.error("meeting %s: worker cannot run %r meetings yet; request dropped", request.meeting_id,
-                          request.kind)
-                return
             lease = await self.leases.acquire(request.meeting_id, request.as_dict())
             if lease is None:
                 log.info("meeting %s is held by another worker (or ended); request %s dropped",
@@ -211,9 +224,13 @@ class WorkerRole:
                  request.meeting_id, lease.token, self.participants, self.capacity)
 
     async def _adapter(self, request: JoinRequest, lease: leases.Lease) -> MeetingAdapter:
-        ctx = await self.rooms.context(request.meeting_id, consent=True)
+        # built-in rooms have a consent page (nobody analysed before saying yes); a bot in an
+        # external meeting announces itself by its display name instead
+        ctx = await self.rooms.context(request.meeting_id, consent=request.kind != "builtin")
         ctx.bus = FencedBus(self.bus, lease)
         ctx.t0 = await self._meeting_t0(request.meeting_id)
+        if request.kind == "builtin":
+            return BuiltinRoom(ctx)
         return create_adapter(JoinTarget(janus=request.url, room=request.room), ctx)
 
     async def _meeting_t0(self, meeting_id: str) -> float:

@@ -204,6 +204,8 @@ class LeaseRow(Base):
     )
     token: Mapped[int] = mapped_column(Integer, primary_key=True)
     holder: Mapped[str] = mapped_column(String(TEXT_LEN))
+    #: where the holder serves built-in room signalling (MICROCUE_WORKER_URL), for the web role's proxy
+    holder_url: Mapped[str] = mapped_column(String(TEXT_LEN))
     acquired_at: Mapped[datetime] = mapped_column(UtcDateTime())
     renewed_at: Mapped[datetime] = mapped_column(UtcDateTime())
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime())

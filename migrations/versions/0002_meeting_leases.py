@@ -27,6 +27,7 @@ def upgrade() -> None:
         sa.Column("meeting_id", ID, nullable=False),
         sa.Column("token", sa.Integer(), nullable=False),
         sa.Column("holder", sa.String(200), nullable=False),
+        sa.Column("holder_url", sa.String(200), nullable=False),
         sa.Column("acquired_at", TIMESTAMP, nullable=False),
         sa.Column("renewed_at", TIMESTAMP, nullable=False),
         sa.Column("expires_at", TIMESTAMP, nullable=False),
