@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from bridge import metrics
 from bridge.bus import EventBus
-from bridge.cluster.web_role import ClusterBots
+from bridge.cluster.web_role import ClusterBots, ClusterRooms
 from bridge.config import Settings, get_settings
 from bridge.rooms.bots import BotManager
 from bridge.rooms.builtin import BuiltinRooms
@@ -38,7 +38,7 @@ from web.hub import LiveHub
 from web.limits import BodyLimitMiddleware
 from web.routes import health, meetings, pages, reports
 from web.routes.pages import STATIC_DIR
-from web.ws import live, signal
+from web.ws import live, signal, signal_proxy
 from web.ws.live import LiveOptions
 
 log = logging.getLogger("microcue.web")
@@ -130,10 +130,13 @@ def create_app(
             app.state.live_options = live_options or LiveOptions()
             app.state.metrics_registry = _service_metrics(service, hub)
             app.state.bus_started = True
-            app.state.rooms = BuiltinRooms(settings, service)
-            bots: BotManager | ClusterBots = (
-                ClusterBots(settings.mqtt_url, service.sessions) if role == "web" else BotManager(app.state.rooms)
-            )
+            app.state.rooms = BuiltinRooms(settings, service)  # loads models only on a first local join
+            bots: BotManager | ClusterBots
+            if role == "web":  # no bridge here: bots and built-in rooms run on the workers
+                bots = ClusterBots(settings.mqtt_url, service.sessions)
+                app.state.cluster_rooms = ClusterRooms(settings.mqtt_url, service.sessions)
+            else:
+                bots = BotManager(app.state.rooms)
             if service.bot_hook is None:
                 service.bot_hook = bots
             log.info("MicroCue %s role ready on %s (bus: %s)", role, settings.base_url, type(service.bus).__name__)
@@ -159,7 +162,7 @@ def create_app(
     app.include_router(pages.api_router)
     app.include_router(health.router)
     app.include_router(live.router)
-    app.include_router(signal.router)
+    app.include_router(signal_proxy.router if role == "web" else signal.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -54,6 +54,9 @@ PASS_ON_DELAY_S = 0.5
 #: Passes after which a request nobody has room for is dropped with an error in the log
 #: (the web role's confirmation retries, and the sweeper, offer it again later).
 MAX_HOPS = 20
+#: How long a participant's offer waits for the room its worker is taking.
+ROOM_WAIT_S = 5.0
+ROOM_POLL_S = 0.05
 
 
 class FencedBus:
@@ -105,10 +108,14 @@ class WorkerRooms(BuiltinRooms):
         self.held = held
 
     async def room(self, meeting_id: str) -> BuiltinRoom:
-        held = self.held.get(meeting_id)
-        if held is None or not isinstance(held.adapter, BuiltinRoom):
-            raise SignalError(f"this bridge worker does not hold meeting {meeting_id}; reconnect to the meeting")
-        return held.adapter
+        # The lease row is committed a moment before the room is registered here, and the web
+        # role may already have sent the participant: wait that moment out.
+        for _ in range(int(ROOM_WAIT_S / ROOM_POLL_S)):
+            held = self.held.get(meeting_id)
+            if held is not None and isinstance(held.adapter, BuiltinRoom):
+                return held.adapter
+            await asyncio.sleep(ROOM_POLL_S)
+        raise SignalError(f"this bridge worker does not hold meeting {meeting_id}; reconnect to the meeting")
 
 
 class WorkerRole:
@@ -159,6 +166,8 @@ class WorkerRole:
     # --- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Loads the models first (seconds), so a worker that says it is ready takes meetings at once."""
+        await self.rooms.load_models()
         await self.link.start()
         self._loops = [
             asyncio.create_task(self._renew_loop(), name="lease-renew"),

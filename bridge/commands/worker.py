@@ -2,8 +2,9 @@
 
 Needs the shared services of a multi-process install: PostgreSQL (meeting leases) and an MQTT
 v5 broker (join requests, cues). It listens on ``--host``/``--port`` for ``/healthz``,
-``/readyz`` and ``/metrics`` only. SIGTERM drains: meetings go to the other workers, then
-the process exits; a second SIGTERM (or SIGINT) exits at once.
+``/readyz`` and ``/metrics``, and for the signalling of the built-in rooms it holds, which the
+web role proxies to it (``MICROCUE_WORKER_URL`` says where the web role finds it).
+SIGTERM drains: meetings go to the other workers, then the process exits; a second SIGTERM (or SIGINT) exits at once.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from bridge.commands.serve import WS_MAX_SIZE
 from bridge.config import Settings
 from bridge.errors import MicroCueError, UsageError
 from bridge.store import db, migrate
@@ -75,8 +77,8 @@ async def serve_worker(settings: Settings, sock: socket.socket) -> None:
     import uvicorn
 
     from bridge.bus_mqtt import MqttBus
-    from bridge.cluster.health import create_health_app
     from bridge.cluster.worker_role import WorkerRole
+    from web.worker_app import create_worker_app
 
     await _check_schema(settings)
     engine = db.create_engine(settings)
@@ -86,8 +88,8 @@ async def serve_worker(settings: Settings, sock: socket.socket) -> None:
     worker = WorkerRole(settings, bus=bus, sessions=sessions, worker_id=worker_name(settings))
     await worker.start()
     server = _quiet_server(
-        uvicorn.Config(create_health_app(worker), lifespan="off", log_level=settings.log_level.lower(),
-                       server_header=False)
+        uvicorn.Config(create_worker_app(worker), lifespan="off", log_level=settings.log_level.lower(),
+                       server_header=False, ws_max_size=WS_MAX_SIZE)
     )
     http = asyncio.create_task(server.serve(sockets=[sock]), name="worker-http")
     stop = asyncio.Event()

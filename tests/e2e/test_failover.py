@@ -39,6 +39,8 @@ import numpy as np
 import pytest
 
 from bridge.cluster.distributor import status_topic
+from bridge.rooms.client import RoomClient, join_room
+from bridge.synthetic import SyntheticFaceTrack
 from inference.cues import Cue
 from tests.e2e.test_janus import ROOM, JanusServer, Publisher, face_yuv, janus_config, publishers
 from tests.services import services_required
@@ -396,3 +398,90 @@ async def test_six_meetings_spread_over_three_workers_survive_a_kill_9(
     assert not lost, f"{len(lost)} cues the broker accepted are not in the database: {sorted(lost)[:5]}"
     assert worst_cue < TAKEOVER_TARGET_S, takeover
     assert coverage["missing_s"] > 0 and coverage["gaps"], coverage
+
+
+async def _wait_closed(ws: Any, within: float) -> tuple[int | None, str]:
+    """The close code and reason the client got, once its websocket closes."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(within):
+            while True:
+                await ws.recv()
+    return ws.close_code, ws.close_reason or ""
+
+
+async def test_a_built_in_room_moves_to_another_worker_and_its_client_re_offers(
+    face_yuv: list[np.ndarray],
+    roles: dict[str, Role],
+    observer: Observer,
+    database: str,
+    netns: str,
+    report: Any,
+) -> None:
+    workers = {name: role for name, role in roles.items() if name != "web"}
+    await asyncio.gather(*(_wait_ready(role) for role in workers.values()))
+    web = f"http://127.0.0.1:{WEB_PORT}"
+    async with httpx.AsyncClient(timeout=30) as client:
+        r = await client.post(f"{web}/api/meetings", json={"title": "Room", "context": "customer"})
+        assert r.status_code == 201, r.text
+    meeting_id, presenter = r.json()["id"], r.json()["presenter_token"]
+    join_token = r.json()["join_url"].split("token=")[1]
+    ws_base = f"ws://127.0.0.1:{WEB_PORT}"
+
+    async def join() -> RoomClient:
+        return await join_room(ws_base, meeting_id, join_token, name="Alice", consent=True,
+                               tracks=[SyntheticFaceTrack(face_yuv, fps=15)])
+
+    alice = await join()  # through the web role's proxy to whichever worker took the room
+    clients = [alice]
+    try:
+        await _until("Alice's cues from the built-in room", lambda: meeting_id in observer.by_meeting,
+                     FIRST_CUES_TIMEOUT_S, roles)
+        grants = [r for r in await _leases(database) if r["meeting_id"] == meeting_id]
+        assert [r["token"] for r in grants] == [1]
+        victim = grants[0]["holder"]
+        await asyncio.sleep(2.0)
+        before = max(c.t for _, c in observer.by_meeting[meeting_id])
+        killed_at = time.time()
+        workers[victim].proc.kill()
+        workers[victim].proc.wait(timeout=10)
+
+        code, reason = await _wait_closed(alice.ws, 10.0)
+        closed_after = time.time() - killed_at
+        assert code == 1012, (code, reason)  # "service restart": reconnect and offer again
+        await alice.pc.close()
+        again = await join()  # what the join page does on 1012: a new connection and a new offer
+        clients.append(again)
+        rejoined_after = time.time() - killed_at
+
+        def retaken() -> bool:
+            return any(arrived > killed_at and c.t > before for arrived, c in observer.by_meeting[meeting_id])
+
+        await _until("cues from the new worker", retaken, TAKEOVER_WAIT_S, roles)
+        first_cue = min(a for a, c in observer.by_meeting[meeting_id] if a > killed_at and c.t > before) - killed_at
+        grants = [r for r in await _leases(database) if r["meeting_id"] == meeting_id]
+        assert [r["token"] for r in grants] == [1, 2] and grants[1]["holder"] != victim, grants
+        lease_after = float(grants[1]["acquired"]) - killed_at
+    finally:
+        for c in clients:
+            with contextlib.suppress(Exception):
+                await c.aclose()
+
+    async with httpx.AsyncClient(timeout=60) as client:
+        r = await client.post(f"{web}/api/meetings/{meeting_id}/end", headers={"Authorization": f"Bearer {presenter}"})
+        assert r.status_code == 200, r.text
+    await asyncio.sleep(2.0)
+    observed = dict(observer.cues)
+
+    async def stored_all() -> bool:
+        return not set(observed) - await _stored_keys(database)
+
+    with contextlib.suppress(AssertionError):
+        await _until("the web role to store every accepted cue", stored_all, 20.0, roles)
+    lost = set(observed) - await _stored_keys(database)
+    load = os.getloadavg()
+    report(f"built-in room failover: client closed with 1012 {closed_after:.2f} s after kill -9 of {victim}, "
+           f"re-offered and answered {rejoined_after:.2f} s, new lease {lease_after:.2f} s, first cue "
+           f"{first_cue:.2f} s; accepted cues {len(observed)}, lost {len(lost)}; "
+           f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    assert not lost, sorted(lost)[:5]
+    assert first_cue < TAKEOVER_TARGET_S
