@@ -37,6 +37,7 @@ import asyncpg
 import httpx
 import numpy as np
 import pytest
+import websockets
 
 from bridge.cluster.distributor import status_topic
 from bridge.rooms.client import RoomClient, join_room
@@ -54,6 +55,7 @@ PG_SOCKET_DIR = "/run/postgresql"
 MQTT_PORT = 1883
 WEB_PORT = 18080
 WORKER_PORTS = (18081, 18082, 18083)
+DRAIN_WORKER_PORT = 18084
 MEETINGS = 6
 #: Participants per worker: 3 workers x 3 = 9 places for 6 one-person meetings, and after one
 #: worker dies the two left have exactly the 6 places needed.
@@ -186,25 +188,43 @@ async def _wait_ready(role: Role) -> None:
             await asyncio.sleep(0.3)
 
 
+@dataclass
+class Cluster:
+    """The web role and the workers of one test; more workers can join later."""
+
+    env: dict[str, str]
+    folder: Path
+    roles: dict[str, Role] = field(default_factory=dict)
+
+    def start_worker(self, name: str, port: int) -> Role:
+        env = {**self.env, "MICROCUE_PORT": str(port), "MICROCUE_WORKER_ID": name,
+               "MICROCUE_WORKER_CAPACITY": str(CAPACITY)}
+        role = self.roles[name] = _start(name, ["worker"], port, env, self.folder)
+        return role
+
+    @property
+    def workers(self) -> dict[str, Role]:
+        return {name: role for name, role in self.roles.items() if name != "web"}
+
+
 @pytest.fixture
-def roles(
+def cluster(
     broker: str, database: str, netns: str, tmp_path: Path, model_dir: Path
-) -> Iterator[dict[str, Role]]:
-    base = {**os.environ, "MICROCUE_MQTT_URL": broker, "MICROCUE_DATABASE_URL": f"postgresql://postgres@/{database}?host={PG_SOCKET_DIR}",
-            "MICROCUE_MODEL_DIR": str(model_dir), "MICROCUE_ANALYSIS_FPS": ANALYSIS_FPS,
-            "MICROCUE_DATA_DIR": str(tmp_path / "data"), "MICROCUE_LOG_LEVEL": "INFO"}
-    started: dict[str, Role] = {}
+) -> Iterator[Cluster]:
+    env = {**os.environ, "MICROCUE_MQTT_URL": broker,
+           "MICROCUE_DATABASE_URL": f"postgresql://postgres@/{database}?host={PG_SOCKET_DIR}",
+           "MICROCUE_MODEL_DIR": str(model_dir), "MICROCUE_ANALYSIS_FPS": ANALYSIS_FPS,
+           "MICROCUE_DATA_DIR": str(tmp_path / "data"), "MICROCUE_LOG_LEVEL": "INFO"}
+    made = Cluster(env, tmp_path)
     try:
-        started["web"] = _start("web", ["serve", "--role", "web"], WEB_PORT,
-                                {**base, "MICROCUE_PORT": str(WEB_PORT), "MICROCUE_JOIN_ALLOW": netns}, tmp_path)
-        asyncio.run(_wait_ready(started["web"]))  # it migrates the database; workers never do
+        made.roles["web"] = _start("web", ["serve", "--role", "web"], WEB_PORT,
+                                   {**env, "MICROCUE_PORT": str(WEB_PORT), "MICROCUE_JOIN_ALLOW": netns}, tmp_path)
+        asyncio.run(_wait_ready(made.roles["web"]))  # it migrates the database; workers never do
         for i, port in enumerate(WORKER_PORTS, start=1):
-            env = {**base, "MICROCUE_PORT": str(port), "MICROCUE_WORKER_ID": f"w{i}",
-                   "MICROCUE_WORKER_CAPACITY": str(CAPACITY)}
-            started[f"w{i}"] = _start(f"w{i}", ["worker"], port, env, tmp_path)
-        yield started
+            made.start_worker(f"w{i}", port)
+        yield made
     finally:
-        for role in started.values():
+        for role in made.roles.values():
             role.stop()
 
 
@@ -244,6 +264,38 @@ async def _leases(database: str) -> list[asyncpg.Record]:
         )
     finally:
         await conn.close()
+
+
+async def _first_cues_of_successors(database: str, observer: Observer, meetings: list[str],
+                                    former: str) -> dict[str, tuple[float, float]] | None:
+    """Meeting -> (new grant's time, first cue arrival after it), once every meeting has a grant
+    by a worker other than ``former`` and a cue arrived after that grant (so it is the
+    successor's: the former holder stopped before, or died). None while any is missing."""
+    newest: dict[str, asyncpg.Record] = {}
+    for r in await _leases(database):
+        newest[r["meeting_id"]] = r
+    out: dict[str, tuple[float, float]] = {}
+    for m in meetings:
+        grant = newest.get(m)
+        if grant is None or grant["holder"] == former:
+            return None
+        acquired = float(grant["acquired"])
+        after = [arrived for arrived, _ in observer.by_meeting.get(m, []) if arrived > acquired]
+        if not after:
+            return None
+        out[m] = (acquired, min(after))
+    return out
+
+
+def _current_holders(grants: list[asyncpg.Record]) -> dict[str, list[str]]:
+    """Worker -> meetings, from each meeting's newest grant."""
+    newest: dict[str, asyncpg.Record] = {}
+    for r in grants:  # ordered by meeting, token
+        newest[r["meeting_id"]] = r
+    holders: dict[str, list[str]] = {}
+    for meeting_id, r in newest.items():
+        holders.setdefault(r["holder"], []).append(meeting_id)
+    return holders
 
 
 async def _stored_keys(database: str) -> set[tuple[str, str, int, str, float]]:
@@ -298,12 +350,12 @@ async def test_six_meetings_spread_over_three_workers_survive_a_kill_9(
     janus_room: JanusServer,
     publishers: list[Publisher],
     face_yuv: list[np.ndarray],
-    roles: dict[str, Role],
+    cluster: Cluster,
     observer: Observer,
     database: str,
     report: Any,
 ) -> None:
-    workers = {name: role for name, role in roles.items() if name != "web"}
+    roles, workers = cluster.roles, cluster.workers
     await asyncio.gather(*(_wait_ready(role) for role in workers.values()))
     alice = Publisher(janus_room.url, 101, "Alice", face_yuv)
     publishers.append(alice)
@@ -343,12 +395,14 @@ async def test_six_meetings_spread_over_three_workers_survive_a_kill_9(
     killed_at = time.time()
     workers[victim].proc.kill()  # SIGKILL: no drain, no release, no goodbye
     workers[victim].proc.wait(timeout=10)
-    before = {m: max(c.t for _, c in observer.by_meeting[m]) for m in orphaned}
     victim_cues = sum(len(observer.by_meeting[m]) for m in orphaned)
 
-    def retaken() -> bool:
-        return all(any(arrived > killed_at and c.t > before[m] for arrived, c in observer.by_meeting[m])
-                   for m in orphaned)
+    firsts: dict[str, tuple[float, float]] = {}
+
+    async def retaken() -> bool:
+        found = await _first_cues_of_successors(database, observer, orphaned, victim)
+        firsts.update(found or {})
+        return found is not None
 
     await _until("another worker's cues for the orphaned meetings", retaken, TAKEOVER_WAIT_S, roles)
     grants_after = await _leases(database)
@@ -357,12 +411,35 @@ async def test_six_meetings_spread_over_three_workers_survive_a_kill_9(
         rows = [r for r in grants_after if r["meeting_id"] == m]
         assert [r["token"] for r in rows] == [1, 2], rows
         assert rows[1]["holder"] != victim
-        first_cue = min(arrived for arrived, c in observer.by_meeting[m] if arrived > killed_at and c.t > before[m])
-        takeover[m] = {"lease_s": float(rows[1]["acquired"]) - killed_at, "first_cue_s": first_cue - killed_at}
+        takeover[m] = {"lease_s": firsts[m][0] - killed_at, "first_cue_s": firsts[m][1] - killed_at}
     untouched = {r["meeting_id"] for r in grants_after if r["meeting_id"] not in orphaned}
     assert all(r["token"] == 1 for r in grants_after if r["meeting_id"] in untouched), "survivors kept theirs"
     status = await _retained_status(victim)
     assert status["state"] == "down", status  # the broker published the dead worker's will
+
+    # A rolling update: a fresh worker starts and a loaded one gets SIGTERM. It drains at once
+    # (releases, passes its requests on); the other survivor is full and passes them on too.
+    fresh = cluster.start_worker("w4", DRAIN_WORKER_PORT)
+    await _wait_ready(fresh)
+    holding = _current_holders(await _leases(database))
+    drained = max((w for w in holding if w != victim), key=lambda w: len(holding[w]))
+    moving = holding[drained]
+    drained_at = time.time()
+    workers[drained].proc.send_signal(signal.SIGTERM)
+    moves: dict[str, tuple[float, float]] = {}
+
+    async def moved() -> bool:
+        found = await _first_cues_of_successors(database, observer, moving, drained)
+        moves.update(found or {})
+        return found is not None
+
+    await _until("the drained worker's meetings to run elsewhere", moved, TAKEOVER_WAIT_S, roles)
+    assert workers[drained].proc.wait(timeout=30) == 0, workers[drained].tail()
+    holding = _current_holders(await _leases(database))
+    assert drained not in holding and all(len(ms) <= CAPACITY for ms in holding.values()), holding
+    assert set(holding.get("w4", [])) == set(moving), holding  # the full survivor passed them on
+    drain_lease_s = max(acquired for acquired, _ in moves.values()) - drained_at
+    drain_s = max(first for _, first in moves.values()) - drained_at
 
     await asyncio.sleep(2.0)
     async with httpx.AsyncClient(timeout=60) as client:
@@ -395,6 +472,8 @@ async def test_six_meetings_spread_over_three_workers_survive_a_kill_9(
     report(f"failover: worst takeover {worst_cue:.2f} s to cues (lease {worst_lease:.2f} s), target < "
            f"{TAKEOVER_TARGET_S:.0f} s; broker-accepted cues {len(observed)}, lost {len(lost)}; "
            f"summary missing {coverage['missing_s']} s; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    report(f"failover: SIGTERM drain of {drained} ({len(moving)} meetings) to w4: last new lease "
+           f"{drain_lease_s:.2f} s, last first cue {drain_s:.2f} s after the signal")
     assert not lost, f"{len(lost)} cues the broker accepted are not in the database: {sorted(lost)[:5]}"
     assert worst_cue < TAKEOVER_TARGET_S, takeover
     assert coverage["missing_s"] > 0 and coverage["gaps"], coverage
@@ -411,13 +490,13 @@ async def _wait_closed(ws: Any, within: float) -> tuple[int | None, str]:
 
 async def test_a_built_in_room_moves_to_another_worker_and_its_client_re_offers(
     face_yuv: list[np.ndarray],
-    roles: dict[str, Role],
+    cluster: Cluster,
     observer: Observer,
     database: str,
     netns: str,
     report: Any,
 ) -> None:
-    workers = {name: role for name, role in roles.items() if name != "web"}
+    roles, workers = cluster.roles, cluster.workers
     await asyncio.gather(*(_wait_ready(role) for role in workers.values()))
     web = f"http://127.0.0.1:{WEB_PORT}"
     async with httpx.AsyncClient(timeout=30) as client:
@@ -431,7 +510,18 @@ async def test_a_built_in_room_moves_to_another_worker_and_its_client_re_offers(
         return await join_room(ws_base, meeting_id, join_token, name="Alice", consent=True,
                                tracks=[SyntheticFaceTrack(face_yuv, fps=15)])
 
-    alice = await join()  # through the web role's proxy to whichever worker took the room
+    # the proxy refuses a bad token itself, and passes the worker's frames and close codes as they are
+    async with websockets.connect(f"{ws_base}/ws/rooms/{meeting_id}/signal?token=wrong") as ws:
+        assert (await _wait_closed(ws, 30))[0] == 4401
+    async with websockets.connect(f"{ws_base}/ws/rooms/{meeting_id}/signal?token={join_token}") as ws:
+        async with asyncio.timeout(60):  # the first connection makes a worker take the room
+            first = json.loads(await ws.recv())
+        assert isinstance(first, dict) and "type" in first
+        await ws.send("not json")
+        code, reason = await _wait_closed(ws, 30)
+        assert code == 4400 and "not JSON" in reason, (code, reason)
+
+    alice = await join()  # through the web role's proxy to the worker holding the room
     clients = [alice]
     try:
         await _until("Alice's cues from the built-in room", lambda: meeting_id in observer.by_meeting,
@@ -440,7 +530,6 @@ async def test_a_built_in_room_moves_to_another_worker_and_its_client_re_offers(
         assert [r["token"] for r in grants] == [1]
         victim = grants[0]["holder"]
         await asyncio.sleep(2.0)
-        before = max(c.t for _, c in observer.by_meeting[meeting_id])
         killed_at = time.time()
         workers[victim].proc.kill()
         workers[victim].proc.wait(timeout=10)
@@ -453,11 +542,15 @@ async def test_a_built_in_room_moves_to_another_worker_and_its_client_re_offers(
         clients.append(again)
         rejoined_after = time.time() - killed_at
 
-        def retaken() -> bool:
-            return any(arrived > killed_at and c.t > before for arrived, c in observer.by_meeting[meeting_id])
+        firsts: dict[str, tuple[float, float]] = {}
+
+        async def retaken() -> bool:
+            found = await _first_cues_of_successors(database, observer, [meeting_id], victim)
+            firsts.update(found or {})
+            return found is not None
 
         await _until("cues from the new worker", retaken, TAKEOVER_WAIT_S, roles)
-        first_cue = min(a for a, c in observer.by_meeting[meeting_id] if a > killed_at and c.t > before) - killed_at
+        first_cue = firsts[meeting_id][1] - killed_at
         grants = [r for r in await _leases(database) if r["meeting_id"] == meeting_id]
         assert [r["token"] for r in grants] == [1, 2] and grants[1]["holder"] != victim, grants
         lease_after = float(grants[1]["acquired"]) - killed_at
