@@ -4,16 +4,22 @@ No API: meetings reach a worker as join requests on the broker. Built-in room pa
 reach it through the web role's proxy (``web/ws/signal_proxy.py``), which connects to the
 URL the worker wrote into the meeting's lease (``MICROCUE_WORKER_URL``); the signalling
 handler is the same as the single-process service's (``web/ws/signal.py``), and the worker's
-rooms refuse meetings it does not hold.
+rooms refuse meetings it does not hold. When the worker stops holding a room (drain, lost
+lease, over capacity) it closes that room's signalling websockets with 1012, which the
+proxy passes on: the clients reconnect and reach the room's next worker.
 """
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+import contextlib
+
+from fastapi import FastAPI, WebSocket
 
 from bridge.cluster.health import create_health_app
 from bridge.cluster.worker_role import WorkerRole
 from web.ws import signal
+from web.ws.live import _close
+from web.ws.signal_proxy import CLOSE_RECONNECT
 
 
 def create_worker_app(worker: WorkerRole) -> FastAPI:
@@ -21,6 +27,25 @@ def create_worker_app(worker: WorkerRole) -> FastAPI:
     app.state.settings = worker.settings
     app.state.service = worker.service
     app.state.rooms = worker.rooms
-    app.include_router(signal.router)
+    sockets: dict[str, set[WebSocket]] = {}
+
+    @app.websocket("/ws/rooms/{meeting_id}/signal")
+    async def room_signal(websocket: WebSocket, meeting_id: str) -> None:
+        members = sockets.setdefault(meeting_id, set())
+        members.add(websocket)
+        try:
+            await signal.signal(websocket, meeting_id)
+        finally:
+            members.discard(websocket)
+            if not members:
+                sockets.pop(meeting_id, None)
+
+    async def room_closed(meeting_id: str) -> None:
+        for websocket in list(sockets.get(meeting_id, ())):
+            with contextlib.suppress(Exception):
+                await _close(websocket, CLOSE_RECONNECT, "this meeting moved to another bridge worker; reconnect "
+                             "and send your offer again")
+
+    worker.room_closed_hooks.append(room_closed)
     app.router.routes.extend(create_health_app(worker).routes)
     return app

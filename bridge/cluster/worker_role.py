@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -142,6 +143,9 @@ class WorkerRole:
         self._lock = asyncio.Lock()  # capacity check and acquire happen as one step
         self._loops: list[asyncio.Task[None]] = []
         self.draining = False
+        #: called with a meeting id when this worker stops a built-in room it held (the HTTP
+        #: side closes that room's signalling websockets, so the clients reconnect elsewhere)
+        self.room_closed_hooks: list[Callable[[str], Awaitable[None]]] = []
         # counters for /metrics and the tests
         self.taken = 0
         self.passed_on = 0
@@ -178,12 +182,16 @@ class WorkerRole:
         """SIGTERM: hand every meeting to the other workers now instead of after a lease expiry."""
         self.draining = True
         await self.link.stop_accepting()
-        for meeting_id in list(self.held):
-            held = self.held.pop(meeting_id)
-            await self._stop(held, "draining")
-            await self.leases.release(held.lease)
-            await self._pass_on(held.request, delay=0.0)
-        log.info("worker %s drained", self.worker_id)
+        held = list(self.held.values())
+        self.held.clear()
+        await asyncio.gather(*(self._hand_over(h, "draining") for h in held))
+        log.info("worker %s drained %d meetings", self.worker_id, len(held))
+
+    async def _hand_over(self, held: HeldMeeting, reason: str) -> None:
+        """Stop, release, and pass the request on: the next worker needs no lease expiry."""
+        await self._stop(held, reason)
+        await self.leases.release(held.lease)
+        await self._pass_on(held.request, delay=0.0)
 
     async def aclose(self) -> None:
         for task in self._loops:
@@ -205,22 +213,25 @@ class WorkerRole:
                           self.worker_id)
 
     async def _take(self, request: JoinRequest) -> None:
+        if not await self._take_if_room(request):
+            await self._pass_on(request)  # outside the lock: its delay must not hold up other joins
+
+    async def _take_if_room(self, request: JoinRequest) -> bool:
+        """False when this worker cannot serve the request (full, or draining)."""
         async with self._lock:
             if self.draining:
-                await self._pass_on(request)
-                return
+                return False
             if request.meeting_id in self.held:
-                return  # a duplicate delivery or a re-sent request: already ours
+                return True  # a duplicate delivery or a re-sent request: already ours
             if self.participants + request.participants > self.capacity:
                 log.info("worker %s full (%d/%d participants): passing meeting %s on", self.worker_id,
                          self.participants, self.capacity, request.meeting_id)
-                await self._pass_on(request)
-                return
+                return False
             lease = await self.leases.acquire(request.meeting_id, request.as_dict())
             if lease is None:
                 log.info("meeting %s is held by another worker (or ended); request %s dropped",
                          request.meeting_id, request.id)
-                return
+                return True
             try:
                 adapter = await self._adapter(request, lease)
             except Exception:
@@ -231,6 +242,7 @@ class WorkerRole:
             self.taken += 1
         log.info("worker %s took meeting %s (lease token %d, %d/%d participants)", self.worker_id,
                  request.meeting_id, lease.token, self.participants, self.capacity)
+        return True
 
     async def _adapter(self, request: JoinRequest, lease: leases.Lease) -> MeetingAdapter:
         # built-in rooms have a consent page (nobody analysed before saying yes); a bot in an
@@ -270,6 +282,12 @@ class WorkerRole:
 
     async def _stop(self, held: HeldMeeting, reason: str) -> None:
         log.info("worker %s stops meeting %s: %s", self.worker_id, held.lease.meeting_id, reason)
+        if isinstance(held.adapter, BuiltinRoom):
+            for hook in self.room_closed_hooks:  # participants' signalling: reconnect elsewhere
+                try:
+                    await hook(held.lease.meeting_id)
+                except Exception:
+                    log.exception("closing the signalling of meeting %s failed", held.lease.meeting_id)
         held.task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await held.task
@@ -291,34 +309,34 @@ class WorkerRole:
     async def _renew_loop(self) -> None:
         while True:
             await asyncio.sleep(leases.RENEW_S)
-            for meeting_id, held in list(self.held.items()):
-                try:
-                    renewal = await self.leases.renew(held.lease)
-                except Exception as exc:  # database unreachable: keep going until the deadline
-                    log.warning("renewing the lease of meeting %s failed: %s", meeting_id, exc)
-                    if held.lease.valid():
-                        continue
-                    renewal = leases.Renewal(held=False)
-                if self.held.get(meeting_id) is not held:
-                    continue
-                if not renewal.held:
-                    self.lost += 1
-                    self.held.pop(meeting_id, None)
-                    await self._stop(held, f"lease token {held.lease.token} lost (fenced)")
-                elif renewal.meeting_ended:
-                    self.held.pop(meeting_id, None)
-                    await self._stop(held, "meeting ended")
-                    await self.leases.release(held.lease)
+            await asyncio.gather(*(self._renew(m, h) for m, h in list(self.held.items())))
             await self._shed_overload()
+
+    async def _renew(self, meeting_id: str, held: HeldMeeting) -> None:
+        try:
+            renewal = await self.leases.renew(held.lease)
+        except Exception as exc:  # database unreachable: keep going until the deadline
+            log.warning("renewing the lease of meeting %s failed: %s", meeting_id, exc)
+            if held.lease.valid():
+                return
+            renewal = leases.Renewal(held=False)
+        if self.held.get(meeting_id) is not held:
+            return
+        if not renewal.held:
+            self.lost += 1
+            self.held.pop(meeting_id, None)
+            await self._stop(held, f"lease token {held.lease.token} lost (fenced)")
+        elif renewal.meeting_ended:
+            self.held.pop(meeting_id, None)
+            await self._stop(held, "meeting ended")
+            await self.leases.release(held.lease)
 
     async def _shed_overload(self) -> None:
         """Meetings grew past capacity: the newest goes back to the group."""
         while self.participants > self.capacity and len(self.held) > 1:
             meeting_id = max(self.held, key=lambda m: self.held[m].taken_at)
             held = self.held.pop(meeting_id)
-            await self._stop(held, f"over capacity ({self.participants + held.participants}/{self.capacity})")
-            await self.leases.release(held.lease)
-            await self._pass_on(held.request, delay=0.0)
+            await self._hand_over(held, f"over capacity ({self.participants + held.participants}/{self.capacity})")
 
     async def _sweep_loop(self) -> None:
         while True:

@@ -554,6 +554,29 @@ async def test_a_built_in_room_moves_to_another_worker_and_its_client_re_offers(
         grants = [r for r in await _leases(database) if r["meeting_id"] == meeting_id]
         assert [r["token"] for r in grants] == [1, 2] and grants[1]["holder"] != victim, grants
         lease_after = float(grants[1]["acquired"]) - killed_at
+
+        # the new holder is drained (SIGTERM): the worker itself closes the signalling with 1012,
+        # the proxy passes it on, and the client re-offers to the last worker
+        holder = grants[1]["holder"]
+        await asyncio.sleep(2.0)
+        drained_at = time.time()
+        workers[holder].proc.send_signal(signal.SIGTERM)
+        code, reason = await _wait_closed(again.ws, 15.0)
+        drain_closed_after = time.time() - drained_at
+        assert code == 1012, (code, reason)
+        await again.pc.close()
+        third = await join()
+        clients.append(third)
+        moves: dict[str, tuple[float, float]] = {}
+
+        async def moved() -> bool:
+            found = await _first_cues_of_successors(database, observer, [meeting_id], holder)
+            moves.update(found or {})
+            return found is not None
+
+        await _until("cues from the third worker", moved, TAKEOVER_WAIT_S, roles)
+        drain_cue = moves[meeting_id][1] - drained_at
+        assert workers[holder].proc.wait(timeout=30) == 0, workers[holder].tail()
     finally:
         for c in clients:
             with contextlib.suppress(Exception):
@@ -574,7 +597,8 @@ async def test_a_built_in_room_moves_to_another_worker_and_its_client_re_offers(
     load = os.getloadavg()
     report(f"built-in room failover: client closed with 1012 {closed_after:.2f} s after kill -9 of {victim}, "
            f"re-offered and answered {rejoined_after:.2f} s, new lease {lease_after:.2f} s, first cue "
-           f"{first_cue:.2f} s; accepted cues {len(observed)}, lost {len(lost)}; "
+           f"{first_cue:.2f} s; SIGTERM drain of {holder}: 1012 after {drain_closed_after:.2f} s, first cue "
+           f"{drain_cue:.2f} s; accepted cues {len(observed)}, lost {len(lost)}; "
            f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     assert not lost, sorted(lost)[:5]
     assert first_cue < TAKEOVER_TARGET_S
