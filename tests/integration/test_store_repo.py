@@ -362,12 +362,16 @@ async def test_delete_meeting_removes_every_row_and_only_those(sessions: async_s
         await populate(session, "m1", hash_char="a")
         await populate(session, "m2", hash_char="b")
         before = await total_rows(session)
-        assert before == {"meetings": 2, "participants": 4, "cues": 16, "summaries": 2, "tokens": 4, "meeting_leases": 2}
+        assert before == {
+            "meetings": 2, "participants": 4, "cues": 16, "summaries": 2, "tokens": 4, "meeting_leases": 2
+        }
         kept = await repo.count_rows(session=session, meeting_id="m2")
 
         removed = await repo.delete_meeting(session=session, meeting_id="m1")
         assert removed.meeting_ids == ("m1",)
-        assert removed.rows == {"cues": 8, "participants": 2, "summaries": 1, "tokens": 2, "meeting_leases": 1, "meetings": 1}
+        assert removed.rows == {
+            "cues": 8, "participants": 2, "summaries": 1, "tokens": 2, "meeting_leases": 1, "meetings": 1
+        }
     async with sessions() as session:
         assert await repo.count_rows(session=session, meeting_id="m1") == dict.fromkeys(TABLES, 0)
         assert await repo.count_rows(session=session, meeting_id="m2") == kept
