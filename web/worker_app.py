@@ -43,8 +43,11 @@ def create_worker_app(worker: WorkerRole) -> FastAPI:
     async def room_closed(meeting_id: str) -> None:
         for websocket in list(sockets.get(meeting_id, ())):
             with contextlib.suppress(Exception):
-                await _close(websocket, CLOSE_RECONNECT, "this meeting moved to another bridge worker; reconnect "
-                             "and send your offer again")
+                await _close(
+                    websocket,
+                    CLOSE_RECONNECT,
+                    "this meeting moved to another bridge worker; reconnect and send your offer again",
+                )
 
     worker.room_closed_hooks.append(room_closed)
     app.router.routes.extend(create_health_app(worker).routes)

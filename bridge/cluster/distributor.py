@@ -225,8 +225,9 @@ class WorkerLink:
         """Clean goodbye: a retained ``stopped`` status (a DISCONNECT suppresses the will)."""
         if self._client is not None:
             with contextlib.suppress(aiomqtt.MqttError):
-                await self._client.publish(status_topic(self.worker_id), self._heartbeat("stopped"), qos=QOS,
-                                           retain=True)
+                await self._client.publish(
+                    status_topic(self.worker_id), self._heartbeat("stopped"), qos=QOS, retain=True
+                )
         if self._task is not None:
             self._task.cancel()
             await asyncio.wait([self._task])

@@ -25,25 +25,50 @@ def worker_metrics(worker: WorkerRole) -> CollectorRegistry:
         metrics.ServiceCollector(
             {
                 "microcue_worker_participants": lambda: (
-                    "gauge", "Participants this worker analyses now (its load)", float(worker.participants)),
+                    "gauge",
+                    "Participants this worker analyses now (its load)",
+                    float(worker.participants),
+                ),
                 "microcue_worker_capacity_participants": lambda: (
-                    "gauge", "Participants this worker takes at most (MICROCUE_WORKER_CAPACITY)",
-                    float(worker.capacity)),
+                    "gauge",
+                    "Participants this worker takes at most (MICROCUE_WORKER_CAPACITY)",
+                    float(worker.capacity),
+                ),
                 "microcue_worker_meetings": lambda: (
-                    "gauge", "Meetings this worker holds a lease on", float(len(worker.held))),
+                    "gauge",
+                    "Meetings this worker holds a lease on",
+                    float(len(worker.held)),
+                ),
                 "microcue_worker_meetings_taken": lambda: (
-                    "counter", "Meetings this worker took (lease acquired)", float(worker.taken)),
+                    "counter",
+                    "Meetings this worker took (lease acquired)",
+                    float(worker.taken),
+                ),
                 "microcue_worker_leases_lost": lambda: (
-                    "counter", "Meetings stopped because their lease was lost (fenced)", float(worker.lost)),
+                    "counter",
+                    "Meetings stopped because their lease was lost (fenced)",
+                    float(worker.lost),
+                ),
                 "microcue_worker_requests_passed_on": lambda: (
-                    "counter", "Join requests passed back to the group for lack of room", float(worker.passed_on)),
+                    "counter",
+                    "Join requests passed back to the group for lack of room",
+                    float(worker.passed_on),
+                ),
                 "microcue_bus_published_cues": lambda: (
-                    "counter", "Cues published on this process's bus", float(getattr(bus, "published", 0))),
+                    "counter",
+                    "Cues published on this process's bus",
+                    float(getattr(bus, "published", 0)),
+                ),
                 "microcue_bus_acked_cues": lambda: (
-                    "counter", "Cues the broker acknowledged (PUBACK)", float(getattr(bus, "acked", 0))),
+                    "counter",
+                    "Cues the broker acknowledged (PUBACK)",
+                    float(getattr(bus, "acked", 0)),
+                ),
                 "microcue_bus_lag_seconds": lambda: (
-                    "gauge", "Age of the oldest cue not yet acknowledged by the broker",
-                    float(getattr(bus, "lag_seconds", 0.0))),
+                    "gauge",
+                    "Age of the oldest cue not yet acknowledged by the broker",
+                    float(getattr(bus, "lag_seconds", 0.0)),
+                ),
             }
         )
     )
@@ -60,8 +85,13 @@ def create_health_app(worker: WorkerRole) -> Starlette:
         database = await worker.service.database_ok()
         broker = worker.link.connected
         ready = database and broker and not worker.draining
-        body = {"status": "ready" if ready else "not ready", "database": database, "broker": broker,
-                "worker": worker.worker_id, **worker.status()}
+        body = {
+            "status": "ready" if ready else "not ready",
+            "database": database,
+            "broker": broker,
+            "worker": worker.worker_id,
+            **worker.status(),
+        }
         return JSONResponse(body, status_code=200 if ready else 503)
 
     async def prometheus(_request: Request) -> Response:

@@ -125,8 +125,14 @@ class LeaseStore:
                         "CAST(:req AS json)) "
                         "RETURNING acquired_at"
                     ),
-                    {"m": meeting_id, "t": token, "h": self.holder, "url": self.url, "ttl": self.ttl_s,
-                     "req": _json(request)},
+                    {
+                        "m": meeting_id,
+                        "t": token,
+                        "h": self.holder,
+                        "url": self.url,
+                        "ttl": self.ttl_s,
+                        "req": _json(request),
+                    },
                 )
             ).one()
         return Lease(meeting_id, self.holder, token, row.acquired_at, started + self.ttl_s, request)
@@ -222,8 +228,10 @@ async def coverage_gaps(session: AsyncSession, meeting_id: str) -> list[dict[str
     the same clock as the cues' ``t``. Empty for a meeting run by one process.
     """
     rows = (
-        await session.execute(select(LeaseRow).where(LeaseRow.meeting_id == meeting_id).order_by(LeaseRow.token))
-    ).scalars().all()
+        (await session.execute(select(LeaseRow).where(LeaseRow.meeting_id == meeting_id).order_by(LeaseRow.token)))
+        .scalars()
+        .all()
+    )
     if not rows:
         return []
     zero = rows[0].acquired_at

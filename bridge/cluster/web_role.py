@@ -60,11 +60,17 @@ class ClusterBots:
                 if await self.leases.holder_of(request.meeting_id) is not None:
                     return
             if attempt < MAX_ATTEMPTS:
-                log.warning("no worker took meeting %s within %.0f s; publishing its request again",
-                            request.meeting_id, CONFIRM_S)
+                log.warning(
+                    "no worker took meeting %s within %.0f s; publishing its request again",
+                    request.meeting_id,
+                    CONFIRM_S,
+                )
                 await self.publisher.publish(request)
-        log.error("no worker took meeting %s after %d requests; are workers running with room?",
-                  request.meeting_id, MAX_ATTEMPTS)
+        log.error(
+            "no worker took meeting %s after %d requests; are workers running with room?",
+            request.meeting_id,
+            MAX_ATTEMPTS,
+        )
 
     async def aclose(self) -> None:
         for task in list(self._watchers):

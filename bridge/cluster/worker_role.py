@@ -209,8 +209,9 @@ class WorkerRole:
         try:
             await self._take(request)
         except Exception:
-            log.exception("join request %s for meeting %s failed on worker %s", request.id, request.meeting_id,
-                          self.worker_id)
+            log.exception(
+                "join request %s for meeting %s failed on worker %s", request.id, request.meeting_id, self.worker_id
+            )
 
     async def _take(self, request: JoinRequest) -> None:
         if not await self._take_if_room(request):
@@ -224,13 +225,21 @@ class WorkerRole:
             if request.meeting_id in self.held:
                 return True  # a duplicate delivery or a re-sent request: already ours
             if self.participants + request.participants > self.capacity:
-                log.info("worker %s full (%d/%d participants): passing meeting %s on", self.worker_id,
-                         self.participants, self.capacity, request.meeting_id)
+                log.info(
+                    "worker %s full (%d/%d participants): passing meeting %s on",
+                    self.worker_id,
+                    self.participants,
+                    self.capacity,
+                    request.meeting_id,
+                )
                 return False
             lease = await self.leases.acquire(request.meeting_id, request.as_dict())
             if lease is None:
-                log.info("meeting %s is held by another worker (or ended); request %s dropped",
-                         request.meeting_id, request.id)
+                log.info(
+                    "meeting %s is held by another worker (or ended); request %s dropped",
+                    request.meeting_id,
+                    request.id,
+                )
                 return True
             try:
                 adapter = await self._adapter(request, lease)
@@ -240,8 +249,14 @@ class WorkerRole:
             task = asyncio.create_task(self._run(request.meeting_id, adapter), name=f"meeting-{request.meeting_id}")
             self.held[request.meeting_id] = HeldMeeting(lease, request, adapter, task)
             self.taken += 1
-        log.info("worker %s took meeting %s (lease token %d, %d/%d participants)", self.worker_id,
-                 request.meeting_id, lease.token, self.participants, self.capacity)
+        log.info(
+            "worker %s took meeting %s (lease token %d, %d/%d participants)",
+            self.worker_id,
+            request.meeting_id,
+            lease.token,
+            self.participants,
+            self.capacity,
+        )
         return True
 
     async def _adapter(self, request: JoinRequest, lease: leases.Lease) -> MeetingAdapter:
@@ -296,8 +311,12 @@ class WorkerRole:
     async def _pass_on(self, request: JoinRequest, *, delay: float = PASS_ON_DELAY_S) -> None:
         """Release what this worker cannot serve: back to the group, one hop further."""
         if request.hops >= MAX_HOPS:
-            log.error("no worker had room for meeting %s after %d passes; dropping request %s",
-                      request.meeting_id, request.hops, request.id)
+            log.error(
+                "no worker had room for meeting %s after %d passes; dropping request %s",
+                request.meeting_id,
+                request.hops,
+                request.id,
+            )
             return
         await asyncio.sleep(delay)
         self.passed_on += 1

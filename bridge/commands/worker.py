@@ -88,8 +88,13 @@ async def serve_worker(settings: Settings, sock: socket.socket) -> None:
     worker = WorkerRole(settings, bus=bus, sessions=sessions, worker_id=worker_name(settings))
     await worker.start()
     server = _quiet_server(
-        uvicorn.Config(create_worker_app(worker), lifespan="off", log_level=settings.log_level.lower(),
-                       server_header=False, ws_max_size=WS_MAX_SIZE)
+        uvicorn.Config(
+            create_worker_app(worker),
+            lifespan="off",
+            log_level=settings.log_level.lower(),
+            server_header=False,
+            ws_max_size=WS_MAX_SIZE,
+        )
     )
     http = asyncio.create_task(server.serve(sockets=[sock]), name="worker-http")
     stop = asyncio.Event()
@@ -107,8 +112,12 @@ async def serve_worker(settings: Settings, sock: socket.socket) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
-    print(f"MicroCue worker {worker.worker_id} ready (capacity {worker.capacity} participants, "
-          f"health on http://{settings.host}:{settings.port}/readyz)", file=sys.stderr, flush=True)
+    print(
+        f"MicroCue worker {worker.worker_id} ready (capacity {worker.capacity} participants, "
+        f"health on http://{settings.host}:{settings.port}/readyz)",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         await stop.wait()
         with _logged("drain"):
@@ -143,5 +152,4 @@ def _logged(what: str) -> Iterator[None]:
     try:
         yield
     except TimeoutError:
-        log.error("%s did not finish within %.0f s; exiting anyway (leases expire on their own)", what,
-                  DRAIN_TIMEOUT_S)
+        log.error("%s did not finish within %.0f s; exiting anyway (leases expire on their own)", what, DRAIN_TIMEOUT_S)

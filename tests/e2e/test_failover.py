@@ -168,8 +168,9 @@ class Role:
 def _start(name: str, argv: list[str], port: int, env: dict[str, str], folder: Path) -> Role:
     log = folder / f"{name}.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "bridge.cli", *argv], cwd=REPO, env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bridge.cli", *argv], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
     return Role(name, port, proc, log)
 
 
@@ -197,8 +198,12 @@ class Cluster:
     roles: dict[str, Role] = field(default_factory=dict)
 
     def start_worker(self, name: str, port: int) -> Role:
-        env = {**self.env, "MICROCUE_PORT": str(port), "MICROCUE_WORKER_ID": name,
-               "MICROCUE_WORKER_CAPACITY": str(CAPACITY)}
+        env = {
+            **self.env,
+            "MICROCUE_PORT": str(port),
+            "MICROCUE_WORKER_ID": name,
+            "MICROCUE_WORKER_CAPACITY": str(CAPACITY),
+        }
         role = self.roles[name] = _start(name, ["worker"], port, env, self.folder)
         return role
 
@@ -208,17 +213,25 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(
-    broker: str, database: str, netns: str, tmp_path: Path, model_dir: Path
-) -> Iterator[Cluster]:
-    env = {**os.environ, "MICROCUE_MQTT_URL": broker,
-           "MICROCUE_DATABASE_URL": f"postgresql://postgres@/{database}?host={PG_SOCKET_DIR}",
-           "MICROCUE_MODEL_DIR": str(model_dir), "MICROCUE_ANALYSIS_FPS": ANALYSIS_FPS,
-           "MICROCUE_DATA_DIR": str(tmp_path / "data"), "MICROCUE_LOG_LEVEL": "INFO"}
+def cluster(broker: str, database: str, netns: str, tmp_path: Path, model_dir: Path) -> Iterator[Cluster]:
+    env = {
+        **os.environ,
+        "MICROCUE_MQTT_URL": broker,
+        "MICROCUE_DATABASE_URL": f"postgresql://postgres@/{database}?host={PG_SOCKET_DIR}",
+        "MICROCUE_MODEL_DIR": str(model_dir),
+        "MICROCUE_ANALYSIS_FPS": ANALYSIS_FPS,
+        "MICROCUE_DATA_DIR": str(tmp_path / "data"),
+        "MICROCUE_LOG_LEVEL": "INFO",
+    }
     made = Cluster(env, tmp_path)
     try:
-        made.roles["web"] = _start("web", ["serve", "--role", "web"], WEB_PORT,
-                                   {**env, "MICROCUE_PORT": str(WEB_PORT), "MICROCUE_JOIN_ALLOW": netns}, tmp_path)
+        made.roles["web"] = _start(
+            "web",
+            ["serve", "--role", "web"],
+            WEB_PORT,
+            {**env, "MICROCUE_PORT": str(WEB_PORT), "MICROCUE_JOIN_ALLOW": netns},
+            tmp_path,
+        )
         asyncio.run(_wait_ready(made.roles["web"]))  # it migrates the database; workers never do
         for i, port in enumerate(WORKER_PORTS, start=1):
             made.start_worker(f"w{i}", port)
@@ -241,8 +254,9 @@ class Observer:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def run(self) -> None:
-        async with aiomqtt.Client("127.0.0.1", MQTT_PORT, protocol=aiomqtt.ProtocolVersion.V5,
-                                  identifier=f"observer-{uuid.uuid4().hex[:8]}") as client:
+        async with aiomqtt.Client(
+            "127.0.0.1", MQTT_PORT, protocol=aiomqtt.ProtocolVersion.V5, identifier=f"observer-{uuid.uuid4().hex[:8]}"
+        ) as client:
             await client.subscribe("microcue/meetings/+/cues", qos=1)
             self.ready.set()
             async for message in client.messages:
@@ -266,8 +280,9 @@ async def _leases(database: str) -> list[asyncpg.Record]:
         await conn.close()
 
 
-async def _first_cues_of_successors(database: str, observer: Observer, meetings: list[str],
-                                    former: str) -> dict[str, tuple[float, float]] | None:
+async def _first_cues_of_successors(
+    database: str, observer: Observer, meetings: list[str], former: str
+) -> dict[str, tuple[float, float]] | None:
     """Meeting -> (new grant's time, first cue arrival after it), once every meeting has a grant
     by a worker other than ``former`` and a cue arrived after that grant (so it is the
     successor's: the former holder stopped before, or died). None while any is missing."""
@@ -369,13 +384,20 @@ async def test_six_meetings_spread_over_three_workers_survive_a_kill_9(
             assert r.status_code == 201, r.text
             meetings[r.json()["id"]] = r.json()["presenter_token"]
         for meeting_id, token in meetings.items():
-            r = await client.post(f"{web}/api/meetings/{meeting_id}/bot", json={"janus": janus_room.url, "room": ROOM},
-                                  headers={"Authorization": f"Bearer {token}"})
+            r = await client.post(
+                f"{web}/api/meetings/{meeting_id}/bot",
+                json={"janus": janus_room.url, "room": ROOM},
+                headers={"Authorization": f"Bearer {token}"},
+            )
             assert r.status_code == 202, r.text
 
     # every meeting taken, and analysed (cues from Alice through each meeting's bot)
-    await _until("a lease and cues for all six meetings",
-                 lambda: all(m in observer.by_meeting for m in meetings), FIRST_CUES_TIMEOUT_S, roles)
+    await _until(
+        "a lease and cues for all six meetings",
+        lambda: all(m in observer.by_meeting for m in meetings),
+        FIRST_CUES_TIMEOUT_S,
+        roles,
+    )
     grants = await _leases(database)
     assert sorted(r["meeting_id"] for r in grants) == sorted(meetings), "each meeting taken exactly once"
     assert all(r["token"] == 1 for r in grants)
@@ -464,16 +486,23 @@ async def test_six_meetings_spread_over_three_workers_survive_a_kill_9(
     worst_lease = max(t["lease_s"] for t in takeover.values())
     worst_cue = max(t["first_cue_s"] for t in takeover.values())
     load = os.getloadavg()
-    report(f"failover: 6 meetings over 3 workers {dict((w, len(ms)) for w, ms in holders.items())}; "
-           f"killed {victim} holding {len(orphaned)}, after the broker had accepted {victim_cues} cues of them")
+    report(
+        f"failover: 6 meetings over 3 workers {dict((w, len(ms)) for w, ms in holders.items())}; "
+        f"killed {victim} holding {len(orphaned)}, after the broker had accepted {victim_cues} cues of them"
+    )
     for m, t in takeover.items():
-        report(f"failover: meeting {m}: new lease {t['lease_s']:.2f} s, first cue {t['first_cue_s']:.2f} s "
-               "after kill -9")
-    report(f"failover: worst takeover {worst_cue:.2f} s to cues (lease {worst_lease:.2f} s), target < "
-           f"{TAKEOVER_TARGET_S:.0f} s; broker-accepted cues {len(observed)}, lost {len(lost)}; "
-           f"summary missing {coverage['missing_s']} s; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    report(f"failover: SIGTERM drain of {drained} ({len(moving)} meetings) to w4: last new lease "
-           f"{drain_lease_s:.2f} s, last first cue {drain_s:.2f} s after the signal")
+        report(
+            f"failover: meeting {m}: new lease {t['lease_s']:.2f} s, first cue {t['first_cue_s']:.2f} s after kill -9"
+        )
+    report(
+        f"failover: worst takeover {worst_cue:.2f} s to cues (lease {worst_lease:.2f} s), target < "
+        f"{TAKEOVER_TARGET_S:.0f} s; broker-accepted cues {len(observed)}, lost {len(lost)}; "
+        f"summary missing {coverage['missing_s']} s; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
+    report(
+        f"failover: SIGTERM drain of {drained} ({len(moving)} meetings) to w4: last new lease "
+        f"{drain_lease_s:.2f} s, last first cue {drain_s:.2f} s after the signal"
+    )
     assert not lost, f"{len(lost)} cues the broker accepted are not in the database: {sorted(lost)[:5]}"
     assert worst_cue < TAKEOVER_TARGET_S, takeover
     assert coverage["missing_s"] > 0 and coverage["gaps"], coverage
@@ -507,8 +536,9 @@ async def test_a_built_in_room_moves_to_another_worker_and_its_client_re_offers(
     ws_base = f"ws://127.0.0.1:{WEB_PORT}"
 
     async def join() -> RoomClient:
-        return await join_room(ws_base, meeting_id, join_token, name="Alice", consent=True,
-                               tracks=[SyntheticFaceTrack(face_yuv, fps=15)])
+        return await join_room(
+            ws_base, meeting_id, join_token, name="Alice", consent=True, tracks=[SyntheticFaceTrack(face_yuv, fps=15)]
+        )
 
     # the proxy refuses a bad token itself, and passes the worker's frames and close codes as they are
     async with websockets.connect(f"{ws_base}/ws/rooms/{meeting_id}/signal?token=wrong") as ws:
@@ -524,8 +554,12 @@ async def test_a_built_in_room_moves_to_another_worker_and_its_client_re_offers(
     alice = await join()  # through the web role's proxy to the worker holding the room
     clients = [alice]
     try:
-        await _until("Alice's cues from the built-in room", lambda: meeting_id in observer.by_meeting,
-                     FIRST_CUES_TIMEOUT_S, roles)
+        await _until(
+            "Alice's cues from the built-in room",
+            lambda: meeting_id in observer.by_meeting,
+            FIRST_CUES_TIMEOUT_S,
+            roles,
+        )
         grants = [r for r in await _leases(database) if r["meeting_id"] == meeting_id]
         assert [r["token"] for r in grants] == [1]
         victim = grants[0]["holder"]
@@ -595,10 +629,12 @@ async def test_a_built_in_room_moves_to_another_worker_and_its_client_re_offers(
         await _until("the web role to store every accepted cue", stored_all, 20.0, roles)
     lost = set(observed) - await _stored_keys(database)
     load = os.getloadavg()
-    report(f"built-in room failover: client closed with 1012 {closed_after:.2f} s after kill -9 of {victim}, "
-           f"re-offered and answered {rejoined_after:.2f} s, new lease {lease_after:.2f} s, first cue "
-           f"{first_cue:.2f} s; SIGTERM drain of {holder}: 1012 after {drain_closed_after:.2f} s, first cue "
-           f"{drain_cue:.2f} s; accepted cues {len(observed)}, lost {len(lost)}; "
-           f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    report(
+        f"built-in room failover: client closed with 1012 {closed_after:.2f} s after kill -9 of {victim}, "
+        f"re-offered and answered {rejoined_after:.2f} s, new lease {lease_after:.2f} s, first cue "
+        f"{first_cue:.2f} s; SIGTERM drain of {holder}: 1012 after {drain_closed_after:.2f} s, first cue "
+        f"{drain_cue:.2f} s; accepted cues {len(observed)}, lost {len(lost)}; "
+        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
     assert not lost, sorted(lost)[:5]
     assert first_cue < TAKEOVER_TARGET_S

@@ -81,11 +81,13 @@ async def _connect_upstream(rooms: ClusterRooms, meeting_id: str, query: str) ->
         base = holder.url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
         try:
             async with asyncio.timeout(UPSTREAM_CONNECT_TIMEOUT_S):
-                return await websockets.connect(f"{base}/ws/rooms/{meeting_id}/signal?{query}",
-                                                max_size=MAX_MESSAGE_BYTES, open_timeout=None)
+                return await websockets.connect(
+                    f"{base}/ws/rooms/{meeting_id}/signal?{query}", max_size=MAX_MESSAGE_BYTES, open_timeout=None
+                )
         except (OSError, TimeoutError, websockets.InvalidHandshake) as exc:
-            log.warning("worker %s of meeting %s does not answer (%s); waiting for another", holder.worker,
-                        meeting_id, exc)
+            log.warning(
+                "worker %s of meeting %s does not answer (%s); waiting for another", holder.worker, meeting_id, exc
+            )
             failed = holder.url
             await asyncio.sleep(0.5)
     return None
@@ -127,8 +129,10 @@ async def _pipe(websocket: WebSocket, upstream: ClientConnection, meeting_id: st
     else:
         exc = None if down.cancelled() else down.exception()
         log.warning("the worker of meeting %s went away (%r); the client reconnects", meeting_id, exc)
-        await _close(websocket, CLOSE_RECONNECT, "the bridge worker of this meeting went away; reconnect and "
-                     "send your offer again")
+        await _close(
+            websocket,
+            CLOSE_RECONNECT,
+            "the bridge worker of this meeting went away; reconnect and send your offer again",
+        )
     with contextlib.suppress(Exception):
         await upstream.close()
-
