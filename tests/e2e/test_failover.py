@@ -468,7 +468,18 @@ async def test_six_meetings_spread_over_three_workers_survive_a_kill_9(
         for meeting_id, token in meetings.items():
             r = await client.post(f"{web}/api/meetings/{meeting_id}/end", headers={"Authorization": f"Bearer {token}"})
             assert r.status_code == 200, r.text
-    await asyncio.sleep(2.0)  # last cues in flight from the workers still running
+
+    async def all_let_go() -> bool:  # the workers learn of the end at their next renewal and leave
+        async with httpx.AsyncClient(timeout=10) as client:
+            for role in cluster.workers.values():
+                if role.proc.poll() is None:
+                    text = (await client.get(f"http://127.0.0.1:{role.port}/metrics")).text
+                    if "microcue_worker_meetings 0.0" not in text:
+                        return False
+        return True
+
+    await _until("the workers to leave the ended meetings", all_let_go, 15.0, roles)
+    await asyncio.sleep(1.0)  # last cues in flight
     observed = dict(observer.cues)
 
     async def stored_all() -> bool:
