@@ -16,6 +16,7 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
+from sqlalchemy import text
 
 from bridge.cluster.distributor import (
     STATUS_FILTER,
@@ -24,9 +25,11 @@ from bridge.cluster.distributor import (
     WorkerLink,
     status_topic,
 )
-from bridge.cluster.lease import LeaseStore, coverage_gaps
+from bridge.cluster.lease import Lease, LeaseStore, coverage_gaps
+from bridge.cluster.worker_role import FencedBus, WorkerRole
 from bridge.config import Settings
 from bridge.errors import UsageError
+from bridge.rooms.base import AdapterContext, MeetingAdapter
 from bridge.service import MeetingService, running_service
 from bridge.store import db
 from bridge.summary import make_summary_hook
@@ -177,3 +180,102 @@ async def test_shared_subscription_gives_each_request_to_exactly_one_worker() ->
     finally:
         for link in links:
             await link.aclose()
+
+
+class _QuietMeeting(MeetingAdapter):
+    """A stand-in for a Janus bot: holds ``people`` participants until closed."""
+
+    kind = "test"
+
+    def __init__(self, ctx: AdapterContext, people: int) -> None:
+        super().__init__(ctx)
+        self.people = people
+        self.closed = asyncio.Event()
+
+    async def run(self) -> None:
+        for i in range(self.people):
+            self.participant(f"p{i}")
+        await self.closed.wait()
+
+    async def aclose(self) -> None:
+        self.closed.set()
+        self.participants.clear()
+
+
+class _TestWorker(WorkerRole):
+    """The real worker logic on the real database; meetings are stand-ins, the broker a list."""
+
+    def __init__(self, settings: Settings, service: MeetingService, name: str, people: dict[str, int]) -> None:
+        super().__init__(settings, bus=service.bus, sessions=service.sessions, worker_id=name)
+        self.people = people
+        self.published: list[JoinRequest] = []
+
+        async def publish_join(request: JoinRequest) -> None:
+            self.published.append(request)
+
+        self.link.publish_join = publish_join  # type: ignore[method-assign]
+
+    async def _adapter(self, request: JoinRequest, lease: Lease) -> MeetingAdapter:
+        ctx = AdapterContext(
+            meeting_id=request.meeting_id, bus=FencedBus(self.bus, lease), analyzer_factory=lambda: None
+        )  # type: ignore[arg-type,return-value]
+        return _QuietMeeting(ctx, self.people.get(request.meeting_id, 1))
+
+
+async def test_a_worker_keeps_to_its_capacity_and_lets_go_of_what_it_cannot_hold(
+    service: MeetingService, pg_settings: Settings
+) -> None:
+    settings = pg_settings.model_copy(update={"worker_capacity": 3, "mqtt_url": MQTT_URL})
+    m1, m2, m3, m4 = [await _meeting(service) for _ in range(4)]
+    worker = _TestWorker(settings, service, "cap", people={m1: 2, m2: 1, m3: 1, m4: 1})
+    other = _store(service, "other")
+    try:
+        await worker.on_join(JoinRequest(meeting_id=m1, kind="janus", url="ws://j", room=1, participants=2))
+        await worker.on_join(JoinRequest(meeting_id=m2, kind="janus", url="ws://j", room=1))
+        assert sorted(worker.held) == sorted([m1, m2]) and worker.participants == 3
+        # full: the next one goes back to the group, one hop further, and is not leased here
+        await worker.on_join(JoinRequest(meeting_id=m3, kind="janus", url="ws://j", room=1))
+        assert m3 not in worker.held and [(r.meeting_id, r.hops) for r in worker.published] == [(m3, 1)]
+        assert await other.acquire(m3, {}) is not None
+        # a meeting ended by the web role: the next renewal stops it and releases the lease
+        await service.end_meeting(m2)
+        await worker._renew(m2, worker.held[m2])
+        assert m2 not in worker.held
+        assert await _store(service, "reader").holder_of(m2) is None
+        # a lease lost behind the worker's back (stalled past expiry, taken over): fenced, not released
+        await worker.on_join(JoinRequest(meeting_id=m4, kind="janus", url="ws://j", room=1))
+        held = worker.held[m4]
+        held.lease.deadline = 0.0
+        async with service.sessions.begin() as session:
+            await session.execute(
+                text("UPDATE meeting_leases SET expires_at = clock_timestamp() WHERE meeting_id = :m"), {"m": m4}
+            )
+        await worker._renew(m4, held)
+        assert m4 not in worker.held and worker.lost == 1
+        # drain: what is left is released and passed on at once
+        worker.published.clear()
+        await worker.drain()
+        assert worker.held == {} and [r.meeting_id for r in worker.published] == [m1]
+        holder = await _store(service, "reader").holder_of(m1)
+        assert holder is None  # released, free for the next worker without waiting
+    finally:
+        await worker.aclose()
+
+
+async def test_meetings_that_outgrow_a_worker_are_handed_over_newest_first(
+    service: MeetingService, pg_settings: Settings
+) -> None:
+    settings = pg_settings.model_copy(update={"worker_capacity": 3, "mqtt_url": MQTT_URL})
+    big, late = await _meeting(service), await _meeting(service)
+    worker = _TestWorker(settings, service, "grow", people={big: 3, late: 1})
+    try:
+        await worker.on_join(JoinRequest(meeting_id=big, kind="janus", url="ws://j", room=1))  # estimate 1, has 3
+        await worker.on_join(JoinRequest(meeting_id=late, kind="janus", url="ws://j", room=1))
+        await asyncio.sleep(0.1)  # the stand-ins see their people
+        assert worker.participants == 4
+        await worker._shed_overload()
+        assert list(worker.held) == [big] and worker.participants == 3
+        assert [r.meeting_id for r in worker.published] == [late]
+        assert await _store(service, "reader").holder_of(late) is None  # released for the next worker
+    finally:
+        await worker.aclose()
