@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -58,6 +59,10 @@ MAX_HOPS = 20
 #: How long a participant's offer waits for the room its worker is taking.
 ROOM_WAIT_S = 5.0
 ROOM_POLL_S = 0.05
+
+
+def _host(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower()
 
 
 class FencedBus:
@@ -224,6 +229,16 @@ class WorkerRole:
                 return False
             if request.meeting_id in self.held:
                 return True  # a duplicate delivery or a re-sent request: already ours
+            if request.kind == "janus" and _host(request.url) not in self.settings.join_allow_hosts:
+                # the web role checked the allow-list already; a request from anyone else who can
+                # publish on the broker must not send a bot anywhere either
+                log.error(
+                    "meeting %s: host %r is not on this worker's MICROCUE_JOIN_ALLOW; request %s refused",
+                    request.meeting_id,
+                    _host(request.url),
+                    request.id,
+                )
+                return True
             if self.participants + request.participants > self.capacity:
                 log.info(
                     "worker %s full (%d/%d participants): passing meeting %s on",

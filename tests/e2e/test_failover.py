@@ -222,6 +222,7 @@ def cluster(broker: str, database: str, netns: str, tmp_path: Path, model_dir: P
         "MICROCUE_ANALYSIS_FPS": ANALYSIS_FPS,
         "MICROCUE_DATA_DIR": str(tmp_path / "data"),
         "MICROCUE_LOG_LEVEL": "INFO",
+        "MICROCUE_JOIN_ALLOW": netns,  # the web role checks it, and the workers again
     }
     made = Cluster(env, tmp_path)
     try:
@@ -229,7 +230,7 @@ def cluster(broker: str, database: str, netns: str, tmp_path: Path, model_dir: P
             "web",
             ["serve", "--role", "web"],
             WEB_PORT,
-            {**env, "MICROCUE_PORT": str(WEB_PORT), "MICROCUE_JOIN_ALLOW": netns},
+            {**env, "MICROCUE_PORT": str(WEB_PORT)},
             tmp_path,
         )
         asyncio.run(_wait_ready(made.roles["web"]))  # it migrates the database; workers never do

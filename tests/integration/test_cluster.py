@@ -225,7 +225,7 @@ class _TestWorker(WorkerRole):
 async def test_a_worker_keeps_to_its_capacity_and_lets_go_of_what_it_cannot_hold(
     service: MeetingService, pg_settings: Settings
 ) -> None:
-    settings = pg_settings.model_copy(update={"worker_capacity": 3, "mqtt_url": MQTT_URL})
+    settings = pg_settings.model_copy(update={"worker_capacity": 3, "mqtt_url": MQTT_URL, "join_allow": "j"})
     m1, m2, m3, m4 = [await _meeting(service) for _ in range(4)]
     worker = _TestWorker(settings, service, "cap", people={m1: 2, m2: 1, m3: 1, m4: 1})
     other = _store(service, "other")
@@ -233,6 +233,9 @@ async def test_a_worker_keeps_to_its_capacity_and_lets_go_of_what_it_cannot_hold
         await worker.on_join(JoinRequest(meeting_id=m1, kind="janus", url="ws://j", room=1, participants=2))
         await worker.on_join(JoinRequest(meeting_id=m2, kind="janus", url="ws://j", room=1))
         assert sorted(worker.held) == sorted([m1, m2]) and worker.participants == 3
+        # a target the operator did not allow is refused here too, whoever published the request
+        await worker.on_join(JoinRequest(meeting_id=m3, kind="janus", url="ws://elsewhere", room=1))
+        assert m3 not in worker.held and worker.published == []
         # full: the next one goes back to the group, one hop further, and is not leased here
         await worker.on_join(JoinRequest(meeting_id=m3, kind="janus", url="ws://j", room=1))
         assert m3 not in worker.held and [(r.meeting_id, r.hops) for r in worker.published] == [(m3, 1)]
@@ -265,7 +268,7 @@ async def test_a_worker_keeps_to_its_capacity_and_lets_go_of_what_it_cannot_hold
 async def test_meetings_that_outgrow_a_worker_are_handed_over_newest_first(
     service: MeetingService, pg_settings: Settings
 ) -> None:
-    settings = pg_settings.model_copy(update={"worker_capacity": 3, "mqtt_url": MQTT_URL})
+    settings = pg_settings.model_copy(update={"worker_capacity": 3, "mqtt_url": MQTT_URL, "join_allow": "j"})
     big, late = await _meeting(service), await _meeting(service)
     worker = _TestWorker(settings, service, "grow", people={big: 3, late: 1})
     try:
