@@ -31,6 +31,10 @@ def create_worker_app(worker: WorkerRole) -> FastAPI:
 
     @app.websocket("/ws/rooms/{meeting_id}/signal")
     async def room_signal(websocket: WebSocket, meeting_id: str) -> None:
+        if worker.draining or not await worker.rooms.wait_held(meeting_id):
+            await websocket.accept()  # a stale holder in the lease table, or a drain: try again
+            await _close(websocket, CLOSE_RECONNECT, "this bridge worker does not hold the meeting; reconnect")
+            return
         members = sockets.setdefault(meeting_id, set())
         members.add(websocket)
         try:

@@ -113,14 +113,21 @@ class WorkerRooms(BuiltinRooms):
         super().__init__(settings, service)
         self.held = held
 
-    async def room(self, meeting_id: str) -> BuiltinRoom:
-        # The lease row is committed a moment before the room is registered here, and the web
-        # role may already have sent the participant: wait that moment out.
+    async def wait_held(self, meeting_id: str) -> bool:
+        """Whether this worker holds the room, waiting out the moment between the lease row
+        being committed and the room being registered here (the web role may be that quick)."""
         for _ in range(int(ROOM_WAIT_S / ROOM_POLL_S)):
             held = self.held.get(meeting_id)
             if held is not None and isinstance(held.adapter, BuiltinRoom):
-                return held.adapter
+                return True
             await asyncio.sleep(ROOM_POLL_S)
+        return False
+
+    async def room(self, meeting_id: str) -> BuiltinRoom:
+        if await self.wait_held(meeting_id):
+            held = self.held.get(meeting_id)
+            if held is not None and isinstance(held.adapter, BuiltinRoom):
+                return held.adapter
         raise SignalError(f"this bridge worker does not hold meeting {meeting_id}; reconnect to the meeting")
 
 
@@ -193,9 +200,13 @@ class WorkerRole:
         log.info("worker %s drained %d meetings", self.worker_id, len(held))
 
     async def _hand_over(self, held: HeldMeeting, reason: str) -> None:
-        """Stop, release, and pass the request on: the next worker needs no lease expiry."""
-        await self._stop(held, reason)
+        """Release, stop, and pass the request on: the next worker needs no lease expiry.
+
+        Released first: that fences this worker's cues at once (the lease's deadline drops to
+        zero), and a built-in room's participants, told to reconnect when the room stops, are
+        then never sent back here by the web role."""
         await self.leases.release(held.lease)
+        await self._stop(held, reason)
         await self._pass_on(held.request, delay=0.0)
 
     async def aclose(self) -> None:
@@ -362,8 +373,8 @@ class WorkerRole:
             await self._stop(held, f"lease token {held.lease.token} lost (fenced)")
         elif renewal.meeting_ended:
             self.held.pop(meeting_id, None)
-            await self._stop(held, "meeting ended")
             await self.leases.release(held.lease)
+            await self._stop(held, "meeting ended")
 
     async def _shed_overload(self) -> None:
         """Meetings grew past capacity: the newest goes back to the group."""
