@@ -24,6 +24,7 @@ from bridge.commands.serve import WS_MAX_SIZE
 from bridge.config import Settings
 from bridge.errors import MicroCueError, UsageError
 from bridge.store import db, migrate
+from bridge.store.errors import DatabaseUnavailable, is_unavailable
 
 if TYPE_CHECKING:
     import uvicorn
@@ -47,6 +48,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     sock = _bind(settings)
     try:
         asyncio.run(serve_worker(settings, sock))
+    except Exception as exc:
+        if is_unavailable(exc):  # one clear line, not a traceback from inside asyncpg
+            raise DatabaseUnavailable(settings, exc) from exc
+        raise
     finally:
         sock.close()
     return 0

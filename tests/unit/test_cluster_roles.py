@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -42,6 +43,33 @@ def test_roles_refuse_a_set_up_they_cannot_run_in(
     assert code != 0
     assert message in err
     assert "Traceback" not in err
+
+
+def _free_port() -> int:
+    """A local port nobody listens on: bound, then released."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_worker_without_its_database_says_so_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    port, http_port = _free_port(), _free_port()
+    code = cli.main(
+        [
+            "--data-dir",
+            str(tmp_path),
+            "--port",
+            str(http_port),
+            "--mqtt-url",
+            "mqtt://127.0.0.1:1",
+            "--database-url",
+            f"postgresql://postgres@127.0.0.1:{port}/x",
+            "worker",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code != 0
+    assert "cannot use the database at" in err and "Traceback" not in err
 
 
 def test_serve_rejects_an_unknown_role(capsys: pytest.CaptureFixture[str]) -> None:
