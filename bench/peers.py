@@ -86,7 +86,7 @@ def run_mediapipe(python: Path, clip: Path, core: int) -> dict[str, float]:
 
 
 def run_microcue(clip: Path, core: int, out: Path) -> dict[str, float]:
-    cmd = [sys.executable, "-m", "bridge.cli", "analyze", str(clip), "--json", str(out), "--quiet"]
+    cmd = [sys.executable, "-m", "web.cli", "analyze", str(clip), "--json", str(out), "--quiet"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, cwd=REPO,
                           preexec_fn=lambda: _pinned(core), check=False)
     if proc.returncode not in (0, 5):  # 5: no face found (still timed)

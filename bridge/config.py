@@ -50,6 +50,15 @@ class Settings(BaseSettings):
     # busy bridge: in one process the GIL, held mostly by aiortc's event loop, serialises the
     # analyzers' Python glue (docs/benchmarks.md "Bridge load"). 0 analyses in-process.
     analysis_processes: int = Field(default=0, ge=0, le=64)
+    # Bridge workers (``microcue worker``): how many participants one worker analyses at once.
+    # One participant costs ~0.25 core at 15 analysed fps (docs/benchmarks.md), so 8 fills two
+    # cores; size it to the worker's CPU (or GPU) limit.
+    worker_capacity: int = Field(default=8, ge=1, le=10_000)
+    # Name of this worker in leases and heartbeats; empty: host name and process id.
+    worker_id: str = ""
+    # Where the web role reaches this worker's built-in room signalling (http://POD_IP:PORT);
+    # empty: http://HOST:PORT of this process.
+    worker_url: str = ""
 
     @field_validator("database_url")
     @classmethod
@@ -70,6 +79,10 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
+
+    @property
+    def effective_worker_url(self) -> str:
+        return self.worker_url.rstrip("/") or f"http://{self.host}:{self.port}"
 
     @property
     def join_allow_hosts(self) -> frozenset[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Literal
 
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
@@ -20,6 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from bridge import metrics
 from bridge.bus import EventBus
+from bridge.cluster.web_role import ClusterBots, ClusterRooms
 from bridge.config import Settings, get_settings
 from bridge.insights.summary import make_summary_hook
 from bridge.rooms.bots import BotManager
@@ -36,7 +38,7 @@ from web.hub import LiveHub
 from web.limits import BodyLimitMiddleware
 from web.routes import health, meetings, pages, reports
 from web.routes.pages import STATIC_DIR
-from web.ws import live, signal
+from web.ws import live, signal, signal_proxy
 from web.ws.live import LiveOptions
 
 log = logging.getLogger("microcue.web")
@@ -105,11 +107,13 @@ def create_app(
     live_options: LiveOptions | None = None,
     apply_migrations: bool = True,
     bus: EventBus | None = None,
+    role: Literal["all", "web"] = "all",
 ) -> FastAPI:
     """The whole HTTP/websocket surface for ``settings`` (default: the environment's).
 
     ``bus`` hands in an event bus built by the caller (tests, benchmarks, the demo);
-    the app then starts and closes it like its own.
+    the app then starts and closes it like its own. ``role="web"`` runs no bridge here:
+    bot joins go to the workers as join requests on the broker (``bridge.cluster``).
     """
     settings = settings or get_settings()
 
@@ -126,11 +130,16 @@ def create_app(
             app.state.live_options = live_options or LiveOptions()
             app.state.metrics_registry = _service_metrics(service, hub)
             app.state.bus_started = True
-            app.state.rooms = BuiltinRooms(settings, service)
-            bots = BotManager(app.state.rooms)
+            app.state.rooms = BuiltinRooms(settings, service)  # loads models only on a first local join
+            bots: BotManager | ClusterBots
+            if role == "web":  # no bridge here: bots and built-in rooms run on the workers
+                bots = ClusterBots(settings.mqtt_url, service.sessions)
+                app.state.cluster_rooms = ClusterRooms(settings.mqtt_url, service.sessions)
+            else:
+                bots = BotManager(app.state.rooms)
             if service.bot_hook is None:
                 service.bot_hook = bots
-            log.info("MicroCue web app ready on %s (bus: %s)", settings.base_url, type(service.bus).__name__)
+            log.info("MicroCue %s role ready on %s (bus: %s)", role, settings.base_url, type(service.bus).__name__)
             try:
                 yield
             finally:
@@ -153,7 +162,7 @@ def create_app(
     app.include_router(pages.api_router)
     app.include_router(health.router)
     app.include_router(live.router)
-    app.include_router(signal.router)
+    app.include_router(signal_proxy.router if role == "web" else signal.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -17,6 +17,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "bridge.commands.analyze",
     "bridge.commands.models",
     "web.commands.serve",
+    "web.commands.worker",
     "web.commands.demo",
     "bridge.commands.join",
     "bridge.commands.report",

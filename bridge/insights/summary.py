@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bridge import policy
+from bridge.cluster import lease
 from bridge.config import Settings
 from bridge.executor import run_in_background
 from bridge.insights import coaching
@@ -342,6 +343,9 @@ async def compute_summary(*, session: AsyncSession, meeting: Meeting, settings: 
     body = await run_in_background(summarize, cues, participants, decision=decision, kind=meeting.kind)
     body["meeting_id"] = meeting.id
     body["ended"] = meeting.ended_at is not None
+    # Time no worker analysed (one crashed, another took over): missing, not quiet (bridge/cluster/lease.py).
+    gaps = await lease.coverage_gaps(session, meeting.id)
+    body["coverage"] = {"gaps": gaps, "missing_s": round(sum(g["missing_s"] for g in gaps), 3)}
     return body
 
 

@@ -189,5 +189,30 @@ class Token(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
+class LeaseRow(Base):
+    """One grant of a meeting to a bridge worker (bridge/cluster/lease.py); the newest grant is the lease.
+
+    A row per grant, never overwritten, so the history of who analysed the meeting when
+    (and the gaps between grants) stays for the summary. ``token`` counts grants per
+    meeting: the fencing token.
+    """
+
+    __tablename__ = "meeting_leases"
+
+    meeting_id: Mapped[str] = mapped_column(
+        String(ID_LEN), ForeignKey("meetings.id", ondelete="CASCADE"), primary_key=True
+    )
+    token: Mapped[int] = mapped_column(Integer, primary_key=True)
+    holder: Mapped[str] = mapped_column(String(TEXT_LEN))
+    #: where the holder serves built-in room signalling (MICROCUE_WORKER_URL), for the web role's proxy
+    holder_url: Mapped[str] = mapped_column(String(TEXT_LEN))
+    acquired_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    renewed_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    released: Mapped[bool] = mapped_column(Boolean)
+    requeued_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
 #: Tables that hang off a meeting, children first: the order erasure deletes in.
-MEETING_CHILD_TABLES: tuple[type[Base], ...] = (CueRow, Participant, Summary, Token)
+MEETING_CHILD_TABLES: tuple[type[Base], ...] = (CueRow, Participant, Summary, Token, LeaseRow)

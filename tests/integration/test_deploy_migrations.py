@@ -40,7 +40,7 @@ def init_container_env(settings: Settings) -> dict[str, str]:
 
 def start_upgrade(settings: Settings) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "bridge.cli", "db", "upgrade"],
+        [sys.executable, "-m", "web.cli", "db", "upgrade"],
         env=init_container_env(settings),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -28,14 +28,12 @@ import pytest
 
 from bridge.config import Settings
 from tests.services import MOSQUITTO, require_service
-from tests.support.k8s_manifests import HAS_ROLES, Obj, container, find, pod_spec, rendered
+from tests.support.k8s_manifests import Obj, container, find, pod_spec, rendered
 from tests.support.postgres import database_settings
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.timeout(300),
-    pytest.mark.xfail(condition=not HAS_ROLES, reason="`serve --role web` and `microcue worker` come with issue 14's "
-                      "code side", strict=True),
 ]  # fmt: skip
 
 POD_NAME = "microcue-worker-test"
@@ -79,7 +77,7 @@ def kubelet_env(c: Obj, objects: list[Obj], secret: dict[str, str], port: int) -
 def start(c: Obj, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     # The image's ENTRYPOINT is `microcue`; this checkout's console script is bridge.cli's main.
     with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "bridge.cli", *c["args"]], env=env, stdout=out,
+        return subprocess.Popen([sys.executable, "-m", "web.cli", *c["args"]], env=env, stdout=out,
                                 stderr=subprocess.STDOUT)  # fmt: skip
 
 
@@ -143,7 +141,7 @@ def test_web_and_worker_pods_start_probe_and_stop_as_declared(
 
     web_port, worker_port = free_port(), free_port()
     init_env = kubelet_env(migrate, objects, secret, web_port)
-    init = subprocess.run([sys.executable, "-m", "bridge.cli", *migrate["args"]], env=init_env,
+    init = subprocess.run([sys.executable, "-m", "web.cli", *migrate["args"]], env=init_env,
                           capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
     assert init.returncode == 0, init.stderr
 

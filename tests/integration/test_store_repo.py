@@ -27,14 +27,14 @@ from bridge.config import Settings
 from bridge.store import migrate, repo
 from bridge.store.db import create_engine, create_session_factory
 from bridge.store.errors import SchemaOutdated
-from bridge.store.tables import Base, CueRow, Meeting, Participant, Summary, Token
+from bridge.store.tables import Base, CueRow, LeaseRow, Meeting, Participant, Summary, Token
 from inference.cues import Cue
 from tests.services import POSTGRES, require_service
 from tests.support.postgres import fresh_postgres_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
-TABLES = ("meetings", "participants", "cues", "summaries", "tokens")
+TABLES = ("meetings", "participants", "cues", "summaries", "tokens", "meeting_leases")
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
 
@@ -117,6 +117,9 @@ async def populate(session: AsyncSession, meeting_id: str, *, hash_char: str) ->
     await repo.save_summary(session=session, meeting_id=meeting_id, body={"cues": 8})
     await repo.store_token(session=session, meeting_id=meeting_id, kind="presenter", token_hash=hash_char * 64)
     await repo.store_token(session=session, meeting_id=meeting_id, kind="join", token_hash="f" + hash_char * 63)
+    session.add(LeaseRow(meeting_id=meeting_id, token=1, holder="w1", holder_url="http://w1:8080", acquired_at=NOW,
+                         renewed_at=NOW, expires_at=NOW, released=True, request={"meeting_id": meeting_id}))
+    await session.commit()
 
 
 # --- migrations ----------------------------------------------------------------------------------
@@ -125,7 +128,7 @@ async def populate(session: AsyncSession, meeting_id: str, *, hash_char: str) ->
 async def test_upgrade_downgrade_upgrade_matches_the_models(settings: Settings) -> None:
     assert await migrate.current(settings) is None
     await migrate.upgrade(settings)
-    assert await migrate.current(settings) == migrate.head_revision(settings) == "0001"
+    assert await migrate.current(settings) == migrate.head_revision(settings) == "0002"
     assert await schema_diff(settings) == []
     assert set(TABLES) <= await table_names(settings)
     await migrate.upgrade(settings)  # again: a no-op, as every service start-up does it
@@ -337,12 +340,16 @@ async def test_delete_meeting_removes_every_row_and_only_those(sessions: async_s
         await populate(session, "m1", hash_char="a")
         await populate(session, "m2", hash_char="b")
         before = await total_rows(session)
-        assert before == {"meetings": 2, "participants": 4, "cues": 16, "summaries": 2, "tokens": 4}
+        assert before == {
+            "meetings": 2, "participants": 4, "cues": 16, "summaries": 2, "tokens": 4, "meeting_leases": 2
+        }
         kept = await repo.count_rows(session=session, meeting_id="m2")
 
         removed = await repo.delete_meeting(session=session, meeting_id="m1")
         assert removed.meeting_ids == ("m1",)
-        assert removed.rows == {"cues": 8, "participants": 2, "summaries": 1, "tokens": 2, "meetings": 1}
+        assert removed.rows == {
+            "cues": 8, "participants": 2, "summaries": 1, "tokens": 2, "meeting_leases": 1, "meetings": 1
+        }
     async with sessions() as session:
         assert await repo.count_rows(session=session, meeting_id="m1") == dict.fromkeys(TABLES, 0)
         assert await repo.count_rows(session=session, meeting_id="m2") == kept
@@ -418,10 +425,10 @@ async def test_db_and_purge_commands(settings: Settings, capsys: pytest.CaptureF
     async def call(*argv: str) -> str:
         return await asyncio.to_thread(run, *argv)
 
-    assert "at revision none (empty database), head is 0001 (run 'microcue db upgrade')" in await call("db", "current")
+    assert "at revision none (empty database), head is 0002 (run 'microcue db upgrade')" in await call("db", "current")
     with pytest.raises(SchemaOutdated, match="microcue db upgrade"):
         await call("purge", "--older-than", "30d")
-    assert "at revision 0001" in await call("db", "upgrade")
+    assert "at revision 0002" in await call("db", "upgrade")
     assert "(up to date)" in await call("db", "current")
 
     engine = create_engine(settings)
@@ -440,7 +447,7 @@ async def test_db_and_purge_commands(settings: Settings, capsys: pytest.CaptureF
     assert out.splitlines() == [
         "purge older than 30d: removed 1 meeting(s)",
         "  meeting old1",
-        "  rows: cues 4, participants 0, summaries 0, tokens 0, meetings 1",
+        "  rows: cues 4, participants 0, summaries 0, tokens 0, meeting_leases 0, meetings 1",
     ]
     assert await call("purge", "--older-than", "30d") == "purge older than 30d: removed 0 meeting(s)\n"
     assert "at revision none" in await call("db", "downgrade", "base")

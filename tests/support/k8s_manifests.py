@@ -1,9 +1,8 @@
 """deploy/k8s rendered for tests: ``kubectl kustomize`` (or ``kustomize build``) where installed,
-else the strict subset in tests/kustomize_lite.py; and small accessors for the objects."""
+else the strict subset in tests/support/kustomize_lite.py; and small accessors for the objects."""
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -16,9 +15,6 @@ from tests.support.kustomize_lite import render
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
-#: Whether this checkout has the two roles the manifests run (issue 14's code side); tests of
-#: what only they define are expected failures until then, and real tests from then on.
-HAS_ROLES = importlib.util.find_spec("bridge.commands.worker") is not None
 
 Obj = dict[str, Any]
 

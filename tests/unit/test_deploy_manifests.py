@@ -26,7 +26,6 @@ from packaging.version import Version
 from bridge import cli
 from bridge.config import Settings
 from tests.support.k8s_manifests import (
-    HAS_ROLES,
     K8S,
     REPO,
     Obj,
@@ -43,6 +42,7 @@ from tests.support.k8s_manifests import (
 )
 from tests.support.kustomize_lite import MERGE_KEYS, render
 from web.cli import COMMAND_MODULES
+from web.commands import worker as worker_command
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(120)]
 
@@ -218,9 +218,6 @@ def test_migration_command_exists_in_the_cli() -> None:
     assert _cli_accepts(["db", "upgrade"])
 
 
-@pytest.mark.xfail(
-    condition=not HAS_ROLES, reason="`serve --role` and `worker` come with issue 14's code side", strict=True
-)
 @pytest.mark.parametrize("args", [["serve", "--role", "web"], ["worker"]])
 def test_role_commands_exist_in_the_cli(args: list[str]) -> None:
     assert _cli_accepts(args)
@@ -382,11 +379,6 @@ def test_site_overlay_on_gpu_keeps_each_images_tag(tmp_path: Path) -> None:
     assert worker["resources"]["limits"]["nvidia.com/gpu"] == "1"
 
 
-#: Settings the manifests set that issue 14's code side adds (bridge/config.py); once the roles
-#: are in the CLI (HAS_ROLES), test_pending_settings_exist insists that these exist too.
-PENDING_SETTINGS = frozenset({"MICROCUE_WORKER_CAPACITY", "MICROCUE_WORKER_ID", "MICROCUE_WORKER_URL"})
-
-
 def _known_settings() -> set[str]:
 
     return {f"MICROCUE_{name.upper()}" for name in Settings.model_fields}
@@ -401,12 +393,7 @@ def test_every_microcue_variable_is_a_setting(overlay: str) -> None:
         spec = pod_spec(workload)
         for c in spec["containers"] + spec.get("initContainers", []):
             names |= {e["name"] for e in c.get("env", []) if e["name"].startswith("MICROCUE_")}
-    assert names - _known_settings() <= PENDING_SETTINGS
-
-
-@pytest.mark.xfail(condition=not HAS_ROLES, reason="the worker settings come with issue 14's code side", strict=True)
-def test_pending_settings_exist() -> None:
-    assert PENDING_SETTINGS.issubset(_known_settings())
+    assert names <= _known_settings(), names - _known_settings()
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -433,10 +420,7 @@ def test_worker_url_is_the_pod_address_and_port(overlay: str) -> None:
     assert url.port == container_port(worker, "http")
 
 
-@pytest.mark.xfail(condition=not HAS_ROLES, reason="`microcue worker` comes with issue 14's code side", strict=True)
 def test_grace_period_covers_the_workers_drain_timeout() -> None:
-
-    from bridge.commands import worker as worker_command  # noqa: PLC0415 - exists only with issue 14's code
 
     bus_flush_s = 5  # the worker's last step after the drain: up to 5 s to flush the bus
     deployment = find(rendered("base"), "Deployment", "microcue-worker")

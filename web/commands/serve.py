@@ -30,10 +30,20 @@ WS_MAX_SIZE = 1024 * 1024
 GRACEFUL_SHUTDOWN_S = 5
 #: Pending connections the kernel queues for us.
 LISTEN_BACKLOG = 2048
+#: Process roles: everything in one (the embedded default), or the API side and the bridge
+#: workers as separate processes that share only the broker and the database.
+ROLES = ("all", "web", "worker")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("serve", help="HTTP API, live websockets and dashboard (default http://127.0.0.1:8080)")
+    p.add_argument(
+        "--role",
+        choices=ROLES,
+        default="all",
+        help="all: API and bridge in one process (default); web: API, dashboard and store writer, bots "
+        "run on workers; worker: same as `microcue worker`",
+    )
     p.set_defaults(run=run)
 
 
@@ -78,6 +88,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     from web.app import create_app
 
+    role = getattr(args, "role", "all")
+    if role == "worker":
+        from web.commands import worker
+
+        return worker.run(args, settings)
+    if role == "web":
+        from web.commands.worker import check_settings
+
+        check_settings(settings, who="the web role")
     if not _is_loopback(settings.host) and not settings.api_key:
         raise UsageError(
             f"refusing to listen on {settings.host} without an API key: anyone who can reach it could create "
@@ -86,7 +105,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     _migrate(settings)
     sock = bind_tcp(settings)
     config = uvicorn.Config(
-        create_app(settings, apply_migrations=False),
+        create_app(settings, apply_migrations=False, role="web" if role == "web" else "all"),
         ws_max_size=WS_MAX_SIZE,
         log_level=settings.log_level.lower(),
         lifespan="on",
