@@ -164,6 +164,28 @@ class Spot:
         return self.offset_t - self.onset_t
 
 
+GATES = ("blink", "talk", "head", "light", "occlusion")
+
+
+@dataclass(frozen=True, slots=True)
+class SpotterStats:
+    """Why a spotter is silent: per gate and region the share of analysed time the gate took the
+    region out, and each region's noise level (canonical px over the micro window)."""
+
+    windows: int
+    gated: dict[str, dict[str, float]]
+    noise: dict[str, float]
+
+    def worst_gate(self) -> tuple[str, float]:
+        """The gate with the largest share on any region, and that share."""
+        best = ("", 0.0)
+        for gate, per_region in self.gated.items():
+            share = max(per_region.values(), default=0.0)
+            if share > best[1]:
+                best = (gate, share)
+        return best
+
+
 @dataclass
 class _Channel:
     k_s: float
@@ -210,6 +232,10 @@ class Spotter:
         self.talk_intervals: deque[list[float]] = deque(maxlen=64)
         self.blink_intervals: deque[tuple[float, float]] = deque(maxlen=64)
         self.suppressed = {"blink": 0, "talk": 0, "head": 0, "light": 0, "occlusion": 0}
+        # Per gate, per region: analysed windows in which the gate took that region out (micro
+        # channel only, so each analysed frame counts once); see ``stats``.
+        self._gated = {gate: np.zeros(len(REGIONS)) for gate in GATES}
+        self._windows = 0
 
     # --- buffer --------------------------------------------------------------------------
     def _append(self, s: MotionSample) -> None:
@@ -278,28 +304,37 @@ class Spotter:
     def _talk_overlaps(self, start: float, end: float) -> bool:
         return any(a <= end and start <= b for a, b in self.talk_intervals)
 
-    def _mask(self, lo: int, hi: int, talking: bool) -> np.ndarray | None:
-        """Region weights for the window [lo, hi]; None when the whole window is unusable."""
+    def _mask(self, lo: int, hi: int, talking: bool, record: bool) -> np.ndarray | None:
+        """Region weights for the window [lo, hi]; None when the whole window is unusable.
+        ``record``: count what each gate took out (once per analysed frame)."""
         win = self.samples[lo : hi + 1]
         turn = [s.turn for s in win]
         nod = [s.nod for s in win]
+        gate = ""
         if np.ptp(turn) > HEAD_TURN_IOD or np.ptp(nod) > HEAD_NOD_IOD:
-            self.suppressed["head"] += 1
-            return None
-        if max(s.outliers for s in win) > OCCLUSION_SHARE:
-            self.suppressed["occlusion"] += 1
-            return None
-        light = [s.brightness for s in win]
-        if np.ptp(light) > LIGHT_CHANGE * max(np.mean(light), 1.0):
-            self.suppressed["light"] += 1
+            gate = "head"
+        elif max(s.outliers for s in win) > OCCLUSION_SHARE:
+            gate = "occlusion"
+        else:
+            light = [s.brightness for s in win]
+            if np.ptp(light) > LIGHT_CHANGE * max(np.mean(light), 1.0):
+                gate = "light"
+        if gate:
+            self.suppressed[gate] += 1
+            if record:
+                self._gated[gate] += 1.0
             return None
         mask = np.ones(len(REGIONS))
         if min(s.eye_openness for s in win) < BLINK_EAR_RATIO * self._ear_median:
             mask[EYELID_MASK] = 0.0
             self.suppressed["blink"] += 1
+            if record:
+                self._gated["blink"][EYELID_MASK] += 1.0
         if talking:
             mask[MOUTH_MASK] = 0.0
             self.suppressed["talk"] += 1
+            if record:
+                self._gated["talk"][MOUTH_MASK] += 1.0
         return mask
 
     # --- feature and threshold -----------------------------------------------------------
@@ -329,7 +364,10 @@ class Spotter:
         ch.fd_history.append(np.linalg.norm(from_head, axis=1))
         while len(ch.fd_history) > THRESHOLD_WINDOW_S * self.fps():
             ch.fd_history.popleft()
-        mask = self._mask(h, tail, talking)
+        record = ch is self._channels[0]
+        if record:
+            self._windows += 1
+        mask = self._mask(h, tail, talking, record)
         if mask is None:
             return self.samples[i].t, 0.0, np.zeros(len(REGIONS))
         noise = self._noise(ch)
@@ -338,6 +376,8 @@ class Spotter:
         if (lids > BLINK_NOISE_UNITS * noise[_UPPER_LIDS]).all():  # both upper lids down: a blink
             self.blink_intervals.append((t_i - 2 * ch.k_s, t_i + 2 * ch.k_s))
         if self._blink_overlaps(self.samples[h].t, self.samples[tail].t):
+            if record:
+                self._gated["blink"][(EYELID_MASK | BROW_MASK) & (mask > 0)] += 1.0
             mask[EYELID_MASK | BROW_MASK] = 0.0
             self.suppressed["blink"] += 1
         z = fd / noise * mask
@@ -506,6 +546,17 @@ class Spotter:
             if spot is not None:
                 out.append(spot)
         return out
+
+    def stats(self) -> SpotterStats:
+        """Gate shares and noise levels since the last reset (see SpotterStats)."""
+        n = max(self._windows, 1)
+        names = [r.name for r in REGIONS]
+        noise = self._channels[0].noise
+        return SpotterStats(
+            windows=self._windows,
+            gated={g: {r: round(float(v) / n, 4) for r, v in zip(names, c, strict=True)} for g, c in self._gated.items()},
+            noise={r: round(float(v), 4) for r, v in zip(names, noise, strict=True)} if noise is not None else {},
+        )
 
     @property
     def talking(self) -> bool:
