@@ -175,6 +175,9 @@ class Spot:
 
 
 GATES = ("blink", "talk", "head", "light", "occlusion")
+# A gate on for more than this share of the time is worth a warning: the spotter is then blind
+# to the regions it covers for most of the video (issue 11; `microcue analyze` prints it).
+GATE_WARN_SHARE = 0.30
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +188,21 @@ class SpotterStats:
     windows: int
     gated: dict[str, dict[str, float]]
     noise: dict[str, float]
+
+    def to_dict(self) -> dict[str, object]:
+        """The ``spotting`` block of ``analyze`` JSON and of the live worker stats."""
+        return {"windows": self.windows, "gated": self.gated, "noise": self.noise}
+
+    def warnings(self, limit: float = GATE_WARN_SHARE) -> list[str]:
+        """One sentence per gate that was on for more than ``limit`` of the time in some region."""
+        out = []
+        for gate, per_region in self.gated.items():
+            worst = sorted(((v, r) for r, v in per_region.items() if v > limit), reverse=True)
+            if worst:
+                names = ", ".join(r for _, r in worst[:4]) + (" ..." if len(worst) > 4 else "")  # noqa: PLR2004
+                out.append(f"the {gate} gate hid {100 * worst[0][0]:.0f} % of the time from {names}: "
+                           f"expressions there could not be spotted")
+        return out
 
     def worst_gate(self) -> tuple[str, float]:
         """The gate with the largest share on any region, and that share."""

@@ -337,7 +337,9 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         s = score_video(row["predictions"], row["truth"])
         total.add(s)
         c = row["truth"]["condition"]
-        band = "still" if row["truth"]["split"] == "still" else f"{c.split()[0]} {'<=350' if int(c.split()[1]) <= 350 else '600-1000'} kbit/s"
+        codec, kbps = c.split()[0], int(c.split()[1])
+        rate = "<=350" if kbps <= 350 else "600-1000"
+        band = "still" if row["truth"]["split"] == "still" else f"{codec} {rate} kbit/s"
         by_cond[band].add(s)
     return {"overall": total.summary(), "by_condition": {k: v.summary() for k, v in sorted(by_cond.items())},
             "curve": _curve(rows), "emotions_found": _emotions_found(rows), "worst_gate_share": _gates(rows)}
@@ -372,7 +374,8 @@ def main(argv: list[str] | None = None, models: FaceModels | None = None) -> dic
             src = load_source(models, clip_path(args.cache, clip), args.cache)
             seed = sum(map(ord, clip.name)) * 100 + v + 50 * still  # stable across runs
             m = make_meeting(clip, args.seconds, seed, still)
-            video = args.out / f"{split}_{clip.name}_{v}{'_still' if still else ''}.{'webm' if m.condition.codec == 'vp8' else 'mp4'}"
+            ext = "webm" if m.condition.codec == "vp8" else "mp4"
+            video = args.out / f"{split}_{clip.name}_{v}{'_still' if still else ''}.{ext}"
             kept = render(m, src, video, seed)
             row = analyse(models, video) | {"truth": truth(m, kept), "video": video.name}
             rows.append(row)
@@ -404,7 +407,8 @@ def main(argv: list[str] | None = None, models: FaceModels | None = None) -> dic
             if res[part] is None:
                 continue
             o = res[part]["overall"]
-            print(f"\n[{split} {part}] micro P/R/F1 {o['micro_precision']:.2f}/{o['micro_recall']:.2f}/{o['micro_f1']:.2f} "
+            print(f"\n[{split} {part}] micro P/R/F1 "
+                  f"{o['micro_precision']:.2f}/{o['micro_recall']:.2f}/{o['micro_f1']:.2f} "
                   f"({o['micro_tp']}/{o['micro_truth']}, {o['micro_pred']} predicted) macro P/R/F1 "
                   f"{o['macro_precision']:.2f}/{o['macro_recall']:.2f}/{o['macro_f1']:.2f} emo7 {o['emotion_acc_7']} "
                   f"emo3 {o['emotion_acc_3']} (matched {o['matched_micro']})")
@@ -412,7 +416,8 @@ def main(argv: list[str] | None = None, models: FaceModels | None = None) -> dic
             print("  emotions found", json.dumps(res[part]["emotions_found"]))
             print("  worst gate share", json.dumps({k: round(v, 3) for k, v in res[part]["worst_gate_share"].items()}))
             for cond, s in res[part]["by_condition"].items():
-                print(f"  {cond:24} micro F1 {s['micro_f1']:.2f} (R {s['micro_recall']:.2f}, P {s['micro_precision']:.2f}) "
+                print(f"  {cond:24} micro F1 {s['micro_f1']:.2f} "
+                      f"(R {s['micro_recall']:.2f}, P {s['micro_precision']:.2f}) "
                       f"macro F1 {s['macro_f1']:.2f}")
     if "unlabeled" in results:
         u = results["unlabeled"]

@@ -45,7 +45,7 @@ class Clip:
     role: str
 
 
-CLIPS: tuple[Clip, ...] = (
+_BASE_FACES: tuple[Clip, ...] = (
     # HDTF-derived talking heads shipped by SadTalker (Apache-2.0 repository).
     Clip("st_radio2", *SADTALKER_OLD, "test/examples/source_image/RD_Radio2_000.mp4",
          "e815dc1856e0f88e4572e8a803388d21f4e37d60", "radio2", "tune"),
@@ -72,7 +72,8 @@ CLIPS: tuple[Clip, ...] = (
          "95627a6443e9b062033ca48b9004ea755978d7d9", "w009", "heldout"),
     Clip("mead_w011", *DREAMTALK, "data/style_clip/video/W011_front_neutral_level1_001.mp4",
          "0e89207480b08d94546fe4b76019ccc019523399", "w011", "heldout"),
-) + tuple(
+)
+_UNLABELED: tuple[Clip, ...] = tuple(
     # LivePortrait driving videos (MIT repository): real people talking and making faces; none of
     # them is a base face. Every micro event found in them counts as a false positive.
     Clip(f"lp_{n}", *LIVEPORTRAIT, f"assets/examples/driving/{n}.mp4", blob, f"lp_{n}", "unlabeled")
@@ -85,6 +86,7 @@ CLIPS: tuple[Clip, ...] = (
         ("d19", "07562e983f601d00bcc0e388fe60872c046bcbaf"), ("d20", "30822f967c4af0d8900cc1d2140b1e81dcc6e52f"),
     )
 )
+CLIPS: tuple[Clip, ...] = (*_BASE_FACES, *_UNLABELED)
 
 
 def blob_id(data: bytes) -> str:
