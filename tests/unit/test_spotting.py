@@ -175,3 +175,14 @@ def test_blink_gate_is_calibrated_to_the_persons_own_eyes() -> None:
     for x in samples:
         sp.push(x)
     assert max(sp.stats().gated["blink"].values()) < 0.05
+
+
+def test_gate_warnings_name_the_gate_and_the_regions() -> None:
+    from inference.spotting import SpotterStats
+
+    quiet = SpotterStats(windows=100, gated={"head": {"chin": 0.1}, "talk": {"lip_lower": 0.25}}, noise={})
+    assert quiet.warnings() == []
+    loud = SpotterStats(windows=100, gated={"head": {"chin": 0.45, "glabella": 0.5}, "talk": {"lip_lower": 0.1}},
+                        noise={})
+    (line,) = loud.warnings()
+    assert "head gate" in line and "50 %" in line and "glabella" in line and "chin" in line
