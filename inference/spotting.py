@@ -73,6 +73,11 @@ BLINK_EAR_SIGMAS = 4.0
 # ... or both upper lids moving down together by this many noise units: no emotion prototype
 # lowers both upper lids (the lid-raising AU5 goes up), a blink does.
 BLINK_NOISE_UNITS = 3.0
+# ... and by at least this much (canonical px): a blink lowers the upper lid by most of the eye's
+# opening (~0.1-0.15 IOD, 3.5-5 px on the 35-px IOD canonical face). On a still face the noise
+# scale is tiny, and brow actions dragging the lids by a fraction of a pixel read as blinks,
+# which then hid the brows (bench/spotting/meetings.py still faces, tune split: blink gate 11 %).
+BLINK_MIN_PX = 1.5
 # Talking: the jaw oscillating at 2-7 Hz (syllable rate, Ding et al. 2017) over TALK_WINDOW_S;
 # mouth regions are then ignored, and mouth-only events overlapping talk are dropped.
 TALK_MIN_PX = 0.8  # jaw (lower lip + chin) excursion in canonical pixels
@@ -409,7 +414,7 @@ class Spotter:
         noise = self._noise(ch)
         lids = (p[i] - p[h])[_UPPER_LIDS, 1]
         t_i = self.samples[i].t
-        if (lids > BLINK_NOISE_UNITS * noise[_UPPER_LIDS]).all():  # both upper lids down: a blink
+        if (lids > np.maximum(BLINK_NOISE_UNITS * noise[_UPPER_LIDS], BLINK_MIN_PX)).all():  # both lids down: a blink
             self.blink_intervals.append((t_i - 2 * ch.k_s, t_i + 2 * ch.k_s))
         if self._blink_overlaps(self.samples[h].t, self.samples[tail].t):
             self._gate("blink", EYELID_MASK | BROW_MASK, mask, record)

@@ -354,6 +354,7 @@ def main(argv: list[str] | None = None, models: FaceModels | None = None) -> dic
     ap.add_argument("--videos-per-face", type=int, default=2)
     ap.add_argument("--no-unlabeled", action="store_true")
     ap.add_argument("--no-still", action="store_true")
+    ap.add_argument("--no-moving", action="store_true", help="only the still faces")
     ap.add_argument("--out", type=Path, default=REPO / "out" / "spotting-meetings")
     args = ap.parse_args(argv)
     if models is None:
@@ -367,7 +368,7 @@ def main(argv: list[str] | None = None, models: FaceModels | None = None) -> dic
     for split in splits:
         rows: list[dict[str, Any]] = []
         clips = [c for c in CLIPS if c.role == split]
-        jobs = [(c, v, False) for c in clips for v in range(args.videos_per_face)]
+        jobs = [] if args.no_moving else [(c, v, False) for c in clips for v in range(args.videos_per_face)]
         if not args.no_still:
             jobs += [(c, 0, True) for c in clips]
         for clip, v, still in jobs:
@@ -385,7 +386,8 @@ def main(argv: list[str] | None = None, models: FaceModels | None = None) -> dic
                   f"gates {json.dumps({k: round(v, 2) for k, v in _gates([row]).items()})}", flush=True)
         moving = [r for r in rows if r["truth"]["split"] != "still"]
         still_rows = [r for r in rows if r["truth"]["split"] == "still"]
-        results["splits"][split] = {"moving": summarise(moving), "still": summarise(still_rows) if still_rows else None,
+        results["splits"][split] = {"moving": summarise(moving) if moving else None,
+                                    "still": summarise(still_rows) if still_rows else None,
                                     "rows": rows}
     if not args.no_unlabeled:
         unl = []
