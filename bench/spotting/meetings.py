@@ -65,6 +65,7 @@ FPS = (15, 25, 30)
 DROP_SHARE = 0.05
 # Sensitivity curve points (IOD) and the bins that stand for them.
 CURVE = ((0.015, 0.0125, 0.0175), (0.02, 0.0175, 0.025), (0.03, 0.025, 0.035), (0.04, 0.035, 0.05))
+FLOORS = (0.2, 0.3, 0.4, 0.5)  # candidate MICROCUE_MIN_CONFIDENCE values reported
 CONF_BINS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.01)
 
 
@@ -400,8 +401,12 @@ def main(argv: list[str] | None = None, models: FaceModels | None = None) -> dic
                                 "micro_fp_per_min": round(micro / minutes, 2) if minutes else None,
                                 "worst_gate_share": _gates(unl),
                                 "per_clip": {r["video"]: {"seconds": round(r["seconds"], 1),
-                                                          "micro": sum(p["kind"] == "micro" for p in r["predictions"])}
+                                                          "micro": sum(p["kind"] == "micro" for p in r["predictions"]),
+                                                          "predictions": r["predictions"]}
                                              for r in unl}}
+        for floor in FLOORS:
+            shown = sum(1 for r in unl for p in r["predictions"] if p["kind"] == "micro" and p["confidence"] >= floor)
+            results["unlabeled"][f"micro_fp_per_min_at_{floor}"] = round(shown / minutes, 2) if minutes else None
         held = results["splits"].get("heldout") or next(iter(results["splits"].values()))
         results["reliability"] = _reliability(held["rows"], unl)
     for split, res in results["splits"].items():
@@ -423,6 +428,7 @@ def main(argv: list[str] | None = None, models: FaceModels | None = None) -> dic
                       f"macro F1 {s['macro_f1']:.2f}")
     if "unlabeled" in results:
         u = results["unlabeled"]
+        print("  at floors", {f: u[f"micro_fp_per_min_at_{f}"] for f in FLOORS})
         print(f"\n[unlabeled] {u['micro']} micro in {u['minutes']} min = {u['micro_fp_per_min']} per minute; "
               f"worst gate share {json.dumps({k: round(v, 3) for k, v in u['worst_gate_share'].items()})}")
         print("  reliability", json.dumps(results["reliability"]))
