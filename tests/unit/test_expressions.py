@@ -116,3 +116,9 @@ def test_gaze_baseline_learns_the_usual_offset() -> None:
         dev = base.deviation(i * 0.1, (0.0, 0.1))
     assert dev is not None and abs(dev[1]) < 1e-6
     assert base.deviation(10.1, (0.2, 0.1))[0] == pytest.approx(0.2 * 0.9, abs=0.02)  # type: ignore[index]
+
+
+def test_the_cnn_cannot_overrule_contempt_which_it_has_no_class_for() -> None:
+    happy_jump = np.array([0, 0, 0, 0.3, 0, 0, 0], dtype=np.float32)
+    ex = classify(_spot(_disp(mouth_corner_R=(-1.0, -1.5))), np.zeros(7, np.float32), happy_jump)
+    assert ex.emotion == "contempt" and ex.aus == ("AU12R", "AU14R")
