@@ -26,7 +26,7 @@ from typing import Any
 
 from bridge import metrics
 from bridge.bus import EventBus, Subscription
-from bridge.confidence import below_floor, split_shown
+from bridge.confidence import below_floor
 from bridge.store.tables import Participant
 from inference.cues import EXPRESSION_TYPES, Cue
 
@@ -34,6 +34,9 @@ log = logging.getLogger("microcue.web.hub")
 
 #: Expression cues kept per meeting for the snapshot (the dashboard's feed shows fewer).
 RECENT_EXPRESSIONS = 50
+#: Keys of hidden (below the confidence floor) cues remembered per meeting, so a cue counted live is
+#: not counted again when the store seeds the meeting: more than the store seed ever brings back.
+HIDDEN_KEYS_KEPT = 4 * RECENT_EXPRESSIONS
 #: Cue kinds whose latest value describes a participant's current state.
 STATE_TYPES: tuple[str, ...] = ("sentiment", "engagement", "attention", "presence", "speaking")
 #: Meetings whose state is kept in memory; a process serves far fewer live meetings.
@@ -127,8 +130,21 @@ class _MeetingState:
         self.ended = False
         #: Filled from the store once: live cues alone miss what happened before this process saw the meeting.
         self.seeded = False
-        #: Expression signals under the confidence floor, hidden from presenters (counted, not sent).
+        #: Expression signals under the confidence floor, hidden from presenters (counted, not sent),
+        #: and the keys of the latest ones, so the store's copy of a cue seen live is not counted twice.
         self.hidden = 0
+        self.hidden_keys: OrderedDict[tuple[str, int | None, float], None] = OrderedDict()
+
+    def hide(self, cue: Cue) -> bool:
+        """Counts a hidden cue once; False if it was already counted."""
+        key = (cue.participant_id, cue.seq, cue.t)
+        if key in self.hidden_keys:
+            return False
+        self.hidden_keys[key] = None
+        if len(self.hidden_keys) > HIDDEN_KEYS_KEPT:
+            self.hidden_keys.popitem(last=False)
+        self.hidden += 1
+        return True
 
     def apply(self, cue: Cue, as_dict: dict[str, Any]) -> None:
         if cue.type in EXPRESSION_TYPES:
@@ -213,7 +229,7 @@ class LiveHub:
         state = self._state(cue.meeting_id, create=True)
         assert state is not None
         if below_floor(cue.type, cue.confidence, self.min_confidence):
-            state.hidden += 1
+            state.hide(cue)
             text = encode({"type": "hidden", "count": state.hidden, "min_confidence": self.min_confidence})
             for conn in state.connections:
                 conn.offer_cue(cue.type, text)
@@ -269,8 +285,12 @@ class LiveHub:
                 person.latest[cue.type] = cue.to_dict()
         live = list(state.recent)
         keys = {(c["participant_id"], c["seq"], c["t"]) for c in live}
-        shown, hidden = split_shown(expression_cues, self.min_confidence)
-        state.hidden += hidden
+        shown: list[Cue] = []
+        for c in expression_cues:
+            if below_floor(c.type, c.confidence, self.min_confidence):
+                state.hide(c)
+            else:
+                shown.append(c)
         stored = [c.to_dict() for c in shown if (c.participant_id, c.seq, c.t) not in keys]
         state.recent = deque(stored + live, maxlen=RECENT_EXPRESSIONS)
 
