@@ -47,3 +47,16 @@ def test_reports_leave_low_confidence_signals_out_and_say_how_many() -> None:
     assert [e["emotion"] for e in events] == ["happiness"]
     assert body["hidden_low_confidence"] == 2 and body["min_confidence"] == 0.3
     assert body["participants"][0]["expressions"]["micro"]["anger"] == 0
+
+
+def test_an_unclear_signal_names_no_emotion_and_the_report_still_draws() -> None:
+    from bridge.reports.meeting_report import activity_chart
+
+    cues = [Cue(type="presence", t=0.0, value=1.0, meeting_id="m", participant_id="p1"),
+            _expr(5.0, 0.6, emotion=None),  # type: ignore[arg-type]
+            Cue(type="presence", t=20.0, value=0.0, meeting_id="m", participant_id="p1")]
+    body = summarize(cues, [ParticipantInfo(id="p1", display_name="A")], decision=policy.decide("customer", Settings()),
+                     min_confidence=0.3)
+    events = body["participants"][0]["expression_events"]
+    assert [e["emotion"] for e in events] == [None]
+    assert activity_chart(body["participants"], body["duration_s"], True)
