@@ -176,7 +176,7 @@ def classify(spot: Spot, fer_onset: np.ndarray | None = None, fer_apex: np.ndarr
     spot_conf = 1.0 - math.exp(-(max(spot.strength, 1.0) - 0.5))
     raw = float(np.clip(probs[best] * spot_conf, 0.0, 1.0))
     # The CNN has no contempt class, so it cannot disagree with a contempt prototype.
-    if cnn_emotion is not None and cnn_emotion != au_emotion and au_emotion != "contempt":
+    if cnn_emotion is not None and au_emotion not in (cnn_emotion, "contempt"):
         emotion, aus = UNCLEAR, moved_aus(au, au_emotion)
     else:
         aus = supporting_aus(au, emotion)
