@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     policy: Literal["default", "unrestricted"] = "default"
     # 15 fps: a 0.36-0.40 s micro-expression still spans 5-6 frames (docs/sources.md).
     analysis_fps: float = Field(default=15.0, gt=0, le=60)
+    # Expression signals below this confidence are hidden from presenters (dashboard, live feed,
+    # reports) and counted instead; default from the reliability table in docs/benchmarks.md.
+    min_confidence: float = Field(default=0.3, ge=0.0, le=1.0)
     join_allow: str = ""
     public_url: str = ""
     log_level: str = "INFO"

@@ -14,7 +14,7 @@ import numpy as np
 from inference.cues import Cue
 from inference.emotion_cnn import EmotionCNN
 from inference.engagement import EngagementInputs, GazeBaseline, StreamCues, attention, cnn_valence, engagement
-from inference.expressions import Expression, classify
+from inference.expressions import UNCLEAR, Expression, classify
 from inference.faces import FaceDetector
 from inference.landmarks import FaceMesh, IrisModel
 from inference.motion import MotionExtractor
@@ -95,14 +95,16 @@ def frame_metrics(frame: FrameFaces) -> FrameMetrics:
 
 
 def expression_cue(spot: Spot, expression: Expression) -> Cue:
+    """The cue of a spotted expression; an "unclear" one names no emotion and no valence."""
+    unclear = expression.emotion == UNCLEAR
     return Cue(
         type="micro_expression" if spot.kind == "micro" else "macro_expression",
         t=round(spot.offset_t, 3),
         onset_s=round(spot.onset_t, 3),
         apex_s=round(spot.apex_t, 3),
         offset_s=round(spot.offset_t, 3),
-        emotion=expression.emotion,  # type: ignore[arg-type]
-        valence=expression.valence,
+        emotion=None if unclear else expression.emotion,  # type: ignore[arg-type]
+        valence=None if unclear else expression.valence,
         aus=expression.aus,
         confidence=expression.confidence,
         detail=f"{spot.kind} {expression.emotion} signal over {1000 * spot.duration:.0f} ms",

@@ -16,6 +16,8 @@ from inference.emotion_cnn import FER_LABELS, FER_TO_EMOTION
 from inference.regions import REGION_INDEX
 from inference.spotting import Spot
 
+# A signal whose AU prototype and CNN name different emotions (see CNN_MIN_CHANGE).
+UNCLEAR = "unclear"
 # EMFACS prototypes (Ekman, Friesen & Hager 2002), as the issue lists them. Contempt is the
 # unilateral 12+14 and is scored from mouth-corner asymmetry.
 EMOTION_AUS: dict[str, tuple[str, ...]] = {
@@ -30,7 +32,7 @@ EMOTION_AUS: dict[str, tuple[str, ...]] = {
 # rounded; surprise is near neutral valence.
 VALENCE: dict[str, float] = {
     "happiness": 0.8, "surprise": 0.1, "sadness": -0.6, "fear": -0.7, "anger": -0.8,
-    "disgust": -0.7, "contempt": -0.5, "neutral": 0.0,
+    "disgust": -0.7, "contempt": -0.5, "neutral": 0.0, UNCLEAR: 0.0,
 }
 # An AU "moved" when its displacement reaches this many canonical pixels (112-px face; the
 # face's inter-ocular distance is ~35 px there, so ~1.5 % of it).
@@ -42,6 +44,17 @@ UNILATERAL_RATIO = 2.0
 FER_WEIGHT = 0.5
 # Softmax temperature over emotion scores (in AU pixels) for the reported confidence.
 TEMPERATURE = 0.6
+# The CNN "names" an emotion when that class's probability rose by at least this much from onset to
+# apex; if the name differs from the AU prototype's winner, the signal is "unclear" (issue 11: a
+# smile's AUs were shown under "Sadness signal").
+CNN_MIN_CHANGE = 0.1
+# An AU is shown with a signal when it belongs to the emotion's prototype and reached this share of
+# the prototype's strongest AU: the AUs shown are the evidence for the emotion named.
+SUPPORT_SHARE = 0.25
+# Raw confidence -> share of true events, piecewise linear (raw, calibrated) knots, fitted on the
+# tune identities of bench/spotting/meetings.py and checked on held-out identities (the reliability
+# table in docs/benchmarks.md). The identity map until fitted.
+CALIBRATION: tuple[tuple[float, float], ...] = ((0.0, 0.0), (1.0, 1.0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,11 +122,46 @@ def moved_aus(au: dict[str, float], emotion: str) -> tuple[str, ...]:
     return tuple(sorted(set(names), key=lambda a: (int("".join(c for c in a if c.isdigit())), a)))
 
 
+def supporting_aus(au: dict[str, float], emotion: str) -> tuple[str, ...]:
+    """The AUs of ``emotion``'s prototype that moved (see SUPPORT_SHARE); contempt names its side."""
+    if emotion == "contempt":
+        side = "R" if au["AU12R"] >= au["AU12L"] else "L"
+        return (f"AU12{side}", f"AU14{side}")
+    proto = EMOTION_AUS.get(emotion, ())
+    strongest = max((au[a] for a in proto), default=0.0)
+    if strongest <= 0.0:
+        return ()
+    return tuple(a for a in proto if au[a] > 0.0 and au[a] >= SUPPORT_SHARE * strongest)
+
+
+def calibrated(raw: float) -> float:
+    """Raw confidence through the CALIBRATION curve."""
+    xs, ys = zip(*CALIBRATION, strict=True)
+    return float(np.interp(raw, xs, ys))
+
+
+def _cnn_emotion(fer_onset: np.ndarray, fer_apex: np.ndarray) -> str | None:
+    delta = fer_apex - fer_onset
+    best, change = None, CNN_MIN_CHANGE
+    for label, d in zip(FER_LABELS, delta, strict=True):
+        emotion = FER_TO_EMOTION.get(label)
+        if emotion is not None and float(d) >= change:
+            best, change = emotion, float(d)
+    return best
+
+
 def classify(spot: Spot, fer_onset: np.ndarray | None = None, fer_apex: np.ndarray | None = None) -> Expression:
-    """Emotion of a spotted interval; the CNN probabilities are optional (policy may forbid them)."""
+    """Emotion of a spotted interval; the CNN probabilities are optional (policy may forbid them).
+
+    The AU prototypes lead. When the CNN clearly names another emotion than the prototypes do, the
+    signal is "unclear" and shows the AUs that moved without naming an emotion; otherwise the
+    AUs shown are the named emotion's own (``supporting_aus``)."""
     au = action_units(spot.displacement)
     scores = emotion_scores(au)
+    au_emotion = max(scores, key=lambda e: scores[e])
+    cnn_emotion = None
     if fer_onset is not None and fer_apex is not None:
+        cnn_emotion = _cnn_emotion(fer_onset, fer_apex)
         delta = fer_apex - fer_onset
         for label, change in zip(FER_LABELS, delta, strict=True):
             emotion = FER_TO_EMOTION.get(label)
@@ -126,11 +174,16 @@ def classify(spot: Spot, fer_onset: np.ndarray | None = None, fer_apex: np.ndarr
     best = int(np.argmax(values))
     emotion = names[best]
     spot_conf = 1.0 - math.exp(-(max(spot.strength, 1.0) - 0.5))
-    confidence = float(np.clip(probs[best] * spot_conf, 0.0, 1.0))
+    raw = float(np.clip(probs[best] * spot_conf, 0.0, 1.0))
+    # The CNN has no contempt class, so it cannot disagree with a contempt prototype.
+    if cnn_emotion is not None and au_emotion not in (cnn_emotion, "contempt"):
+        emotion, aus = UNCLEAR, moved_aus(au, au_emotion)
+    else:
+        aus = supporting_aus(au, emotion)
     return Expression(
         emotion=emotion,
         valence=VALENCE[emotion],
-        aus=moved_aus(au, emotion),
-        confidence=round(confidence, 3),
+        aus=aus,
+        confidence=round(calibrated(raw), 3),
         scores={k: round(v, 3) for k, v in scores.items()},
     )

@@ -75,6 +75,10 @@ class MotionSample:
     turn: float  # nose tip left/right of the eye-corner midpoint, in inter-ocular distances
     nod: float  # nose tip below the eye-corner midpoint, in inter-ocular distances
     fer_crop: np.ndarray = field(repr=False)  # (64, 64) uint8 grey, for the emotion CNN
+    # (R,) mean residual flow magnitude inside each region this frame (canonical px): what moved
+    # apart from the head there. A hand or hair crossing a region moves it by several pixels in a
+    # frame; an action unit, spread over its rise, by a fraction of one. None: not measured.
+    region_motion: np.ndarray | None = field(default=None, repr=False)
 
 
 def _fit_grid() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -130,17 +134,21 @@ _DISC_SIZES = np.array([len(d) for d in _DISCS], dtype=np.float64)
 
 
 def region_flows(flow: np.ndarray, canonical_landmarks: np.ndarray,
-                 regions: tuple[Region, ...] = REGIONS) -> tuple[np.ndarray, float]:
+                 regions: tuple[Region, ...] = REGIONS) -> tuple[np.ndarray, float, np.ndarray]:
     """(R, 2) mean flow per region, minus the head's rigid motion at each region's centre
-    (the mean of a linear field over a disc is its value at the centre), and the outlier share."""
+    (the mean of a linear field over a disc is its value at the centre), the outlier share, and
+    (R,) the mean magnitude of the residual flow inside each region (see MotionSample)."""
     centres = region_centres(canonical_landmarks, regions)
     h, w = flow.shape[:2]
     pts = np.rint(centres).astype(np.int64)[_DISC_OWNER] + _DISC_OFFSETS
     np.clip(pts[:, 0], 0, w - 1, out=pts[:, 0])
     np.clip(pts[:, 1], 0, h - 1, out=pts[:, 1])
-    sums = np.add.reduceat(flow[pts[:, 1], pts[:, 0]].astype(np.float64), _DISC_STARTS, axis=0)
+    samples = flow[pts[:, 1], pts[:, 0]].astype(np.float64)
+    sums = np.add.reduceat(samples, _DISC_STARTS, axis=0)
     params, outliers = rigid_motion(flow)
-    return sums / _DISC_SIZES[:, None] - rigid_at(params, centres), outliers
+    residual = np.linalg.norm(samples - rigid_at(params, pts.astype(np.float64)), axis=1)
+    motion = np.add.reduceat(residual, _DISC_STARTS) / _DISC_SIZES
+    return sums / _DISC_SIZES[:, None] - rigid_at(params, centres), outliers, motion
 
 
 class MotionExtractor:
@@ -173,9 +181,10 @@ class MotionExtractor:
         if chained:
             assert prev is not None
             flow = self._dis.calc(prev[2], crop, None)
-            flows, outliers = region_flows(flow, prev[3])
+            flows, outliers, motion = region_flows(flow, prev[3])
         else:
             flows, outliers = np.zeros((len(REGIONS), 2), dtype=np.float32), 0.0
+            motion = np.zeros(len(REGIONS))
         self._prev = (t, face.track_id, crop, canon)
         fer = cv2.warpAffine(grey, similarity(five_points(face.landmarks), FER_TEMPLATE), (FER_SIZE, FER_SIZE),
                              flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
@@ -196,4 +205,5 @@ class MotionExtractor:
             turn=turn,
             nod=nod,
             fer_crop=fer,
+            region_motion=motion.astype(np.float32),
         )

@@ -122,7 +122,7 @@ def create_app(
         async with running_service(settings, apply_migrations=apply_migrations, bus=bus) as service:
             # Summary at meeting end and on demand, from stored cues (bridge/insights/summary.py).
             service.summary_hook = make_summary_hook(service.sessions, settings)
-            hub = LiveHub(service.bus)
+            hub = LiveHub(service.bus, min_confidence=settings.min_confidence)
             await hub.start()
             app.state.settings = settings
             app.state.service = service

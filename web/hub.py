@@ -26,6 +26,7 @@ from typing import Any
 
 from bridge import metrics
 from bridge.bus import EventBus, Subscription
+from bridge.confidence import below_floor
 from bridge.store.tables import Participant
 from inference.cues import EXPRESSION_TYPES, Cue
 
@@ -33,6 +34,9 @@ log = logging.getLogger("microcue.web.hub")
 
 #: Expression cues kept per meeting for the snapshot (the dashboard's feed shows fewer).
 RECENT_EXPRESSIONS = 50
+#: Keys of hidden (below the confidence floor) cues remembered per meeting, so a cue counted live is
+#: not counted again when the store seeds the meeting: more than the store seed ever brings back.
+HIDDEN_KEYS_KEPT = 4 * RECENT_EXPRESSIONS
 #: Cue kinds whose latest value describes a participant's current state.
 STATE_TYPES: tuple[str, ...] = ("sentiment", "engagement", "attention", "presence", "speaking")
 #: Meetings whose state is kept in memory; a process serves far fewer live meetings.
@@ -126,6 +130,21 @@ class _MeetingState:
         self.ended = False
         #: Filled from the store once: live cues alone miss what happened before this process saw the meeting.
         self.seeded = False
+        #: Expression signals under the confidence floor, hidden from presenters (counted, not sent),
+        #: and the keys of the latest ones, so the store's copy of a cue seen live is not counted twice.
+        self.hidden = 0
+        self.hidden_keys: OrderedDict[tuple[str, int | None, float], None] = OrderedDict()
+
+    def hide(self, cue: Cue) -> bool:
+        """Counts a hidden cue once; False if it was already counted."""
+        key = (cue.participant_id, cue.seq, cue.t)
+        if key in self.hidden_keys:
+            return False
+        self.hidden_keys[key] = None
+        if len(self.hidden_keys) > HIDDEN_KEYS_KEPT:
+            self.hidden_keys.popitem(last=False)
+        self.hidden += 1
+        return True
 
     def apply(self, cue: Cue, as_dict: dict[str, Any]) -> None:
         if cue.type in EXPRESSION_TYPES:
@@ -146,8 +165,10 @@ class _MeetingState:
 class LiveHub:
     """Owns one bus subscription (all meetings) and its consumer task; ``aclose`` ends both."""
 
-    def __init__(self, bus: EventBus) -> None:
+    def __init__(self, bus: EventBus, *, min_confidence: float = 0.0) -> None:
         self._bus = bus
+        #: MICROCUE_MIN_CONFIDENCE: expression signals below it never reach a presenter.
+        self.min_confidence = min_confidence
         self._meetings: OrderedDict[str, _MeetingState] = OrderedDict()
         self._subscription: Subscription | None = None
         self._task: asyncio.Task[None] | None = None
@@ -205,9 +226,15 @@ class LiveHub:
 
     def dispatch(self, cue: Cue) -> None:
         """Updates the meeting's state and queues the cue on each of its connections."""
-        as_dict = cue.to_dict()
         state = self._state(cue.meeting_id, create=True)
         assert state is not None
+        if below_floor(cue.type, cue.confidence, self.min_confidence):
+            state.hide(cue)
+            text = encode({"type": "hidden", "count": state.hidden, "min_confidence": self.min_confidence})
+            for conn in state.connections:
+                conn.offer_cue(cue.type, text)
+            return
+        as_dict = cue.to_dict()
         state.apply(cue, as_dict)
         if state.connections:
             text = encode({"type": "cue", "cue": as_dict})
@@ -258,7 +285,13 @@ class LiveHub:
                 person.latest[cue.type] = cue.to_dict()
         live = list(state.recent)
         keys = {(c["participant_id"], c["seq"], c["t"]) for c in live}
-        stored = [c.to_dict() for c in expression_cues if (c.participant_id, c.seq, c.t) not in keys]
+        shown: list[Cue] = []
+        for c in expression_cues:
+            if below_floor(c.type, c.confidence, self.min_confidence):
+                state.hide(c)
+            else:
+                shown.append(c)
+        stored = [c.to_dict() for c in shown if (c.participant_id, c.seq, c.t) not in keys]
         state.recent = deque(stored + live, maxlen=RECENT_EXPRESSIONS)
 
     def connect(
@@ -324,6 +357,7 @@ class LiveHub:
             "recent": [c for c in state.recent if c["type"] in allowed],
             "policy": policy,
             "ended": state.ended,
+            "hidden": {"count": state.hidden, "min_confidence": self.min_confidence},
         }
 
     def meeting_ended(self, meeting_id: str) -> None:

@@ -98,7 +98,7 @@ class Score:
         }
 
 
-def _match(preds: Sequence[dict[str, Any]], truths: Sequence[dict[str, Any]], kind: str
+def match(preds: Sequence[dict[str, Any]], truths: Sequence[dict[str, Any]], kind: str
            ) -> tuple[Counts, list[tuple[dict[str, Any], dict[str, Any]]]]:
     """Greedy one-to-one matching by IoU, best pairs first."""
     p = [x for x in preds if x["kind"] == kind]
@@ -127,8 +127,8 @@ def score_video(preds: Iterable[dict[str, Any]], truth: dict[str, Any]) -> Score
     truths = truth["events"]
     fps = float(truth["fps"])
     s = Score()
-    s.micro, matched = _match(preds, truths, "micro")
-    s.macro, _ = _match(preds, truths, "macro")
+    s.micro, matched = match(preds, truths, "micro")
+    s.macro, _ = match(preds, truths, "macro")
     for pred, tru in matched:
         s.emotion_total += 1
         s.emotion_7 += pred.get("emotion") == tru["emotion"]

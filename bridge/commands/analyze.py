@@ -128,6 +128,9 @@ def analyze_file(info: VideoInfo, analyzer: ParticipantAnalyzer, *, progress: bo
                 "cues": [c.stamped(meeting_id=info.path.name, participant_id="p1", seq=i).to_dict()
                          for i, c in enumerate(cues)],
                 "per_second": per_second.rows(),
+                # why the spotter may be silent: per gate and region the share of time vetoed,
+                # and the noise level per region (canonical px)
+                "spotting": analyzer.spotter.stats().to_dict(),
             }
         ],
     }
@@ -147,6 +150,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     p = result["participants"][0]
     print(f"wrote {args.json_out} ({result['frames']} frames, face in {100 * p['face_present_ratio']:.1f} %, "
           f"{len(p['events'])} expression(s), {result['analysis']['ms_per_frame']} ms/frame)")
+    for warning in analyzer.spotter.stats().warnings():
+        print(f"warning: {warning}", file=sys.stderr)
     if result["error"]:
         raise VideoError(f"{result['error']}; the frames before it were analysed and written to {args.json_out}")
     if p["face_present_ratio"] == 0.0:

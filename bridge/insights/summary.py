@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bridge import policy
 from bridge.cluster import lease
+from bridge.confidence import split_shown
 from bridge.config import Settings
 from bridge.executor import run_in_background
 from bridge.insights import coaching
@@ -254,12 +255,17 @@ def summarize(
     *,
     decision: policy.PolicyDecision,
     kind: str = "general",
+    min_confidence: float = 0.0,
 ) -> dict[str, Any]:
-    """The summary body for these cues; pure, so every figure is testable on hand-built cue lists."""
+    """The summary body for these cues; pure, so every figure is testable on hand-built cue lists.
+
+    Expression signals below ``min_confidence`` (MICROCUE_MIN_CONFIDENCE) enter no figure; how
+    many were hidden is in ``hidden_low_confidence``."""
     allowed = decision.emotions_allowed
     if not allowed:
         # Second line of defence: emotion cues that reached the store anyway never enter a figure.
         cues = [c for c in cues if c.type not in EMOTION_CUE_TYPES]
+    cues, hidden = split_shown(cues, min_confidence)
     by_participant: dict[str, list[Cue]] = defaultdict(list)
     for c in cues:
         by_participant[c.participant_id].append(c)
@@ -298,6 +304,8 @@ def summarize(
         "bucket_s": BUCKET_S,
         "cue_count": len(cues),
         "cue_counts": dict(sorted(Counter(c.type for c in cues).items())),
+        "min_confidence": min_confidence,
+        "hidden_low_confidence": hidden,
         "notice": SIGNAL_NOTICE,
         "policy": policy_block(decision),
         "participants": people,
@@ -340,7 +348,9 @@ async def compute_summary(*, session: AsyncSession, meeting: Meeting, settings: 
     ]
     decision = meeting_decision(meeting, settings)
     # Pure CPU work (about 0.2 s for an hour with ten people): off the event loop, so live feeds keep flowing.
-    body = await run_in_background(summarize, cues, participants, decision=decision, kind=meeting.kind)
+    body = await run_in_background(
+        summarize, cues, participants, decision=decision, kind=meeting.kind, min_confidence=settings.min_confidence
+    )
     body["meeting_id"] = meeting.id
     body["ended"] = meeting.ended_at is not None
     # Time no worker analysed (one crashed, another took over): missing, not quiet (bridge/cluster/lease.py).

@@ -27,7 +27,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import av
 import numpy as np
@@ -96,6 +96,8 @@ class WorkerStats:
     tracks: int = 0
     #: frame arrival (decoded, out of aiortc) -> its cues published, in seconds
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
+    #: the analyzer's spotting statistics (gate shares and noise per region), read when reported
+    spotting: Callable[[], dict[str, Any] | None] | None = None
 
     @property
     def latency_p50(self) -> float | None:
@@ -105,8 +107,8 @@ class WorkerStats:
     def latency_p95(self) -> float | None:
         return percentile(self.latencies, 95)
 
-    def as_dict(self) -> dict[str, float | int | None]:
-        return {
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
             "received": self.received,
             "analysed": self.analysed,
             "dropped": self.dropped,
@@ -118,6 +120,10 @@ class WorkerStats:
             "latency_p50_s": self.latency_p50,
             "latency_p95_s": self.latency_p95,
         }
+        spotting = self.spotting() if self.spotting is not None else None
+        if spotting is not None:
+            out["spotting"] = spotting
+        return out
 
 
 @dataclass(slots=True)
@@ -169,6 +175,13 @@ class _MediaClock:
 class ParticipantWorker:
     """Analyses one participant's video; attach a new track on rejoin, ``aclose()`` when done."""
 
+    def _spotting_stats(self) -> dict[str, Any] | None:
+        """The current analyzer's gate shares and noise per region (None for analyzers without a
+        spotter, such as test fakes). Read from the event loop while the executor may be pushing a
+        frame: the figures are counters and a one-frame skew does not matter."""
+        spotter = getattr(self.analyzer, "spotter", None)
+        return spotter.stats().to_dict() if spotter is not None else None
+
     def __init__(
         self,
         *,
@@ -196,7 +209,7 @@ class ParticipantWorker:
         self.bus = bus
         self.period = 1.0 / fps
         self.executor = executor or default_executor()
-        self.stats = WorkerStats()
+        self.stats = WorkerStats(spotting=self._spotting_stats)
         self.on_step = on_step
         self._consent = consent
         self._clock = _MediaClock(time.perf_counter() if meeting_t0 is None else meeting_t0)

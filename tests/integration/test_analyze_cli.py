@@ -57,6 +57,12 @@ def test_writes_valid_json_with_the_face_found(
     assert all(row["face_present"] == 1.0 for row in participant["per_second"])
     assert {c["type"] for c in participant["cues"]} >= {"presence", "engagement"}
     assert str(out) in proc.stdout
+    # issue 11: why the spotter may be silent
+    spotting = participant["spotting"]
+    assert spotting["windows"] > 0
+    assert set(spotting["gated"]) == {"blink", "talk", "head", "light", "occlusion"}
+    assert all(0.0 <= v <= 1.0 for per_region in spotting["gated"].values() for v in per_region.values())
+    assert "brow_inner_R" in spotting["noise"]
 
 
 def _faststart_clip(path: Path) -> None:

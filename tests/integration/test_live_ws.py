@@ -397,3 +397,22 @@ async def test_snapshot_after_a_restart_comes_from_the_store(tmp_path: Path) -> 
     assert people["p1"]["engagement"]["value"] == 0.9 and people["p1"]["presence"]["value"] == 1.0
     assert people["p2"]["engagement"]["value"] == 0.6
     assert [c["seq"] for c in snap["recent"]] == [4]
+
+
+async def test_signals_below_the_confidence_floor_are_hidden_and_counted(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, min_confidence=0.5)
+    with LiveServer(create_app(settings, live_options=FAST)) as server:
+        m = create_meeting(server)
+        mid = m["id"]
+        server.publish(cue(mid, "micro_expression", 1, confidence=0.2), cue(mid, "micro_expression", 2))
+        await asyncio.sleep(0.2)
+        async with connect(feed_url(server, m)) as ws:
+            snap = await recv(ws)
+            assert [c["seq"] for c in snap["recent"]] == [2]
+            assert snap["hidden"] == {"count": 1, "min_confidence": 0.5}
+            server.publish(cue(mid, "macro_expression", 3, confidence=0.1), cue(mid, "micro_expression", 4))
+            hidden = await recv(ws)
+            while hidden["type"] != "hidden":
+                hidden = await recv(ws)
+            assert hidden["count"] == 2
+            assert [c["seq"] for c in await recv_cues(ws, 1)] == [4]

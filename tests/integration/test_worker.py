@@ -136,6 +136,9 @@ async def test_cues_arrive_from_a_real_peer(
         stats = workers[0].stats
         assert stats.analysed >= 10 and stats.received >= stats.analysed
         assert stats.latency_p95 is not None and stats.latency_p95 < 1.0
+        # why the spotter may be silent, live: gate shares and noise per region (issue 11)
+        spotting = stats.as_dict()["spotting"]
+        assert spotting["windows"] >= 0 and set(spotting["gated"]) == {"blink", "talk", "head", "light", "occlusion"}
     finally:
         await sub.aclose()
         for w in workers:

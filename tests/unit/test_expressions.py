@@ -53,12 +53,29 @@ def test_unilateral_corner_names_the_side_and_bilateral_does_not() -> None:
     assert "AU12" in both.aus and "AU14R" not in both.aus
 
 
-def test_the_cnn_change_can_tip_the_balance_but_not_invent_contempt() -> None:
+def test_when_the_cnn_and_the_aus_disagree_the_signal_is_unclear() -> None:
+    # Issue 11: a smile's AUs (AU6 + AU12) were shown under "Sadness signal" because the CNN's
+    # change tipped the balance. Now the disagreement names no emotion.
     disp = _disp(mouth_corner_R=(-0.3, -0.5), mouth_corner_L=(0.3, -0.5), cheek_R=(0, -0.3), cheek_L=(0, -0.3))
     sad_jump = np.array([0, 0, 0, 0, 0.6, 0, 0], dtype=np.float32)
     ex = classify(_spot(disp), np.zeros(7, np.float32), sad_jump)
-    assert ex.emotion == "sadness"
+    assert ex.emotion == "unclear"
+    happy_jump = np.array([0, 0, 0, 0.3, 0, 0, 0], dtype=np.float32)
+    agreed = classify(_spot(disp), np.zeros(7, np.float32), happy_jump)
+    assert agreed.emotion == "happiness" and set(agreed.aus) <= {"AU6", "AU12"} and agreed.aus
     assert emotion_scores(action_units(np.zeros((len(REGIONS), 2))))["contempt"] == 0.0
+
+
+@pytest.mark.parametrize("emotion", ["happiness", "sadness", "surprise", "fear", "anger", "disgust"])
+def test_the_aus_shown_belong_to_the_emotion_named(emotion: str) -> None:
+    from inference.expressions import EMOTION_AUS, supporting_aus
+
+    au = dict.fromkeys(["AU1", "AU2", "AU4", "AU5", "AU6", "AU7", "AU9", "AU10", "AU12", "AU12R", "AU12L",
+                        "AU15", "AU20", "AU23", "AU24", "AU26"], 0.2)
+    for a in EMOTION_AUS[emotion]:
+        au[a] = 1.0
+    shown = supporting_aus(au, emotion)
+    assert shown and set(shown) <= set(EMOTION_AUS[emotion])
 
 
 def test_engagement_formula_bounds_and_policy() -> None:
@@ -99,3 +116,9 @@ def test_gaze_baseline_learns_the_usual_offset() -> None:
         dev = base.deviation(i * 0.1, (0.0, 0.1))
     assert dev is not None and abs(dev[1]) < 1e-6
     assert base.deviation(10.1, (0.2, 0.1))[0] == pytest.approx(0.2 * 0.9, abs=0.02)  # type: ignore[index]
+
+
+def test_the_cnn_cannot_overrule_contempt_which_it_has_no_class_for() -> None:
+    happy_jump = np.array([0, 0, 0, 0.3, 0, 0, 0], dtype=np.float32)
+    ex = classify(_spot(_disp(mouth_corner_R=(-1.0, -1.5))), np.zeros(7, np.float32), happy_jump)
+    assert ex.emotion == "contempt" and ex.aus == ("AU12R", "AU14R")

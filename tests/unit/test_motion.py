@@ -39,7 +39,7 @@ def test_region_flows_keep_a_local_movement_and_drop_the_head_motion() -> None:
     ys, xs = np.mgrid[0:CANONICAL_SIZE, 0:CANONICAL_SIZE]
     near = (xs - centre[0]) ** 2 + (ys - centre[1]) ** 2 <= 5**2
     field[near] += np.array([-1.5, -2.0], dtype=np.float32)  # the corner goes up and out
-    flows, outliers = region_flows(field, lm)
+    flows, outliers, _ = region_flows(field, lm)
     assert flows.shape == (len(REGIONS), 2)
     np.testing.assert_allclose(flows[REGION_INDEX["mouth_corner_R"]], [-1.5, -2.0], atol=0.05)
     others = np.delete(flows, REGION_INDEX["mouth_corner_R"], axis=0)

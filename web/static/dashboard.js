@@ -254,7 +254,8 @@
     for (const existing of feed.children) if (existing.dataset.key === key) return;
     const node = $("feed-template").content.firstElementChild.cloneNode(true);
     node.dataset.key = key;
-    const emotion = cue.emotion ? capital(cue.emotion) : "Expression";
+    // No emotion: the AU prototype and the CNN disagreed (inference/expressions.py), so none is named.
+    const emotion = cue.emotion ? capital(cue.emotion) : "Unclear";
     node.querySelector(".emotion").textContent = `${emotion} signal`;
     const kind = node.querySelector(".kind");
     const ms = cue.offset_s != null && cue.onset_s != null ? Math.round((cue.offset_s - cue.onset_s) * 1000) : null;
@@ -379,7 +380,15 @@
       }
     }
     for (const cue of snap.recent || []) addFeed(cue, false);
+    if (snap.hidden) showHidden(snap.hidden.count, snap.hidden.min_confidence);
     if (snap.ended) showEnded();
+  }
+
+  // Signals under MICROCUE_MIN_CONFIDENCE never reach the page; the presenter is told how many.
+  function showHidden(count, floor) {
+    const note = $("feed-hidden");
+    note.hidden = !count || !emotionsAllowed();
+    note.textContent = `${count} signal${count === 1 ? "" : "s"} below ${Math.round((floor || 0) * 100)}% confidence hidden`;
   }
 
   function showEnded() {
@@ -430,6 +439,9 @@
         case "skipped":
           state.skipped += msg.count || 0;
           $("skipped-note").textContent = `${state.skipped} cues skipped to stay current`;
+          break;
+        case "hidden":
+          showHidden(msg.count || 0, msg.min_confidence);
           break;
         case "meeting_ended":
           showEnded();

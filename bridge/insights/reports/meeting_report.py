@@ -97,7 +97,7 @@ def activity_chart(people: list[dict[str, Any]], duration: float, emotions: bool
                 markeredgecolor="white",
                 linestyle="none",
             )
-            ax.annotate(e["emotion"][:3], (e["t"], y + 0.22), fontsize=7, ha="center", color="#52606d")
+            ax.annotate((e["emotion"] or "unclear")[:3], (e["t"], y + 0.22), fontsize=7, ha="center", color="#52606d")
     ax.set_yticks(range(len(people)), list(reversed(labels)))
     ax.set_ylim(-0.6, len(people) - 0.4)
     ax.set_xlim(0, max(duration, 1.0))

@@ -1,0 +1,38 @@
+"""The confidence floor: expression signals below it are hidden wherever a presenter looks
+(dashboard, live feed, reports), and counted so the presenter knows how many were hidden.
+
+The default floor comes from the reliability table of the meeting-like spotting bench
+(docs/benchmarks.md, "Spotting on real faces"): below it, most signals shown were not true events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from inference.cues import EXPRESSION_TYPES, Cue
+
+#: Default of ``MICROCUE_MIN_CONFIDENCE`` (docs/benchmarks.md, reliability table on held-out faces).
+DEFAULT_MIN_CONFIDENCE = 0.3
+
+
+def below_floor(cue_type: str, confidence: float | None, floor: float) -> bool:
+    """An expression signal whose confidence is under the floor (or unknown while a floor is set)."""
+    if cue_type not in EXPRESSION_TYPES or floor <= 0.0:
+        return False
+    return confidence is None or confidence < floor
+
+
+def split_shown(cues: Iterable[Cue], floor: float) -> tuple[list[Cue], int]:
+    """(the cues a presenter may see, how many expression signals were hidden)."""
+    shown: list[Cue] = []
+    hidden = 0
+    for c in cues:
+        if below_floor(c.type, c.confidence, floor):
+            hidden += 1
+        else:
+            shown.append(c)
+    return shown, hidden
+
+
+def count_hidden(cues: Sequence[Cue], floor: float) -> int:
+    return sum(below_floor(c.type, c.confidence, floor) for c in cues)

@@ -1,0 +1,50 @@
+"""The meeting-like spotting bench: sources, identity split, injected actions, truth with drops."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench.spotting import meetings
+from bench.spotting.sources import CLIPS, blob_id
+
+pytestmark = pytest.mark.unit
+
+
+def test_identity_split_is_disjoint_and_sources_are_pinned() -> None:
+    people = {role: {c.identity for c in CLIPS if c.role == role} for role in ("tune", "heldout", "unlabeled")}
+    assert len(people["tune"]) >= 4 and len(people["heldout"]) >= 4
+    assert len(people["tune"] | people["heldout"]) >= 8  # at least 8 different people as base faces
+    assert not people["tune"] & people["heldout"]
+    assert not people["unlabeled"] & (people["tune"] | people["heldout"])
+    for c in CLIPS:
+        assert len(c.commit) == 40 and len(c.blob) == 40
+    assert len({c.name for c in CLIPS}) == len(CLIPS)
+    assert blob_id(b"") == "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"  # git's empty blob
+
+
+def test_injected_actions_cover_the_issue_ranges() -> None:
+    actions = [a for seed in range(40) for a in meetings.make_meeting(CLIPS[0], 30.0, seed).actions]
+    micro = [a for a in actions if a.kind == "micro"]
+    macro = [a for a in actions if a.kind == "macro"]
+    amps = np.array([a.amplitude for a in micro])
+    assert amps.min() >= 0.012 and amps.max() <= 0.05
+    # log-uniform: about as many below the geometric midpoint as above it
+    assert 0.35 < np.mean(amps < np.sqrt(0.012 * 0.05)) < 0.65
+    assert all(0.1 <= a.offset - a.onset <= 0.5 for a in micro)
+    assert all(0.6 <= a.offset - a.onset <= 3.0 and a.amplitude <= 0.1 for a in macro)
+    assert {a.emotion for a in micro} == {"happiness", "sadness", "surprise", "fear", "anger", "disgust", "contempt"}
+    contempt = [a.aus for a in micro if a.emotion == "contempt"]
+    assert all(len({au[-1] for au in aus}) == 1 for aus in contempt)  # one side only
+    conds = {meetings.make_meeting(CLIPS[0], 30.0, s).condition for s in range(40)}
+    assert {c.codec for c in conds} == {"vp8", "h264"} and {c.fps for c in conds} == {15, 25, 30}
+    assert {c.kbps for c in conds} <= set(meetings.BITRATES_KBPS) and any(c.drops for c in conds)
+
+
+def test_truth_frames_index_the_frames_that_survived_the_drops() -> None:
+    m = meetings.make_meeting(CLIPS[0], 10.0, 3)
+    kept = [i / 15 for i in range(150) if i % 10 != 5]  # every tenth frame dropped
+    tr = meetings.truth(m, kept)
+    for ev, a in zip(tr["events"], m.actions, strict=True):
+        assert abs(kept[ev["onset_frame"]] - a.onset) <= 2 / 15
+        assert ev["onset_frame"] <= ev["apex_frame"] <= ev["offset_frame"] < len(kept)
