@@ -33,7 +33,8 @@ from bridge.insights.summary import make_summary_hook
 from bridge.rooms.base import AdapterContext, MeetingAdapter
 from bridge.service import MeetingService, running_service
 from bridge.store import db
-from tests.services import MOSQUITTO, database_settings, require_service
+from tests.services import MOSQUITTO, require_service
+from tests.support.postgres import database_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
