@@ -51,6 +51,8 @@ class PeerSet:
         self._blackholes: set[MediaBlackhole] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.failed = 0
+        #: connections ever created here (tests count them: one per direction per participant)
+        self.created = 0
 
     def __len__(self) -> int:
         return len(self._peers)
@@ -61,6 +63,7 @@ class PeerSet:
     def create(self, name: str = "peer") -> RTCPeerConnection:
         pc = RTCPeerConnection(configuration=peer_configuration())
         self._peers.add(pc)
+        self.created += 1
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:

@@ -82,6 +82,8 @@ class WorkerStats:
     refused: int = 0
     errors: int = 0
     resets: int = 0
+    #: of those resets, how many were a change of picture size within one stream
+    resolution_changes: int = 0
     cues: int = 0
     tracks: int = 0
     #: frame arrival (decoded, out of aiortc) -> its cues published, in seconds
@@ -103,6 +105,7 @@ class WorkerStats:
             "refused": self.refused,
             "errors": self.errors,
             "resets": self.resets,
+            "resolution_changes": self.resolution_changes,
             "cues": self.cues,
             "tracks": self.tracks,
             "latency_p50_s": self.latency_p50,
@@ -371,7 +374,10 @@ class ParticipantWorker:
         """Pool thread: everything CPU-heavy for one frame, in order, for this participant only."""
         rgb = slot.frame.to_ndarray(format="rgb24")
         shape = (rgb.shape[0], rgb.shape[1])
-        reset = new_stream or (self._shape is not None and shape != self._shape)
+        resized = self._shape is not None and shape != self._shape
+        if resized and not new_stream:
+            self.stats.resolution_changes += 1
+        reset = new_stream or resized
         if reset and self._shape is not None:
             log.info("new stream or resolution %s -> %s: analyzer reset", self._shape, shape, extra=self._log_extra)
         if new_stream and self._fresh_analyzer:
