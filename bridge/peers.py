@@ -14,7 +14,7 @@ import contextlib
 import logging
 from collections.abc import Iterable
 
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCRtpSender
 from aiortc.contrib.media import MediaBlackhole
 from aiortc.mediastreams import MediaStreamTrack
 
@@ -29,8 +29,16 @@ CONNECT_TIMEOUT_S = 15.0
 
 def peer_configuration() -> RTCConfiguration:
     """No STUN/TURN: aiortc would otherwise default to a public STUN server and wait for it.
-    The bridge and the meeting server share a network (or a test namespace)."""
-    return RTCConfiguration(iceServers=[])
+    The bridge and the meeting server share a network (or a test namespace).
+
+    ``max-bundle``: every media section on the first one's transport. Under aiortc's default
+    (``balanced``) a remote offer with two video sections (Janus subscribing us to two people,
+    a browser offering receive slots) puts the second video section on the first video
+    section's *provisional* transport and marks it bundled, so the BUNDLE step never moves it
+    to the real one: its receiver never starts and its packets, unknown by SSRC, are routed by
+    payload type into the other person's receiver (aiortc issue #1414). Janus and browsers
+    always bundle, so nothing is lost by insisting."""
+    return RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
 
 
 def prefer_codec(pc: RTCPeerConnection, kind: str, mime_type: str) -> None:

@@ -416,6 +416,7 @@ class JanusAdapter(MeetingAdapter):
         self._mid_feed = {
             str(s["mid"]): int(s["feed_id"]) for s in streams if s.get("active", True) and "feed_id" in s and "mid" in s
         }
+        log.debug("subscriber offer from Janus:\n%s", jsep["sdp"])
         await pc.setRemoteDescription(RTCSessionDescription(sdp=jsep["sdp"], type="offer"))
         await pc.setLocalDescription(await pc.createAnswer())
         self._route_tracks(pc)
