@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
-from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCRtpSender
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCRtpTransceiver
 from aiortc.contrib.media import MediaBlackhole
 from aiortc.mediastreams import MediaStreamTrack
 
@@ -49,6 +49,33 @@ def prefer_codec(pc: RTCPeerConnection, kind: str, mime_type: str) -> None:
     for transceiver in pc.getTransceivers():
         if transceiver.kind == kind:
             transceiver.setCodecPreferences(codecs)
+
+
+KeyframeRequest = Callable[[], Awaitable[int]]
+
+
+def keyframe_requester(transceiver: RTCRtpTransceiver) -> KeyframeRequest:
+    """A call that asks the sender of ``transceiver``'s video for a keyframe; returns how many
+    requests went out (one PLI, RFC 4585 6.3.1, per SSRC received on it or announced for it).
+
+    Only PLI: aiortc does not negotiate ``ccm fir`` (RFC 5104) for its video codecs, so FIR
+    would never be "negotiated" with an aiortc answer. aiortc sends a PLI by itself only after a
+    decode error or a jitter-buffer overflow; a stream whose first keyframe never comes (or
+    stalls) gets nothing, which is what the worker's watchdog calls this for.
+    """
+
+    async def request() -> int:
+        receiver = transceiver.receiver
+        ssrcs = {source.source for source in receiver.getSynchronizationSources()}
+        # before any packet: the SSRCs the remote description announced for this receiver
+        router = getattr(receiver.transport, "_rtp_router", None)
+        if router is not None:
+            ssrcs |= {ssrc for ssrc, owner in router.ssrc_table.items() if owner is receiver}
+        for ssrc in ssrcs:
+            await receiver._send_rtcp_pli(ssrc)
+        return len(ssrcs)
+
+    return request
 
 
 class PeerSet:

@@ -22,7 +22,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from bridge.bus import EventBus
 from bridge.errors import NotBuiltYet, UsageError
 from bridge.executor import BlockingExecutor, default_executor
-from bridge.peers import PeerSet
+from bridge.peers import KeyframeRequest, PeerSet
 from bridge.voice import VoiceWorker
 from bridge.worker import Analyzer, ParticipantWorker
 from inference.voice import SileroVad
@@ -93,10 +93,11 @@ class Participant:
             else None
         )
 
-    def attach(self, track: MediaStreamTrack, peers: PeerSet) -> None:
-        """Route a remote track to its worker; anything we do not analyse is still drained."""
+    def attach(self, track: MediaStreamTrack, peers: PeerSet, request_keyframe: KeyframeRequest | None = None) -> None:
+        """Route a remote track to its worker; anything we do not analyse is still drained.
+        ``request_keyframe`` lets the video worker's watchdog ask the sender for a keyframe."""
         if track.kind == "video":
-            self.video.attach(track)
+            self.video.attach(track, request_keyframe)
         elif track.kind == "audio" and self.voice is not None:
             self.voice.attach(track)
         else:

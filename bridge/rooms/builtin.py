@@ -27,6 +27,7 @@ from av.packet import Packet
 from bridge.config import Settings
 from bridge.errors import MicroCueError
 from bridge.facemodels import load_face_models
+from bridge.peers import keyframe_requester
 from bridge.policy import emotions_allowed
 from bridge.rooms.base import AdapterContext, MeetingAdapter
 from bridge.service import MeetingService
@@ -235,7 +236,9 @@ class BuiltinRoom(MeetingAdapter):
         def on_track(track: MediaStreamTrack) -> None:
             member.published.append(track)
             # the analysis reads its own relayed copy: the original feeds every subscriber
-            participant.attach(self.relay.subscribe(track, buffered=False), self.peers)
+            transceiver = next((t for t in pc.getTransceivers() if t.receiver.track is track), None)
+            participant.attach(self.relay.subscribe(track, buffered=False), self.peers,
+                               keyframe_requester(transceiver) if transceiver is not None else None)
             self.ready.set()
             for other_id in self.members:
                 if other_id != participant_id and self._place(other_id, participant_id, track):

@@ -38,6 +38,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from websockets.asyncio.client import ClientConnection
 
 from bridge.errors import MicroCueError
+from bridge.peers import keyframe_requester
 from bridge.rooms.base import AdapterContext, MeetingAdapter
 
 log = logging.getLogger("microcue.janus")
@@ -439,5 +440,5 @@ class JanusAdapter(MeetingAdapter):
                 continue
             self._mid_route[mid] = route
             participant = self.participant(str(feed), self._feeds.get(feed, ""))
-            participant.attach(track, self.peers)
+            participant.attach(track, self.peers, keyframe_requester(transceiver))
             log.info("mid %s (%s) -> participant %s", mid, track.kind, feed)
