@@ -212,6 +212,7 @@ async def test_peer_that_never_sends_media(netns: str, bus: InProcessBus, execut
         assert workers and workers[0].attached
         assert workers[0].stats.received == 0 and analyzer.calls == 0
     finally:
+        started = time.monotonic()
         for w in workers:
             await w.aclose()
         await peers.aclose()
