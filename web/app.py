@@ -127,7 +127,7 @@ def create_app(
             app.state.metrics_registry = _service_metrics(service, hub)
             app.state.bus_started = True
             app.state.rooms = BuiltinRooms(settings, service)
-            bots = BotManager(app.state.rooms)
+            bots = app.state.bots = BotManager(app.state.rooms)
             if service.bot_hook is None:
                 service.bot_hook = bots
             log.info("MicroCue web app ready on %s (bus: %s)", settings.base_url, type(service.bus).__name__)

@@ -343,6 +343,12 @@ class JanusAdapter(MeetingAdapter):
     async def _add_feeds(self, publishers: list[dict[str, Any]]) -> None:
         session = self._session
         assert session is not None and self._pub is not None
+        for p in publishers:  # a known feed listed again: Janus tells of a new display name
+            if isinstance(p.get("id"), int) and p["id"] in self._feeds and "display" in p:
+                display = str(p.get("display") or "")
+                if display and display != self._feeds[p["id"]]:
+                    self._feeds[p["id"]] = display
+                    self.rename(str(p["id"]), display)
         new = [
             p
             for p in publishers
