@@ -35,6 +35,7 @@ from typing import Any
 
 import websockets
 from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import sdp as aiortc_sdp
 from websockets.asyncio.client import ClientConnection
 
 from bridge.errors import MicroCueError
@@ -426,9 +427,31 @@ class JanusAdapter(MeetingAdapter):
         log.debug("subscriber offer from Janus:\n%s", jsep["sdp"])
         await pc.setRemoteDescription(RTCSessionDescription(sdp=jsep["sdp"], type="offer"))
         await pc.setLocalDescription(await pc.createAnswer())
+        self._rebind_reused_mids(pc, jsep["sdp"])
         self._route_tracks(pc)
         await session.message(self._sub, {"request": "start"}, jsep={"type": "answer", "sdp": pc.localDescription.sdp})
         self.ready.set()
+
+    @staticmethod
+    def _rebind_reused_mids(pc: RTCPeerConnection, offer_sdp: str) -> None:
+        """Janus gives a freed m-line to the next feed, with that feed's SSRC. aiortc registers a
+        receiver's SSRCs only when the receiver first starts, so packets with the new SSRC match
+        no receiver by SSRC and, with several VP8 receivers, none by payload type: they are
+        dropped and the returning person gets no frame. Register the new SSRC with the running
+        receiver of that mid (aiortc has no public call for it)."""
+        media_by_mid = {m.rtp.muxId: m for m in aiortc_sdp.SessionDescription.parse(offer_sdp).media}
+        for transceiver in pc.getTransceivers():
+            receiver, media = transceiver.receiver, media_by_mid.get(transceiver.mid or "")
+            if media is None or not media.ssrc or not getattr(receiver, "_RTCRtpReceiver__started", False):
+                continue
+            fid = next((g.items for g in media.ssrc_group if g.semantic == "FID"), None)
+            ssrc = int(fid[0]) if fid else media.ssrc[0].ssrc
+            router = getattr(receiver.transport, "_rtp_router", None)
+            if router is None or router.ssrc_table.get(ssrc) is receiver:
+                continue
+            router.register_receiver(receiver, ssrcs=[ssrc],
+                                     payload_types=[c.payloadType for c in transceiver._codecs], mid=transceiver.mid)
+            log.info("mid %s reused by Janus: now carries SSRC %s", transceiver.mid, ssrc)
 
     def _route_tracks(self, pc: RTCPeerConnection) -> None:
         """Give every active m-line's track to its feed's participant (again if the mid moved)."""

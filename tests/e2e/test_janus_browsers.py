@@ -196,7 +196,10 @@ async def test_bot_joining_first_follows_people_who_come_leave_and_return(
     assert room.ids["Bob"] != old_bob
     await room.wait_window(back)
     rates["Bob (back)"] = round(room.rate("Bob", back), 1)
-    print(f"bot joined first: analysed fps {rates}; load average {_loadavg()}")
+    stats = {f"{p.display}#{pid}": {k: v for k, v in p.stats().items() if "latency" not in k}
+             for pid, p in room.adapter().participants.items()}
+    print(f"bot joined first: analysed fps {rates}; load average {_loadavg()}; stats {stats}")
+    assert room.adapter().participants[room.ids["Bob"]].video.stats.received > 0, stats
     await room.check_dashboard(browser, set(NAMES))
     assert set(NAMES) <= await room.summary_names()
     assert all(rate >= MIN_FPS for rate in rates.values()), (rates, _loadavg())
