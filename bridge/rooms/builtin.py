@@ -390,6 +390,12 @@ class BuiltinRooms:
             room = self.rooms[meeting_id] = BuiltinRoom(ctx)
         return room
 
+    async def close(self, meeting_id: str) -> None:
+        """The meeting ended or was erased: everyone leaves, the room is gone."""
+        room = self.rooms.pop(meeting_id, None)
+        if room is not None:
+            await room.close_meeting()
+
     async def aclose(self) -> None:
         rooms, self.rooms = list(self.rooms.values()), {}
         await asyncio.gather(*(r.aclose() for r in rooms), return_exceptions=True)

@@ -149,6 +149,14 @@ async def test_three_chromium_participants_hold_a_meeting(netns: str, tmp_path: 
                 await asyncio.sleep(max(0.0, ben_again.joined + STAY_S - time.perf_counter()))
                 ARTIFACTS.mkdir(parents=True, exist_ok=True)
                 await ann.page.screenshot(path=str(ARTIFACTS / "builtin_three_browsers_ann.png"), full_page=True)
+                # the presenter's dashboard (in chromium) names everyone and shows their consent
+                board = await context.new_page()
+                await board.goto(m["dashboard_url"].replace(server.app.state.settings.base_url, server.base_url))
+                for p in (ann, cy, ben_again):
+                    tile = board.locator(f'.tile[data-participant="{p.participant_id}"]')
+                    await tile.locator(".name", has_text=p.name).wait_for(timeout=30_000)
+                    await tile.locator(".consent", has_text="consented").wait_for(timeout=15_000)
+                await board.close()
                 # one connection per direction per participant, each offered once (page and bridge agree)
                 stats = room.stats()
                 for p in (ann, cy, ben_again):
