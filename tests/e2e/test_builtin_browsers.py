@@ -176,7 +176,7 @@ async def test_three_chromium_participants_hold_a_meeting(netns: str, tmp_path: 
                 await browser.close()
         rates = {f"{p.name}{'(again)' if p is ben_again else ''}": round(_rate_after(p, WITHIN_S, p.left or 0.0), 1)
                  for p in everyone}
-        print(f"analysed fps from {WITHIN_S} s after joining: {rates}; load average {_loadavg()}")
+        _record(f"analysed fps from {WITHIN_S} s after joining: {rates}; load average {_loadavg()}")
         r = await asyncio.to_thread(httpx.post, f"{server.base_url}/api/meetings/{m['id']}/end",
                                     headers={"Authorization": f"Bearer {m['presenter_token']}"}, timeout=60)
         assert r.status_code == 200, r.text
@@ -189,10 +189,18 @@ async def test_three_chromium_participants_hold_a_meeting(netns: str, tmp_path: 
             assert p.left is not None
             label = p.name + ("(again)" if p is ben_again else "")
             shares[label] = round(present[p.participant_id] / (p.left - p.joined), 3)
-        print(f"present share of time in the meeting: {shares} (meeting t0 {t0:.1f})")
+        _record(f"present share of time in the meeting: {shares} (meeting t0 {t0:.1f})")
         assert all(share >= MIN_PRESENT for share in shares.values()), shares
         assert all(rate >= MIN_FPS for rate in rates.values()), (rates, _loadavg())
 
 
 def _loadavg() -> str:
     return Path("/proc/loadavg").read_text().split(" ", 3)[:3].__str__()
+
+
+def _record(line: str) -> None:
+    """Print a measured figure and keep it in tests/artifacts (a passing child's output is not shown)."""
+    print(line)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with (ARTIFACTS / "browser_rates.txt").open("a") as f:
+        f.write(line + "\n")
