@@ -137,6 +137,7 @@ def create_app(
                 app.state.cluster_rooms = ClusterRooms(settings.mqtt_url, service.sessions)
             else:
                 bots = BotManager(app.state.rooms)
+            app.state.bots = bots
             if service.bot_hook is None:
                 service.bot_hook = bots
             log.info("MicroCue %s role ready on %s (bus: %s)", role, settings.base_url, type(service.bus).__name__)

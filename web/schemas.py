@@ -74,6 +74,10 @@ class ParticipantPublic(BaseModel):
     consent: bool
     joined_at: datetime
     left_at: datetime | None
+    #: while the meeting runs: "asked" (join page) or "announced" (the bot announced itself)
+    consent_basis: str | None = None
+    #: while the meeting runs: "waiting for video", "receiving" or "no video"
+    video: str | None = None
 
 
 class SummaryPublic(BaseModel):

@@ -7,12 +7,13 @@ same through ``web/static/join-webrtc.js``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 import websockets
 from aiortc import RTCPeerConnection, RTCSessionDescription
-from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
 
 from bridge.errors import MicroCueError
@@ -29,36 +30,83 @@ class JoinRefused(MicroCueError):
 
 
 class RoomClient:
+    """Two connections, as the join page makes them: ``up`` publishes ``sources``, ``down``
+    receives; each is offered once. ``slots`` says who is in which receive slot (mid -> info)."""
+
     def __init__(self, ws: Any, participant_id: str, bot: str, sources: list[MediaStreamTrack]) -> None:
         self.ws, self.participant_id, self.bot = ws, participant_id, bot
-        self.relay = MediaRelay()  # each (re)negotiated connection gets its own copy of the sources
         self.sources = sources
-        self.pc = RTCPeerConnection(configuration=peer_configuration())
-        self.received: list[MediaStreamTrack] = []
+        self.up = RTCPeerConnection(configuration=peer_configuration())
+        self.down = RTCPeerConnection(configuration=peer_configuration())
+        self.slots: dict[str, dict[str, Any]] = {}
+        self._slots_changed = asyncio.Event()
+        self._answers: dict[str, asyncio.Future[str]] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self.closed_reason: str | None = None
 
-    async def negotiate(self) -> None:
-        """(Re)connect: a fresh peer with every source, offer, answer. The bridge answers each
-        offer from a fresh peer of its own, relaying everyone present at that moment."""
-        await self.pc.close()
-        self.pc = RTCPeerConnection(configuration=peer_configuration())
-        self.pc.on("track", self.received.append)
+    async def connect(self) -> None:
+        """Offer both connections (publish first) and return once both are answered."""
+        self._reader = asyncio.create_task(self._read(), name=f"room-client-{self.participant_id}")
         for track in self.sources:
-            self.pc.addTrack(self.relay.subscribe(track, buffered=False))
+            self.up.addTransceiver(track, direction="sendonly")
         for _ in range(RECEIVE_SLOTS):  # room for the others' camera and microphone
-            self.pc.addTransceiver("video", direction="recvonly")
-            self.pc.addTransceiver("audio", direction="recvonly")
-        await self.pc.setLocalDescription(await self.pc.createOffer())
-        await self.ws.send(json.dumps({"type": "offer", "sdp": self.pc.localDescription.sdp}))
-        answer = await _expect(self.ws, "answer")
-        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+            self.down.addTransceiver("video", direction="recvonly")
+            self.down.addTransceiver("audio", direction="recvonly")
+        if self.sources:
+            await self._offer("publish", self.up)
+        await self._offer("subscribe", self.down)
 
-    async def next_message(self) -> dict[str, Any]:
+    async def _offer(self, which: str, pc: RTCPeerConnection) -> None:
+        await pc.setLocalDescription(await pc.createOffer())
+        answer = self._answers[which] = asyncio.get_running_loop().create_future()
+        await self.ws.send(json.dumps({"type": "offer", "pc": which, "sdp": pc.localDescription.sdp}))
         async with asyncio.timeout(ANSWER_TIMEOUT_S):
-            return dict(json.loads(await self.ws.recv()))
+            sdp = await answer
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+
+    async def _read(self) -> None:
+        try:
+            async for text in self.ws:
+                msg = json.loads(text)
+                if msg.get("type") == "answer" and msg.get("pc") in self._answers:
+                    self._answers[msg["pc"]].set_result(msg["sdp"])
+                elif msg.get("type") == "slots":
+                    self.slots = {s["mid"]: s for s in msg["slots"]}
+                    self._slots_changed.set()
+                elif msg.get("type") == "error":
+                    self._fail(JoinRefused(msg.get("message", "refused")))
+        except websockets.ConnectionClosed:
+            pass
+        self._fail(JoinRefused("the bridge closed the signalling connection"))
+
+    def _fail(self, exc: Exception) -> None:
+        for future in self._answers.values():
+            if not future.done():
+                future.set_exception(exc)
+
+    def received(self, kind: str = "video") -> dict[str, MediaStreamTrack]:
+        """The tracks carrying someone now, by the publisher's participant id."""
+        out = {}
+        for transceiver in self.down.getTransceivers():
+            info = self.slots.get(transceiver.mid or "")
+            if info is not None and info["kind"] == kind and transceiver.receiver.track is not None:
+                out[info["participant_id"]] = transceiver.receiver.track
+        return out
+
+    async def wait_slots(self, predicate: Callable[[dict[str, dict[str, Any]]], bool]) -> None:
+        async with asyncio.timeout(ANSWER_TIMEOUT_S):
+            while not predicate(self.slots):
+                self._slots_changed.clear()
+                await self._slots_changed.wait()
 
     async def aclose(self) -> None:
-        await self.pc.close()
+        await self.up.close()
+        await self.down.close()
         await self.ws.close()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
 
 
 async def _expect(ws: Any, kind: str) -> dict[str, Any]:
@@ -81,10 +129,11 @@ async def join_room(ws_base: str, meeting_id: str, join_token: str, *, name: str
         await ws.send(json.dumps({"type": "join", "name": name, "consent": consent}))
         await _expect(ws, "joined")
         client = RoomClient(ws, welcome["participant_id"], welcome.get("bot", ""), tracks)
-        await client.negotiate()
+        await client.connect()
     except BaseException:
         if client is not None:
-            await client.pc.close()
-        await ws.close()
+            await client.aclose()
+        else:
+            await ws.close()
         raise
     return client

@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCRtpTransceiver
 from aiortc.contrib.media import MediaBlackhole
 from aiortc.mediastreams import MediaStreamTrack
 
@@ -29,8 +29,16 @@ CONNECT_TIMEOUT_S = 15.0
 
 def peer_configuration() -> RTCConfiguration:
     """No STUN/TURN: aiortc would otherwise default to a public STUN server and wait for it.
-    The bridge and the meeting server share a network (or a test namespace)."""
-    return RTCConfiguration(iceServers=[])
+    The bridge and the meeting server share a network (or a test namespace).
+
+    ``max-bundle``: every media section on the first one's transport. Under aiortc's default
+    (``balanced``) a remote offer with two video sections (Janus subscribing us to two people,
+    a browser offering receive slots) puts the second video section on the first video
+    section's *provisional* transport and marks it bundled, so the BUNDLE step never moves it
+    to the real one: its receiver never starts and its packets, unknown by SSRC, are routed by
+    payload type into the other person's receiver (aiortc issue #1414). Janus and browsers
+    always bundle, so nothing is lost by insisting."""
+    return RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
 
 
 def prefer_codec(pc: RTCPeerConnection, kind: str, mime_type: str) -> None:
@@ -43,6 +51,33 @@ def prefer_codec(pc: RTCPeerConnection, kind: str, mime_type: str) -> None:
             transceiver.setCodecPreferences(codecs)
 
 
+KeyframeRequest = Callable[[], Awaitable[int]]
+
+
+def keyframe_requester(transceiver: RTCRtpTransceiver) -> KeyframeRequest:
+    """A call that asks the sender of ``transceiver``'s video for a keyframe; returns how many
+    requests went out (one PLI, RFC 4585 6.3.1, per SSRC received on it or announced for it).
+
+    Only PLI: aiortc does not negotiate ``ccm fir`` (RFC 5104) for its video codecs, so FIR
+    would never be "negotiated" with an aiortc answer. aiortc sends a PLI by itself only after a
+    decode error or a jitter-buffer overflow; a stream whose first keyframe never comes (or
+    stalls) gets nothing, which is what the worker's watchdog calls this for.
+    """
+
+    async def request() -> int:
+        receiver = transceiver.receiver
+        ssrcs = {source.source for source in receiver.getSynchronizationSources()}
+        # before any packet: the SSRCs the remote description announced for this receiver
+        router = getattr(receiver.transport, "_rtp_router", None)
+        if router is not None:
+            ssrcs |= {ssrc for ssrc, owner in router.ssrc_table.items() if owner is receiver}
+        for ssrc in ssrcs:
+            await receiver._send_rtcp_pli(ssrc)
+        return len(ssrcs)
+
+    return request
+
+
 class PeerSet:
     """The peer connections of one bridge process (or one meeting adapter)."""
 
@@ -51,6 +86,8 @@ class PeerSet:
         self._blackholes: set[MediaBlackhole] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.failed = 0
+        #: connections ever created here (tests count them: one per direction per participant)
+        self.created = 0
 
     def __len__(self) -> int:
         return len(self._peers)
@@ -61,6 +98,7 @@ class PeerSet:
     def create(self, name: str = "peer") -> RTCPeerConnection:
         pc = RTCPeerConnection(configuration=peer_configuration())
         self._peers.add(pc)
+        self.created += 1
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:

@@ -35,6 +35,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from bridge.bus import EventBus
 from bridge.executor import BlockingExecutor, default_executor
+from bridge.media.peers import KeyframeRequest
 from inference.analyzer import AnalysisStep
 from inference.cues import Cue
 
@@ -52,6 +53,11 @@ MAX_TS_JUMP_S = 5.0
 #: No video frame for this long means the camera is paused or muted (a webcam at 15 fps never
 #: leaves such a hole): presence 0 is published and the next frame starts a fresh stream.
 VIDEO_GAP_S = 2.0
+#: A video track with no decoded frame this long after it starts (or after its last frame) is
+#: waiting for a keyframe: the watchdog asks the sender for one (the issue's 1 s), then again
+#: after twice the wait each time, up to KEYFRAME_MAX_WAIT_S between requests.
+KEYFRAME_WAIT_S = 1.0
+KEYFRAME_MAX_WAIT_S = 8.0
 #: At most one analysis-error traceback per this many seconds per participant.
 ERROR_LOG_EVERY_S = 10.0
 
@@ -92,8 +98,14 @@ class WorkerStats:
     refused: int = 0
     errors: int = 0
     resets: int = 0
+    #: of those resets, how many were a change of picture size within one stream
+    resolution_changes: int = 0
     cues: int = 0
     tracks: int = 0
+    #: no decoded frame for KEYFRAME_WAIT_S on the current track (start or stall)
+    waiting_for_keyframe: bool = False
+    #: keyframe requests (PLI) sent by the watchdog, over the worker's life
+    keyframe_requests: int = 0
     #: frame arrival (decoded, out of aiortc) -> its cues published, in seconds
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
     #: the analyzer's spotting statistics (gate shares and noise per region), read when reported
@@ -115,8 +127,11 @@ class WorkerStats:
             "refused": self.refused,
             "errors": self.errors,
             "resets": self.resets,
+            "resolution_changes": self.resolution_changes,
             "cues": self.cues,
             "tracks": self.tracks,
+            "waiting_for_keyframe": self.waiting_for_keyframe,
+            "keyframe_requests": self.keyframe_requests,
             "latency_p50_s": self.latency_p50,
             "latency_p95_s": self.latency_p95,
         }
@@ -223,6 +238,8 @@ class ParticipantWorker:
         self._shape: tuple[int, int] | None = None
         self._last_t: float | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+        self._last_frame_at = 0.0
         self._sampler: asyncio.Task[None] | None = None
         self._retired: set[asyncio.Task[None]] = set()  # cancelled readers not yet finished
         self._closed = False
@@ -231,11 +248,12 @@ class ParticipantWorker:
 
     # ---- lifecycle -------------------------------------------------------------------------
 
-    def attach(self, track: MediaStreamTrack) -> None:
+    def attach(self, track: MediaStreamTrack, request_keyframe: KeyframeRequest | None = None) -> None:
         """Start analysing ``track`` (first join, rejoin, or renegotiated track).
 
         The previous track, if any, is replaced; the analyzer is reset before the first frame of
         the new one because a new stream is not a continuation of the old face track.
+        ``request_keyframe`` (see ``bridge.media.peers.keyframe_requester``) arms the watchdog.
         """
         if self._closed:
             raise RuntimeError("worker is closed")
@@ -246,9 +264,15 @@ class ParticipantWorker:
         self._generation += 1
         self._clock.reset()
         self.stats.tracks += 1
+        self._last_frame_at = time.perf_counter()
+        self.stats.waiting_for_keyframe = False
         self._reader = asyncio.create_task(
             self._read(track, self._generation), name=f"worker-read-{self.participant_id}"
         )
+        if request_keyframe is not None:
+            self._watchdog = asyncio.create_task(
+                self._watch(request_keyframe), name=f"worker-keyframe-{self.participant_id}"
+            )
         if self._sampler is None:
             self._sampler = asyncio.create_task(self._sample(), name=f"worker-sample-{self.participant_id}")
         log.info("analysing video track %s", track.id, extra=self._log_extra)
@@ -286,13 +310,13 @@ class ParticipantWorker:
     async def aclose(self) -> None:
         """Cancel and await both tasks; an analysis already on a pool thread finishes there."""
         self._closed = True
-        tasks = [t for t in (self._reader, self._sampler, *self._retired) if t is not None]
+        tasks = [t for t in (self._reader, self._watchdog, self._sampler, *self._retired) if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._reader = self._sampler = None
+        self._reader = self._sampler = self._watchdog = None
         self._track = None
         self._slot = None
         try:  # it may wait for the analyzer's process to finish a frame: not on the loop
@@ -302,12 +326,44 @@ class ParticipantWorker:
 
     def _stop_reader(self) -> None:
         """Cancel the current reader; it stays owned (awaited in ``aclose``) until it has finished."""
+        self.stats.waiting_for_keyframe = False
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            if not self._watchdog.done():
+                self._retired.add(self._watchdog)
+                self._watchdog.add_done_callback(self._retired.discard)
+            self._watchdog = None
         if self._reader is not None:
             self._reader.cancel()
             if not self._reader.done():
                 self._retired.add(self._reader)
                 self._reader.add_done_callback(self._retired.discard)
             self._reader = None
+
+    # ---- watchdog: no frame -> ask for a keyframe, with backoff -----------------------------
+
+    async def _watch(self, request_keyframe: KeyframeRequest) -> None:
+        """Ask for a keyframe while no frame arrives: at KEYFRAME_WAIT_S, then backing off."""
+        wait = KEYFRAME_WAIT_S
+        while True:
+            silent = time.perf_counter() - self._last_frame_at
+            if silent < KEYFRAME_WAIT_S:  # frames flow: check again when they could be late
+                self.stats.waiting_for_keyframe = False
+                wait = KEYFRAME_WAIT_S
+                await asyncio.sleep(KEYFRAME_WAIT_S - silent)
+                continue
+            self.stats.waiting_for_keyframe = True
+            try:
+                sent = await request_keyframe()
+            except Exception:  # a closed transport: the reader will see the track end
+                log.debug("keyframe request failed", exc_info=True, extra=self._log_extra)
+                sent = 0
+            self.stats.keyframe_requests += sent
+            if sent:
+                log.info("no video for %.1f s: keyframe requested (%d so far)", silent,
+                         self.stats.keyframe_requests, extra=self._log_extra)
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, KEYFRAME_MAX_WAIT_S)
 
     # ---- reader: drain everything, keep the newest ----------------------------------------
 
@@ -335,6 +391,8 @@ class ParticipantWorker:
                 generation = self._generation
                 self._clock.reset()
             now = time.perf_counter()
+            self._last_frame_at = now
+            self.stats.waiting_for_keyframe = False
             self.stats.received += 1
             if not self._consent:
                 self.stats.refused += 1  # dropped before any conversion or inference
@@ -402,7 +460,10 @@ class ParticipantWorker:
         """
         frame = slot.frame
         shape = (frame.height, frame.width)
-        reset = new_stream or (self._shape is not None and shape != self._shape)
+        resized = self._shape is not None and shape != self._shape
+        if resized and not new_stream:
+            self.stats.resolution_changes += 1
+        reset = new_stream or resized
         if reset and self._shape is not None:
             log.info("new stream or resolution %s -> %s: analyzer reset", self._shape, shape, extra=self._log_extra)
         if new_stream and self._fresh_analyzer:

@@ -13,7 +13,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +22,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from bridge.bus import EventBus
 from bridge.errors import NotBuiltYet, UsageError
 from bridge.executor import BlockingExecutor, default_executor
-from bridge.media.peers import PeerSet
+from bridge.media.peers import KeyframeRequest, PeerSet
 from bridge.media.voice import VoiceWorker
 from bridge.media.worker import Analyzer, ParticipantWorker
 from inference.voice import SileroVad
@@ -57,6 +57,18 @@ class AdapterContext:
     #: page: the bot announces itself by its display name, and an operator may set False and
     #: grant per participant.
     consent: bool = True
+    #: what the consent above rests on, shown on the presenter's tiles: "asked" (a consent page,
+    #: per participant) or "announced" (the bot announced itself by its name; nobody was asked)
+    consent_basis: str = "asked"
+    #: called with (participant id, display name) when a participant appears or is renamed, so
+    #: the service can store the name (Janus names otherwise never reach the meeting's records)
+    on_participant: Callable[[str, str], Awaitable[None]] | None = None
+
+
+#: What a participant's tile says about their video (``Participant.video_state``).
+VIDEO_WAITING = "waiting for video"
+VIDEO_RECEIVING = "receiving"
+VIDEO_NONE = "no video"
 
 
 class Participant:
@@ -93,10 +105,11 @@ class Participant:
             else None
         )
 
-    def attach(self, track: MediaStreamTrack, peers: PeerSet) -> None:
-        """Route a remote track to its worker; anything we do not analyse is still drained."""
+    def attach(self, track: MediaStreamTrack, peers: PeerSet, request_keyframe: KeyframeRequest | None = None) -> None:
+        """Route a remote track to its worker; anything we do not analyse is still drained.
+        ``request_keyframe`` lets the video worker's watchdog ask the sender for a keyframe."""
         if track.kind == "video":
-            self.video.attach(track)
+            self.video.attach(track, request_keyframe)
         elif track.kind == "audio" and self.voice is not None:
             self.voice.attach(track)
         else:
@@ -112,6 +125,19 @@ class Participant:
         self.video.set_consent(consent)
         if self.voice is not None:
             self.voice.consent = consent
+
+    def video_state(self) -> str:
+        """"waiting for video" while attached with no frame yet or the watchdog waits for a keyframe."""
+        if not self.video.attached:
+            return VIDEO_NONE
+        if self.video.stats.waiting_for_keyframe or self.video.stats.received == 0:
+            return VIDEO_WAITING
+        return VIDEO_RECEIVING
+
+    def live(self) -> dict[str, Any]:
+        """What the presenter's tile shows besides cues: consent basis and video state."""
+        return {"display": self.display, "consent": self.video.consent, "consent_basis": self.ctx.consent_basis,
+                "video": self.video_state()}
 
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = {"display": self.display, **self.video.stats.as_dict()}
@@ -136,13 +162,41 @@ class MeetingAdapter(abc.ABC):
         self.peers = PeerSet()
         #: set once the adapter receives media from the meeting (for callers and tests)
         self.ready = asyncio.Event()
+        self._hook_tasks: set[asyncio.Task[None]] = set()
 
     def participant(self, participant_id: str, display: str = "") -> Participant:
         p = self.participants.get(participant_id)
         if p is None:
             p = self.participants[participant_id] = Participant(participant_id, self.ctx, display)
             log.info("participant %s (%s) joined", participant_id, display or "no name")
+            self._announce(participant_id, display)
+        elif display and display != p.display:
+            self.rename(participant_id, display)
         return p
+
+    def rename(self, participant_id: str, display: str) -> None:
+        p = self.participants.get(participant_id)
+        if p is None or p.display == display:
+            return
+        log.info("participant %s renamed %r -> %r", participant_id, p.display, display)
+        p.display = display
+        self._announce(participant_id, display)
+
+    def _announce(self, participant_id: str, display: str) -> None:
+        hook = self.ctx.on_participant
+        if hook is None:
+            return
+        task = asyncio.create_task(hook(participant_id, display), name=f"participant-{participant_id}")
+        self._hook_tasks.add(task)
+        task.add_done_callback(self._hook_done)
+
+    def _hook_done(self, task: asyncio.Task[None]) -> None:
+        self._hook_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("could not record participant: %s", task.exception())
+
+    def live(self) -> dict[str, dict[str, Any]]:
+        return {pid: p.live() for pid, p in self.participants.items()}
 
     @abc.abstractmethod
     async def run(self) -> None:

@@ -1,11 +1,12 @@
 """Built-in rooms: participants publish to the bridge directly over WebRTC (no meeting server).
 
-Each participant's browser (or an aiortc peer) sends one SDP offer over the signalling
-websocket; the bridge answers from its own RTCPeerConnection, analyses the received camera and
-microphone (consent permitting) and relays the other participants' media back through aiortc's
-``MediaRelay``, so a small meeting works with nothing else installed. A participant who joins
-later is seen by those already present after they re-offer (the join page and RoomClient do it
-when told ``{"type": "renegotiate"}``); the bridge never sends offers itself.
+Each participant's browser (or an aiortc peer) makes two connections to the bridge, each offered
+once by the participant over the signalling websocket: ``publish`` carries their camera and
+microphone up (analysed, consent permitting), ``subscribe`` has a fixed number of receive slots
+that the bridge fills with the other participants' media through aiortc's ``MediaRelay``. People
+coming and going change which source feeds a slot, never the SDP, so neither side renegotiates
+(aiortc's renegotiation has open problems, aiortc issues #686 and #1079) and one participant's
+arrival never disturbs another's analysis. The bridge never sends offers itself.
 """
 
 from __future__ import annotations
@@ -14,16 +15,20 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
 from aiortc.contrib.media import MediaRelay
-from aiortc.exceptions import InvalidAccessError, InvalidStateError, OperationError
-from aiortc.mediastreams import MediaStreamTrack
+from aiortc.exceptions import OperationError
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av.frame import Frame
+from av.packet import Packet
 
 from bridge.config import Settings
 from bridge.errors import MicroCueError
 from bridge.executor import BlockingExecutor, run_in_background
 from bridge.media.analysis_pool import AnalysisPool, ModelOptions, pool_threads
+from bridge.media.peers import keyframe_requester
 from bridge.media.worker import Analyzer
 from bridge.models.face import load_face_models
 from bridge.policy import emotions_allowed
@@ -59,18 +64,99 @@ def check_offer(sdp: object) -> str:
     return sdp
 
 
-Notify = Callable[[], Awaitable[None]]
+Notify = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class RelaySlot(MediaStreamTrack):
+    """A track that never ends, fed by whichever participant its downstream slot carries now.
+
+    The downstream sender keeps one track for the whole meeting: aiortc's sender loop stops for
+    good when its track ends, so a publisher leaving must not end the track the sender reads.
+    ``set_source(None)`` makes the slot silent (no RTP) until someone else is put in it.
+    """
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self._source: MediaStreamTrack | None = None
+        self._changed = asyncio.Event()
+
+    @property
+    def source(self) -> MediaStreamTrack | None:
+        return self._source
+
+    def set_source(self, track: MediaStreamTrack | None) -> None:
+        old, self._source = self._source, track
+        if old is not None and old is not track:
+            old.stop()
+        self._changed.set()
+
+    async def recv(self) -> Frame | Packet:
+        while True:
+            if self.readyState != "live":
+                raise MediaStreamError
+            source = self._source
+            self._changed.clear()
+            if source is None:
+                await self._changed.wait()
+                continue
+            frame_task = asyncio.ensure_future(source.recv())
+            changed_task = asyncio.ensure_future(self._changed.wait())
+            try:
+                done, _ = await asyncio.wait({frame_task, changed_task}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                changed_task.cancel()
+            if frame_task not in done:  # another participant was put in this slot meanwhile
+                frame_task.cancel()
+                continue
+            try:
+                return frame_task.result()
+            except MediaStreamError:  # that publisher's track ended: silent until reassigned
+                if self._source is source:
+                    self._source = None
+                continue
+
+    def stop(self) -> None:
+        self.set_source(None)
+        super().stop()
+
+
+@dataclass
+class _Slot:
+    """One receive m-line of a participant's downstream connection."""
+
+    transceiver: RTCRtpTransceiver
+    track: RelaySlot
+    #: the publisher carried now, or None
+    owner: str | None = None
+    #: whether anybody was ever carried (fresh slots are preferred, see ``_free_slot``)
+    used: bool = False
 
 
 @dataclass
 class _Member:
-    pc: RTCPeerConnection
+    """A participant's two connections: ``up`` (what they publish), ``down`` (what they receive)."""
+
+    display: str
     notify: Notify | None = None
+    up: RTCPeerConnection | None = None
+    down: RTCPeerConnection | None = None
     published: list[MediaStreamTrack] = field(default_factory=list)
+    slots: list[_Slot] = field(default_factory=list)
+    #: offers taken per connection over the whole meeting (each connection takes exactly one)
+    offers: dict[str, int] = field(default_factory=lambda: {"publish": 0, "subscribe": 0})
 
 
 class BuiltinRoom(MeetingAdapter):
-    """One built-in meeting's peers, relay and workers."""
+    """One built-in meeting's connections, relay and workers.
+
+    The SFU split: every participant has an upstream connection that carries their camera and
+    microphone to the bridge and is negotiated once, and a downstream connection that the
+    participant offers once with a fixed number of receive slots. Who is in which slot changes
+    as people come and go by swapping the slot's source (``RTCRtpSender.replaceTrack`` style),
+    so no connection is ever renegotiated and nobody's analysis is disturbed by someone else.
+    The participant learns who is in which slot from a ``slots`` message (mid -> person).
+    """
 
     kind = "builtin"
 
@@ -84,81 +170,180 @@ class BuiltinRoom(MeetingAdapter):
     async def run(self) -> None:
         await self._closed.wait()
 
-    async def _relay_into(self, pc: RTCPeerConnection, participant_id: str) -> None:
-        """Fill the m-lines the participant offered to receive on with the others' media.
+    # ---- membership ------------------------------------------------------------------------
 
-        A participant offers its own camera/microphone (sendrecv) plus recvonly slots for the
-        others (the join page and RoomClient add MAX_PARTICIPANTS - 1 of each kind); each slot
-        gets one other participant's relayed track, so the answer never adds media lines the
-        offer did not have (which aiortc cannot answer).
-        """
-        waiting = {"video": [], "audio": []}  # type: dict[str, list[MediaStreamTrack]]
-        for other_id, other in self.members.items():
-            if other_id != participant_id:
-                for track in other.published:
-                    waiting.setdefault(track.kind, []).append(track)
-        for transceiver in pc.getTransceivers():
-            queue = waiting.get(transceiver.kind) or []
-            if not queue or transceiver._offerDirection not in ("recvonly", "sendrecv"):
-                continue
-            transceiver.sender.replaceTrack(self.relay.subscribe(queue.pop(0), buffered=False))
-            transceiver.direction = "sendrecv"
-
-    def _tell_others(self, participant_id: str) -> None:
-        """New media to relay: everyone else re-offers to receive it (the bridge never offers)."""
-        for other_id, other in self.members.items():
-            if other_id != participant_id and other.notify is not None:
-                task = asyncio.create_task(other.notify(), name=f"renegotiate-{other_id}")
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-
-    async def answer(self, participant_id: str, display: str, consent: bool, sdp: object,
-                     notify: Notify | None = None) -> str:
-        """Take a participant's offer (first or renewed) and return the bridge's answer."""
-        offer = check_offer(sdp)
-        if participant_id not in self.members and len(self.members) >= MAX_PARTICIPANTS:
+    def join(self, participant_id: str, display: str, consent: bool, notify: Notify | None = None) -> None:
+        """Admit a participant (before any offer); consent decides whether they are analysed."""
+        if participant_id in self.members:
+            raise SignalError("this participant has already joined")
+        if len(self.members) >= MAX_PARTICIPANTS:
             raise SignalError(f"this room is full ({MAX_PARTICIPANTS} participants)")
-        await self.leave(participant_id, reason="renegotiated", keep_worker=True)
-        participant = self.participant(participant_id, display)
-        participant.set_consent(consent)
-        pc = self.peers.create(f"builtin-{participant_id}")
-        member = self.members[participant_id] = _Member(pc, notify)
+        self.members[participant_id] = _Member(display=display, notify=notify)
+        self.participant(participant_id, display).set_consent(consent)
+
+    def _member(self, participant_id: str) -> _Member:
+        member = self.members.get(participant_id)
+        if member is None:
+            raise SignalError("join the room before sending an offer")
+        return member
+
+    async def leave(self, participant_id: str, reason: str = "left the meeting") -> None:
+        """Remove the participant: their connections, their workers, their place in others' slots."""
+        member = self.members.pop(participant_id, None)
+        if member is not None:
+            for pc in (member.up, member.down):
+                if pc is not None:
+                    await self.peers.close(pc)
+            for other_id, other in self.members.items():
+                if any(slot.owner == participant_id for slot in other.slots):
+                    for slot in other.slots:
+                        if slot.owner == participant_id:
+                            slot.track.set_source(None)
+                            slot.owner = None
+                    self._send_slots(other_id)
+        participant = self.participants.pop(participant_id, None)
+        if participant is not None:
+            await participant.detach(reason)
+            await participant.aclose()
+
+    async def close_meeting(self) -> None:
+        """End of the meeting: everyone leaves, the room stops."""
+        for participant_id in list(self.members):
+            await self.leave(participant_id, reason="meeting ended")
+        await self.aclose()
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Per participant: the offers each connection took and the worker's counters."""
+        return {pid: {"display": m.display, "offers": dict(m.offers),
+                      "connections": sum(pc is not None for pc in (m.up, m.down)),
+                      **(self.participants[pid].stats() if pid in self.participants else {})}
+                for pid, m in self.members.items()}
+
+    # ---- upstream: what a participant publishes --------------------------------------------
+
+    async def publish(self, participant_id: str, sdp: object) -> str:
+        """Upstream: take the participant's offer of their camera (and microphone), return the answer.
+
+        One offer per participant for the whole meeting; the same door serves any publisher that
+        brings an SDP offer (the join page, RoomClient, an ingest endpoint).
+        """
+        offer = check_offer(sdp)
+        member = self._member(participant_id)
+        if member.up is not None:
+            raise SignalError("already publishing: the upstream connection is negotiated once")
+        participant = self.participant(participant_id, member.display)
+        pc = member.up = self.peers.create(f"up-{participant_id}")
+        member.offers["publish"] += 1
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
             member.published.append(track)
             # the analysis reads its own relayed copy: the original feeds every subscriber
-            participant.attach(self.relay.subscribe(track, buffered=False), self.peers)
+            transceiver = next((t for t in pc.getTransceivers() if t.receiver.track is track), None)
+            participant.attach(self.relay.subscribe(track, buffered=False), self.peers,
+                               keyframe_requester(transceiver) if transceiver is not None else None)
             self.ready.set()
-            if track.kind == "video":
-                self._tell_others(participant_id)
+            for other_id in self.members:
+                if other_id != participant_id and self._place(other_id, participant_id, track):
+                    self._send_slots(other_id)
 
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
-            await self._relay_into(pc, participant_id)
+            for transceiver in pc.getTransceivers():
+                transceiver.direction = "recvonly"
             await pc.setLocalDescription(await pc.createAnswer())
-        except OperationError as exc:  # nothing aiortc can decode in a media line
-            await self.leave(participant_id, reason="bad offer")
-            raise SignalError(f"no codec in common with the bridge ({exc}); offer VP8 or H.264 video "
-                              "and Opus audio") from exc
-        except (ValueError, AssertionError, InvalidAccessError, InvalidStateError) as exc:  # malformed SDP
-            await self.leave(participant_id, reason="bad offer")
-            raise SignalError(f"the offer could not be used: {exc or type(exc).__name__}") from exc
-        log.info("participant %s (%s) connected, consent=%s", participant_id, display or "no name", consent)
+        except Exception as exc:
+            member.up = None
+            await self.peers.close(pc)
+            raise _offer_error(exc) from exc
+        log.info("participant %s (%s) publishes", participant_id, member.display or "no name")
         return pc.localDescription.sdp
 
-    async def leave(self, participant_id: str, reason: str = "left the meeting", keep_worker: bool = False) -> None:
-        member = self.members.pop(participant_id, None)
-        if member is not None:
-            await self.peers.close(member.pc)
-        participant = self.participants.get(participant_id)
-        if participant is not None and not keep_worker:
-            await participant.detach(reason)
+    # ---- downstream: what a participant receives -------------------------------------------
+
+    async def subscribe(self, participant_id: str, sdp: object) -> str:
+        """Downstream: the participant offers receive slots once; the others are put in them."""
+        offer = check_offer(sdp)
+        member = self._member(participant_id)
+        if member.down is not None:
+            raise SignalError("already receiving: the downstream connection is negotiated once")
+        pc = member.down = self.peers.create(f"down-{participant_id}")
+        member.offers["subscribe"] += 1
+
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:  # a receive-only page sends nothing; drain
+            self.peers.blackhole(track)
+
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+            for transceiver in pc.getTransceivers():
+                # aiortc stores the offer's direction from our side: "sendonly" = they receive
+                if transceiver.kind in ("audio", "video") and transceiver._offerDirection in ("sendonly", "sendrecv"):
+                    slot = _Slot(transceiver, RelaySlot(transceiver.kind))
+                    transceiver.sender.replaceTrack(slot.track)
+                    transceiver.direction = "sendonly"
+                    member.slots.append(slot)
+                else:
+                    transceiver.direction = "inactive"
+            await pc.setLocalDescription(await pc.createAnswer())
+        except Exception as exc:
+            member.down, member.slots = None, []
+            await self.peers.close(pc)
+            raise _offer_error(exc) from exc
+        for other_id, other in self.members.items():
+            if other_id != participant_id:
+                for track in other.published:
+                    self._place(participant_id, other_id, track)
+        self._send_slots(participant_id)
+        return pc.localDescription.sdp
+
+    def _free_slot(self, member: _Member, kind: str) -> _Slot | None:
+        """A never-used slot first: a fresh m-line starts a clean stream in the receiver."""
+        free = [s for s in member.slots if s.owner is None and s.track.kind == kind]
+        free.sort(key=lambda s: s.used)
+        return free[0] if free else None
+
+    def _place(self, receiver_id: str, publisher_id: str, track: MediaStreamTrack) -> bool:
+        """Carry ``publisher_id``'s ``track`` in one of ``receiver_id``'s slots; False if no slot."""
+        member = self.members[receiver_id]
+        slot = self._free_slot(member, track.kind)
+        if slot is None:
+            return False
+        slot.owner, slot.used = publisher_id, True
+        slot.track.set_source(self.relay.subscribe(track, buffered=False))
+        if track.kind == "video":
+            # a new picture in an old m-line needs a keyframe; aiortc has no public call for it
+            slot.transceiver.sender._send_keyframe()
+        return True
+
+    def _send_slots(self, participant_id: str) -> None:
+        member = self.members.get(participant_id)
+        if member is None or member.notify is None or member.down is None:
+            return
+        slots = [{"mid": s.transceiver.mid, "kind": s.track.kind, "participant_id": s.owner,
+                  "name": self.members[s.owner].display if s.owner in self.members else None}
+                 for s in member.slots if s.owner is not None]
+        task = asyncio.create_task(member.notify({"type": "slots", "slots": slots}), name=f"slots-{participant_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def aclose(self) -> None:
         self._closed.set()
+        for member in self.members.values():
+            for slot in member.slots:
+                slot.track.stop()
         self.members.clear()
+        for task in list(self._tasks):
+            task.cancel()
         await super().aclose()
+
+
+def _offer_error(exc: Exception) -> SignalError:
+    if isinstance(exc, SignalError):
+        return exc
+    if isinstance(exc, OperationError):  # nothing aiortc can decode in a media line
+        return SignalError(f"no codec in common with the bridge ({exc}); offer VP8 or H.264 video and Opus audio")
+    return SignalError(f"the offer could not be used: {exc or type(exc).__name__}")
 
 
 class BuiltinRooms:
@@ -219,6 +404,12 @@ class BuiltinRooms:
         if room is None:
             room = self.rooms[meeting_id] = BuiltinRoom(ctx)
         return room
+
+    async def close(self, meeting_id: str) -> None:
+        """The meeting ended or was erased: everyone leaves, the room is gone."""
+        room = self.rooms.pop(meeting_id, None)
+        if room is not None:
+            await room.close_meeting()
 
     async def aclose(self) -> None:
         rooms, self.rooms = list(self.rooms.values()), {}

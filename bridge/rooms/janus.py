@@ -35,9 +35,11 @@ from typing import Any
 
 import websockets
 from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import sdp as aiortc_sdp
 from websockets.asyncio.client import ClientConnection
 
 from bridge.errors import MicroCueError
+from bridge.media.peers import keyframe_requester
 from bridge.rooms.base import AdapterContext, MeetingAdapter
 
 log = logging.getLogger("microcue.janus")
@@ -342,6 +344,12 @@ class JanusAdapter(MeetingAdapter):
     async def _add_feeds(self, publishers: list[dict[str, Any]]) -> None:
         session = self._session
         assert session is not None and self._pub is not None
+        for p in publishers:  # a known feed listed again: Janus tells of a new display name
+            if isinstance(p.get("id"), int) and p["id"] in self._feeds and "display" in p:
+                display = str(p.get("display") or "")
+                if display and display != self._feeds[p["id"]]:
+                    self._feeds[p["id"]] = display
+                    self.rename(str(p["id"]), display)
         new = [
             p
             for p in publishers
@@ -416,11 +424,34 @@ class JanusAdapter(MeetingAdapter):
         self._mid_feed = {
             str(s["mid"]): int(s["feed_id"]) for s in streams if s.get("active", True) and "feed_id" in s and "mid" in s
         }
+        log.debug("subscriber offer from Janus:\n%s", jsep["sdp"])
         await pc.setRemoteDescription(RTCSessionDescription(sdp=jsep["sdp"], type="offer"))
         await pc.setLocalDescription(await pc.createAnswer())
+        self._rebind_reused_mids(pc, jsep["sdp"])
         self._route_tracks(pc)
         await session.message(self._sub, {"request": "start"}, jsep={"type": "answer", "sdp": pc.localDescription.sdp})
         self.ready.set()
+
+    @staticmethod
+    def _rebind_reused_mids(pc: RTCPeerConnection, offer_sdp: str) -> None:
+        """Janus gives a freed m-line to the next feed, with that feed's SSRC. aiortc registers a
+        receiver's SSRCs only when the receiver first starts, so packets with the new SSRC match
+        no receiver by SSRC and, with several VP8 receivers, none by payload type: they are
+        dropped and the returning person gets no frame. Register the new SSRC with the running
+        receiver of that mid (aiortc has no public call for it)."""
+        media_by_mid = {m.rtp.muxId: m for m in aiortc_sdp.SessionDescription.parse(offer_sdp).media}
+        for transceiver in pc.getTransceivers():
+            receiver, media = transceiver.receiver, media_by_mid.get(transceiver.mid or "")
+            if media is None or not media.ssrc or not getattr(receiver, "_RTCRtpReceiver__started", False):
+                continue
+            fid = next((g.items for g in media.ssrc_group if g.semantic == "FID"), None)
+            ssrc = int(fid[0]) if fid else media.ssrc[0].ssrc
+            router = getattr(receiver.transport, "_rtp_router", None)
+            if router is None or router.ssrc_table.get(ssrc) is receiver:
+                continue
+            router.register_receiver(receiver, ssrcs=[ssrc],
+                                     payload_types=[c.payloadType for c in transceiver._codecs], mid=transceiver.mid)
+            log.info("mid %s reused by Janus: now carries SSRC %s", transceiver.mid, ssrc)
 
     def _route_tracks(self, pc: RTCPeerConnection) -> None:
         """Give every active m-line's track to its feed's participant (again if the mid moved)."""
@@ -438,5 +469,5 @@ class JanusAdapter(MeetingAdapter):
                 continue
             self._mid_route[mid] = route
             participant = self.participant(str(feed), self._feeds.get(feed, ""))
-            participant.attach(track, self.peers)
+            participant.attach(track, self.peers, keyframe_requester(transceiver))
             log.info("mid %s (%s) -> participant %s", mid, track.kind, feed)

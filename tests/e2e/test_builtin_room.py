@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -152,15 +153,29 @@ async def test_participants_see_each_other_through_the_bridge(netns: str, tmp_pa
         second = await join_room(server.ws_url, m["id"], m["join_token"], name="Second", consent=True,
                                  tracks=[SyntheticFaceTrack(frames)])
         try:
-            # the second got the first's camera in its answer; the first is asked to re-offer
-            assert [t.kind for t in second.received] == ["video"]
-            assert (await first.next_message())["type"] == "renegotiate"
-            await first.negotiate()
-            assert [t.kind for t in first.received] == ["video"]
-            frame = await asyncio.wait_for(first.received[0].recv(), 30)  # media really flows
+            # each is put in the other's receive slots, without any renegotiation
+            def carries(pid: str) -> Callable[[dict[str, dict[str, Any]]], bool]:
+                return lambda slots: {s["participant_id"] for s in slots.values()} == {pid}
+
+            await second.wait_slots(carries(first.participant_id))
+            await first.wait_slots(carries(second.participant_id))
+            assert {s["name"] for s in first.slots.values()} == {"Second"}
+            frame = await asyncio.wait_for(first.received()[second.participant_id].recv(), 30)  # media flows
             assert (frame.width, frame.height) == (640, 480)
-            # and the first is still analysed after renegotiating
+            frame = await asyncio.wait_for(second.received()[first.participant_id].recv(), 30)
+            assert (frame.width, frame.height) == (640, 480)
+            # the first is still analysed from its one stream: no new track, no reset, one offer per connection
             assert "engagement" in await _cues_for(server, m, first.participant_id, {"engagement"})
+            room = server.app.state.rooms.rooms[m["id"]]
+            stats = room.stats()
+            for who in (first, second):
+                assert stats[who.participant_id]["offers"] == {"publish": 1, "subscribe": 1}
+                assert stats[who.participant_id]["tracks"] == 1
+                assert stats[who.participant_id]["resets"] == 0
+            # the second leaves: the first's slot is emptied and the second's workers are gone
+            await second.aclose()
+            await first.wait_slots(lambda slots: not slots)
+            assert second.participant_id not in room.participants
         finally:
             await first.aclose()
             await second.aclose()

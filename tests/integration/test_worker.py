@@ -474,3 +474,60 @@ async def test_paused_camera_is_announced_and_resumes_fresh(bus: InProcessBus, e
     await sub.aclose()
     paused = [c for c in cues if c.detail == "camera paused"]
     assert len(paused) == 1 and paused[0].value == 0.0
+
+
+class _GatedTrack(MediaStreamTrack):
+    """A camera that sends nothing until ``gate`` is set (a publisher whose keyframe never came)."""
+
+    kind = "video"
+
+    def __init__(self, source: MediaStreamTrack, gate: asyncio.Event) -> None:
+        super().__init__()
+        self.source, self.gate = source, gate
+
+    async def recv(self) -> Any:
+        await self.gate.wait()
+        return await self.source.recv()
+
+
+async def test_watchdog_asks_for_a_keyframe_with_backoff_until_video_comes(
+    netns: str, face_yuv: list[np.ndarray], bus: InProcessBus, executor: BlockingExecutor
+) -> None:
+    from bridge.media.peers import keyframe_requester
+
+    peers = PeerSet()
+    gate = asyncio.Event()
+    workers: list[ParticipantWorker] = []
+    try:
+        publisher, bridge = peers.create("publisher"), peers.create("bridge")
+        publisher.addTrack(_GatedTrack(SyntheticFaceTrack(face_yuv, fps=15), gate))
+
+        @bridge.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            transceiver = next(t for t in bridge.getTransceivers() if t.receiver.track is track)
+            worker = ParticipantWorker(meeting_id=MEETING, participant_id="late", analyzer_factory=CountingAnalyzer,
+                                       bus=bus, fps=15, executor=executor)
+            worker.attach(track, keyframe_requester(transceiver))
+            workers.append(worker)
+
+        await negotiate(publisher, bridge)
+        await wait_connected(bridge)
+        await wait_until(lambda: bool(workers), 10, "the bridge's track")
+        worker = workers[0]
+        # nothing arrives: one PLI after 1 s, the next 1 s later, then 2 s later (backoff)
+        await wait_until(lambda: worker.stats.keyframe_requests >= 2, 10, "two keyframe requests")
+        assert worker.stats.waiting_for_keyframe
+        assert worker.stats.as_dict()["waiting_for_keyframe"] is True
+        await asyncio.sleep(1.0)
+        assert worker.stats.keyframe_requests == 2, "the third request waits twice as long"
+        # the camera starts: frames arrive, the watchdog stands down
+        gate.set()
+        await wait_until(lambda: worker.stats.received > 0, 10, "frames after the keyframe")
+        await wait_until(lambda: not worker.stats.waiting_for_keyframe, 3, "the watchdog to stand down")
+        requests = worker.stats.keyframe_requests
+        await asyncio.sleep(2.0)
+        assert worker.stats.keyframe_requests == requests, "no requests while frames flow"
+    finally:
+        for w in workers:
+            await w.aclose()
+        await peers.aclose()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Request, status
 
 from bridge import policy
 from bridge.service import BotTarget
@@ -124,8 +124,12 @@ async def invite_participant(meeting_id: PresenterMeeting, service: ServiceDep) 
 
 
 @router.get("/{meeting_id}/participants", response_model=list[ParticipantPublic], responses=_AUTH_RESPONSES)
-async def list_participants(meeting_id: PresenterMeeting, service: ServiceDep) -> list[ParticipantPublic]:
-    """Who joined, with their consent state; in joining order."""
+async def list_participants(meeting_id: PresenterMeeting, service: ServiceDep, request: Request
+                            ) -> list[ParticipantPublic]:
+    """Who joined, with their consent state; in joining order. While the meeting runs, each also
+    says what their consent rests on (asked on the join page, or announced by the bot in an
+    external meeting) and whether their video arrives."""
+    live = _live_participants(request, meeting_id)
     return [
         ParticipantPublic(
             id=p.id,
@@ -134,9 +138,25 @@ async def list_participants(meeting_id: PresenterMeeting, service: ServiceDep) -
             consent=p.consent,
             joined_at=p.joined_at,
             left_at=p.left_at,
+            consent_basis=live.get(p.id, {}).get("consent_basis"),
+            video=live.get(p.id, {}).get("video"),
         )
         for p in await service.participants(meeting_id)
     ]
+
+
+def _live_participants(request: Request, meeting_id: str) -> dict[str, dict[str, Any]]:
+    """The running room's or bot's view of each participant (empty when nothing runs)."""
+    state = request.app.state
+    live: dict[str, dict[str, Any]] = {}
+    rooms = getattr(state, "rooms", None)
+    room = rooms.rooms.get(meeting_id) if rooms is not None else None
+    if room is not None:
+        live.update(room.live())
+    bots = getattr(state, "bots", None)
+    if bots is not None:
+        live.update(bots.live(meeting_id))
+    return live
 
 
 @router.post(

@@ -19,7 +19,7 @@
   const RECONNECT_MIN_MS = 1000;      // reconnect backoff: 1 s doubling up to 30 s, with jitter
   const RECONNECT_MAX_MS = 30000;
   const SILENCE_MS = 45000;           // three missed heartbeats (15 s each): the link is dead
-  const PARTICIPANTS_REFRESH_MS = 15000;
+  const PARTICIPANTS_REFRESH_MS = 5000;  // names, consent basis and "waiting for video" follow within 5 s
   const NAMES_DEBOUNCE_MS = 1000;       // an unknown participant triggers one refresh per second at most
   const DIP = { baselineFrom: 45000, baselineTo: 15000, current: 8000, drop: 0.15, minPeople: 2, share: 0.4 };
   const ALERT_HOLD_MS = 10000;        // keep the alert up this long after the dip ends: no flapping
@@ -167,7 +167,10 @@
     const info = state.names.get(p.id) || {};
     p.name.textContent = info.display_name || "Participant " + p.id;
     p.name.title = p.id;
-    if (info.consent === true) { p.consent.textContent = "consented"; p.consent.className = "consent chip ok"; }
+    if (info.consent === true && info.consent_basis === "announced") {
+      // an external meeting: the bot announced itself by its name; nobody was asked
+      p.consent.textContent = "announced by the bot, not asked"; p.consent.className = "consent chip announced";
+    } else if (info.consent === true) { p.consent.textContent = "consented"; p.consent.className = "consent chip ok"; }
     else if (info.consent === false) { p.consent.textContent = "declined"; p.consent.className = "consent chip no"; }
     else { p.consent.textContent = "consent pending"; p.consent.className = "consent chip"; }
     p.node.classList.toggle("declined", info.consent === false);
@@ -241,7 +244,9 @@
     }
     p.face.className = "face " + (p.present === true ? "present" : p.present === false ? "absent" : "");
     p.faceLabel.textContent = p.present === true ? "face in view" : p.present === false ? "no face in view" : "no signal yet";
-    if ((state.names.get(p.id) || {}).consent === false) p.faceLabel.textContent = "not analysed";
+    const info = state.names.get(p.id) || {};
+    if (info.video === "waiting for video" && p.present !== true) p.faceLabel.textContent = "waiting for video";
+    if (info.consent === false) p.faceLabel.textContent = "not analysed";
     p.attention.textContent = p.attentionValue != null ? `Attention ${pct(p.attentionValue)}` : "";
     p.speaking.hidden = !p.speakingNow;
     p.dirty = false;
@@ -371,7 +376,8 @@
   function applySnapshot(snap) {
     applyPolicy(snap.policy);
     for (const row of snap.participants || []) {
-      state.names.set(row.participant_id, { display_name: row.display_name, consent: row.consent, left: row.left });
+      const known = state.names.get(row.participant_id) || {};  // keeps consent_basis and video from the list
+      state.names.set(row.participant_id, { ...known, display_name: row.display_name, consent: row.consent, left: row.left });
       const p = person(row.participant_id);
       applyName(p);
       const latest = row.latest || {};
@@ -504,7 +510,8 @@
   async function loadParticipants() {
     try {
       for (const row of await api("/participants")) {
-        state.names.set(row.id, { display_name: row.display_name, consent: row.consent, left: !!row.left_at });
+        state.names.set(row.id, { display_name: row.display_name, consent: row.consent, left: !!row.left_at,
+                                  consent_basis: row.consent_basis, video: row.video });
         const p = state.people.get(row.id);
         if (p) applyName(p); else person(row.id);
       }

@@ -4,9 +4,13 @@ Protocol (JSON text messages):
   server -> {"type": "welcome", "bot": <announcement>, "participant_id": ...}
   client -> {"type": "join", "name": str, "consent": bool}        (once, first)
   server -> {"type": "joined", "participant_id": ...}
-  client -> {"type": "offer", "sdp": str}                         (again to renegotiate)
-  server -> {"type": "answer", "sdp": str}
-  server -> {"type": "renegotiate"}: someone new publishes; send a fresh offer to receive them
+  client -> {"type": "offer", "pc": "publish", "sdp": str}      (once: camera + microphone up)
+  server -> {"type": "answer", "pc": "publish", "sdp": str}
+  client -> {"type": "offer", "pc": "subscribe", "sdp": str}    (once: receive-only slots)
+  server -> {"type": "answer", "pc": "subscribe", "sdp": str}
+  server -> {"type": "slots", "slots": [{"mid", "kind", "participant_id", "name"}]}
+            who is in which receive slot now; sent whenever someone comes or goes
+Each connection is offered once by the participant and never renegotiated (bridge/rooms/builtin.py).
   server -> {"type": "error", "message": str}; a refused message ends the connection (4400)
 Close codes: 4401/4403 token refused (as the live feed), 4400 a message out of order or
 malformed, 1009 a message over MAX_MESSAGE_BYTES. Leaving (closing the socket) ends the
@@ -94,10 +98,13 @@ async def signal(websocket: WebSocket, meeting_id: str) -> None:
                                           "bot": _announcement(meeting.context, service.settings)}))
     joined: dict[str, Any] | None = None
     room = None
+    send_lock = asyncio.Lock()
 
-    async def tell_renegotiate() -> None:
-        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-            await websocket.send_text(json.dumps({"type": "renegotiate"}))
+    async def send(message: dict[str, Any]) -> None:
+        async with send_lock:  # slot updates come from other participants' tasks
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+                await websocket.send_text(json.dumps(message))
+
     try:
         while True:
             text = await websocket.receive_text()
@@ -108,19 +115,25 @@ async def signal(websocket: WebSocket, meeting_id: str) -> None:
                         raise SignalError("'join' was already sent")
                     name = str(msg.get("name") or "")[:MAX_NAME].strip() or "Participant"
                     consent = msg.get("consent") is True
+                    room = await rooms.room(meeting_id)
+                    room.join(participant_id, name, consent, notify=send)
                     async with service.sessions() as session:
                         await repo.add_participant(session=session, meeting_id=meeting_id,
                                                    participant_id=participant_id, display_name=name,
                                                    consent=consent)
                     joined = {"name": name, "consent": consent}
-                    await websocket.send_text(json.dumps({"type": "joined", "participant_id": participant_id}))
+                    await send({"type": "joined", "participant_id": participant_id})
                 elif msg["type"] == "offer":
-                    if joined is None:
+                    if joined is None or room is None:
                         raise SignalError("send 'join' (with your consent choice) before an 'offer'")
-                    room = await rooms.room(meeting_id)
-                    answer = await room.answer(participant_id, joined["name"], joined["consent"], msg.get("sdp"),
-                                               notify=tell_renegotiate)
-                    await websocket.send_text(json.dumps({"type": "answer", "sdp": answer}))
+                    which = msg.get("pc", "publish")
+                    if which == "publish":
+                        answer = await room.publish(participant_id, msg.get("sdp"))
+                    elif which == "subscribe":
+                        answer = await room.subscribe(participant_id, msg.get("sdp"))
+                    else:
+                        raise SignalError(f"unknown connection {which!r} (expected 'publish' or 'subscribe')")
+                    await send({"type": "answer", "pc": which, "sdp": answer})
                 else:
                     raise SignalError(f"unknown message type {msg['type']!r} (expected 'join' or 'offer')")
             except OverflowError as exc:

@@ -1,0 +1,47 @@
+"""What an adapter tells the service about its participants: names (and renames) for the store,
+and the live consent basis and video state shown on the presenter's tiles."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+import pytest
+
+from bridge.bus import InProcessBus
+from bridge.rooms.base import VIDEO_NONE, AdapterContext
+from bridge.rooms.janus import JanusAdapter
+
+pytestmark = pytest.mark.unit
+
+
+class _Idle:
+    def push(self, rgb: np.ndarray, t: float) -> Any:
+        raise AssertionError("no frames in this test")
+
+    def reset(self) -> None:
+        pass
+
+
+async def test_names_and_renames_reach_the_service_and_tiles_show_the_consent_basis() -> None:
+    recorded: list[tuple[str, str]] = []
+
+    async def record(participant_id: str, display: str) -> None:
+        recorded.append((participant_id, display))
+
+    ctx = AdapterContext(meeting_id="m", bus=InProcessBus(), analyzer_factory=_Idle, consent=True,
+                         consent_basis="announced", on_participant=record)
+    adapter = JanusAdapter("ws://127.0.0.1:1", 1234, ctx)
+    try:
+        adapter.participant("101", "Alice")
+        adapter.participant("101", "Alice")  # seen again, same name: nothing new to store
+        adapter.participant("101", "Alicia")  # Janus lists the feed with a new display name
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert recorded == [("101", "Alice"), ("101", "Alicia")]
+        assert adapter.participants["101"].display == "Alicia"
+        live = adapter.live()["101"]
+        assert live == {"display": "Alicia", "consent": True, "consent_basis": "announced", "video": VIDEO_NONE}
+    finally:
+        await adapter.aclose()
