@@ -15,7 +15,7 @@ first use (pip, from the package index) and never into the project's.
 
     .venv/bin/python -m bench.peers [--rounds 3] [--core 0] [CLIP ...]
 
-Without clips: a 640x480 15 fps clip of a real face (``bench.synth.scene``, 20 s) plus the
+Without clips: a 640x480 15 fps clip of a real face (``bridge.demo.scene``, 20 s) plus the
 real clips in tests/data when present.
 """
 
@@ -63,7 +63,7 @@ def ensure_peers_venv() -> Path:
 
 
 def synthetic_clip(directory: Path) -> Path:
-    from bench.synth.scene import Pose, frames_for, write_video
+    from bridge.demo.scene import Pose, frames_for, write_video
 
     def sway(t: float) -> Pose:
         return Pose(dx=40 * math.sin(t * 1.3), dy=10 * math.sin(t * 0.7), angle=8 * math.sin(t))

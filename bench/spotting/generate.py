@@ -220,7 +220,7 @@ def truth(sc: Scenario, frames: int) -> dict[str, object]:
         "fps": sc.fps,
         "frames": frames,
         "seed": sc.seed,
-        "base": "tests/data/single_face.mp4" if sc.use_clip else "skimage astronaut",
+        "base": "tests/data/single_face.mp4" if sc.use_clip else "astronaut photograph",
         "events": [
             {"kind": a.kind, "emotion": a.emotion, "aus": list(a.aus), "onset_frame": fi(a.onset),
              "apex_frame": fi(a.apex), "offset_frame": fi(a.offset), "onset_s": a.onset, "apex_s": a.apex,

@@ -42,11 +42,12 @@ import av
 import cv2
 import numpy as np
 
-from bench.spotting.actions import AU_MOVES, EMOTION_AUS, EMOTIONS, Action, contempt_aus
-from bench.spotting.generate import displacement_controls, warp, yaw_warp
+from bench.spotting.generate import yaw_warp
 from bench.spotting.score import Score, match
 from bench.spotting.sources import CLIPS, DEFAULT_CACHE, Clip, clip_path, fetch
 from bridge.commands.analyze import event_json
+from bridge.demo.actions import AU_MOVES, EMOTION_AUS, EMOTIONS, Action, contempt_aus
+from bridge.demo.puppet import displacement_controls, warp
 from inference.analyzer import FaceModels, ParticipantAnalyzer, SpottedExpression
 
 REPO = Path(__file__).resolve().parents[2]
