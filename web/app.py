@@ -29,6 +29,7 @@ from bridge.service import (
     MeetingEnded,
     MeetingNotFound,
     MeetingService,
+    ParticipantNotFound,
     running_service,
 )
 from bridge.summary import make_summary_hook
@@ -46,6 +47,7 @@ ERROR_STATUS: dict[type[Exception], int] = {
     MeetingNotFound: status.HTTP_404_NOT_FOUND,
     MeetingEnded: status.HTTP_409_CONFLICT,
     HostNotAllowed: status.HTTP_403_FORBIDDEN,
+    ParticipantNotFound: status.HTTP_404_NOT_FOUND,
     FeatureUnavailable: status.HTTP_501_NOT_IMPLEMENTED,
 }
 

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from bridge.store.tables import TEXT_LEN, MeetingContext, MeetingKind
+from bridge.store.tables import TEXT_LEN, AssignableRole, MeetingContext, MeetingKind
 
 #: Longest retention a meeting may ask for; the operator's purge limit applies on top.
 MAX_RETENTION_DAYS = 3650
@@ -65,6 +65,31 @@ class JoinLink(BaseModel):
     meeting_id: str
     join_token: str
     join_url: str
+    #: the role whoever joins with it takes (a role-bound invitation), None for a plain one
+    role: str | None = None
+
+
+class InviteRequest(BaseModel):
+    """``{"role": "buyer"}``: a role-bound invitation; no body (or no role): a plain one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: AssignableRole | None = None
+
+
+class ParticipantUpdate(BaseModel):
+    """What the presenter may change about a participant: the role coaching reads, and the name."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    role: AssignableRole | None = None
+    display_name: str | None = Field(default=None, min_length=1, max_length=TEXT_LEN)
+
+    @model_validator(mode="after")
+    def _something(self) -> ParticipantUpdate:
+        if self.role is None and self.display_name is None:
+            raise ValueError("give 'role' (rep, buyer or participant) and/or 'display_name'")
+        return self
 
 
 class ParticipantPublic(BaseModel):

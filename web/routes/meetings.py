@@ -8,17 +8,19 @@ from fastapi import APIRouter, HTTPException, status
 
 from bridge import policy
 from bridge.service import BotTarget
-from bridge.store.tables import Meeting
+from bridge.store.tables import Meeting, Participant
 from web.deps import ApiKey, HubDep, PresenterMeeting, ServiceDep
 from web.schemas import (
     BotAccepted,
     BotRequest,
     Erased,
+    InviteRequest,
     JoinLink,
     MeetingCreate,
     MeetingCreated,
     MeetingPublic,
     ParticipantPublic,
+    ParticipantUpdate,
     PolicyPublic,
     SummaryPublic,
 )
@@ -117,26 +119,50 @@ async def erase_meeting(meeting_id: PresenterMeeting, service: ServiceDep, hub: 
     response_model=JoinLink,
     responses={**_AUTH_RESPONSES, 409: {"description": "The meeting has ended"}},
 )
-async def invite_participant(meeting_id: PresenterMeeting, service: ServiceDep) -> JoinLink:
-    """A new join token (participant scope, this meeting only) and its join page URL."""
-    token = await service.issue_join_token(meeting_id)
-    return JoinLink(meeting_id=meeting_id, join_token=token, join_url=service.join_url(meeting_id, token))
+async def invite_participant(
+    meeting_id: PresenterMeeting, service: ServiceDep, body: InviteRequest | None = None
+) -> JoinLink:
+    """A new join token (participant scope, this meeting only) and its join page URL; with
+    ``{"role": "buyer"}`` (or ``rep``) whoever joins with it takes that role."""
+    role = body.role if body is not None else None
+    token = await service.issue_join_token(meeting_id, role=role)
+    return JoinLink(meeting_id=meeting_id, join_token=token, join_url=service.join_url(meeting_id, token), role=role)
+
+
+def participant_public(p: Participant) -> ParticipantPublic:
+    return ParticipantPublic(
+        id=p.id, display_name=p.display_name, role=p.role, consent=p.consent, joined_at=p.joined_at, left_at=p.left_at
+    )
+
+
+@router.patch(
+    "/{meeting_id}/participants/{participant_id}",
+    response_model=ParticipantPublic,
+    responses={**_AUTH_RESPONSES, 404: {"description": "No such participant in this meeting"}},
+)
+async def update_participant(
+    meeting_id: PresenterMeeting, participant_id: str, body: ParticipantUpdate, service: ServiceDep, hub: HubDep
+) -> ParticipantPublic:
+    """Sets a participant's role (rep, buyer, participant) and/or display name. Live feeds get a
+    ``participant`` message, sales meetings a fresh ``coaching`` one; reports follow at once."""
+    row = await service.update_participant(
+        meeting_id, participant_id, role=body.role, display_name=body.display_name
+    )
+    public = participant_public(row)
+    hub.participant_changed(meeting_id, public.model_dump(mode="json"))
+    meeting = await service.get_meeting(meeting_id)
+    if meeting.kind == "sales" and service.summary_hook is not None:
+        # recomputed from the stored cues with the roles as they now stand (and stored if ended)
+        summary = await service.summary_hook(meeting_id)
+        if summary is not None:
+            hub.coaching_changed(meeting_id, summary.get("coaching"))
+    return public
 
 
 @router.get("/{meeting_id}/participants", response_model=list[ParticipantPublic], responses=_AUTH_RESPONSES)
 async def list_participants(meeting_id: PresenterMeeting, service: ServiceDep) -> list[ParticipantPublic]:
     """Who joined, with their consent state; in joining order."""
-    return [
-        ParticipantPublic(
-            id=p.id,
-            display_name=p.display_name,
-            role=p.role,
-            consent=p.consent,
-            joined_at=p.joined_at,
-            left_at=p.left_at,
-        )
-        for p in await service.participants(meeting_id)
-    ]
+    return [participant_public(p) for p in await service.participants(meeting_id)]
 
 
 @router.post(
