@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 DEMO_VIDEO ?= $(firstword $(wildcard ../shared/data/single_face.mp4))
 OUT    ?= out
 
-.PHONY: demo test lint venv models system-deps clean
+.PHONY: demo test lint venv models system-deps test-clients clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ models: venv
 # Debian packages the WebRTC/voice tests need (janus, espeak-ng, iproute2; see the script); no-op when present.
 system-deps:
 	@bash scripts/system-deps.sh
+
+# Third-party WHIP client for the WHIP e2e test, cached under ~/.cache/microcue/npm.
+test-clients: system-deps
+	@bash scripts/test-clients.sh
 
 DEMO_SECONDS ?= 30
 
@@ -40,7 +44,7 @@ demo: models system-deps
 	  $(BIN)/python -m bridge.cli --data-dir $(OUT)/demo-data demo --duration $(DEMO_SECONDS); \
 	fi
 
-test: models system-deps
+test: models system-deps test-clients
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 

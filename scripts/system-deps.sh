@@ -4,9 +4,11 @@
 #   espeak-ng  real synthesised speech for the voice-activity tests
 #   iproute2   `ip`, used by scripts/netns-run.sh (with util-linux's `unshare`)
 #   chromium   headless browser for tests/e2e/test_dashboard_browser.py (Playwright drives /usr/bin/chromium)
+#   janus-demos  Janus's own VideoRoom demo page, the meeting UI the browser-bot test joins
+#   npm        fetches the third-party WHIP client for tests/e2e/test_whip.py (scripts/test-clients.sh)
 # Called with package names, installs those instead of the default list.
 set -euo pipefail
-DEFAULT_PACKAGES=(janus espeak-ng iproute2 chromium)
+DEFAULT_PACKAGES=(janus janus-demos espeak-ng iproute2 chromium npm)
 if [ $# -eq 0 ]; then set -- "${DEFAULT_PACKAGES[@]}"; fi
 need=()
 for pkg in "$@"; do

@@ -35,7 +35,7 @@ from bridge.service import (
 from bridge.summary import make_summary_hook
 from web.hub import LiveHub
 from web.limits import BodyLimitMiddleware
-from web.routes import health, meetings, pages, reports
+from web.routes import health, meetings, pages, reports, whip
 from web.routes.pages import STATIC_DIR
 from web.ws import live, signal
 from web.ws.live import LiveOptions
@@ -129,6 +129,7 @@ def create_app(
             app.state.metrics_registry = _service_metrics(service, hub)
             app.state.bus_started = True
             app.state.rooms = BuiltinRooms(settings, service)
+            app.state.whip_sessions = {}
             bots = BotManager(app.state.rooms)
             if service.bot_hook is None:
                 service.bot_hook = bots
@@ -156,6 +157,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(live.router)
     app.include_router(signal.router)
+    app.include_router(whip.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaRelay
 from aiortc.exceptions import InvalidAccessError, InvalidStateError, OperationError
 from aiortc.mediastreams import MediaStreamTrack
+from aiortc.sdp import candidate_from_sdp
 
 from bridge.config import Settings
 from bridge.errors import MicroCueError
@@ -57,6 +58,8 @@ def check_offer(sdp: object) -> str:
 
 
 Notify = Callable[[], Awaitable[None]]
+#: A trickled remote candidate: (its m-line's mid or None, the ``candidate:...`` attribute value).
+RemoteCandidate = tuple[str | None, str]
 
 
 @dataclass
@@ -144,6 +147,23 @@ class BuiltinRoom(MeetingAdapter):
         log.info("participant %s (%s) connected, consent=%s", participant_id, display or "no name", consent)
         return pc.localDescription.sdp
 
+    async def add_candidates(self, participant_id: str, candidates: Sequence[RemoteCandidate], *, end: bool) -> None:
+        """Trickled ICE candidates of a participant (WHIP PATCH); ``end``: no more will come."""
+        member = self.members.get(participant_id)
+        if member is None:
+            raise SignalError(f"participant {participant_id} is not connected")
+        for mid, line in candidates:
+            try:
+                candidate = candidate_from_sdp(line.removeprefix("candidate:"))
+            except (AssertionError, ValueError, IndexError) as exc:
+                raise SignalError(f"not an ICE candidate: {line[:80]!r}") from exc
+            candidate.sdpMid = mid
+            if mid is None:
+                candidate.sdpMLineIndex = 0
+            await member.pc.addIceCandidate(candidate)
+        if end:
+            await member.pc.addIceCandidate(None)
+
     async def leave(self, participant_id: str, reason: str = "left the meeting", keep_worker: bool = False) -> None:
         member = self.members.pop(participant_id, None)
         if member is not None:
@@ -204,6 +224,26 @@ class BuiltinRooms:
         if room is None:
             room = self.rooms[meeting_id] = BuiltinRoom(ctx)
         return room
+
+    # --- one publisher at a time (WHIP): the whole use other ingest paths make of a room ------------
+
+    async def publish(self, meeting_id: str, participant_id: str, display: str, consent: bool, sdp: object) -> str:
+        """A participant's SDP offer in, the bridge's answer out (with all its ICE candidates)."""
+        room = await self.room(meeting_id)
+        return await room.answer(participant_id, display, consent, sdp)
+
+    async def trickle(
+        self, meeting_id: str, participant_id: str, candidates: Sequence[RemoteCandidate], *, end: bool
+    ) -> None:
+        room = self.rooms.get(meeting_id)
+        if room is None:
+            raise SignalError(f"meeting {meeting_id} has no room running")
+        await room.add_candidates(participant_id, candidates, end=end)
+
+    async def unpublish(self, meeting_id: str, participant_id: str) -> None:
+        room = self.rooms.get(meeting_id)
+        if room is not None:
+            await room.leave(participant_id)
 
     async def aclose(self) -> None:
         rooms, self.rooms = list(self.rooms.values()), {}
