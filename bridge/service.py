@@ -49,11 +49,13 @@ SummaryHook = Callable[[str], Awaitable[Any]]
 
 @dataclass(frozen=True, slots=True)
 class BotTarget:
-    """Where a bot should join: a Janus VideoRoom (url + room) or a WHEP endpoint (url)."""
+    """Where a bot should join: a Janus VideoRoom (url + room), a WHEP endpoint (url), or a web
+    meeting page (url + the recipe that says how to join it)."""
 
-    kind: Literal["janus", "whep"]
+    kind: Literal["janus", "whep", "page"]
     url: str
     room: int | None = None
+    recipe: str | None = None
 
     @property
     def host(self) -> str:

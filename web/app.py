@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from bridge import metrics
 from bridge.bus import EventBus
 from bridge.config import Settings, get_settings
+from bridge.errors import NotBuiltYet, UsageError
 from bridge.rooms.bots import BotManager
 from bridge.rooms.builtin import BuiltinRooms
 from bridge.service import (
@@ -48,6 +49,8 @@ ERROR_STATUS: dict[type[Exception], int] = {
     MeetingEnded: status.HTTP_409_CONFLICT,
     HostNotAllowed: status.HTTP_403_FORBIDDEN,
     ParticipantNotFound: status.HTTP_404_NOT_FOUND,
+    NotBuiltYet: status.HTTP_501_NOT_IMPLEMENTED,
+    UsageError: status.HTTP_422_UNPROCESSABLE_CONTENT,
     FeatureUnavailable: status.HTTP_501_NOT_IMPLEMENTED,
 }
 
@@ -130,7 +133,7 @@ def create_app(
             app.state.bus_started = True
             app.state.rooms = BuiltinRooms(settings, service)
             app.state.whip_sessions = {}
-            bots = BotManager(app.state.rooms)
+            bots = app.state.bots = BotManager(app.state.rooms)
             if service.bot_hook is None:
                 service.bot_hook = bots
             log.info("MicroCue web app ready on %s (bus: %s)", settings.base_url, type(service.bus).__name__)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Request, status
 
 from bridge import policy
+from bridge.rooms.bots import BotManager
 from bridge.service import BotTarget
 from bridge.store.tables import Meeting, Participant
 from web.deps import ApiKey, HubDep, PresenterMeeting, ServiceDep
@@ -74,8 +75,14 @@ async def get_meeting(meeting_id: PresenterMeeting, service: ServiceDep) -> Meet
 
 
 @router.post("/{meeting_id}/end", response_model=MeetingPublic, responses=_AUTH_RESPONSES)
-async def end_meeting(meeting_id: PresenterMeeting, service: ServiceDep, hub: HubDep) -> MeetingPublic:
-    """Ends the meeting (repeating it is harmless) and computes its summary where this build can."""
+async def end_meeting(
+    request: Request, meeting_id: PresenterMeeting, service: ServiceDep, hub: HubDep
+) -> MeetingPublic:
+    """Ends the meeting (repeating it is harmless) and computes its summary where this build can;
+    a bot this process sent into an external meeting leaves it."""
+    bots: BotManager | None = getattr(request.app.state, "bots", None)
+    if bots is not None:
+        await bots.leave(meeting_id)
     meeting = await service.end_meeting(meeting_id)
     hub.meeting_ended(meeting_id)
     return meeting_public(meeting, service)
@@ -176,11 +183,25 @@ async def list_participants(meeting_id: PresenterMeeting, service: ServiceDep) -
     },
 )
 async def request_bot(meeting_id: PresenterMeeting, body: BotRequest, service: ServiceDep, _key: ApiKey) -> BotAccepted:
-    """Asks a bridge to join an external meeting (Janus VideoRoom or WHEP) whose host the operator allows."""
-    target = (
-        BotTarget(kind="janus", url=body.janus, room=body.room)
-        if body.janus is not None
-        else BotTarget(kind="whep", url=body.whep or "")
-    )
+    """Asks a bridge to join an external meeting (Janus VideoRoom, WHEP, or a web meeting page in the
+    browser bot) whose host the operator allows."""
+    if body.janus is not None:
+        target = BotTarget(kind="janus", url=body.janus, room=body.room)
+    elif body.page is not None:
+        target = BotTarget(kind="page", url=body.page, recipe=body.recipe)
+    else:
+        target = BotTarget(kind="whep", url=body.whep or "")
     detail = await service.request_bot(meeting_id, target)
     return BotAccepted(meeting_id=meeting_id, detail=dict(detail))
+
+
+@router.delete(
+    "/{meeting_id}/bot",
+    responses={**_AUTH_RESPONSES, 404: {"description": "No bot of this process is in that meeting"}},
+)
+async def recall_bot(request: Request, meeting_id: PresenterMeeting) -> dict[str, str]:
+    """The meeting's bot leaves its external meeting (the browser bot's chromium exits)."""
+    bots: BotManager | None = getattr(request.app.state, "bots", None)
+    if bots is None or not await bots.leave(meeting_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no bot of this service is in meeting {meeting_id}")
+    return {"meeting_id": meeting_id, "status": "left"}
