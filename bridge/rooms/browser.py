@@ -102,6 +102,16 @@ class Recipe:
     chat_input: str | None = None
     #: a button to click after typing, or None to press Enter
     chat_send: str | None = None
+    #: characters the page refuses in a display name (a regex character class), dropped from the bot's
+    name_refuses: str | None = None
+
+    def display_name(self, name: str) -> str:
+        """``name`` as this page accepts it: refused characters dropped, the words run together
+        with capitals ("MicroCue notetaker" -> "MicroCueNotetaker" where only letters and digits pass)."""
+        if not self.name_refuses:
+            return name
+        words = [w for w in re.split(f"(?:{self.name_refuses})+", name) if w]
+        return "".join(w if i == 0 else w[:1].upper() + w[1:] for i, w in enumerate(words)) or "MicroCue"
 
 
 def available_recipes() -> list[str]:
@@ -129,6 +139,7 @@ def load_recipe(name: str) -> Recipe:
             ended=data.get("ended", {}).get("selector"),
             chat_input=chat.get("input"),
             chat_send=chat.get("send"),
+            name_refuses=data.get("name_refuses"),
         )
     except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
         raise RecipeError(f"recipe {name!r} ({path}) is malformed: {exc!r}") from exc
@@ -212,7 +223,7 @@ class BrowserBot:
         self.recipe = recipe
         self.whip_url = whip_url
         self.join_token = join_token
-        self.name = name
+        self.name = recipe.display_name(name)
         self.executable = executable
         #: set once the bot is in the meeting (its steps ran)
         self.joined = asyncio.Event()
@@ -236,7 +247,8 @@ class BrowserBot:
                 browser = await pw.chromium.launch(executable_path=self.executable, args=args)
                 try:
                     page = self._page = await browser.new_page()
-                    page.on("console", lambda msg: log.debug("page: %s", msg.text))
+                    page.on("console", lambda msg: log.debug("page: %s", msg.text[:300]))
+                    page.on("pageerror", lambda exc: log.warning("page error: %s", exc))
                     await page.add_init_script(
                         script=init_script(whip_url=self.whip_url, join_token=self.join_token, recipe=self.recipe,
                                            name=self.name)

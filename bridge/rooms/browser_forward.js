@@ -14,7 +14,9 @@
   const cfg = window.__MICROCUE_BOT__;
   if (!cfg || window.__microcue) return;
   const Native = window.RTCPeerConnection;
-  const forwards = new Map();   // video track id -> {pc, resource, name, closed}
+  // Keyed by the track object: ids repeat across connections (Janus names every subscribed video
+  // "janusv0"), the objects never do.
+  const forwards = new Map();   // remote video track -> {pc, resource, name, closed}
   const log = (...args) => console.info("[microcue]", ...args);
   const state = { forwarded: [], left: [], errors: [] };
   window.__microcue = state;
@@ -33,7 +35,7 @@
   function videoShowing(track) {
     for (const v of document.querySelectorAll("video")) {
       const src = v.srcObject;
-      if (src && typeof src.getTracks === "function" && src.getTracks().some((t) => t.id === track.id)) return v;
+      if (src && typeof src.getTracks === "function" && src.getTracks().includes(track)) return v;
     }
     return null;
   }
@@ -67,9 +69,9 @@
   }
 
   async function forward(video, audio) {
-    if (forwards.has(video.id)) return;
+    if (forwards.has(video)) return;
     const entry = { pc: null, resource: null, name: "", closed: false };
-    forwards.set(video.id, entry);
+    forwards.set(video, entry);
     const name = await displayName(video);
     if (entry.closed) return;
     entry.name = name || "Participant";
@@ -90,15 +92,15 @@
     await pc.setRemoteDescription({ type: "answer", sdp: await r.text() });
     state.forwarded.push(entry.name);
     log("forwarding", entry.name);
-    if (entry.closed) await stop(video.id); // left while we were connecting
+    if (entry.closed) await stop(video); // left while we were connecting
   }
 
-  async function stop(trackId) {
-    const entry = forwards.get(trackId);
+  async function stop(track) {
+    const entry = forwards.get(track);
     if (!entry) return;
     entry.closed = true;
     if (!entry.resource) return; // forward() finishes the job once it has a resource
-    forwards.delete(trackId);
+    forwards.delete(track);
     if (entry.pc) entry.pc.close();
     state.left.push(entry.name);
     log("stopped forwarding", entry.name);
@@ -113,21 +115,21 @@
   class Wrapped extends Native {
     constructor(...args) {
       super(...args);
-      const mine = [];   // remote video track ids received on this connection
+      const mine = [];   // remote video tracks received on this connection
       const audio = [];
       this.addEventListener("track", (event) => {
         const track = event.track;
         if (track.kind === "audio") { audio.push(track); return; }
         if (track.kind !== "video") return;
-        mine.push(track.id);
-        track.addEventListener("ended", () => stop(track.id));
+        mine.push(track);
+        track.addEventListener("ended", () => stop(track));
         // audio of the same participant usually arrives in the same negotiation: wait a moment
         setTimeout(() => {
           const same = audio.filter((a) => a.readyState === "live");
-          forward(track, same).catch((e) => { state.errors.push(String(e)); forwards.delete(track.id); });
+          forward(track, same).catch((e) => { state.errors.push(String(e)); forwards.delete(track); });
         }, 500);
       });
-      const end = () => { for (const id of mine) stop(id); };
+      const end = () => { for (const t of mine) stop(t); };
       this.addEventListener("connectionstatechange", () => {
         if (this.connectionState === "closed" || this.connectionState === "failed") end();
       });
