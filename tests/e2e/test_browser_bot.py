@@ -18,6 +18,7 @@ import functools
 import http.server
 import json
 import socket
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +38,7 @@ __all__ = ["face_yuv", "janus", "publishers"]
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 DEMOS = Path("/usr/share/janus/demos")
+REPO = Path(__file__).resolve().parents[2]
 #: How long the bot may take from the API call to cues for everyone (chromium start, page, WHIP).
 FIRST_CUES_S = 120
 
@@ -163,3 +165,43 @@ async def test_browser_bot_joins_the_janus_demo_page_and_forwards_each_publisher
                         break
             assert (await api.delete(f"/{m['id']}/bot", headers=auth)).status_code == 404  # nothing left to recall
         await api.aclose()
+
+
+async def test_join_page_command_prints_cues_and_leaves_when_the_page_ends_the_call(
+    janus: JanusServer, publishers: list[Publisher], face_yuv: list[np.ndarray], demo_page: str, netns: str,
+    tmp_path: Path,
+) -> None:
+    """``microcue join --page URL --recipe janus-videoroom``: cues of both publishers on stdout; Janus
+    goes away, the demo page shows its error dialog (the recipe's "ended"), and the command ends on
+    its own long before ``--duration``."""
+    for feed, name in ((201, "Carol"), (202, "Dave")):
+        publisher = Publisher(janus.url, feed, name, face_yuv)
+        publishers.append(publisher)
+        await publisher.start()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bridge.cli", "--data-dir", str(tmp_path / "data"), "--port", str(_free_port()),
+        "join", "--page", demo_page, "--recipe", "janus-videoroom", "--duration", "240",
+        cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    present: set[str] = set()
+    try:
+        async with asyncio.timeout(FIRST_CUES_S):
+            while len(present) < 2:
+                line = await proc.stdout.readline()
+                assert line, (await proc.stderr.read()).decode()[-3000:]
+                cue = json.loads(line)
+                if cue["type"] == "presence" and cue["value"] == 1:
+                    present.add(cue["participant_id"])
+        janus.kill()  # the meeting server goes away: the page ends the call
+        async with asyncio.timeout(90):
+            code = await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    err = (await proc.stderr.read()).decode()
+    assert code == 0, err[-3000:]
+    assert "participant " in err and ": Carol" in err and ": Dave" in err, err[-3000:]
+    assert "report:" in err
+    assert "the page ended the call" in err, err[-3000:]
