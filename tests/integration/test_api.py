@@ -252,6 +252,13 @@ def test_api_key_guards_creation_and_bots(settings: Settings) -> None:
         ):
             assert client.post(bot, json=invalid, headers=headers).status_code == 422, invalid
 
+        # The service's own bots: WHEP is not built (501, nothing loaded); a page host must be allowed too.
+        server.app.state.service.bot_hook = server.app.state.bots
+        r = client.post(bot, json={"whep": "https://janus.example/whep/1"}, headers=headers)
+        assert r.status_code == 501 and "WHEP is not built yet" in r.json()["detail"]
+        r = client.post(bot, json={"page": "https://meet.evil.example/r", "recipe": "janus-videoroom"}, headers=headers)
+        assert r.status_code == 403 and "MICROCUE_JOIN_ALLOW" in r.json()["detail"]
+
         # With the bridge's hook installed the request reaches it.
         seen: list[tuple[str, BotTarget]] = []
 
