@@ -164,6 +164,16 @@ async def test_browser_bot_joins_the_janus_demo_page_and_forwards_each_publisher
                         assert cue["value"] == 0
                         break
             assert (await api.delete(f"/{m['id']}/bot", headers=auth)).status_code == 404  # nothing left to recall
+
+            # sent again, then the meeting ends: the bot leaves with it
+            r = await api.post(f"/{m['id']}/bot", headers=auth, json={"page": demo_page, "recipe": "janus-videoroom"})
+            assert r.status_code == 202, r.text
+            again = server.app.state.bots.running(m["id"])
+            # the event belongs to the server's loop: wait for it there
+            await asyncio.to_thread(server.call, asyncio.wait_for(again.joined.wait(), 60), 70)
+            assert again.workdir is not None and _chromium_running(again.workdir)
+            assert (await api.post(f"/{m['id']}/end", headers=auth)).status_code == 200
+            assert not _chromium_running(again.workdir), "ending the meeting waits for the bot's chromium to close"
         await api.aclose()
 
 
