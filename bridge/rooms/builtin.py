@@ -113,8 +113,10 @@ class BuiltinRoom(MeetingAdapter):
                 task.add_done_callback(self._tasks.discard)
 
     async def answer(self, participant_id: str, display: str, consent: bool, sdp: object,
-                     notify: Notify | None = None) -> str:
-        """Take a participant's offer (first or renewed) and return the bridge's answer."""
+                     *, notify: Notify | None = None, on_lost: Notify | None = None) -> str:
+        """Take a participant's offer (first or renewed) and return the bridge's answer. With
+        ``on_lost`` (a WHIP publisher: no signalling socket tells us it went) the participant
+        leaves when its connection fails or is closed by the other side, then ``on_lost`` runs."""
         offer = check_offer(sdp)
         if participant_id not in self.members and len(self.members) >= MAX_PARTICIPANTS:
             raise SignalError(f"this room is full ({MAX_PARTICIPANTS} participants)")
@@ -132,6 +134,13 @@ class BuiltinRoom(MeetingAdapter):
             self.ready.set()
             if track.kind == "video":
                 self._tell_others(participant_id)
+
+        if on_lost is not None:
+            @pc.on("connectionstatechange")
+            async def on_state() -> None:
+                if pc.connectionState in ("failed", "closed") and self.members.get(participant_id) is member:
+                    await self.leave(participant_id, reason="connection lost")
+                    await on_lost()
 
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
@@ -227,10 +236,12 @@ class BuiltinRooms:
 
     # --- one publisher at a time (WHIP): the whole use other ingest paths make of a room ------------
 
-    async def publish(self, meeting_id: str, participant_id: str, display: str, consent: bool, sdp: object) -> str:
-        """A participant's SDP offer in, the bridge's answer out (with all its ICE candidates)."""
+    async def publish(self, meeting_id: str, participant_id: str, display: str, consent: bool, sdp: object,
+                      *, on_lost: Notify | None = None) -> str:
+        """A participant's SDP offer in, the bridge's answer out (with all its ICE candidates);
+        ``on_lost`` runs when the publisher's connection goes without a goodbye."""
         room = await self.room(meeting_id)
-        return await room.answer(participant_id, display, consent, sdp)
+        return await room.answer(participant_id, display, consent, sdp, on_lost=on_lost)
 
     async def trickle(
         self, meeting_id: str, participant_id: str, candidates: Sequence[RemoteCandidate], *, end: bool

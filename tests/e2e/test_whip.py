@@ -142,6 +142,30 @@ async def test_third_party_whip_client_publishes_a_participant(netns: str, tmp_p
                 people = (await api.get(f"/api/meetings/{m['id']}/participants", headers=presenter)).json()
                 assert people[0]["left_at"] is not None
                 assert (await api.delete(resource, headers=bearer)).status_code == 404  # already ended
+
+                # a publisher that goes without DELETE (its connection closed) leaves too
+                second = await page.evaluate("([u, t]) => window.publish(u, t)",
+                                             [endpoint.replace("OBS%20Ana", "Gone"), token])
+                people = (await api.get(f"/api/meetings/{m['id']}/participants", headers=presenter)).json()
+                gone = next(p["id"] for p in people if p["display_name"] == "Gone")
+                async with asyncio.timeout(60):  # analysed: presence 1
+                    while True:
+                        msg = json.loads(await live.recv())
+                        cue = msg.get("cue") or {}
+                        if cue.get("participant_id") == gone and cue["type"] == "presence" and cue["value"] == 1:
+                            break
+                await page.evaluate("window.pc.close()")  # no DELETE
+                async with asyncio.timeout(60):
+                    while True:
+                        msg = json.loads(await live.recv())
+                        cue = msg.get("cue") or {}
+                        if cue.get("participant_id") == gone and cue["type"] == "presence" and cue["value"] == 0:
+                            break
+                async with asyncio.timeout(10):
+                    while (await api.delete(second, headers=bearer)).status_code != 404:  # the session is gone
+                        await page.wait_for_timeout(100)
+                people = (await api.get(f"/api/meetings/{m['id']}/participants", headers=presenter)).json()
+                assert next(p for p in people if p["id"] == gone)["left_at"] is not None
             finally:
                 await browser.close()
                 await api.aclose()

@@ -11,7 +11,8 @@ consent, relayed to the others, with the role of a role-bound invitation.
   ICE credentials or ``If-Match: *`` gets **422**, which RFC 9725 section 4.3.1 asks of a
   session that supports trickle but not restarts; the publisher then starts a new session.
   An ``If-Match`` that is not the session's ETag gets **412**.
-* ``DELETE`` on the session ends it (**200**); the participant leaves.
+* ``DELETE`` on the session ends it (**200**); the participant leaves. A publisher whose
+  connection fails or is closed without DELETE leaves too, and its session is gone (**404**).
 * CORS is open (``*``): only bearer tokens authorise, never cookies, so browser publishers on
   any origin work (RFC 9725 section 4.8 notes browsers need it).
 
@@ -143,14 +144,21 @@ async def publish(
     async with service.sessions() as session:
         await repo.add_participant(session=session, meeting_id=meeting_id, participant_id=participant_id,
                                    display_name=display, consent=consent == "yes", role=checked or "participant")
+    resource_id = secrets.token_urlsafe(16)
+    sessions = _sessions(request)
+
+    async def lost() -> None:  # the publisher went without DELETE (closed, crashed, network gone)
+        if sessions.pop(resource_id, None) is not None:
+            await _left(service, meeting_id, participant_id)
+            log.info("WHIP publisher %s of meeting %s lost its connection", participant_id, meeting_id)
+
     try:
-        answer = await rooms.publish(meeting_id, participant_id, display, consent == "yes", sdp)
+        answer = await rooms.publish(meeting_id, participant_id, display, consent == "yes", sdp, on_lost=lost)
     except SignalError as exc:
         await _left(service, meeting_id, participant_id)
         return _error(status.HTTP_400_BAD_REQUEST, str(exc))
-    resource_id = secrets.token_urlsafe(16)
     etag = secrets.token_hex(8)
-    _sessions(request)[resource_id] = WhipSession(
+    sessions[resource_id] = WhipSession(
         meeting_id=meeting_id,
         participant_id=participant_id,
         token_hash=hashlib.sha256((token or "").encode()).hexdigest(),
