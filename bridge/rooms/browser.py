@@ -332,5 +332,10 @@ class BrowserBot:
         )
         return state
 
+    @property
+    def page(self) -> Any:
+        """The meeting page while the bot is in it (Playwright ``Page``), else None."""
+        return self._page
+
     async def aclose(self) -> None:
         self._leave.set()

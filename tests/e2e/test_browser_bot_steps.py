@@ -77,7 +77,7 @@ async def test_bot_announces_in_chat_keeps_mic_muted_and_leaves_when_the_call_en
     try:
         async with asyncio.timeout(60):
             await bot.joined.wait()
-        page: Any = bot._page
+        page: Any = bot.page
         assert await page.evaluate("window.joinedAs") == "MicroCue notetaker"
         assert await page.locator("#log li").all_inner_texts() == [ANNOUNCEMENT]
         assert await page.evaluate("window.mic.enabled") is False  # the bot's microphone is muted
