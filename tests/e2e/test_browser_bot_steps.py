@@ -81,8 +81,8 @@ async def test_bot_announces_in_chat_keeps_mic_muted_and_leaves_when_the_call_en
         assert await page.evaluate("window.joinedAs") == "MicroCue notetaker"
         assert await page.locator("#log li").all_inner_texts() == [ANNOUNCEMENT]
         assert await page.evaluate("window.mic.enabled") is False  # the bot's microphone is muted
-        width = await page.evaluate("document.getElementById('me').videoWidth")
-        assert width == 640  # the card is its camera
+        # the card is its camera (it plays once the first frame is decoded)
+        await page.wait_for_function("document.getElementById('me').videoWidth === 640", timeout=10_000)
         assert bot.workdir is not None and (bot.workdir / "card.y4m").exists()
         workdir = bot.workdir
         await page.click("#hangup")  # the page ends the call: the bot leaves on its own
