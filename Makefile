@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 OUT    ?= out
 
-.PHONY: demo test lint venv models system-deps clean
+.PHONY: demo test lint venv models system-deps test-clients clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ models: venv
 system-deps:
 	@bash scripts/system-deps.sh
 
+# Third-party WHIP client for the WHIP e2e test, cached under ~/.cache/microcue/npm.
+test-clients: system-deps
+	@bash scripts/test-clients.sh
+
 DEMO_VIDEO ?= tests/data/single_face.mp4
 
 # 1. the streaming pipeline over a real face clip (JSON + one-page report);
@@ -33,7 +37,7 @@ demo: models system-deps
 	$(BIN)/microcue analyze $(DEMO_VIDEO) --json $(OUT)/demo_face.json --report $(OUT)/demo_face.html
 	$(BIN)/microcue --data-dir $(OUT)/demo-data demo
 
-test: models system-deps
+test: models system-deps test-clients
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy

@@ -24,7 +24,7 @@ from bridge.errors import MicroCueError
 
 #: The subcommand modules of the bridge layer (no web service needed), in ``--help`` order.
 COMMAND_MODULES: tuple[str, ...] = tuple(
-    f"bridge.commands.{name}" for name in ("analyze", "models", "join", "report", "db", "purge")
+    f"bridge.commands.{name}" for name in ("analyze", "models", "report", "db", "purge")
 )
 
 log = logging.getLogger("microcue")

@@ -49,11 +49,13 @@ SummaryHook = Callable[[str], Awaitable[Any]]
 
 @dataclass(frozen=True, slots=True)
 class BotTarget:
-    """Where a bot should join: a Janus VideoRoom (url + room) or a WHEP endpoint (url)."""
+    """Where a bot should join: a Janus VideoRoom (url + room), a WHEP endpoint (url), or a web
+    meeting page (url + the recipe that says how to join it)."""
 
-    kind: Literal["janus", "whep"]
+    kind: Literal["janus", "whep", "page"]
     url: str
     room: int | None = None
+    recipe: str | None = None
 
     @property
     def host(self) -> str:
@@ -73,6 +75,11 @@ class MeetingEnded(MicroCueError):
     def __init__(self, meeting_id: str) -> None:
         super().__init__(f"meeting {meeting_id!r} has ended; create a new meeting")
         self.meeting_id = meeting_id
+
+
+class ParticipantNotFound(MicroCueError):
+    def __init__(self, meeting_id: str, participant_id: str) -> None:
+        super().__init__(f"meeting {meeting_id!r} has no participant {participant_id!r}")
 
 
 class HostNotAllowed(MicroCueError):
@@ -203,12 +210,29 @@ class MeetingService:
 
     # --- participants and tokens ---------------------------------------------------------------
 
-    async def issue_join_token(self, meeting_id: str) -> str:
+    async def issue_join_token(self, meeting_id: str, role: str | None = None) -> str:
+        """A new invitation; with ``role`` whoever joins with it takes that role."""
         meeting = await self.get_meeting(meeting_id)
         if meeting.ended_at is not None:
             raise MeetingEnded(meeting_id)
         async with self.sessions() as session:
-            return await tokens.issue(session=session, meeting_id=meeting_id, kind=TokenKind.JOIN)
+            return await tokens.issue(session=session, meeting_id=meeting_id, kind=TokenKind.JOIN, role=role)
+
+    async def update_participant(
+        self, meeting_id: str, participant_id: str, *, role: str | None = None, display_name: str | None = None
+    ) -> Participant:
+        """The presenter sets a participant's role or name; summaries and coaching read the
+        participants table when they are computed, so they follow at once."""
+        await self.get_meeting(meeting_id)
+        async with self.sessions() as session:
+            row = await repo.update_participant(
+                session=session, meeting_id=meeting_id, participant_id=participant_id,
+                role=role, display_name=display_name,
+            )
+        if row is None:
+            raise ParticipantNotFound(meeting_id, participant_id)
+        log.info("meeting %s: participant %s now %s", meeting_id, participant_id, row.role)
+        return row
 
     async def participants(self, meeting_id: str) -> list[Participant]:
         async with self.sessions() as session:

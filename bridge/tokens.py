@@ -53,6 +53,8 @@ class TokenCheck:
     status: TokenStatus
     meeting_id: str | None = None
     kind: str | None = None
+    #: the role a role-bound invitation seats its holder in (join tokens only)
+    role: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -84,10 +86,13 @@ def same_secret(presented: str, expected: str) -> bool:
     return hmac.compare_digest(presented.encode("utf-8"), expected.encode("utf-8"))
 
 
-async def issue(*, session: AsyncSession, meeting_id: str, kind: TokenKind) -> str:
-    """Stores the hash of a new token and returns the token itself (shown once)."""
+async def issue(*, session: AsyncSession, meeting_id: str, kind: TokenKind, role: str | None = None) -> str:
+    """Stores the hash of a new token and returns the token itself (shown once); ``role`` makes a
+    join token a role-bound invitation."""
     token = new_token()
-    await repo.store_token(session=session, meeting_id=meeting_id, kind=kind.value, token_hash=hash_token(token))
+    await repo.store_token(
+        session=session, meeting_id=meeting_id, kind=kind.value, token_hash=hash_token(token), role=role
+    )
     return token
 
 
@@ -107,7 +112,7 @@ async def check(*, session: AsyncSession, token: str | None, meeting_id: str, ki
         return TokenCheck(TokenStatus.WRONG_MEETING, meeting_id=row.meeting_id, kind=row.kind)
     if row.kind != kind.value:
         return TokenCheck(TokenStatus.WRONG_KIND, meeting_id=row.meeting_id, kind=row.kind)
-    return TokenCheck(TokenStatus.OK, meeting_id=row.meeting_id, kind=row.kind)
+    return TokenCheck(TokenStatus.OK, meeting_id=row.meeting_id, kind=row.kind, role=row.role)
 
 
 def refusal_message(result: TokenCheck, kind: TokenKind) -> str:

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that the real-peer tests use, only when missing (a no-op when present).
 #   janus      real Janus VideoRoom for tests/e2e/test_janus.py
-#   janus-demos Janus's VideoRoom demo page, which chromium participants use in tests/e2e/test_janus_browsers.py
 #   espeak-ng  real synthesised speech for the voice-activity tests
 #   iproute2   `ip`, used by bridge/demo/netns-run.sh (with util-linux's `unshare`)
 #   chromium   headless browser for tests/e2e/test_dashboard_browser.py (Playwright drives /usr/bin/chromium)
+#   janus-demos  Janus's own VideoRoom demo page: chromium participants (test_janus_browsers.py) and the
+#                meeting UI the browser-bot test joins (test_browser_bot.py)
+#   npm        fetches the third-party WHIP client for tests/e2e/test_whip.py (scripts/test-clients.sh)
 # Called with package names, installs those instead of the default list.
 set -euo pipefail
-DEFAULT_PACKAGES=(janus janus-demos espeak-ng iproute2 chromium)
+DEFAULT_PACKAGES=(janus janus-demos espeak-ng iproute2 chromium npm)
 if [ $# -eq 0 ]; then set -- "${DEFAULT_PACKAGES[@]}"; fi
 need=()
 for pkg in "$@"; do

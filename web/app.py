@@ -23,6 +23,7 @@ from bridge import metrics
 from bridge.bus import EventBus
 from bridge.cluster.web_role import ClusterBots, ClusterRooms
 from bridge.config import Settings, get_settings
+from bridge.errors import NotBuiltYet, UsageError
 from bridge.insights.summary import make_summary_hook
 from bridge.rooms.bots import BotManager
 from bridge.rooms.builtin import BuiltinRooms
@@ -32,11 +33,12 @@ from bridge.service import (
     MeetingEnded,
     MeetingNotFound,
     MeetingService,
+    ParticipantNotFound,
     running_service,
 )
 from web.hub import LiveHub
 from web.limits import BodyLimitMiddleware
-from web.routes import health, meetings, pages, reports
+from web.routes import health, meetings, pages, reports, whip
 from web.routes.pages import STATIC_DIR
 from web.ws import live, signal, signal_proxy
 from web.ws.live import LiveOptions
@@ -48,6 +50,9 @@ ERROR_STATUS: dict[type[Exception], int] = {
     MeetingNotFound: status.HTTP_404_NOT_FOUND,
     MeetingEnded: status.HTTP_409_CONFLICT,
     HostNotAllowed: status.HTTP_403_FORBIDDEN,
+    ParticipantNotFound: status.HTTP_404_NOT_FOUND,
+    NotBuiltYet: status.HTTP_501_NOT_IMPLEMENTED,
+    UsageError: status.HTTP_422_UNPROCESSABLE_CONTENT,
     FeatureUnavailable: status.HTTP_501_NOT_IMPLEMENTED,
 }
 
@@ -138,6 +143,7 @@ def create_app(
             else:
                 bots = BotManager(app.state.rooms)
             app.state.bots = bots
+            app.state.whip_sessions = {}
             if service.bot_hook is None:
                 service.bot_hook = bots
             log.info("MicroCue %s role ready on %s (bus: %s)", role, settings.base_url, type(service.bus).__name__)
@@ -164,6 +170,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(live.router)
     app.include_router(signal_proxy.router if role == "web" else signal.router)
+    app.include_router(whip.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -19,7 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "web.commands.serve",
     "web.commands.worker",
     "web.commands.demo",
-    "bridge.commands.join",
+    "web.commands.join",
     "bridge.commands.report",
     "bridge.commands.db",
     "bridge.commands.purge",

@@ -302,6 +302,7 @@ class LiveHub:
         participants: Iterable[Participant],
         policy: dict[str, Any],
         maxsize: int = DEFAULT_SEND_QUEUE,
+        coaching: dict[str, Any] | None = None,
     ) -> tuple[LiveConnection, str]:
         """Attaches a connection and returns it with its encoded snapshot.
 
@@ -312,6 +313,8 @@ class LiveHub:
         assert state is not None
         conn = LiveConnection(meeting_id, allowed_types, maxsize=maxsize)
         snapshot = self._snapshot(meeting_id, state, allowed_types, participants, policy)
+        if coaching is not None:
+            snapshot["coaching"] = coaching
         state.connections.add(conn)
         conn.attached = True
         metrics.websocket_opened()
@@ -359,6 +362,24 @@ class LiveHub:
             "ended": state.ended,
             "hidden": {"count": state.hidden, "min_confidence": self.min_confidence},
         }
+
+    def participant_changed(self, meeting_id: str, participant: dict[str, Any]) -> None:
+        """The presenter changed someone's role or name: every open dashboard of the meeting is told."""
+        state = self._state(meeting_id, create=False)
+        if state is None:
+            return
+        text = encode({"type": "participant", "participant": participant})
+        for conn in state.connections:
+            conn.offer(text)
+
+    def coaching_changed(self, meeting_id: str, coaching: dict[str, Any] | None) -> None:
+        """Sales coaching recomputed (roles changed): dashboards replace what they show."""
+        state = self._state(meeting_id, create=False)
+        if state is None:
+            return
+        text = encode({"type": "coaching", "coaching": coaching})
+        for conn in state.connections:
+            conn.offer(text)
 
     def meeting_ended(self, meeting_id: str) -> None:
         state = self._state(meeting_id, create=True)

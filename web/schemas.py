@@ -8,7 +8,9 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from bridge.store.tables import TEXT_LEN, MeetingContext, MeetingKind
+from bridge.errors import UsageError
+from bridge.rooms.browser import available_recipes, check_page_url, load_recipe
+from bridge.store.tables import TEXT_LEN, AssignableRole, MeetingContext, MeetingKind
 
 #: Longest retention a meeting may ask for; the operator's purge limit applies on top.
 MAX_RETENTION_DAYS = 3650
@@ -65,6 +67,31 @@ class JoinLink(BaseModel):
     meeting_id: str
     join_token: str
     join_url: str
+    #: the role whoever joins with it takes (a role-bound invitation), None for a plain one
+    role: str | None = None
+
+
+class InviteRequest(BaseModel):
+    """``{"role": "buyer"}``: a role-bound invitation; no body (or no role): a plain one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: AssignableRole | None = None
+
+
+class ParticipantUpdate(BaseModel):
+    """What the presenter may change about a participant: the role coaching reads, and the name."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    role: AssignableRole | None = None
+    display_name: str | None = Field(default=None, min_length=1, max_length=TEXT_LEN)
+
+    @model_validator(mode="after")
+    def _something(self) -> ParticipantUpdate:
+        if self.role is None and self.display_name is None:
+            raise ValueError("give 'role' (rep, buyer or participant) and/or 'display_name'")
+        return self
 
 
 class ParticipantPublic(BaseModel):
@@ -91,13 +118,16 @@ class Erased(BaseModel):
 
 
 class BotRequest(BaseModel):
-    """``{"janus": "ws://host:8188", "room": 1234}`` or ``{"whep": "https://host/whep/..."}``."""
+    """``{"janus": "ws://host:8188", "room": 1234}``, ``{"whep": "https://host/whep/..."}`` or
+    ``{"page": "https://meet.example/room", "recipe": "janus-videoroom"}`` (the browser bot)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     janus: str | None = Field(default=None, max_length=MAX_URL_LEN, examples=["ws://janus.example:8188"])
     room: int | None = Field(default=None, ge=0, le=MAX_JANUS_ROOM)
     whep: str | None = Field(default=None, max_length=MAX_URL_LEN)
+    page: str | None = Field(default=None, max_length=MAX_URL_LEN, examples=["https://meet.example/room/42"])
+    recipe: str | None = Field(default=None, max_length=64, examples=["janus-videoroom"])
 
     @field_validator("janus")
     @classmethod
@@ -109,10 +139,29 @@ class BotRequest(BaseModel):
     def _whep_url(cls, v: str | None) -> str | None:
         return None if v is None else _check_url(v, ("http", "https"), "whep")
 
+    @field_validator("page")
+    @classmethod
+    def _page_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        try:
+            return check_page_url(v)
+        except UsageError as exc:
+            raise ValueError(str(exc)) from exc
+
     @model_validator(mode="after")
     def _one_target(self) -> BotRequest:
-        if (self.janus is None) == (self.whep is None):
-            raise ValueError("give exactly one of 'janus' (with 'room') or 'whep'")
+        if [self.janus, self.whep, self.page].count(None) != 2:  # noqa: PLR2004 - exactly one of three
+            raise ValueError("give exactly one of 'janus' (with 'room'), 'whep' or 'page' (with 'recipe')")
+        if self.page is not None and self.recipe is None:
+            raise ValueError(f"'page' needs 'recipe', how to join that page; available: {available_recipes()}")
+        if self.recipe is not None:
+            try:
+                load_recipe(self.recipe)
+            except UsageError as exc:
+                raise ValueError(str(exc)) from exc
+        if self.page is None and self.recipe is not None:
+            raise ValueError("'recipe' only applies to 'page'")
         if self.janus is not None and self.room is None:
             raise ValueError("'janus' needs 'room', the VideoRoom id to join")
         if self.whep is not None and self.room is not None:
@@ -121,7 +170,7 @@ class BotRequest(BaseModel):
 
     @property
     def host(self) -> str:
-        return (urlsplit(self.janus or self.whep or "").hostname or "").lower()
+        return (urlsplit(self.janus or self.whep or self.page or "").hostname or "").lower()
 
 
 def _check_url(value: str, schemes: tuple[str, ...], name: str) -> str:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -379,12 +379,20 @@ async def load_summary(*, session: AsyncSession, meeting_id: str, settings: Sett
     if stored is not None:
         body = dict(stored.body)
         allowed_then = not body.get("policy", {}).get("emotions_withheld", True)
+        people = await repo.list_participants(session=session, meeting_id=meeting_id)
         if (
             body.get("version") == SUMMARY_VERSION
             and allowed_then == meeting_decision(meeting, settings).emotions_allowed
+            and all(_identities(body).get(p.id) == (p.role, p.display_name or p.id) for p in people)
         ):
             return body
     return await compute_and_store(session=session, meeting_id=meeting_id, settings=settings)
+
+
+def _identities(body: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+    """Who the stored summary thinks each participant is: a role or name the presenter changed
+    since (``PATCH .../participants/{pid}``) makes it stale, so coaching follows the roles as they stand."""
+    return {p["participant_id"]: (p.get("role"), p.get("display_name")) for p in body.get("participants", [])}
 
 
 def make_summary_hook(

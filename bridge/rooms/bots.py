@@ -1,9 +1,13 @@
 """``POST /api/meetings/{id}/bot``: the service itself sends a bot into an external meeting.
 
-The allow-list check happened in MeetingService.request_bot; here a MeetingAdapter is built for
-the target and run as a task owned by this manager (one bot per meeting), with the same models
-and per-meeting purpose policy as the built-in rooms (``BuiltinRooms.context``). Its cues go
-to the service's bus, so the dashboard, store and reports see them like any other meeting's.
+The allow-list check happened in MeetingService.request_bot; here a bot is built for the target
+and run as a task owned by this manager (one bot per meeting):
+
+* a Janus VideoRoom or WHEP target gets a MeetingAdapter with the same models and per-meeting
+  purpose policy as the built-in rooms (``BuiltinRooms.context``); its cues go to the
+  service's bus, so the dashboard, store and reports see them like any other meeting's;
+* a web page gets the browser bot (``bridge/rooms/browser.py``), which forwards each remote
+  participant into the meeting's built-in room over WHIP with a join token issued here.
 """
 
 from __future__ import annotations
@@ -12,10 +16,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
-from bridge.errors import MicroCueError
-from bridge.rooms.base import JoinTarget, MeetingAdapter, create_adapter
+from bridge.errors import MicroCueError, NotBuiltYet
+from bridge.rooms.base import JoinTarget, create_adapter
+from bridge.rooms.browser import BrowserBot, load_recipe
 from bridge.rooms.builtin import BuiltinRooms
 from bridge.service import BotTarget
 from bridge.store import repo
@@ -26,26 +31,43 @@ MAX_DISPLAY = 80
 log = logging.getLogger("microcue.bots")
 
 
+class Bot(Protocol):
+    kind: str
+
+    async def run(self) -> None: ...
+
+    def live(self) -> dict[str, dict[str, Any]]:
+        """Per participant the bot itself analyses: what the presenter's tile shows besides cues."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
 class BotManager:
     def __init__(self, rooms: BuiltinRooms) -> None:
         self.rooms = rooms
-        self.bots: dict[str, tuple[MeetingAdapter, asyncio.Task[None]]] = {}
+        self.bots: dict[str, tuple[Bot, asyncio.Task[None]]] = {}
 
     async def __call__(self, meeting_id: str, target: BotTarget) -> Mapping[str, Any]:
         """The service's ``bot_hook``."""
         running = self.bots.get(meeting_id)
         if running is not None and not running[1].done():
             return {"status": "already joined", "kind": running[0].kind}
-        # external meetings have no consent page: the bot announces itself by its display name
-        ctx = await self.rooms.context(meeting_id, consent=True)
-        ctx.consent_basis = "announced"
-        ctx.on_participant = self._recorder(meeting_id)
-        join = JoinTarget(janus=target.url, room=target.room) if target.kind == "janus" else JoinTarget(whep=target.url)
-        adapter = create_adapter(join, ctx)  # raises NotBuiltYet for WHEP
-        task = asyncio.create_task(self._run(meeting_id, adapter), name=f"bot-{meeting_id}")
-        self.bots[meeting_id] = (adapter, task)
+        bot: Bot
+        if target.kind == "whep":  # before loading any model: nothing will run
+            raise NotBuiltYet("joining over WHEP is not built yet in this version; use 'janus' or 'page'")
+        if target.kind == "page":
+            bot = await self._browser_bot(meeting_id, target)
+        else:
+            # external meetings have no consent page: the bot announces itself by its display name
+            ctx = await self.rooms.context(meeting_id, consent=True)
+            ctx.consent_basis = "announced"
+            ctx.on_participant = self._recorder(meeting_id)
+            bot = create_adapter(JoinTarget(janus=target.url, room=target.room), ctx)
+        task = asyncio.create_task(self._run(meeting_id, bot), name=f"bot-{meeting_id}")
+        self.bots[meeting_id] = (bot, task)
         log.info("bot joining %s %s for meeting %s", target.kind, target.url, meeting_id)
-        return {"status": "joining", "kind": adapter.kind}
+        return {"status": "joining", "kind": bot.kind}
 
     def _recorder(self, meeting_id: str) -> Callable[[str, str], Awaitable[None]]:
         """Stores each participant of the external meeting under their display name there."""
@@ -62,20 +84,42 @@ class BotManager:
         running = self.bots.get(meeting_id)
         return running[0].live() if running is not None and not running[1].done() else {}
 
-    async def _run(self, meeting_id: str, adapter: MeetingAdapter) -> None:
+    async def _browser_bot(self, meeting_id: str, target: BotTarget) -> BrowserBot:
+        recipe = load_recipe(target.recipe or "")
+        service = self.rooms.service
+        # the bot's own invitation: what it forwards arrives like any WHIP publisher's
+        token = await service.issue_join_token(meeting_id)
+        whip = f"{service.settings.base_url}/whip/{meeting_id}"
+        return BrowserBot(target.url, recipe, whip_url=whip, join_token=token)
+
+    async def _run(self, meeting_id: str, bot: Bot) -> None:
         try:
-            await adapter.run()
+            await bot.run()
         except MicroCueError as exc:
             log.error("bot of meeting %s stopped: %s", meeting_id, exc)
         except Exception:
             log.exception("bot of meeting %s failed", meeting_id)
         finally:
-            await adapter.aclose()
+            await bot.aclose()
+
+    def running(self, meeting_id: str) -> Bot | None:
+        entry = self.bots.get(meeting_id)
+        return entry[0] if entry is not None and not entry[1].done() else None
+
+    async def leave(self, meeting_id: str) -> bool:
+        """The meeting's bot leaves (meeting ended, or recalled); False when none was there."""
+        entry = self.bots.pop(meeting_id, None)
+        if entry is None:
+            return False
+        bot, task = entry
+        was_running = not task.done()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await bot.aclose()
+        log.info("bot of meeting %s left", meeting_id)
+        return was_running
 
     async def aclose(self) -> None:
-        bots, self.bots = list(self.bots.values()), {}
-        for adapter, task in bots:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            await adapter.aclose()
+        for meeting_id in list(self.bots):
+            await self.leave(meeting_id)

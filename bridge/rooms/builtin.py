@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +21,7 @@ from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
 from aiortc.contrib.media import MediaRelay
 from aiortc.exceptions import OperationError
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.sdp import candidate_from_sdp
 from av.frame import Frame
 from av.packet import Packet
 
@@ -65,6 +66,10 @@ def check_offer(sdp: object) -> str:
 
 
 Notify = Callable[[dict[str, Any]], Awaitable[None]]
+#: Called when a publisher without a signalling socket (WHIP) loses its connection.
+OnLost = Callable[[], Awaitable[None]]
+#: A trickled remote candidate: (its m-line's mid or None, the ``candidate:...`` attribute value).
+RemoteCandidate = tuple[str | None, str]
 
 
 class RelaySlot(MediaStreamTrack):
@@ -221,11 +226,13 @@ class BuiltinRoom(MeetingAdapter):
 
     # ---- upstream: what a participant publishes --------------------------------------------
 
-    async def publish(self, participant_id: str, sdp: object) -> str:
+    async def publish(self, participant_id: str, sdp: object, *, on_lost: OnLost | None = None) -> str:
         """Upstream: take the participant's offer of their camera (and microphone), return the answer.
 
         One offer per participant for the whole meeting; the same door serves any publisher that
-        brings an SDP offer (the join page, RoomClient, an ingest endpoint).
+        brings an SDP offer (the join page, RoomClient, WHIP). With ``on_lost`` (a WHIP publisher:
+        no signalling socket tells us it went) the participant leaves when the connection fails or
+        is closed by the other side, then ``on_lost`` runs.
         """
         offer = check_offer(sdp)
         member = self._member(participant_id)
@@ -247,6 +254,21 @@ class BuiltinRoom(MeetingAdapter):
                 if other_id != participant_id and self._place(other_id, participant_id, track):
                     self._send_slots(other_id)
 
+        if on_lost is not None:
+            @pc.on("connectionstatechange")
+            async def on_state() -> None:
+                if pc.connectionState in ("failed", "closed") and self.members.get(participant_id) is member:
+                    await self.leave(participant_id, reason="connection lost")
+                    await on_lost()
+
+        if on_lost is not None:
+
+            @pc.on("connectionstatechange")
+            async def on_state() -> None:
+                if pc.connectionState in ("failed", "closed") and self.members.get(participant_id) is member:
+                    await self.leave(participant_id, reason="connection lost")
+                    await on_lost()
+
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
             for transceiver in pc.getTransceivers():
@@ -258,6 +280,23 @@ class BuiltinRoom(MeetingAdapter):
             raise _offer_error(exc) from exc
         log.info("participant %s (%s) publishes", participant_id, member.display or "no name")
         return pc.localDescription.sdp
+
+    async def add_candidates(self, participant_id: str, candidates: Sequence[RemoteCandidate], *, end: bool) -> None:
+        """Trickled ICE candidates for a participant's upstream connection (WHIP PATCH); ``end``: no more."""
+        member = self._member(participant_id)
+        if member.up is None:
+            raise SignalError(f"participant {participant_id} is not publishing")
+        for mid, line in candidates:
+            try:
+                candidate = candidate_from_sdp(line.removeprefix("candidate:"))
+            except (AssertionError, ValueError, IndexError) as exc:
+                raise SignalError(f"not an ICE candidate: {line[:80]!r}") from exc
+            candidate.sdpMid = mid
+            if mid is None:
+                candidate.sdpMLineIndex = 0
+            await member.up.addIceCandidate(candidate)
+        if end:
+            await member.up.addIceCandidate(None)
 
     # ---- downstream: what a participant receives -------------------------------------------
 
@@ -405,6 +444,33 @@ class BuiltinRooms:
             room = self.rooms[meeting_id] = BuiltinRoom(ctx)
         return room
 
+    # --- one publisher without signalling (WHIP): the whole use other ingest paths make of a room --
+
+    async def publish(self, meeting_id: str, participant_id: str, display: str, consent: bool, sdp: object,
+                      *, on_lost: OnLost | None = None) -> str:
+        """A publisher's SDP offer in, the bridge's answer out (with all its ICE candidates);
+        ``on_lost`` runs when the publisher's connection goes without a goodbye."""
+        room = await self.room(meeting_id)
+        room.join(participant_id, display, consent)
+        try:
+            return await room.publish(participant_id, sdp, on_lost=on_lost)
+        except Exception:
+            await room.leave(participant_id, reason="bad offer")
+            raise
+
+    async def trickle(
+        self, meeting_id: str, participant_id: str, candidates: Sequence[RemoteCandidate], *, end: bool
+    ) -> None:
+        room = self.rooms.get(meeting_id)
+        if room is None:
+            raise SignalError(f"meeting {meeting_id} has no room running")
+        await room.add_candidates(participant_id, candidates, end=end)
+
+    async def unpublish(self, meeting_id: str, participant_id: str) -> None:
+        room = self.rooms.get(meeting_id)
+        if room is not None:
+            await room.leave(participant_id)
+
     async def close(self, meeting_id: str) -> None:
         """The meeting ended or was erased: everyone leaves, the room is gone."""
         room = self.rooms.pop(meeting_id, None)
@@ -415,7 +481,7 @@ class BuiltinRooms:
         rooms, self.rooms = list(self.rooms.values()), {}
         await asyncio.gather(*(r.aclose() for r in rooms), return_exceptions=True)
         if self._pool is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self._pool.close)
+            await run_in_background(self._pool.close)
             self._pool = None
         if self._pool_executor is not None:
             self._pool_executor.shutdown()

@@ -19,6 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bridge.store.tables import (
+    ASSIGNABLE_ROLES,
     ID_LEN,
     MEETING_CHILD_TABLES,
     MEETING_CONTEXTS,
@@ -229,6 +230,30 @@ async def add_participant(
     return participant
 
 
+async def update_participant(
+    *,
+    session: AsyncSession,
+    meeting_id: str,
+    participant_id: str,
+    role: str | None = None,
+    display_name: str | None = None,
+) -> Participant | None:
+    """Sets what the presenter changed (None: unchanged); None when there is no such participant."""
+    if role is not None:
+        _check("role", role, PARTICIPANT_ROLES)
+    if display_name is not None:
+        _check_len("display_name", display_name, TEXT_LEN)
+    participant = await session.get(Participant, (meeting_id, participant_id))
+    if participant is None:
+        return None
+    if role is not None:
+        participant.role = role
+    if display_name is not None:
+        participant.display_name = display_name
+    await session.commit()
+    return participant
+
+
 async def participant_left(
     *, session: AsyncSession, meeting_id: str, participant_id: str, at: datetime | None = None
 ) -> Participant | None:
@@ -339,12 +364,21 @@ async def get_summary(*, session: AsyncSession, meeting_id: str) -> Summary | No
 # --- tokens --------------------------------------------------------------------------------------
 
 
-async def store_token(*, session: AsyncSession, meeting_id: str, kind: str, token_hash: str) -> Token:
-    """Takes the hash, never the token: the plain token exists only in the creator's response."""
+async def store_token(
+    *, session: AsyncSession, meeting_id: str, kind: str, token_hash: str, role: str | None = None
+) -> Token:
+    """Takes the hash, never the token: the plain token exists only in the creator's response.
+    ``role`` binds a join token to the role its holder takes (a role-bound invitation)."""
     _check("kind", kind, TOKEN_KINDS)
+    if role is not None:
+        if kind != "join":
+            raise ValueError(f"only join tokens carry a role, not {kind} tokens")
+        _check("role", role, ASSIGNABLE_ROLES)
     if not TOKEN_HASH_RE.match(token_hash):
         raise ValueError("token_hash must be a lowercase hex SHA-256 (64 characters), not the token itself")
-    token = Token(id=new_id(), meeting_id=meeting_id, kind=kind, token_hash=token_hash, created_at=utcnow())
+    token = Token(
+        id=new_id(), meeting_id=meeting_id, kind=kind, token_hash=token_hash, created_at=utcnow(), role=role
+    )
     session.add(token)
     await session.commit()
     return token

@@ -37,6 +37,10 @@ MEETING_KINDS: tuple[str, ...] = get_args(MeetingKind)
 MEETING_CONTEXTS: tuple[str, ...] = get_args(MeetingContext)
 PARTICIPANT_ROLES: tuple[str, ...] = get_args(ParticipantRole)
 TOKEN_KINDS: tuple[str, ...] = get_args(TokenKind)
+#: Roles a presenter may give a participant (an invitation or a tile); ``presenter`` is the
+#: meeting owner's own seat, never handed out.
+AssignableRole = Literal["rep", "buyer", "participant"]
+ASSIGNABLE_ROLES: tuple[str, ...] = get_args(AssignableRole)
 
 #: Named constraints: SQLite batch migrations and downgrades can only drop what has a name.
 NAMING_CONVENTION: dict[str, str] = {
@@ -180,13 +184,18 @@ class Token(Base):
     """Only the SHA-256 of a token is kept, so a leaked database grants no access."""
 
     __tablename__ = "tokens"
-    __table_args__ = (CheckConstraint(_in("kind", TOKEN_KINDS), name="kind"),)
+    __table_args__ = (
+        CheckConstraint(_in("kind", TOKEN_KINDS), name="kind"),
+        CheckConstraint(f"role IS NULL OR {_in('role', ASSIGNABLE_ROLES)}", name="role"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     meeting_id: Mapped[str] = mapped_column(String(ID_LEN), ForeignKey("meetings.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(16))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # A role-bound invitation: whoever joins with this join token takes this role (sales coaching).
+    role: Mapped[str | None] = mapped_column(String(16))
 
 
 class LeaseRow(Base):

@@ -252,6 +252,13 @@ def test_api_key_guards_creation_and_bots(settings: Settings) -> None:
         ):
             assert client.post(bot, json=invalid, headers=headers).status_code == 422, invalid
 
+        # The service's own bots: WHEP is not built (501, nothing loaded); a page host must be allowed too.
+        server.app.state.service.bot_hook = server.app.state.bots
+        r = client.post(bot, json={"whep": "https://janus.example/whep/1"}, headers=headers)
+        assert r.status_code == 501 and "WHEP is not built yet" in r.json()["detail"]
+        r = client.post(bot, json={"page": "https://meet.evil.example/r", "recipe": "janus-videoroom"}, headers=headers)
+        assert r.status_code == 403 and "MICROCUE_JOIN_ALLOW" in r.json()["detail"]
+
         # With the bridge's hook installed the request reaches it.
         seen: list[tuple[str, BotTarget]] = []
 
@@ -372,3 +379,45 @@ def test_serve_command_explains_a_busy_port_and_an_open_interface(tmp_path: Path
         timeout=60,
     )
     assert r.returncode == 2 and "MICROCUE_API_KEY" in r.stderr
+
+
+def test_roles_invitations_and_patch(client: httpx.Client, server: LiveServer) -> None:
+    """A role-bound invitation seats its holder in that role; PATCH changes role and name; the live
+    feed hears about it; bad roles and unknown participants are refused with a reason."""
+    m = create(client)
+    mid, token = m["id"], m["presenter_token"]
+    r = client.post(f"/api/meetings/{mid}/participants", headers=bearer(token), json={"role": "buyer"})
+    assert r.status_code == 201 and r.json()["role"] == "buyer", r.text
+    join_token = r.json()["join_token"]
+    bad = client.post(f"/api/meetings/{mid}/participants", headers=bearer(token), json={"role": "presenter"})
+    assert bad.status_code == 422
+    ws_base = server.base_url.replace("http", "ws")
+    # joining with the buyer invitation over the built-in room's signalling makes a buyer
+    with ws_connect(f"{ws_base}/ws/rooms/{mid}/signal?token={join_token}") as ws:
+        welcome = json.loads(ws.recv(timeout=10))
+        ws.send(json.dumps({"type": "join", "name": "Ben", "consent": True}))
+        assert json.loads(ws.recv(timeout=10))["type"] == "joined"
+    pid = welcome["participant_id"]
+    people = client.get(f"/api/meetings/{mid}/participants", headers=bearer(token)).json()
+    assert [(p["id"], p["display_name"], p["role"]) for p in people] == [(pid, "Ben", "buyer")]
+
+    with ws_connect(f"{ws_base}/ws/meetings/{mid}/live?token={token}") as live:
+        snapshot = json.loads(live.recv(timeout=10))
+        assert snapshot["type"] == "snapshot"
+        assert snapshot["coaching"]["available"] is False  # a buyer but no rep yet
+        patch = {"role": "rep", "display_name": "Ben R"}
+        r = client.patch(f"/api/meetings/{mid}/participants/{pid}", headers=bearer(token), json=patch)
+        assert r.status_code == 200 and (r.json()["role"], r.json()["display_name"]) == ("rep", "Ben R"), r.text
+        changed = json.loads(live.recv(timeout=10))
+        assert changed["type"] == "participant" and changed["participant"]["role"] == "rep"
+        coaching = json.loads(live.recv(timeout=10))
+        assert coaching["type"] == "coaching" and coaching["coaching"]["available"] is False  # no buyer now
+
+    assert client.patch(f"/api/meetings/{mid}/participants/{pid}", headers=bearer(token), json={}).status_code == 422
+    wrong = client.patch(f"/api/meetings/{mid}/participants/{pid}", headers=bearer(token), json={"role": "boss"})
+    assert wrong.status_code == 422
+    missing = client.patch(f"/api/meetings/{mid}/participants/nobody", headers=bearer(token), json={"role": "rep"})
+    assert missing.status_code == 404 and "nobody" in missing.json()["detail"]
+    assert client.patch(
+        f"/api/meetings/{mid}/participants/{pid}", headers=bearer(join_token), json={"role": "rep"}
+    ).status_code == 403

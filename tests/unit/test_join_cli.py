@@ -17,6 +17,11 @@ pytestmark = pytest.mark.unit
         (["join", "--janus", "http://127.0.0.1:8088", "--room", "1"], 2, "WebSocket URL"),
         (["join", "--janus", "ws://127.0.0.1:8188", "--room", "1", "--duration", "0"], 2, "--duration"),
         (["join", "--whep", "https://example.invalid/whep/1"], 3, "WHEP is not built yet"),
+        (["join", "--page", "http://localhost/room"], 2, "--page needs --recipe NAME"),
+        (["join", "--page", "http://localhost/room", "--recipe", "zoom-magic"], 2, "no recipe 'zoom-magic'"),
+        (["join", "--page", "ftp://localhost/room", "--recipe", "janus-videoroom"], 2, "http(s) URL"),
+        (["join", "--page", "http://u:p@localhost/", "--recipe", "janus-videoroom"], 2, "user name or password"),
+        (["join", "--janus", "ws://127.0.0.1:8188", "--room", "1", "--recipe", "janus-videoroom"], 2, "only applies"),
     ],
 )
 def test_bad_join_arguments(argv: list[str], code: int, message: str, capsys: pytest.CaptureFixture[str]) -> None:

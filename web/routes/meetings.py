@@ -7,18 +7,21 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, status
 
 from bridge import policy
+from bridge.rooms.bots import BotManager
 from bridge.service import BotTarget
-from bridge.store.tables import Meeting
+from bridge.store.tables import Meeting, Participant
 from web.deps import ApiKey, HubDep, PresenterMeeting, ServiceDep
 from web.schemas import (
     BotAccepted,
     BotRequest,
     Erased,
+    InviteRequest,
     JoinLink,
     MeetingCreate,
     MeetingCreated,
     MeetingPublic,
     ParticipantPublic,
+    ParticipantUpdate,
     PolicyPublic,
     SummaryPublic,
 )
@@ -72,8 +75,14 @@ async def get_meeting(meeting_id: PresenterMeeting, service: ServiceDep) -> Meet
 
 
 @router.post("/{meeting_id}/end", response_model=MeetingPublic, responses=_AUTH_RESPONSES)
-async def end_meeting(meeting_id: PresenterMeeting, service: ServiceDep, hub: HubDep) -> MeetingPublic:
-    """Ends the meeting (repeating it is harmless) and computes its summary where this build can."""
+async def end_meeting(
+    request: Request, meeting_id: PresenterMeeting, service: ServiceDep, hub: HubDep
+) -> MeetingPublic:
+    """Ends the meeting (repeating it is harmless) and computes its summary where this build can;
+    a bot this process sent into an external meeting leaves it."""
+    bots: BotManager | None = getattr(request.app.state, "bots", None)
+    if bots is not None:
+        await bots.leave(meeting_id)
     meeting = await service.end_meeting(meeting_id)
     hub.meeting_ended(meeting_id)
     return meeting_public(meeting, service)
@@ -117,10 +126,47 @@ async def erase_meeting(meeting_id: PresenterMeeting, service: ServiceDep, hub: 
     response_model=JoinLink,
     responses={**_AUTH_RESPONSES, 409: {"description": "The meeting has ended"}},
 )
-async def invite_participant(meeting_id: PresenterMeeting, service: ServiceDep) -> JoinLink:
-    """A new join token (participant scope, this meeting only) and its join page URL."""
-    token = await service.issue_join_token(meeting_id)
-    return JoinLink(meeting_id=meeting_id, join_token=token, join_url=service.join_url(meeting_id, token))
+async def invite_participant(
+    meeting_id: PresenterMeeting, service: ServiceDep, body: InviteRequest | None = None
+) -> JoinLink:
+    """A new join token (participant scope, this meeting only) and its join page URL; with
+    ``{"role": "buyer"}`` (or ``rep``) whoever joins with it takes that role."""
+    role = body.role if body is not None else None
+    token = await service.issue_join_token(meeting_id, role=role)
+    return JoinLink(meeting_id=meeting_id, join_token=token, join_url=service.join_url(meeting_id, token), role=role)
+
+
+def participant_public(p: Participant, live: dict[str, Any] | None = None) -> ParticipantPublic:
+    """A stored participant, with the running room's or bot's view of them where there is one."""
+    live = live or {}
+    return ParticipantPublic(
+        id=p.id, display_name=p.display_name, role=p.role, consent=p.consent, joined_at=p.joined_at,
+        left_at=p.left_at, consent_basis=live.get("consent_basis"), video=live.get("video"),
+    )
+
+
+@router.patch(
+    "/{meeting_id}/participants/{participant_id}",
+    response_model=ParticipantPublic,
+    responses={**_AUTH_RESPONSES, 404: {"description": "No such participant in this meeting"}},
+)
+async def update_participant(
+    meeting_id: PresenterMeeting, participant_id: str, body: ParticipantUpdate, service: ServiceDep, hub: HubDep
+) -> ParticipantPublic:
+    """Sets a participant's role (rep, buyer, participant) and/or display name. Live feeds get a
+    ``participant`` message, sales meetings a fresh ``coaching`` one; reports follow at once."""
+    row = await service.update_participant(
+        meeting_id, participant_id, role=body.role, display_name=body.display_name
+    )
+    public = participant_public(row)
+    hub.participant_changed(meeting_id, public.model_dump(mode="json"))
+    meeting = await service.get_meeting(meeting_id)
+    if meeting.kind == "sales" and service.summary_hook is not None:
+        # recomputed from the stored cues with the roles as they now stand (and stored if ended)
+        summary = await service.summary_hook(meeting_id)
+        if summary is not None:
+            hub.coaching_changed(meeting_id, summary.get("coaching"))
+    return public
 
 
 @router.get("/{meeting_id}/participants", response_model=list[ParticipantPublic], responses=_AUTH_RESPONSES)
@@ -130,19 +176,7 @@ async def list_participants(meeting_id: PresenterMeeting, service: ServiceDep, r
     says what their consent rests on (asked on the join page, or announced by the bot in an
     external meeting) and whether their video arrives."""
     live = _live_participants(request, meeting_id)
-    return [
-        ParticipantPublic(
-            id=p.id,
-            display_name=p.display_name,
-            role=p.role,
-            consent=p.consent,
-            joined_at=p.joined_at,
-            left_at=p.left_at,
-            consent_basis=live.get(p.id, {}).get("consent_basis"),
-            video=live.get(p.id, {}).get("video"),
-        )
-        for p in await service.participants(meeting_id)
-    ]
+    return [participant_public(p, live.get(p.id)) for p in await service.participants(meeting_id)]
 
 
 def _live_participants(request: Request, meeting_id: str) -> dict[str, dict[str, Any]]:
@@ -170,11 +204,25 @@ def _live_participants(request: Request, meeting_id: str) -> dict[str, dict[str,
     },
 )
 async def request_bot(meeting_id: PresenterMeeting, body: BotRequest, service: ServiceDep, _key: ApiKey) -> BotAccepted:
-    """Asks a bridge to join an external meeting (Janus VideoRoom or WHEP) whose host the operator allows."""
-    target = (
-        BotTarget(kind="janus", url=body.janus, room=body.room)
-        if body.janus is not None
-        else BotTarget(kind="whep", url=body.whep or "")
-    )
+    """Asks a bridge to join an external meeting (Janus VideoRoom, WHEP, or a web meeting page in the
+    browser bot) whose host the operator allows."""
+    if body.janus is not None:
+        target = BotTarget(kind="janus", url=body.janus, room=body.room)
+    elif body.page is not None:
+        target = BotTarget(kind="page", url=body.page, recipe=body.recipe)
+    else:
+        target = BotTarget(kind="whep", url=body.whep or "")
     detail = await service.request_bot(meeting_id, target)
     return BotAccepted(meeting_id=meeting_id, detail=dict(detail))
+
+
+@router.delete(
+    "/{meeting_id}/bot",
+    responses={**_AUTH_RESPONSES, 404: {"description": "No bot of this process is in that meeting"}},
+)
+async def recall_bot(request: Request, meeting_id: PresenterMeeting) -> dict[str, str]:
+    """The meeting's bot leaves its external meeting (the browser bot's chromium exits)."""
+    bots: BotManager | None = getattr(request.app.state, "bots", None)
+    if bots is None or not await bots.leave(meeting_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no bot of this service is in meeting {meeting_id}")
+    return {"meeting_id": meeting_id, "status": "left"}

@@ -150,10 +150,12 @@
       sentSpark: node.querySelector(".sentiment .spark"),
       attention: node.querySelector(".attention"),
       speaking: node.querySelector(".speaking"),
+      role: node.querySelector("select.role"),
       engagement: [], sentiment: [], engagementWall: [], seen: {},
       dirty: true,
     };
     node.dataset.participant = id;
+    p.role.addEventListener("change", () => setRole(p, p.role.value));
     state.people.set(id, p);
     if (!state.names.has(id)) refreshNamesSoon();
     $("tiles").appendChild(node);
@@ -167,6 +169,7 @@
     const info = state.names.get(p.id) || {};
     p.name.textContent = info.display_name || "Participant " + p.id;
     p.name.title = p.id;
+    if (info.role && document.activeElement !== p.role) p.role.value = info.role === "presenter" ? "participant" : info.role;
     if (info.consent === true && info.consent_basis === "announced") {
       // an external meeting: the bot announced itself by its name; nobody was asked
       p.consent.textContent = "announced by the bot, not asked"; p.consent.className = "consent chip announced";
@@ -377,7 +380,8 @@
     applyPolicy(snap.policy);
     for (const row of snap.participants || []) {
       const known = state.names.get(row.participant_id) || {};  // keeps consent_basis and video from the list
-      state.names.set(row.participant_id, { ...known, display_name: row.display_name, consent: row.consent, left: row.left });
+      state.names.set(row.participant_id,
+        { ...known, display_name: row.display_name, role: row.role, consent: row.consent, left: row.left });
       const p = person(row.participant_id);
       applyName(p);
       const latest = row.latest || {};
@@ -387,6 +391,7 @@
     }
     for (const cue of snap.recent || []) addFeed(cue, false);
     if (snap.hidden) showHidden(snap.hidden.count, snap.hidden.min_confidence);
+    if (snap.coaching !== undefined) applyCoaching(snap.coaching);
     if (snap.ended) showEnded();
   }
 
@@ -452,6 +457,16 @@
         case "meeting_ended":
           showEnded();
           break;
+        case "participant": {
+          const row = msg.participant;
+          state.names.set(row.id, { display_name: row.display_name, role: row.role, consent: row.consent,
+                                    left: !!row.left_at });
+          applyName(person(row.id));
+          break;
+        }
+        case "coaching":
+          applyCoaching(msg.coaching);
+          break;
         default:
           break; // "ping" and anything newer: the timestamp above is all we need
       }
@@ -510,12 +525,58 @@
   async function loadParticipants() {
     try {
       for (const row of await api("/participants")) {
-        state.names.set(row.id, { display_name: row.display_name, consent: row.consent, left: !!row.left_at,
-                                  consent_basis: row.consent_basis, video: row.video });
+        state.names.set(row.id, { display_name: row.display_name, role: row.role, consent: row.consent,
+                                  left: !!row.left_at, consent_basis: row.consent_basis, video: row.video });
         const p = state.people.get(row.id);
         if (p) applyName(p); else person(row.id);
       }
     } catch (e) { /* retried on the next refresh */ }
+  }
+
+  // --- roles and sales coaching --------------------------------------------------------------------------
+  async function setRole(p, role) {
+    p.role.disabled = true;
+    try {
+      const r = await fetch(`/api/meetings/${encodeURIComponent(meetingId)}/participants/${encodeURIComponent(p.id)}`, {
+        method: "PATCH",
+        headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+        body: JSON.stringify({ role }),
+      });
+      if (!r.ok) throw new Error(`${r.status}`);
+      const row = await r.json();
+      state.names.set(row.id, { display_name: row.display_name, role: row.role, consent: row.consent,
+                                left: !!row.left_at });
+      p.node.dataset.role = row.role;
+    } catch (e) {
+      const info = state.names.get(p.id) || {};
+      p.role.value = info.role || "participant"; // refused: show the role that stands
+    } finally {
+      p.role.disabled = false;
+      applyName(p);
+    }
+  }
+
+  function nameOf(id) { return (state.names.get(id) || {}).display_name || "Participant " + id; }
+
+  function applyCoaching(c) {
+    const panel = $("coaching-panel");
+    panel.hidden = !c;
+    if (!c) return;
+    const tips = $("coaching-tips");
+    tips.textContent = "";
+    if (!c.available) {
+      $("coaching-roles").textContent = capital(c.reason) + ": set them on the tiles.";
+      $("coaching-figure").textContent = "";
+      return;
+    }
+    $("coaching-roles").textContent =
+      `Rep: ${c.rep_ids.map(nameOf).join(", ")} · buyer: ${c.buyer_ids.map(nameOf).join(", ")}`;
+    $("coaching-figure").textContent = c.talk_to_listen ? `Rep talk : listen ${c.talk_to_listen}` : "";
+    for (const tip of (c.tips || []).slice(0, 3)) {
+      const li = document.createElement("li");
+      li.textContent = tip.text;
+      tips.appendChild(li);
+    }
   }
 
   let namesTimer = 0;

@@ -3,6 +3,9 @@
 Protocol (server to client, JSON text frames):
 
 * ``{"type": "snapshot", "participants": [...], "recent": [...], "policy": {...}}`` once, first;
+  sales meetings add ``"coaching"``, computed with the participants' roles as they stand;
+* ``{"type": "participant", "participant": {...}}`` when the presenter changes a role or name;
+* ``{"type": "coaching", "coaching": {...}}`` (sales) coaching recomputed after a role change;
 * ``{"type": "cue", "cue": {...}}`` per cue (the cue schema of docs/contracts.md), filtered by the meeting's policy;
 * ``{"type": "skipped", "count": N}`` when this connection fell behind and N cues were dropped;
 * ``{"type": "meeting_ended", "meeting_id": ...}`` when the meeting ends;
@@ -122,12 +125,18 @@ async def live_feed(websocket: WebSocket, meeting_id: str) -> None:
         await _close(websocket, CLOSE_FORBIDDEN, str(exc))
         return
     decision = policy.decide(meeting.context, service.settings)
+    coaching = None
+    if meeting.kind == "sales" and service.summary_hook is not None:
+        # coaching as the roles stand now, from the stored cues (a preview while the meeting runs)
+        summary = await service.summary_hook(meeting_id)
+        coaching = None if summary is None else summary.get("coaching")
     conn, snapshot = hub.connect(
         meeting_id,
         allowed_types=decision.allowed_cue_types,
         participants=people,
         policy=decision.to_dict(),
         maxsize=options.send_queue,
+        coaching=coaching,
     )
     if meeting.ended_at is not None:
         conn.offer(encode({"type": "meeting_ended", "meeting_id": meeting_id}))

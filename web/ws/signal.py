@@ -120,7 +120,7 @@ async def signal(websocket: WebSocket, meeting_id: str) -> None:
                     async with service.sessions() as session:
                         await repo.add_participant(session=session, meeting_id=meeting_id,
                                                    participant_id=participant_id, display_name=name,
-                                                   consent=consent)
+                                                   consent=consent, role=check.role or "participant")
                     joined = {"name": name, "consent": consent}
                     await send({"type": "joined", "participant_id": participant_id})
                 elif msg["type"] == "offer":

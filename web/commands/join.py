@@ -1,4 +1,6 @@
-"""``microcue join --janus ws://host:8188 --room N``: the bot joins an external meeting.
+"""``microcue join --janus ws://host:8188 --room N`` or ``--page URL --recipe NAME``: the bot
+joins an external meeting (a Janus VideoRoom, or any web meeting page in the browser bot;
+see ``web/commands/join_page.py``).
 
 Every cue is printed to stdout as one JSON object per line (the cue schema of
 docs/contracts.md), logs go to stderr, so ``microcue join ... | jq`` or a parent process
@@ -20,6 +22,7 @@ from bridge.bus import EventBus, Subscription, create_bus
 from bridge.config import Settings
 from bridge.errors import MicroCueError, NotBuiltYet, UsageError
 from bridge.rooms.base import AdapterContext, JoinTarget, MeetingAdapter, create_adapter
+from bridge.rooms.browser import BOT_NAME, available_recipes, check_page_url, load_recipe
 from bridge.store.tables import MEETING_CONTEXTS
 
 log = logging.getLogger("microcue.join")
@@ -38,7 +41,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--janus", metavar="URL", help="Janus WebSocket API, e.g. ws://host:8188")
     target.add_argument("--whep", metavar="URL", help="a WHEP endpoint (not built yet)")
+    target.add_argument("--page", metavar="URL", help="a web meeting page, joined by the browser bot (with --recipe)")
     p.add_argument("--room", type=int, default=None, help="Janus VideoRoom number (with --janus)")
+    p.add_argument("--recipe", default=None, help="how to join --page: a recipe name (bridge/rooms/recipes)")
+    p.add_argument("--name", default=BOT_NAME, help=f"the browser bot's display name (default: {BOT_NAME})")
     p.add_argument("--meeting-id", default=None, help="id stamped on every cue (default: janus-room-N)")
     p.add_argument(
         "--context",
@@ -53,6 +59,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.duration is not None and args.duration <= 0:
+        raise UsageError(f"--duration must be positive, got {args.duration}")
+    if args.page is not None:
+        if args.recipe is None:
+            raise UsageError(f"--page needs --recipe NAME (how to join that page); available: {available_recipes()}")
+        load_recipe(args.recipe)  # an unknown recipe fails here, before anything starts
+        check_page_url(args.page)
+        from web.commands.join_page import join_page
+
+        return asyncio.run(join_page(args, settings))
+    if args.recipe is not None:
+        raise UsageError("--recipe only applies to --page")
     target = JoinTarget(janus=args.janus, room=args.room, whep=args.whep)
     if target.janus and target.room is None:
         raise UsageError("--janus needs --room N (the VideoRoom number)")
@@ -60,8 +78,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError(f"--janus takes Janus's WebSocket URL (ws://host:8188), got {target.janus!r}")
     if target.whep:
         raise NotBuiltYet("joining over WHEP is not built yet in this version; use --janus URL --room N")
-    if args.duration is not None and args.duration <= 0:
-        raise UsageError(f"--duration must be positive, got {args.duration}")
     return asyncio.run(_join(args, target, settings))
 
 

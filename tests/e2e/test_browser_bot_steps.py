@@ -1,0 +1,94 @@
+"""The browser bot's recipe engine in Debian's chromium, on a page with a chat box: it types its
+name, joins, posts its announcement in the chat (the recipe names a chat box here, unlike the
+Janus demo), shows its card as camera with the microphone muted, and leaves when the page shows
+the recipe's "ended" element. No meeting media is involved (the Janus demo test covers that)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bridge.rooms.browser import ANNOUNCEMENT, BrowserBot, Recipe, Step
+from tests.e2e.browser import chromium_path
+
+__all__ = ["chromium_path"]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+PAGE = """<!doctype html><meta charset="utf-8"><title>chat meeting</title>
+<input id="who"><button id="go">Join</button><div id="call" hidden><video id="me" autoplay muted></video>
+<input id="say"><button id="send">Send</button><ol id="log"></ol><button id="hangup">Leave</button></div>
+<script>
+window.mic = null;
+document.getElementById("go").onclick = async () => {
+  const s = await navigator.mediaDevices.getUserMedia({ video: true, audio: true });
+  window.mic = s.getAudioTracks()[0];
+  document.getElementById("me").srcObject = s;
+  document.getElementById("call").hidden = false;
+  window.joinedAs = document.getElementById("who").value;
+};
+document.getElementById("send").onclick = () => {
+  const li = document.createElement("li");
+  li.textContent = document.getElementById("say").value;
+  document.getElementById("log").appendChild(li);
+};
+document.getElementById("hangup").onclick = () => {
+  const e = document.createElement("div"); e.className = "call-ended"; document.body.appendChild(e);
+};
+</script>"""
+
+RECIPE = Recipe(
+    name="test-chat",
+    description="a page with a chat box",
+    steps=(Step("fill", "#who", "{name}"), Step("click", "#go"), Step("wait", "#me")),
+    tile="div",
+    participant_name="#who",
+    ended=".call-ended",
+    chat_input="#say",
+    chat_send="#send",
+)
+
+
+@pytest.fixture
+def chat_page(tmp_path: Path) -> Iterator[str]:
+    (tmp_path / "index.html").write_text(PAGE)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://localhost:{httpd.server_address[1]}/index.html"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+async def test_bot_announces_in_chat_keeps_mic_muted_and_leaves_when_the_call_ends(
+    chromium_path: str, chat_page: str
+) -> None:
+    bot = BrowserBot(chat_page, RECIPE, whip_url="http://127.0.0.1:9/whip/none", join_token="unused",
+                     executable=chromium_path)
+    running = asyncio.create_task(bot.run())
+    try:
+        async with asyncio.timeout(60):
+            await bot.joined.wait()
+        page: Any = bot.page
+        assert await page.evaluate("window.joinedAs") == "MicroCue notetaker"
+        assert await page.locator("#log li").all_inner_texts() == [ANNOUNCEMENT]
+        assert await page.evaluate("window.mic.enabled") is False  # the bot's microphone is muted
+        # the card is its camera (it plays once the first frame is decoded)
+        await page.wait_for_function("document.getElementById('me').videoWidth === 640", timeout=10_000)
+        assert bot.workdir is not None and (bot.workdir / "card.y4m").exists()
+        workdir = bot.workdir
+        await page.click("#hangup")  # the page ends the call: the bot leaves on its own
+        async with asyncio.timeout(30):
+            await running
+        assert not workdir.exists()  # its scratch folder (card, profile) is gone with it
+    finally:
+        if not running.done():
+            running.cancel()
