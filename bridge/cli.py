@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from bridge import logsafe
 from bridge.config import Settings
 from bridge.errors import MicroCueError
 
@@ -71,6 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logsafe.install()
     try:
         return int(args.run(args, settings) or 0)
     except MicroCueError as exc:

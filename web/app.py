@@ -29,15 +29,19 @@ from bridge.service import (
     MeetingEnded,
     MeetingNotFound,
     MeetingService,
+    TooManyMeetings,
     running_service,
 )
 from bridge.summary import make_summary_hook
 from web.hub import LiveHub
 from web.limits import BodyLimitMiddleware
+from web.ratelimit import RateLimiter
 from web.routes import health, meetings, pages, reports
 from web.routes.pages import STATIC_DIR
+from web.security import SecurityMiddleware
 from web.ws import live, signal
 from web.ws.live import LiveOptions
+from web.ws.sockets import MeetingSockets
 
 log = logging.getLogger("microcue.web")
 
@@ -47,6 +51,7 @@ ERROR_STATUS: dict[type[Exception], int] = {
     MeetingEnded: status.HTTP_409_CONFLICT,
     HostNotAllowed: status.HTTP_403_FORBIDDEN,
     FeatureUnavailable: status.HTTP_501_NOT_IMPLEMENTED,
+    TooManyMeetings: status.HTTP_429_TOO_MANY_REQUESTS,
 }
 
 
@@ -130,6 +135,14 @@ def create_app(
             bots = BotManager(app.state.rooms)
             if service.bot_hook is None:
                 service.bot_hook = bots
+                service.bot_recall = bots.close_meeting
+            app.state.signal_sockets = MeetingSockets()
+            app.state.rate_limiter = RateLimiter.from_settings(settings)
+            # End and erase stop everything of the meeting: rooms, bots, signalling and live sockets.
+            service.closers.extend(
+                [app.state.rooms.close_meeting, bots.close_meeting, app.state.signal_sockets.close_meeting,
+                 hub.close_meeting]
+            )
             log.info("MicroCue web app ready on %s (bus: %s)", settings.base_url, type(service.bus).__name__)
             try:
                 yield
@@ -148,6 +161,7 @@ def create_app(
     for error, code in ERROR_STATUS.items():
         app.add_exception_handler(error, _error_handler(code))
     app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(SecurityMiddleware, settings=settings)
     app.include_router(meetings.router)
     app.include_router(reports.router)
     app.include_router(pages.api_router)

@@ -24,6 +24,7 @@ import av
 import numpy as np
 import uvicorn
 
+from bridge import logsafe
 from bridge.config import Settings
 from bridge.errors import MicroCueError
 
@@ -80,6 +81,7 @@ async def _demo(args: argparse.Namespace, settings: Settings) -> int:
     app = create_app(settings)
     server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
                                            ws_max_size=1024 * 1024))
+    logsafe.install()  # after uvicorn set up its handlers: no token in any log line
     serving = asyncio.create_task(server.serve(), name="demo-server")
     while not server.started:
         if serving.done():

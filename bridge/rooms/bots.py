@@ -26,9 +26,16 @@ class BotManager:
     def __init__(self, rooms: BuiltinRooms) -> None:
         self.rooms = rooms
         self.bots: dict[str, tuple[MeetingAdapter, asyncio.Task[None]]] = {}
+        # One bot per meeting: the check and the start are one step, so two concurrent
+        # ``POST .../bot`` calls cannot both start one.
+        self._lock = asyncio.Lock()
 
     async def __call__(self, meeting_id: str, target: BotTarget) -> Mapping[str, Any]:
         """The service's ``bot_hook``."""
+        async with self._lock:
+            return await self._start(meeting_id, target)
+
+    async def _start(self, meeting_id: str, target: BotTarget) -> Mapping[str, Any]:
         running = self.bots.get(meeting_id)
         if running is not None and not running[1].done():
             return {"status": "already joined", "kind": running[0].kind}
@@ -50,6 +57,20 @@ class BotManager:
             log.exception("bot of meeting %s failed", meeting_id)
         finally:
             await adapter.aclose()
+
+    async def close_meeting(self, meeting_id: str, reason: str) -> bool:
+        """The service's closer and ``DELETE .../bot``: the bot leaves now (peers closed, workers
+        stopped, no reconnect); False when the meeting had no bot."""
+        running = self.bots.pop(meeting_id, None)
+        if running is None:
+            return False
+        adapter, task = running
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await adapter.aclose()
+        log.info("bot of meeting %s left: %s", meeting_id, reason)
+        return True
 
     async def aclose(self) -> None:
         bots, self.bots = list(self.bots.values()), {}

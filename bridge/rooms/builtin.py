@@ -23,7 +23,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from bridge.config import Settings
 from bridge.errors import MicroCueError
 from bridge.facemodels import load_face_models
-from bridge.policy import emotions_allowed
+from bridge.policy import for_meeting
 from bridge.rooms.base import AdapterContext, MeetingAdapter
 from bridge.service import MeetingService
 from inference.analyzer import FaceModels, ParticipantAnalyzer
@@ -148,9 +148,14 @@ class BuiltinRoom(MeetingAdapter):
         member = self.members.pop(participant_id, None)
         if member is not None:
             await self.peers.close(member.pc)
-        participant = self.participants.get(participant_id)
-        if participant is not None and not keep_worker:
+        if keep_worker:
+            return
+        # Participant ids are per connection (a rejoin gets a new one): nothing to keep, and
+        # keeping it would leave an analyzer, VAD state and tasks behind per connection.
+        participant = self.participants.pop(participant_id, None)
+        if participant is not None:
             await participant.detach(reason)
+            await participant.aclose()
 
     async def aclose(self) -> None:
         self._closed.set()
@@ -185,7 +190,7 @@ class BuiltinRooms:
         per participant under the meeting's purpose policy (built-in rooms and API bots alike)."""
         meeting = await self.service.get_meeting(meeting_id)
         models, vad = await self.load_models()
-        allowed = emotions_allowed(meeting.context, self.settings)
+        allowed = for_meeting(meeting.context, meeting.policy, self.settings).emotions_allowed
         fps = self.settings.analysis_fps
 
         def analyzer() -> ParticipantAnalyzer:
@@ -204,6 +209,13 @@ class BuiltinRooms:
         if room is None:
             room = self.rooms[meeting_id] = BuiltinRoom(ctx)
         return room
+
+    async def close_meeting(self, meeting_id: str, reason: str) -> None:
+        """The service's closer: the meeting ended or was erased; its room, peers and workers go."""
+        room = self.rooms.pop(meeting_id, None)
+        if room is not None:
+            log.info("built-in room of meeting %s closed: %s", meeting_id, reason)
+            await room.aclose()
 
     async def aclose(self) -> None:
         rooms, self.rooms = list(self.rooms.values()), {}

@@ -33,6 +33,7 @@ from bridge import metrics, policy
 from bridge.service import MeetingNotFound, MeetingService
 from bridge.tokens import TokenKind, TokenStatus, refusal_message
 from inference.cues import EXPRESSION_TYPES
+from web import ratelimit
 from web.hub import (
     DEFAULT_SEND_QUEUE,
     RECENT_EXPRESSIONS,
@@ -52,6 +53,8 @@ router = APIRouter()
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_TOO_SLOW = 4408
+#: Too many requests from this address (HTTP 429).
+CLOSE_TOO_MANY = 4429
 #: RFC 6455: the peer sent a message too big to process.
 CLOSE_TOO_BIG = 1009
 #: Seconds a close handshake may take before the handler gives up on a stuck peer.
@@ -103,6 +106,10 @@ async def live_feed(websocket: WebSocket, meeting_id: str) -> None:
     service: MeetingService = websocket.app.state.service
     hub: LiveHub = websocket.app.state.hub
     options: LiveOptions = websocket.app.state.live_options
+    if not ratelimit.websocket_allowed(websocket, "token"):
+        await websocket.accept()
+        await _close(websocket, CLOSE_TOO_MANY, "too many connections from this address; retry in a minute")
+        return
     check = await service.check_token(_token_from(websocket), meeting_id, TokenKind.PRESENTER)
     # Accept first: a close before accept becomes a bare HTTP 403 and the browser never sees why.
     await websocket.accept()
@@ -121,7 +128,7 @@ async def live_feed(websocket: WebSocket, meeting_id: str) -> None:
     except MeetingNotFound as exc:  # erased between the token check and here
         await _close(websocket, CLOSE_FORBIDDEN, str(exc))
         return
-    decision = policy.decide(meeting.context, service.settings)
+    decision = policy.for_meeting(meeting.context, meeting.policy, service.settings)
     conn, snapshot = hub.connect(
         meeting_id,
         allowed_types=decision.allowed_cue_types,
@@ -158,7 +165,9 @@ async def _send_loop(websocket: WebSocket, conn: LiveConnection, options: LiveOp
     while True:
         await conn.wait(max(0.0, next_ping - time.monotonic()))
         if conn.close_request is not None:
-            await _close(websocket, *conn.close_request)
+            final = conn.pop()  # e.g. meeting_ended, sent before the close frame
+            if final is None or await _send_bounded(websocket, conn, options, final):
+                await _close(websocket, *conn.close_request)
             return
         if time.monotonic() >= next_ping:
             message: str | None = encode({"type": "ping"})
