@@ -14,6 +14,7 @@ imports, so this module never imports them and works before they exist:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -28,6 +29,7 @@ from bridge import policy, tokens
 from bridge.bus import EventBus, create_bus
 from bridge.config import Settings
 from bridge.errors import MicroCueError
+from bridge.rooms.targets import TargetRefused, check_target, parse_allow
 from bridge.store import db, migrate, repo
 from bridge.store.tables import Meeting, Participant
 from bridge.store.writer import StoreWriter
@@ -65,6 +67,8 @@ class BotTarget:
     kind: Literal["janus", "whep"]
     url: str
     room: int | None = None
+    #: the address ``bridge.rooms.targets.check_target`` resolved and checked: connect here only
+    address: str | None = None
 
     @property
     def host(self) -> str:
@@ -308,9 +312,16 @@ class MeetingService:
     # --- bots ----------------------------------------------------------------------------------
 
     async def request_bot(self, meeting_id: str, target: BotTarget) -> Mapping[str, Any]:
-        """Allow-list first (the operator's promise), then the hook a bridge installs."""
-        if target.host not in self.settings.join_allow_hosts:
-            raise HostNotAllowed(target.host)
+        """The target check first (scheme, host:port allow-list, resolved once to a permitted
+        address: ``bridge.rooms.targets``), then the hook a bridge installs, which connects to
+        that checked address only."""
+        try:
+            allow = parse_allow(self.settings.join_allow)
+        except ValueError as exc:
+            raise TargetRefused(f"the operator's allow-list is invalid: {exc}") from exc
+        schemes = ("ws", "wss") if target.kind == "janus" else ("https",)
+        checked = await check_target(target.url, allow, schemes=schemes)
+        target = dataclasses.replace(target, address=checked.address)
         meeting = await self.get_meeting(meeting_id)
         if meeting.ended_at is not None:
             raise MeetingEnded(meeting_id)

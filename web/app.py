@@ -21,8 +21,10 @@ from prometheus_client import CollectorRegistry
 from bridge import metrics
 from bridge.bus import EventBus
 from bridge.config import Settings, get_settings
+from bridge.errors import NotBuiltYet
 from bridge.rooms.bots import BotManager
 from bridge.rooms.builtin import BuiltinRooms
+from bridge.rooms.targets import TargetRefused
 from bridge.service import (
     FeatureUnavailable,
     HostNotAllowed,
@@ -52,6 +54,7 @@ ERROR_STATUS: dict[type[Exception], int] = {
     HostNotAllowed: status.HTTP_403_FORBIDDEN,
     FeatureUnavailable: status.HTTP_501_NOT_IMPLEMENTED,
     TooManyMeetings: status.HTTP_429_TOO_MANY_REQUESTS,
+    NotBuiltYet: status.HTTP_501_NOT_IMPLEMENTED,
 }
 
 
@@ -160,6 +163,7 @@ def create_app(
     )
     for error, code in ERROR_STATUS.items():
         app.add_exception_handler(error, _error_handler(code))
+    app.add_exception_handler(TargetRefused, _target_refused)
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(SecurityMiddleware, settings=settings)
     app.include_router(meetings.router)
@@ -171,6 +175,12 @@ def create_app(
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
+
+
+async def _target_refused(_request: Request, exc: Exception) -> JSONResponse:
+    """A bot target refused by ``bridge.rooms.targets``: 403 or 422 as the check says, never 500."""
+    code = exc.status if isinstance(exc, TargetRefused) else status.HTTP_403_FORBIDDEN
+    return JSONResponse({"detail": str(exc)}, status_code=code)
 
 
 def _error_handler(code: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:

@@ -40,9 +40,14 @@ class BotManager:
         if running is not None and not running[1].done():
             return {"status": "already joined", "kind": running[0].kind}
         # external meetings have no consent page: the bot announces itself by its display name
-        ctx = await self.rooms.context(meeting_id, consent=True)
+        # MICROCUE_JANUS_CONSENT: "announced" analyses everyone once the bot's name says it analyses
+        # faces; "required" analyses nobody (tracks are drained) until consent is granted per person.
+        announced = self.rooms.settings.janus_consent == "announced"
+        ctx = await self.rooms.context(meeting_id, consent=announced)
         join = JoinTarget(janus=target.url, room=target.room) if target.kind == "janus" else JoinTarget(whep=target.url)
-        adapter = create_adapter(join, ctx)  # raises NotBuiltYet for WHEP
+        # connect to the address the target check resolved, never to the name again
+        options = {"address": target.address} if target.kind == "janus" and target.address else {}
+        adapter = create_adapter(join, ctx, **options)  # raises NotBuiltYet for WHEP
         task = asyncio.create_task(self._run(meeting_id, adapter), name=f"bot-{meeting_id}")
         self.bots[meeting_id] = (adapter, task)
         log.info("bot joining %s %s for meeting %s", target.kind, target.url, meeting_id)

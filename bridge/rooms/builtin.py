@@ -19,6 +19,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaRelay
 from aiortc.exceptions import InvalidAccessError, InvalidStateError, OperationError
 from aiortc.mediastreams import MediaStreamTrack
+from aiortc.sdp import SessionDescription
 
 from bridge.config import Settings
 from bridge.errors import MicroCueError
@@ -53,7 +54,37 @@ def check_offer(sdp: object) -> str:
         raise SignalError("the offer is not SDP (it must start with 'v=0')")
     if "\nm=video " not in sdp.replace("\r\n", "\n"):
         raise SignalError("the offer has no video: publish a camera to join the analysis")
+    check_offer_limits(sdp)
     return sdp
+
+
+#: A participant publishes at most one camera and one microphone (aiortc starts a decoder
+#: per received stream, so each extra sending section costs a thread).
+MAX_SENDING_SECTIONS = 2
+#: Every media section of an offer: the participant's own two plus a receive slot of each
+#: kind for every other participant of a full room.
+MAX_MEDIA_SECTIONS = 2 * MAX_PARTICIPANTS
+
+
+def check_offer_limits(sdp: str) -> None:
+    """Refuses offers that would cost the bridge more than one participant should: too many
+    media sections, more than one sending camera or microphone, or no BUNDLE group (without
+    it every section gets its own ICE transport and ports)."""
+    try:
+        parsed = SessionDescription.parse(sdp)
+    except (ValueError, AssertionError, IndexError, KeyError) as exc:
+        raise SignalError(f"the offer could not be used: {exc or type(exc).__name__}") from exc
+    media = parsed.media
+    if len(media) > MAX_MEDIA_SECTIONS:
+        raise SignalError(f"the offer has {len(media)} media sections, more than the {MAX_MEDIA_SECTIONS} allowed")
+    sending = [m for m in media if (m.direction or "sendrecv") in ("sendrecv", "sendonly")]
+    if len(sending) > MAX_SENDING_SECTIONS or len({m.kind for m in sending}) < len(sending):
+        raise SignalError("the offer sends more than one camera and one microphone; publish one of each at most")
+    bundles = [g for g in parsed.group if g.semantic == "BUNDLE"]
+    mids = {m.rtp.muxId for m in media}
+    if not bundles or not mids <= {str(i) for i in bundles[0].items}:
+        raise SignalError("the offer could not be used: it has no BUNDLE group covering every media section "
+                          "(a=group:BUNDLE), which the bridge requires")
 
 
 Notify = Callable[[], Awaitable[None]]
