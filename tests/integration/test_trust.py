@@ -137,7 +137,8 @@ def test_tokens_expire_and_can_be_revoked(settings: Settings) -> None:
 
         async def age(days: int) -> None:
             async with server.app.state.service.sessions() as s:
-                await s.execute(update(Meeting).where(Meeting.id == mid).values(ended_at=utcnow() - timedelta(days=days)))
+                ended = utcnow() - timedelta(days=days)
+                await s.execute(update(Meeting).where(Meeting.id == mid).values(ended_at=ended))
                 await s.commit()
 
         server.call(age(31))  # past the 30-day default retention after the end
