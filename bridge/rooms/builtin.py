@@ -95,6 +95,10 @@ class _Member:
     pc: RTCPeerConnection
     notify: Notify | None = None
     published: list[MediaStreamTrack] = field(default_factory=list)
+    #: relays this member's tracks; one per member, so that leaving drops aiortc's per-source
+    #: bookkeeping with it (MediaRelay forgets a source only once frames flowed and ended, so a
+    #: room-wide relay kept every never-started track of everyone who ever connected)
+    relay: MediaRelay = field(default_factory=MediaRelay)
 
 
 class BuiltinRoom(MeetingAdapter):
@@ -104,7 +108,6 @@ class BuiltinRoom(MeetingAdapter):
 
     def __init__(self, ctx: AdapterContext) -> None:
         super().__init__(ctx)
-        self.relay = MediaRelay()
         self.members: dict[str, _Member] = {}
         self._closed = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -120,16 +123,17 @@ class BuiltinRoom(MeetingAdapter):
         gets one other participant's relayed track, so the answer never adds media lines the
         offer did not have (which aiortc cannot answer).
         """
-        waiting = {"video": [], "audio": []}  # type: dict[str, list[MediaStreamTrack]]
+        waiting = {"video": [], "audio": []}  # type: dict[str, list[tuple[MediaRelay, MediaStreamTrack]]]
         for other_id, other in self.members.items():
             if other_id != participant_id:
                 for track in other.published:
-                    waiting.setdefault(track.kind, []).append(track)
+                    waiting.setdefault(track.kind, []).append((other.relay, track))
         for transceiver in pc.getTransceivers():
             queue = waiting.get(transceiver.kind) or []
             if not queue or transceiver._offerDirection not in ("recvonly", "sendrecv"):
                 continue
-            transceiver.sender.replaceTrack(self.relay.subscribe(queue.pop(0), buffered=False))
+            relay, track = queue.pop(0)
+            transceiver.sender.replaceTrack(relay.subscribe(track, buffered=False))
             transceiver.direction = "sendrecv"
 
     def _tell_others(self, participant_id: str) -> None:
@@ -156,7 +160,7 @@ class BuiltinRoom(MeetingAdapter):
         def on_track(track: MediaStreamTrack) -> None:
             member.published.append(track)
             # the analysis reads its own relayed copy: the original feeds every subscriber
-            participant.attach(self.relay.subscribe(track, buffered=False), self.peers)
+            participant.attach(member.relay.subscribe(track, buffered=False), self.peers)
             self.ready.set()
             if track.kind == "video":
                 self._tell_others(participant_id)

@@ -8,6 +8,7 @@ import asyncio
 import gc
 import time
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -76,7 +77,9 @@ async def test_end_and_erase_stop_a_builtin_room(netns: str, tmp_path: Path, act
             await client.aclose()
 
 
-async def test_participants_are_removed_on_leave_and_200_cycles_leave_nothing(netns: str, tmp_path: Path) -> None:
+async def test_participants_are_removed_on_leave_and_200_cycles_leave_nothing(
+    netns: str, tmp_path: Path, report: Callable[[str], None]
+) -> None:
     """Each join/leave used to leave an analyzer, VAD state and tasks behind in the room."""
     with LiveServer(create_app(Settings(data_dir=tmp_path))) as server:
         m = _meeting(server)
@@ -109,7 +112,7 @@ async def test_participants_are_removed_on_leave_and_200_cycles_leave_nothing(ne
             tracemalloc.stop()
         assert left == (0, 0)
         grown = after - baseline
-        print(f"\n200 join/leave cycles: traced Python memory grew by {grown / 1024:.0f} KiB")
+        report(f"built-in room: 200 join/leave cycles, traced Python memory grew by {grown / 1024:.0f} KiB")
         # one leaked participant (analyzer + VAD state + worker tasks) is well over 50 KiB; 200
         # leaked would be >10 MiB. 2 MiB leaves room for allocator caches, not for a leak per cycle.
         assert grown < 2 * 1024 * 1024
