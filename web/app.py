@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
@@ -164,6 +165,7 @@ def create_app(
     for error, code in ERROR_STATUS.items():
         app.add_exception_handler(error, _error_handler(code))
     app.add_exception_handler(TargetRefused, _target_refused)
+    app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(SecurityMiddleware, settings=settings)
     app.include_router(meetings.router)
@@ -175,6 +177,14 @@ def create_app(
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422 list without the offending input: echoing it back could not encode
+    ``Infinity`` (a 500, found by fuzzing) and would reflect whatever the sender put there."""
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    detail = [{"type": e.get("type"), "loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in errors]
+    return JSONResponse({"detail": detail}, status_code=422)
 
 
 async def _target_refused(_request: Request, exc: Exception) -> JSONResponse:
