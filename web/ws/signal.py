@@ -92,7 +92,8 @@ async def signal(websocket: WebSocket, meeting_id: str) -> None:
     await websocket.accept()
     if not check.ok:
         code = CLOSE_UNAUTHORIZED if check.status in (TokenStatus.MISSING, TokenStatus.UNKNOWN) else CLOSE_FORBIDDEN
-        await _close(websocket, code, refusal_message(check, TokenKind.JOIN))
+        # the reason as an error message too: clients (join page, RoomClient) show it
+        await _refuse(websocket, code, refusal_message(check, TokenKind.JOIN))
         return
     if sockets.count(meeting_id) >= service.settings.max_signal_sockets:
         await _refuse(websocket, CLOSE_TOO_MANY,
