@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     rate_create_per_min: int = Field(default=30, ge=1)
     rate_join_per_min: int = Field(default=60, ge=1)
     rate_token_per_min: int = Field(default=600, ge=1)
+    #: Networks (CIDRs) a participant's ICE candidates may point at besides public addresses
+    #: (bridge/rooms/ice.py); the default is the private LAN ranges, "" allows public only.
+    ice_allow: str = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
     # --- the Janus bot
     #: ``announced``: everyone is analysed once the bot has announced itself by name and in
     #: the room's chat; ``required``: nobody is analysed (tracks are only drained).

@@ -26,6 +26,7 @@ from bridge.errors import MicroCueError
 from bridge.facemodels import load_face_models
 from bridge.policy import for_meeting
 from bridge.rooms.base import AdapterContext, MeetingAdapter
+from bridge.rooms.ice import DEFAULT_ICE_ALLOW, Network, filter_candidates, parse_networks
 from bridge.service import MeetingService
 from inference.analyzer import FaceModels, ParticipantAnalyzer
 from inference.models import ModelSet
@@ -111,6 +112,8 @@ class BuiltinRoom(MeetingAdapter):
         self.members: dict[str, _Member] = {}
         self._closed = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        #: networks besides public ones that clients' ICE candidates may name (MICROCUE_ICE_ALLOW)
+        self.ice_networks: tuple[Network, ...] = parse_networks(DEFAULT_ICE_ALLOW)
 
     async def run(self) -> None:
         await self._closed.wait()
@@ -147,7 +150,7 @@ class BuiltinRoom(MeetingAdapter):
     async def answer(self, participant_id: str, display: str, consent: bool, sdp: object,
                      notify: Notify | None = None) -> str:
         """Take a participant's offer (first or renewed) and return the bridge's answer."""
-        offer = check_offer(sdp)
+        offer = filter_candidates(check_offer(sdp), self.ice_networks)
         if participant_id not in self.members and len(self.members) >= MAX_PARTICIPANTS:
             raise SignalError(f"this room is full ({MAX_PARTICIPANTS} participants)")
         await self.leave(participant_id, reason="renegotiated", keep_worker=True)
@@ -243,6 +246,7 @@ class BuiltinRooms:
         room = self.rooms.get(meeting_id)  # another join may have created it meanwhile
         if room is None:
             room = self.rooms[meeting_id] = BuiltinRoom(ctx)
+            room.ice_networks = parse_networks(self.settings.ice_allow)
         return room
 
     async def close_meeting(self, meeting_id: str, reason: str) -> None:

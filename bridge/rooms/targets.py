@@ -104,7 +104,7 @@ async def check_target(url: str, allow: frozenset[tuple[str, int]], *, schemes: 
             f"{host}:{port} is not on the operator's allow-list (MICROCUE_JOIN_ALLOW, host:port pairs); "
             "ask the operator to add it"
         )
-    addresses = await _resolve(host, port)
+    addresses = [host] if _is_ip(host) else await _resolve(host, port)
     allowed_ips = {h for h, p in allow if p == port}
     for address in addresses:
         if not is_public(address) and address not in allowed_ips:
@@ -115,12 +115,16 @@ async def check_target(url: str, allow: frozenset[tuple[str, int]], *, schemes: 
     return CheckedTarget(url=url, scheme=scheme, host=host, port=port, address=addresses[0])
 
 
-async def _resolve(host: str, port: int) -> list[str]:
+def _is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
-        return [host]
     except ValueError:
-        pass
+        return False
+    return True
+
+
+async def _resolve(host: str, port: int) -> list[str]:
+    """The name's addresses, asked once (the caller keeps them: no second lookup to rebind)."""
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(RESOLVE_TIMEOUT_S):
