@@ -117,8 +117,11 @@ async def _demo(args: argparse.Namespace, settings: Settings) -> int:
         await client.aclose()
         await asyncio.sleep(0.5)  # the participant's last cues (presence 0) reach the bus and the store
         await service.end_meeting(meeting_id)
-        print(f"meeting ended; report: {settings.base_url}/api/meetings/{meeting_id}/report.html"
-              f"?token={created.presenter_token}", file=sys.stderr)
+        # stderr is where the log goes (and a journal keeps it): no token here; the dashboard link
+        # on stdout carries it, and `microcue report` needs none
+        print(f"meeting ended; report: microcue report {meeting_id} --format html (or "
+              f"{settings.base_url}/api/meetings/{meeting_id}/report.html with the dashboard's token)",
+              file=sys.stderr)
         printer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await printer
