@@ -181,3 +181,35 @@ async def test_concurrent_bot_requests_start_one_bot_and_bad_targets_are_4xx(
             r = await asyncio.to_thread(httpx.post, bot_url, json=target, headers=headers, timeout=30)
             assert r.status_code == code, (target, r.text)
         assert len(server.app.state.service.bot_hook.bots) == 1
+
+
+async def test_the_bot_connects_to_the_checked_address_and_follows_no_redirect(janus: JanusServer) -> None:
+    """Resolve once: the URL's name is never looked up again (``.invalid`` cannot resolve, RFC
+    6761), the bot goes to the address the target check returned. And a 302 is not followed."""
+    from websockets.exceptions import InvalidStatus
+
+    from bridge.rooms.janus import JanusSession
+
+    host, port = janus.url.split("//", 1)[1].rsplit(":", 1)
+    session = JanusSession(f"ws://rebound.invalid:{port}", address=host)
+    try:
+        await session.open()
+        assert session.session_id is not None
+    finally:
+        await session.close()
+
+    async def redirect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(f"HTTP/1.1 302 Found\r\nLocation: {janus.url}\r\nContent-Length: 0\r\n\r\n".encode())
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(redirect, "127.0.0.1", 0)
+    try:
+        redirector = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        with pytest.raises(InvalidStatus) as refused:
+            await JanusSession(redirector).open()
+        assert refused.value.response.status_code == 302
+    finally:
+        server.close()
+        await server.wait_closed()
