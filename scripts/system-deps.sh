@@ -4,9 +4,10 @@
 #   espeak-ng  real synthesised speech for the voice-activity tests
 #   iproute2   `ip`, used by scripts/netns-run.sh (with util-linux's `unshare`)
 #   chromium   headless browser for tests/e2e/test_dashboard_browser.py (Playwright drives /usr/bin/chromium)
+#   mosquitto, openssl  a private TLS broker with client certificates and an ACL (tests/integration/test_mqtt_tls.py)
 # Called with package names, installs those instead of the default list.
 set -euo pipefail
-DEFAULT_PACKAGES=(janus espeak-ng iproute2 chromium)
+DEFAULT_PACKAGES=(janus espeak-ng iproute2 chromium mosquitto openssl)
 if [ $# -eq 0 ]; then set -- "${DEFAULT_PACKAGES[@]}"; fi
 need=()
 for pkg in "$@"; do
