@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from bridge import logsafe
 from bridge.config import Settings
 from bridge.errors import MicroCueError
 
@@ -75,6 +76,7 @@ def main(argv: Sequence[str] | None = None, modules: Sequence[str] = COMMAND_MOD
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logsafe.install()
     try:
         return int(args.run(args, settings) or 0)
     except MicroCueError as exc:

@@ -62,6 +62,30 @@ class Settings(BaseSettings):
     # Where the web role reaches this worker's built-in room signalling (http://POD_IP:PORT);
     # empty: http://HOST:PORT of this process.
     worker_url: str = ""
+    # --- hard limits (docs/privacy.md "Limits"); each refusal is a 4xx or a websocket close code
+    #: Meetings not yet ended that one service runs at once.
+    max_meetings: int = Field(default=200, ge=1)
+    #: Signalling sockets open per built-in meeting: 8 participants (the room cap), each
+    #: with one reconnect in flight.
+    max_signal_sockets: int = Field(default=16, ge=1)
+    #: Seconds a signalling socket may take from connect to its first offer.
+    join_timeout_s: float = Field(default=30.0, gt=0)
+    #: Requests per minute and client address: meeting creation, joins (signalling sockets
+    #: and join pages), and token checks (API, dashboard, live feed).
+    rate_create_per_min: int = Field(default=30, ge=1)
+    rate_join_per_min: int = Field(default=60, ge=1)
+    rate_token_per_min: int = Field(default=600, ge=1)
+    #: Networks (CIDRs) a participant's ICE candidates may point at besides public addresses
+    #: (bridge/rooms/ice.py); the default is the private LAN ranges, "" allows public only.
+    ice_allow: str = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
+    # --- the Janus bot
+    #: ``announced``: everyone is analysed once the bot has announced itself by name and in
+    #: the room's chat; ``required``: nobody is analysed (tracks are only drained).
+    janus_consent: Literal["required", "announced"] = "announced"
+    # --- MQTT over TLS (``mqtts://``): CA to trust, and this client's certificate and key
+    mqtt_ca: Path | None = None
+    mqtt_cert: Path | None = None
+    mqtt_key: Path | None = None
 
     @field_validator("database_url")
     @classmethod

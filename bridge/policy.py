@@ -8,9 +8,13 @@ only presence, attention, engagement and speaking. An operator outside that
 law's reach may lift this with ``MICROCUE_POLICY=unrestricted``; that choice is
 logged (once per process) and shown on every dashboard and report.
 
-The analysis workers call ``emotions_allowed`` before running the emotion
-stages, so prohibited inferences are never computed; the dashboard hub filters
-with ``allowed_cue_types`` as a second line of defence.
+Every path decides with ``for_meeting(context, stored_policy, settings)``: the stricter of the
+policy stored with the meeting when it was created and the one in force now. The live
+analysis, the store writer (which drops withheld cue kinds, whoever published them), the
+dashboard, the join page, reports, ``microcue join`` and ``microcue analyze`` therefore never
+disagree: a meeting created under the default never gains emotion cues because the operator
+later switched to ``unrestricted``, and one created unrestricted loses them when the operator
+switches back.
 """
 
 from __future__ import annotations
@@ -120,3 +124,18 @@ def decide(context: str, settings: Settings) -> PolicyDecision:
         overridden=overridden,
         notice=notice,
     )
+
+
+def effective_policy(stored_policy: str | None, settings: Settings) -> str:
+    """``unrestricted`` only when both the meeting's stored policy and today's setting say so."""
+    if stored_policy is None:  # no meeting row (a file, a CLI bot): today's setting alone
+        return settings.policy
+    return UNRESTRICTED if stored_policy == settings.policy == UNRESTRICTED else "default"
+
+
+def for_meeting(context: str, stored_policy: str | None, settings: Settings) -> PolicyDecision:
+    """The one decision for a meeting, on every path: the stricter of stored and current policy."""
+    effective = effective_policy(stored_policy, settings)
+    if effective != settings.policy:
+        settings = settings.model_copy(update={"policy": effective})
+    return decide(context, settings)

@@ -14,6 +14,7 @@ imports, so this module never imports them and works before they exist:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -28,11 +29,12 @@ from bridge import policy, tokens
 from bridge.bus import EventBus, create_bus
 from bridge.config import Settings
 from bridge.errors import MicroCueError
+from bridge.rooms.targets import TargetRefused, check_target, parse_allow
 from bridge.store import db, migrate, repo
 from bridge.store.tables import Meeting, Participant
 from bridge.store.writer import StoreWriter
 from bridge.tokens import TokenKind
-from inference.cues import Cue
+from inference.cues import CUE_TYPES, EMOTION_CUE_TYPES, Cue
 
 log = logging.getLogger("microcue.service")
 
@@ -45,6 +47,17 @@ SETTLE_POLL_S = 0.05
 SUBSCRIBE_READY_TIMEOUT_S = 10.0
 
 SummaryHook = Callable[[str], Awaitable[Any]]
+#: Stops one meeting's activity somewhere (rooms, bots, sockets): ``(meeting_id, reason)``.
+MeetingCloser = Callable[[str, str], Awaitable[object]]
+#: The reasons closers are given (websockets map them to their close codes).
+REASON_ENDED = "meeting ended"
+REASON_ERASED = "meeting erased"
+#: Recalls the bot of one meeting: ``(meeting_id, reason) -> whether one was there``.
+BotRecall = Callable[[str, str], Awaitable[bool]]
+#: Seconds end and erase give the closers to stop rooms, bots and sockets (the issue's 2 s bound).
+CLOSE_TIMEOUT_S = 2.0
+#: Meetings whose purpose decision the store writer keeps in memory.
+POLICY_CACHE_SIZE = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +69,8 @@ class BotTarget:
     url: str
     room: int | None = None
     recipe: str | None = None
+    #: the address ``bridge.rooms.targets.check_target`` resolved and checked: connect here only
+    address: str | None = None
 
     @property
     def host(self) -> str:
@@ -90,6 +105,13 @@ class HostNotAllowed(MicroCueError):
         self.host = host
 
 
+class TooManyMeetings(MicroCueError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"this service already runs {limit} meetings (MICROCUE_MAX_MEETINGS); end one or try later"
+        )
+
+
 class FeatureUnavailable(MicroCueError):
     """A hook another part of MicroCue provides is not installed in this build."""
 
@@ -122,6 +144,10 @@ class MeetingService:
         self.writer = writer
         self.summary_hook: SummaryHook | None = None
         self.bot_hook: BotHook | None = None
+        self.bot_recall: BotRecall | None = None
+        #: Called by end and erase, in order, so that nothing keeps analysing a closed meeting.
+        self.closers: list[MeetingCloser] = []
+        self._allowed_cache: dict[str, frozenset[str]] = {}
 
     # --- links ---------------------------------------------------------------------------------
 
@@ -139,6 +165,8 @@ class MeetingService:
         """A meeting, its presenter token and a first join token (the link to share with people)."""
         decision = policy.decide(context, self.settings)
         async with self.sessions() as session:
+            if await repo.count_open_meetings(session=session) >= self.settings.max_meetings:
+                raise TooManyMeetings(self.settings.max_meetings)
             meeting = await repo.create_meeting(
                 session=session,
                 title=title,
@@ -179,6 +207,7 @@ class MeetingService:
             meeting = await repo.end_meeting(session=session, meeting_id=meeting_id)
         if meeting is None:
             raise MeetingNotFound(meeting_id)
+        await self.close_meeting(meeting_id, REASON_ENDED)
         await self._settle_writer()
         if self.summary_hook is not None:
             try:
@@ -196,12 +225,70 @@ class MeetingService:
             await asyncio.sleep(SETTLE_POLL_S)
 
     async def erase_meeting(self, meeting_id: str) -> repo.Removed:
-        """Erasure: every row of the meeting in every table, tokens included."""
+        """Erasure: every row of the meeting in every table, tokens included. Rooms, bots and
+        sockets stop first, so no cue of the meeting is produced (or stored) afterwards."""
+        await self.close_meeting(meeting_id, REASON_ERASED)
+        await self._settle_writer()
         async with self.sessions() as session:
             removed = await repo.delete_meeting(session=session, meeting_id=meeting_id)
         if not removed.meeting_ids:
             raise MeetingNotFound(meeting_id)
         return removed
+
+    async def close_meeting(self, meeting_id: str, reason: str) -> None:
+        """Runs every closer (rooms, bots, signalling and live sockets) for ``meeting_id``, at
+        most ``CLOSE_TIMEOUT_S``; one failing closer is logged and does not stop the others."""
+        self._allowed_cache.pop(meeting_id, None)
+        if not self.closers:
+            return
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                results = await asyncio.gather(*(c(meeting_id, reason) for c in self.closers), return_exceptions=True)
+        except TimeoutError:
+            log.error("closing meeting %s took more than %.0f s", meeting_id, CLOSE_TIMEOUT_S)
+            return
+        for result in results:
+            if isinstance(result, BaseException):
+                log.error("closing meeting %s: a closer failed", meeting_id, exc_info=result)
+
+    async def recall_bot(self, meeting_id: str) -> bool:
+        """The meeting's bot leaves; False when there was none."""
+        await self.get_meeting(meeting_id)
+        if self.bot_recall is None:
+            return False
+        return await self.bot_recall(meeting_id, "recalled by the presenter")
+
+    async def revoke_tokens(self, meeting_id: str, *, token: str | None = None, kind: TokenKind | None = None) -> int:
+        async with self.sessions() as session:
+            revoked = await tokens.revoke(session=session, meeting_id=meeting_id, token=token, kind=kind)
+        log.info("meeting %s: %d token(s) revoked", meeting_id, revoked)
+        return revoked
+
+    async def allowed_cue_types(self, meeting_id: str) -> frozenset[str]:
+        """The meeting's one purpose decision (stricter of stored and current), cached."""
+        allowed = self._allowed_cache.get(meeting_id)
+        if allowed is not None:
+            return allowed
+        async with self.sessions() as session:
+            meeting = await repo.get_meeting(session=session, meeting_id=meeting_id)
+        if meeting is None:  # unknown: the writer rejects its cues anyway; store nothing sensitive
+            return CUE_TYPES - EMOTION_CUE_TYPES
+        allowed = policy.for_meeting(meeting.context, meeting.policy, self.settings).allowed_cue_types
+        if len(self._allowed_cache) >= POLICY_CACHE_SIZE:
+            self._allowed_cache.pop(next(iter(self._allowed_cache)))
+        self._allowed_cache[meeting_id] = allowed
+        return allowed
+
+    async def admit_cue(self, cue: Cue) -> bool:
+        """The store writer's gate: a cue kind the meeting's policy withholds is never stored,
+        whoever published it (a bridge, or any client of the MQTT broker). When the database
+        cannot say, emotion kinds are refused (fail closed)."""
+        try:
+            allowed = await self.allowed_cue_types(cue.meeting_id)
+        except Exception as exc:
+            log.warning("policy lookup for meeting %s failed (%s); withholding emotion cues", cue.meeting_id, exc)
+            allowed = CUE_TYPES - EMOTION_CUE_TYPES
+        return cue.type in allowed
 
     async def summary(self, meeting_id: str) -> dict[str, Any] | None:
         async with self.sessions() as session:
@@ -249,9 +336,16 @@ class MeetingService:
     # --- bots ----------------------------------------------------------------------------------
 
     async def request_bot(self, meeting_id: str, target: BotTarget) -> Mapping[str, Any]:
-        """Allow-list first (the operator's promise), then the hook a bridge installs."""
-        if target.host not in self.settings.join_allow_hosts:
-            raise HostNotAllowed(target.host)
+        """The target check first (scheme, host:port allow-list, resolved once to a permitted
+        address: ``bridge.rooms.targets``), then the hook a bridge installs, which connects to
+        that checked address only."""
+        try:
+            allow = parse_allow(self.settings.join_allow)
+        except ValueError as exc:
+            raise TargetRefused(f"the operator's allow-list is invalid: {exc}") from exc
+        schemes = {"janus": ("ws", "wss"), "page": ("http", "https")}.get(target.kind, ("https",))
+        checked = await check_target(target.url, allow, schemes=schemes)
+        target = dataclasses.replace(target, address=checked.address)
         meeting = await self.get_meeting(meeting_id)
         if meeting.ended_at is not None:
             raise MeetingEnded(meeting_id)
@@ -288,9 +382,11 @@ async def running_service(
         await bus.start()
         subscription = bus.subscribe(None)
         await _wait_ready(subscription)
-        writer = StoreWriter(sessions, subscription)
+        service = MeetingService(settings, bus=bus, sessions=sessions)
+        writer = StoreWriter(sessions, subscription, admit=service.admit_cue)
+        service.writer = writer
         await writer.start()
-        yield MeetingService(settings, bus=bus, sessions=sessions, writer=writer)
+        yield service
     finally:
         await bus.aclose()
         if writer is not None:

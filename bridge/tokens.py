@@ -16,17 +16,22 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bridge.store import repo
+from bridge.store.tables import Meeting, utcnow
 
 #: Bytes of randomness per token: 32 bytes = 256 bits, about 43 URL-safe characters.
 TOKEN_BYTES = 32
 #: Longest string we hash at all: a real token is 43 characters; anything much longer is
 #: garbage (or an attempt to make us hash megabytes per request).
 MAX_TOKEN_LEN = 256
+#: Days a presenter token keeps opening reports after the meeting ended, when the meeting sets
+#: no retention of its own; the same 30 days ``microcue purge --older-than`` suggests.
+PRESENTER_DAYS_AFTER_END = 30
 #: Hash compared when no row matched, so a miss costs the same comparison as a hit.
 _DUMMY_HASH = hashlib.sha256(b"microcue-no-such-token").hexdigest()
 
@@ -46,6 +51,7 @@ class TokenStatus(StrEnum):
     UNKNOWN = "unknown"  # not a token we issued (or its meeting was erased)
     WRONG_MEETING = "wrong_meeting"  # a real token, for another meeting
     WRONG_KIND = "wrong_kind"  # a real token for this meeting, of the other scope
+    EXPIRED = "expired"  # was valid: join tokens end with the meeting, presenter tokens after retention
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +118,37 @@ async def check(*, session: AsyncSession, token: str | None, meeting_id: str, ki
         return TokenCheck(TokenStatus.WRONG_MEETING, meeting_id=row.meeting_id, kind=row.kind)
     if row.kind != kind.value:
         return TokenCheck(TokenStatus.WRONG_KIND, meeting_id=row.meeting_id, kind=row.kind)
+    meeting = await repo.get_meeting(session=session, meeting_id=row.meeting_id)
+    if meeting is None or expired(row.kind, meeting, utcnow()):
+        return TokenCheck(TokenStatus.EXPIRED, meeting_id=row.meeting_id, kind=row.kind)
     return TokenCheck(TokenStatus.OK, meeting_id=row.meeting_id, kind=row.kind, role=row.role)
+
+
+def expires_at(kind: str, meeting: Meeting) -> datetime | None:
+    """When a token of ``kind`` stops working: a join token when the meeting ends (nobody joins an
+    ended meeting), a presenter token once the meeting's retention after its end has passed
+    (the reports it opens are then due for purging). None while the meeting runs."""
+    if meeting.ended_at is None:
+        return None
+    if kind == TokenKind.JOIN.value:
+        return meeting.ended_at
+    return meeting.ended_at + timedelta(days=meeting.retention_days or PRESENTER_DAYS_AFTER_END)
+
+
+def expired(kind: str, meeting: Meeting, now: datetime) -> bool:
+    at = expires_at(kind, meeting)
+    return at is not None and now >= at
+
+
+async def revoke(
+    *, session: AsyncSession, meeting_id: str, token: str | None = None, kind: TokenKind | None = None
+) -> int:
+    """Deletes one token of this meeting (``token``) or all of a ``kind``; returns how many went."""
+    if token is not None:
+        if len(token) > MAX_TOKEN_LEN:
+            return 0
+        return await repo.delete_tokens(session=session, meeting_id=meeting_id, token_hash=hash_token(token))
+    return await repo.delete_tokens(session=session, meeting_id=meeting_id, kind=kind.value if kind else None)
 
 
 def refusal_message(result: TokenCheck, kind: TokenKind) -> str:
@@ -127,5 +163,9 @@ def refusal_message(result: TokenCheck, kind: TokenKind) -> str:
             return f"this token belongs to another meeting: expected {wanted}"
         case TokenStatus.WRONG_KIND:
             return f"a {result.kind} token cannot be used here: expected {wanted}"
+        case TokenStatus.EXPIRED:
+            if result.kind == TokenKind.JOIN.value:
+                return "this join token expired: the meeting has ended"
+            return "this presenter token expired: the meeting ended longer ago than its retention period"
         case _:
             return "token accepted"

@@ -7,9 +7,10 @@
 #   janus-demos  Janus's own VideoRoom demo page: chromium participants (test_janus_browsers.py) and the
 #                meeting UI the browser-bot test joins (test_browser_bot.py)
 #   npm        fetches the third-party WHIP client for tests/e2e/test_whip.py (scripts/test-clients.sh)
+#   mosquitto, openssl  a private TLS broker with client certificates and an ACL (tests/integration/test_mqtt_tls.py)
 # Called with package names, installs those instead of the default list.
 set -euo pipefail
-DEFAULT_PACKAGES=(janus janus-demos espeak-ng iproute2 chromium npm)
+DEFAULT_PACKAGES=(janus janus-demos espeak-ng iproute2 chromium npm mosquitto openssl)
 if [ $# -eq 0 ]; then set -- "${DEFAULT_PACKAGES[@]}"; fi
 need=()
 for pkg in "$@"; do

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from typing import Literal
 
 from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
@@ -27,6 +28,7 @@ from bridge.errors import NotBuiltYet, UsageError
 from bridge.insights.summary import make_summary_hook
 from bridge.rooms.bots import BotManager
 from bridge.rooms.builtin import BuiltinRooms
+from bridge.rooms.targets import TargetRefused
 from bridge.service import (
     FeatureUnavailable,
     HostNotAllowed,
@@ -34,14 +36,18 @@ from bridge.service import (
     MeetingNotFound,
     MeetingService,
     ParticipantNotFound,
+    TooManyMeetings,
     running_service,
 )
 from web.hub import LiveHub
 from web.limits import BodyLimitMiddleware
+from web.ratelimit import RateLimiter
 from web.routes import health, meetings, pages, reports, whip
 from web.routes.pages import STATIC_DIR
+from web.security import SecurityMiddleware
 from web.ws import live, signal, signal_proxy
 from web.ws.live import LiveOptions
+from web.ws.sockets import MeetingSockets
 
 log = logging.getLogger("microcue.web")
 
@@ -54,6 +60,7 @@ ERROR_STATUS: dict[type[Exception], int] = {
     NotBuiltYet: status.HTTP_501_NOT_IMPLEMENTED,
     UsageError: status.HTTP_422_UNPROCESSABLE_CONTENT,
     FeatureUnavailable: status.HTTP_501_NOT_IMPLEMENTED,
+    TooManyMeetings: status.HTTP_429_TOO_MANY_REQUESTS,
 }
 
 
@@ -146,6 +153,14 @@ def create_app(
             app.state.whip_sessions = {}
             if service.bot_hook is None:
                 service.bot_hook = bots
+                service.bot_recall = bots.close_meeting
+            app.state.signal_sockets = MeetingSockets()
+            app.state.rate_limiter = RateLimiter.from_settings(settings)
+            # End and erase stop everything of the meeting: rooms, bots, signalling and live sockets.
+            service.closers.extend(
+                [app.state.rooms.close_meeting, bots.close_meeting, app.state.signal_sockets.close_meeting,
+                 hub.close_meeting]
+            )
             log.info("MicroCue %s role ready on %s (bus: %s)", role, settings.base_url, type(service.bus).__name__)
             try:
                 yield
@@ -163,7 +178,10 @@ def create_app(
     )
     for error, code in ERROR_STATUS.items():
         app.add_exception_handler(error, _error_handler(code))
+    app.add_exception_handler(TargetRefused, _target_refused)
+    app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(SecurityMiddleware, settings=settings)
     app.include_router(meetings.router)
     app.include_router(reports.router)
     app.include_router(pages.api_router)
@@ -174,6 +192,20 @@ def create_app(
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422 list without the offending input: echoing it back could not encode
+    ``Infinity`` (a 500, found by fuzzing) and would reflect whatever the sender put there."""
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    detail = [{"type": e.get("type"), "loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in errors]
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
+async def _target_refused(_request: Request, exc: Exception) -> JSONResponse:
+    """A bot target refused by ``bridge.rooms.targets``: 403 or 422 as the check says, never 500."""
+    code = exc.status if isinstance(exc, TargetRefused) else status.HTTP_403_FORBIDDEN
+    return JSONResponse({"detail": str(exc)}, status_code=code)
 
 
 def _error_handler(code: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:

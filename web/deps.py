@@ -17,6 +17,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from bridge.config import Settings
 from bridge.service import MeetingService
 from bridge.tokens import TokenCheck, TokenKind, TokenStatus, refusal_message, same_secret
+from web import ratelimit
 from web.hub import LiveHub
 
 _bearer = HTTPBearer(auto_error=False, description="Presenter token, or the API key where one is required")
@@ -65,8 +66,11 @@ async def require_api_key(
         )
 
 
-async def require_presenter(meeting_id: str, service: ServiceDep, bearer: BearerDep, token: TokenQuery = None) -> str:
+async def require_presenter(
+    request: Request, meeting_id: str, service: ServiceDep, bearer: BearerDep, token: TokenQuery = None
+) -> str:
     """The meeting's presenter token, from the header or the query; returns the meeting id."""
+    ratelimit.check(request, "token")
     candidates = [c for c in (bearer.credentials if bearer else None, token) if c]
     results: list[TokenCheck] = []
     for candidate in candidates:
@@ -82,5 +86,10 @@ async def require_presenter(meeting_id: str, service: ServiceDep, bearer: Bearer
     raise _unauthorized(refusal_message(results[0], TokenKind.PRESENTER))
 
 
+def limit_creation(request: Request) -> None:
+    ratelimit.check(request, "create")
+
+
 ApiKey = Annotated[None, Depends(require_api_key)]
+CreateLimit = Annotated[None, Depends(limit_creation)]
 PresenterMeeting = Annotated[str, Depends(require_presenter)]

@@ -27,6 +27,7 @@ from typing import Any
 from bridge import metrics
 from bridge.bus import EventBus, Subscription
 from bridge.confidence import below_floor
+from bridge.service import REASON_ERASED
 from bridge.store.tables import Participant
 from inference.cues import EXPRESSION_TYPES, Cue
 
@@ -99,9 +100,12 @@ class LiveConnection:
         self._queue.append(text)
         self._wakeup.set()
 
-    def close_with(self, code: int, reason: str) -> None:
+    def close_with(self, code: int, reason: str, final: str | None = None) -> None:
+        """Close soon; ``final`` is the one message still sent before the close frame."""
         self.close_request = (code, reason)
         self._queue.clear()
+        if final is not None:
+            self._queue.append(final)
         self._wakeup.set()
 
     def pop(self) -> str | None:
@@ -382,11 +386,21 @@ class LiveHub:
             conn.offer(text)
 
     def meeting_ended(self, meeting_id: str) -> None:
+        """Every open feed of the meeting gets ``meeting_ended`` and is closed with 4409: the
+        analysis has stopped, nothing more will come."""
         state = self._state(meeting_id, create=True)
         assert state is not None
         state.ended = True
+        final = encode({"type": "meeting_ended", "meeting_id": meeting_id})
         for conn in state.connections:
-            conn.offer(encode({"type": "meeting_ended", "meeting_id": meeting_id}))
+            conn.close_with(CLOSE_MEETING_ENDED, "meeting ended", final=final)
+
+    async def close_meeting(self, meeting_id: str, reason: str) -> None:
+        """The service's closer (``MeetingService.closers``): end or erase closes the feeds."""
+        if reason == REASON_ERASED:
+            self.forget(meeting_id, reason=reason)
+        else:
+            self.meeting_ended(meeting_id)
 
     def forget(self, meeting_id: str, *, reason: str = "meeting erased") -> None:
         """Erasure: drop the meeting's state and close its live connections."""
@@ -401,6 +415,8 @@ class LiveHub:
 
 #: Close code when the meeting a presenter watches was erased (4000-4999 are the application's).
 CLOSE_MEETING_GONE = 4410
+#: Close code when the meeting ended: final, like HTTP 409 for a late join.
+CLOSE_MEETING_ENDED = 4409
 
 
 def _log_task_failure(task: asyncio.Task[None]) -> None:

@@ -132,7 +132,7 @@ class BotRequest(BaseModel):
     @field_validator("janus")
     @classmethod
     def _janus_url(cls, v: str | None) -> str | None:
-        return None if v is None else _check_url(v, ("ws", "wss", "http", "https"), "janus")
+        return None if v is None else _check_url(v, ("ws", "wss"), "janus")
 
     @field_validator("whep")
     @classmethod
@@ -178,6 +178,31 @@ def _check_url(value: str, schemes: tuple[str, ...], name: str) -> str:
     if parts.scheme not in schemes or not parts.hostname:
         raise ValueError(f"'{name}' must be a {'/'.join(schemes)} URL with a host, got {value!r}")
     return value
+
+
+class TokenRevoke(BaseModel):
+    """``{"token": "<a token of this meeting>"}`` or ``{"kind": "join"}`` (every join token)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    token: str | None = Field(default=None, min_length=1, max_length=256)
+    kind: Literal["join", "presenter"] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> TokenRevoke:
+        if (self.token is None) == (self.kind is None):
+            raise ValueError("give exactly one of 'token' (one token) or 'kind' (every token of that kind)")
+        return self
+
+
+class TokensRevoked(BaseModel):
+    meeting_id: str
+    revoked: int
+
+
+class BotRecalled(BaseModel):
+    meeting_id: str
+    status: Literal["left"] = "left"
 
 
 class BotAccepted(BaseModel):

@@ -18,7 +18,7 @@ from fastapi import FastAPI, WebSocket
 from bridge.cluster.health import create_health_app
 from bridge.cluster.worker_role import WorkerRole
 from web.ws import signal
-from web.ws.live import _close
+from web.ws.common import close
 from web.ws.signal_proxy import CLOSE_RECONNECT
 
 
@@ -33,7 +33,7 @@ def create_worker_app(worker: WorkerRole) -> FastAPI:
     async def room_signal(websocket: WebSocket, meeting_id: str) -> None:
         if worker.draining or not await worker.rooms.wait_held(meeting_id):
             await websocket.accept()  # a stale holder in the lease table, or a drain: try again
-            await _close(websocket, CLOSE_RECONNECT, "this bridge worker does not hold the meeting; reconnect")
+            await close(websocket, CLOSE_RECONNECT, "this bridge worker does not hold the meeting; reconnect")
             return
         members = sockets.setdefault(meeting_id, set())
         members.add(websocket)
@@ -47,7 +47,7 @@ def create_worker_app(worker: WorkerRole) -> FastAPI:
     async def room_closed(meeting_id: str) -> None:
         for websocket in list(sockets.get(meeting_id, ())):
             with contextlib.suppress(Exception):
-                await _close(
+                await close(
                     websocket,
                     CLOSE_RECONNECT,
                     "this meeting moved to another bridge worker; reconnect and send your offer again",

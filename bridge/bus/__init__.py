@@ -73,5 +73,6 @@ def create_bus(settings: Settings) -> EventBus:
     """MQTT when ``MICROCUE_MQTT_URL`` is set (several bridges share one broker),
     otherwise the in-process bus of the embedded default. Call ``start()`` next."""
     if settings.mqtt_url:
-        return MqttBus(settings.mqtt_url)
+        return MqttBus(settings.mqtt_url, ca_file=settings.mqtt_ca, cert_file=settings.mqtt_cert,
+                       key_file=settings.mqtt_key)
     return InProcessBus()

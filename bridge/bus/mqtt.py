@@ -44,6 +44,7 @@ import time
 import uuid
 from collections import OrderedDict, deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -152,6 +153,29 @@ def parse_mqtt_url(url: str) -> MqttEndpoint:
     )
 
 
+def tls_context(
+    endpoint: MqttEndpoint, *, ca_file: Path | None = None, cert_file: Path | None = None, key_file: Path | None = None
+) -> ssl.SSLContext | None:
+    """TLS for ``mqtts://``: the broker's certificate is verified (against ``ca_file`` when given,
+    else the system store) and its host name checked; ``cert_file``/``key_file`` authenticate
+    this client, so the broker's ACL can tell bridges (which may publish cues) from readers.
+    Certificates given for a plain ``mqtt://`` URL are a configuration error, not ignored."""
+    if not endpoint.tls:
+        if ca_file or cert_file or key_file:
+            raise UsageError("MICROCUE_MQTT_CA/CERT/KEY need an mqtts:// MICROCUE_MQTT_URL")
+        return None
+    if (cert_file is None) != (key_file is None):
+        raise UsageError("MICROCUE_MQTT_CERT and MICROCUE_MQTT_KEY go together (client certificate and its key)")
+    try:
+        context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if cert_file is not None:
+            context.load_cert_chain(str(cert_file), str(key_file))
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(f"cannot load the MQTT TLS files: {exc}") from exc
+    return context
+
+
 def cue_topic(meeting_id: str | None) -> str:
     """The topic of one meeting, or the wildcard filter for all when None."""
     return f"{TOPIC_PREFIX}/{meeting_id if meeting_id is not None else '+'}/{TOPIC_SUFFIX}"
@@ -234,10 +258,14 @@ class MqttBus:
         client_id: str | None = None,
         outbox_size: int = DEFAULT_OUTBOX,
         subscriber_queue: int = DEFAULT_SUBSCRIBER_QUEUE,
+        ca_file: Path | None = None,
+        cert_file: Path | None = None,
+        key_file: Path | None = None,
     ) -> None:
         if outbox_size < 1:
             raise ValueError(f"outbox_size must be >= 1, got {outbox_size}")
         self.endpoint = parse_mqtt_url(url)
+        self._tls = tls_context(self.endpoint, ca_file=ca_file, cert_file=cert_file, key_file=key_file)
         # Stable for the bus's life: the broker finds our persistent session by it.
         self.client_id = client_id or f"microcue-{uuid.uuid4().hex[:16]}"
         self._outbox_size = outbox_size
@@ -428,7 +456,7 @@ class MqttBus:
             keepalive=KEEPALIVE_S,
             timeout=OPERATION_TIMEOUT_S,
             max_queued_incoming_messages=MAX_QUEUED_INCOMING,
-            tls_context=ssl.create_default_context() if self.endpoint.tls else None,
+            tls_context=self._tls,
             logger=logging.getLogger("microcue.bus.paho"),
         )
         # aiomqtt warns above 10 pending calls; a full send window is normal here.

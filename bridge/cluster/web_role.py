@@ -72,6 +72,17 @@ class ClusterBots:
             MAX_ATTEMPTS,
         )
 
+    def live(self, meeting_id: str) -> dict[str, dict[str, Any]]:
+        """The bots run on the workers: this process has no live view of their participants."""
+        return {}
+
+    async def close_meeting(self, meeting_id: str, reason: str = "recalled") -> bool:
+        """The service's closer. The holding worker stops the meeting's bot by itself within a
+        lease renewal (``RENEW_S``): it sees the meeting ended, or its lease erased. Recalling a
+        bot of a running meeting from the web role is not built; False says nothing was stopped here."""
+        log.info("meeting %s %s: its worker stops its bot at the next lease renewal", meeting_id, reason)
+        return False
+
     async def aclose(self) -> None:
         for task in list(self._watchers):
             task.cancel()

@@ -17,10 +17,12 @@ from typing import Any
 
 from tqdm import tqdm
 
+from bridge import policy
 from bridge.config import Settings
 from bridge.errors import MicroCueError
 from bridge.media.videofile import TruncatedVideo, VideoError, VideoInfo, probe, read_frames
 from bridge.models.face import load_face_models
+from bridge.store.tables import MEETING_CONTEXTS
 from inference.analyzer import ParticipantAnalyzer, SpottedExpression
 from inference.cues import Cue
 from inference.streams import PerSecond
@@ -32,12 +34,20 @@ class NoFaceFound(MicroCueError):
     exit_code = NO_FACE_EXIT
 
 
+#: A recording analysed on its own is most often research material; the context is stated in
+#: the output so nobody mistakes it for a workplace analysis (which withholds emotions).
+DEFAULT_CONTEXT = "research"
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("analyze", help="analyse a video file with the streaming pipeline")
     p.add_argument("video", type=Path, help="any file PyAV/FFmpeg can read")
     p.add_argument("--json", dest="json_out", type=Path, required=True, help="where to write the JSON result")
     p.add_argument("--report", type=Path, default=None, help="also write a one-page HTML report")
     p.add_argument("--no-gaze", action="store_true", help="skip the iris model (faster, no gaze)")
+    p.add_argument("--context", choices=list(MEETING_CONTEXTS), default=DEFAULT_CONTEXT,
+                   help="what the recording is (purpose policy): workplace and education withhold emotion, "
+                        f"sentiment and micro-expressions, EU AI Act Art. 5(1)(f) (default: {DEFAULT_CONTEXT})")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
@@ -136,11 +146,26 @@ def analyze_file(info: VideoInfo, analyzer: ParticipantAnalyzer, *, progress: bo
     }
 
 
+def apply_policy(result: dict[str, Any], decision: policy.PolicyDecision) -> dict[str, Any]:
+    """States the context and decision in the result and keeps only the cue kinds it allows
+    (the analyzer already computed none of the others; this makes the file say so too)."""
+    result["context"] = decision.context
+    result["policy"] = decision.to_dict()
+    for p in result["participants"]:
+        p["cues"] = [c for c in p["cues"] if c["type"] in decision.allowed_cue_types]
+        if not decision.emotions_allowed:
+            p["events"] = []
+    return result
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     info = probe(args.video)
+    # a file has no stored meeting policy: the context given here and today's setting decide
+    decision = policy.for_meeting(args.context, None, settings)
     models = load_face_models(settings.model_dir, gaze=not args.no_gaze, runtime=settings.model_runtime)
-    analyzer = ParticipantAnalyzer(models, track_gaze=not args.no_gaze, fps_hint=info.fps or 15.0)
-    result = analyze_file(info, analyzer, progress=not args.quiet)
+    analyzer = ParticipantAnalyzer(models, track_gaze=not args.no_gaze, fps_hint=info.fps or 15.0,
+                                   emotions_allowed=decision.emotions_allowed)
+    result = apply_policy(analyze_file(info, analyzer, progress=not args.quiet), decision)
     write_json_atomic(args.json_out, result)
     if args.report is not None:
         from bridge.insights.reports.file_report import render_file_report
@@ -149,7 +174,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"wrote {args.report}")
     p = result["participants"][0]
     print(f"wrote {args.json_out} ({result['frames']} frames, face in {100 * p['face_present_ratio']:.1f} %, "
-          f"{len(p['events'])} expression(s), {result['analysis']['ms_per_frame']} ms/frame)")
+          f"{len(p['events'])} expression(s), {result['analysis']['ms_per_frame']} ms/frame; "
+          f"context {decision.context}: emotions {'inferred' if decision.emotions_allowed else 'withheld'})")
     for warning in analyzer.spotter.stats().warnings():
         print(f"warning: {warning}", file=sys.stderr)
     if result["error"]:

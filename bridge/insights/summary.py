@@ -335,8 +335,7 @@ def meeting_decision(meeting: Meeting, settings: Settings) -> policy.PolicyDecis
     A meeting run under ``unrestricted`` keeps its emotion figures only while the
     operator still runs unrestricted; a meeting run under the default never gains them.
     """
-    effective = policy.UNRESTRICTED if meeting.policy == settings.policy == policy.UNRESTRICTED else "default"
-    return policy.decide(meeting.context, settings.model_copy(update={"policy": effective}))
+    return policy.for_meeting(meeting.context, meeting.policy, settings)
 
 
 async def compute_summary(*, session: AsyncSession, meeting: Meeting, settings: Settings) -> dict[str, Any]:

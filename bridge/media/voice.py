@@ -161,6 +161,11 @@ class VoiceWorker:
                     events = await self.executor.run_blocking(self.stream.push, batch)
                     for event in events:
                         await self._publish(event)
+        except Exception:
+            # One participant's audio (a bad frame, a resampler or model error) must not take the
+            # bot down with it: detach()/aclose() await this task, and an exception escaping here
+            # used to end the whole Janus session.
+            log.exception("audio analysis of this participant stopped", extra=self._extra)
         finally:
             if started:
                 for event in self.stream.flush():

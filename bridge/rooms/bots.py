@@ -47,9 +47,16 @@ class BotManager:
     def __init__(self, rooms: BuiltinRooms) -> None:
         self.rooms = rooms
         self.bots: dict[str, tuple[Bot, asyncio.Task[None]]] = {}
+        # One bot per meeting: the check and the start are one step, so two concurrent
+        # ``POST .../bot`` calls cannot both start one.
+        self._lock = asyncio.Lock()
 
     async def __call__(self, meeting_id: str, target: BotTarget) -> Mapping[str, Any]:
         """The service's ``bot_hook``."""
+        async with self._lock:
+            return await self._start(meeting_id, target)
+
+    async def _start(self, meeting_id: str, target: BotTarget) -> Mapping[str, Any]:
         running = self.bots.get(meeting_id)
         if running is not None and not running[1].done():
             return {"status": "already joined", "kind": running[0].kind}
@@ -59,24 +66,30 @@ class BotManager:
         if target.kind == "page":
             bot = await self._browser_bot(meeting_id, target)
         else:
-            # external meetings have no consent page: the bot announces itself by its display name
-            ctx = await self.rooms.context(meeting_id, consent=True)
+            # external meetings have no consent page: the bot announces itself by its display name.
+            # MICROCUE_JANUS_CONSENT: "announced" analyses everyone once the bot's name says it
+            # analyses faces; "required" analyses nobody (tracks are drained) until consent is
+            # granted per person.
+            announced = self.rooms.settings.janus_consent == "announced"
+            ctx = await self.rooms.context(meeting_id, consent=announced)
             ctx.consent_basis = "announced"
-            ctx.on_participant = self._recorder(meeting_id)
-            bot = create_adapter(JoinTarget(janus=target.url, room=target.room), ctx)
+            ctx.on_participant = self._recorder(meeting_id, consent=announced)
+            # connect to the address the target check resolved, never to the name again
+            options = {"address": target.address} if target.address else {}
+            bot = create_adapter(JoinTarget(janus=target.url, room=target.room), ctx, **options)
         task = asyncio.create_task(self._run(meeting_id, bot), name=f"bot-{meeting_id}")
         self.bots[meeting_id] = (bot, task)
         log.info("bot joining %s %s for meeting %s", target.kind, target.url, meeting_id)
         return {"status": "joining", "kind": bot.kind}
 
-    def _recorder(self, meeting_id: str) -> Callable[[str, str], Awaitable[None]]:
+    def _recorder(self, meeting_id: str, *, consent: bool) -> Callable[[str, str], Awaitable[None]]:
         """Stores each participant of the external meeting under their display name there."""
         service = self.rooms.service
 
         async def record(participant_id: str, display: str) -> None:
             async with service.sessions() as session:
                 await repo.add_participant(session=session, meeting_id=meeting_id, participant_id=participant_id,
-                                           display_name=display[:MAX_DISPLAY], consent=True)
+                                           display_name=display[:MAX_DISPLAY], consent=consent)
 
         return record
 
@@ -106,8 +119,9 @@ class BotManager:
         entry = self.bots.get(meeting_id)
         return entry[0] if entry is not None and not entry[1].done() else None
 
-    async def leave(self, meeting_id: str) -> bool:
-        """The meeting's bot leaves (meeting ended, or recalled); False when none was there."""
+    async def close_meeting(self, meeting_id: str, reason: str = "recalled") -> bool:
+        """The service's closer (meeting ended or erased) and ``DELETE .../bot``: the bot leaves now
+        (peers closed, workers stopped, chromium gone, no reconnect); False when none was running."""
         entry = self.bots.pop(meeting_id, None)
         if entry is None:
             return False
@@ -117,9 +131,10 @@ class BotManager:
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await bot.aclose()
-        log.info("bot of meeting %s left", meeting_id)
+        log.info("bot of meeting %s left: %s", meeting_id, reason)
         return was_running
 
     async def aclose(self) -> None:
         for meeting_id in list(self.bots):
-            await self.leave(meeting_id)
+            await self.close_meeting(meeting_id, "service stopping")
+

@@ -21,7 +21,7 @@ from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
 from aiortc.contrib.media import MediaRelay
 from aiortc.exceptions import OperationError
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from aiortc.sdp import candidate_from_sdp
+from aiortc.sdp import SessionDescription, candidate_from_sdp
 from av.frame import Frame
 from av.packet import Packet
 
@@ -32,8 +32,9 @@ from bridge.media.analysis_pool import AnalysisPool, ModelOptions, pool_threads
 from bridge.media.peers import keyframe_requester
 from bridge.media.worker import Analyzer
 from bridge.models.face import load_face_models
-from bridge.policy import emotions_allowed
+from bridge.policy import for_meeting
 from bridge.rooms.base import AdapterContext, MeetingAdapter
+from bridge.rooms.ice import DEFAULT_ICE_ALLOW, Network, candidate_allowed, filter_candidates, parse_networks
 from bridge.service import MeetingService
 from inference.analyzer import FaceModels, ParticipantAnalyzer
 from inference.models import ModelSet
@@ -62,7 +63,37 @@ def check_offer(sdp: object) -> str:
         raise SignalError("the offer is not SDP (it must start with 'v=0')")
     if "\nm=video " not in sdp.replace("\r\n", "\n"):
         raise SignalError("the offer has no video: publish a camera to join the analysis")
+    check_offer_limits(sdp)
     return sdp
+
+
+#: A participant publishes at most one camera and one microphone (aiortc starts a decoder
+#: per received stream, so each extra sending section costs a thread).
+MAX_SENDING_SECTIONS = 2
+#: Every media section of an offer: the participant's own two plus a receive slot of each
+#: kind for every other participant of a full room.
+MAX_MEDIA_SECTIONS = 2 * MAX_PARTICIPANTS
+
+
+def check_offer_limits(sdp: str) -> None:
+    """Refuses offers that would cost the bridge more than one participant should: too many
+    media sections, more than one sending camera or microphone, or no BUNDLE group (without
+    it every section gets its own ICE transport and ports)."""
+    try:
+        parsed = SessionDescription.parse(sdp)
+    except (ValueError, AssertionError, IndexError, KeyError) as exc:
+        raise SignalError(f"the offer could not be used: {exc or type(exc).__name__}") from exc
+    media = parsed.media
+    if len(media) > MAX_MEDIA_SECTIONS:
+        raise SignalError(f"the offer has {len(media)} media sections, more than the {MAX_MEDIA_SECTIONS} allowed")
+    sending = [m for m in media if (m.direction or "sendrecv") in ("sendrecv", "sendonly")]
+    if len(sending) > MAX_SENDING_SECTIONS or len({m.kind for m in sending}) < len(sending):
+        raise SignalError("the offer sends more than one camera and one microphone; publish one of each at most")
+    bundles = [g for g in parsed.group if g.semantic == "BUNDLE"]
+    mids = {m.rtp.muxId for m in media}
+    if not bundles or not mids <= {str(i) for i in bundles[0].items}:
+        raise SignalError("the offer could not be used: it has no BUNDLE group covering every media section "
+                          "(a=group:BUNDLE), which the bridge requires")
 
 
 Notify = Callable[[dict[str, Any]], Awaitable[None]]
@@ -148,6 +179,10 @@ class _Member:
     down: RTCPeerConnection | None = None
     published: list[MediaStreamTrack] = field(default_factory=list)
     slots: list[_Slot] = field(default_factory=list)
+    #: relays this member's tracks; one per member, so that leaving drops aiortc's per-source
+    #: bookkeeping with it (MediaRelay forgets a source only once frames flowed and ended, so a
+    #: room-wide relay kept every never-started track of everyone who ever connected)
+    relay: MediaRelay = field(default_factory=MediaRelay)
     #: offers taken per connection over the whole meeting (each connection takes exactly one)
     offers: dict[str, int] = field(default_factory=lambda: {"publish": 0, "subscribe": 0})
 
@@ -167,10 +202,11 @@ class BuiltinRoom(MeetingAdapter):
 
     def __init__(self, ctx: AdapterContext) -> None:
         super().__init__(ctx)
-        self.relay = MediaRelay()
         self.members: dict[str, _Member] = {}
         self._closed = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        #: networks besides public ones that clients' ICE candidates may name (MICROCUE_ICE_ALLOW)
+        self.ice_networks: tuple[Network, ...] = parse_networks(DEFAULT_ICE_ALLOW)
 
     async def run(self) -> None:
         await self._closed.wait()
@@ -234,7 +270,7 @@ class BuiltinRoom(MeetingAdapter):
         no signalling socket tells us it went) the participant leaves when the connection fails or
         is closed by the other side, then ``on_lost`` runs.
         """
-        offer = check_offer(sdp)
+        offer = filter_candidates(check_offer(sdp), self.ice_networks)
         member = self._member(participant_id)
         if member.up is not None:
             raise SignalError("already publishing: the upstream connection is negotiated once")
@@ -247,7 +283,7 @@ class BuiltinRoom(MeetingAdapter):
             member.published.append(track)
             # the analysis reads its own relayed copy: the original feeds every subscriber
             transceiver = next((t for t in pc.getTransceivers() if t.receiver.track is track), None)
-            participant.attach(self.relay.subscribe(track, buffered=False), self.peers,
+            participant.attach(member.relay.subscribe(track, buffered=False), self.peers,
                                keyframe_requester(transceiver) if transceiver is not None else None)
             self.ready.set()
             for other_id in self.members:
@@ -291,6 +327,8 @@ class BuiltinRoom(MeetingAdapter):
                 candidate = candidate_from_sdp(line.removeprefix("candidate:"))
             except (AssertionError, ValueError, IndexError) as exc:
                 raise SignalError(f"not an ICE candidate: {line[:80]!r}") from exc
+            if not candidate_allowed(candidate.ip, self.ice_networks):
+                continue  # loopback, link-local or a network the operator did not allow (bridge/rooms/ice.py)
             candidate.sdpMid = mid
             if mid is None:
                 candidate.sdpMLineIndex = 0
@@ -302,7 +340,7 @@ class BuiltinRoom(MeetingAdapter):
 
     async def subscribe(self, participant_id: str, sdp: object) -> str:
         """Downstream: the participant offers receive slots once; the others are put in them."""
-        offer = check_offer(sdp)
+        offer = filter_candidates(check_offer(sdp), self.ice_networks)
         member = self._member(participant_id)
         if member.down is not None:
             raise SignalError("already receiving: the downstream connection is negotiated once")
@@ -349,7 +387,7 @@ class BuiltinRoom(MeetingAdapter):
         if slot is None:
             return False
         slot.owner, slot.used = publisher_id, True
-        slot.track.set_source(self.relay.subscribe(track, buffered=False))
+        slot.track.set_source(self.members[publisher_id].relay.subscribe(track, buffered=False))
         if track.kind == "video":
             # a new picture in an old m-line needs a keyframe; aiortc has no public call for it
             slot.transceiver.sender._send_keyframe()
@@ -419,7 +457,7 @@ class BuiltinRooms:
         per participant under the meeting's purpose policy (built-in rooms and API bots alike)."""
         meeting = await self.service.get_meeting(meeting_id)
         models, vad = await self.load_models()
-        allowed = emotions_allowed(meeting.context, self.settings)
+        allowed = for_meeting(meeting.context, meeting.policy, self.settings).emotions_allowed
         fps = self.settings.analysis_fps
 
         pool = self._pool
@@ -442,6 +480,7 @@ class BuiltinRooms:
         room = self.rooms.get(meeting_id)  # another join may have created it meanwhile
         if room is None:
             room = self.rooms[meeting_id] = BuiltinRoom(ctx)
+            room.ice_networks = parse_networks(self.settings.ice_allow)
         return room
 
     # --- one publisher without signalling (WHIP): the whole use other ingest paths make of a room --
@@ -471,10 +510,11 @@ class BuiltinRooms:
         if room is not None:
             await room.leave(participant_id)
 
-    async def close(self, meeting_id: str) -> None:
-        """The meeting ended or was erased: everyone leaves, the room is gone."""
+    async def close_meeting(self, meeting_id: str, reason: str = "meeting ended") -> None:
+        """The service's closer: the meeting ended or was erased; everyone leaves, the room is gone."""
         room = self.rooms.pop(meeting_id, None)
         if room is not None:
+            log.info("built-in room of meeting %s closed: %s", meeting_id, reason)
             await room.close_meeting()
 
     async def aclose(self) -> None:

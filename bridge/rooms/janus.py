@@ -34,6 +34,7 @@ import secrets
 from typing import Any
 
 import websockets
+import websockets.asyncio.client
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc import sdp as aiortc_sdp
 from websockets.asyncio.client import ClientConnection
@@ -67,7 +68,17 @@ DECODABLE: dict[str, frozenset[str]] = {
     "video": frozenset({"vp8", "h264"}),
     "audio": frozenset({"opus", "pcmu", "pcma"}),
 }
-BOT_DISPLAY = "MicroCue bot (analysing engagement; ask the host to opt out)"
+#: What people in the room see: that a bot analyses faces (EU AI Act Art. 50(3): people exposed
+#: to emotion recognition are told), and how to opt out.
+BOT_DISPLAY = "MicroCue bot - analysing faces (ask the host to opt out)"
+
+
+class _NoRedirects(websockets.asyncio.client.connect):
+    """``websockets.connect`` that follows no redirect: a 3xx from the server is an error, so a
+    checked target cannot send the bot somewhere else (bridge/rooms/targets.py)."""
+
+    def process_redirect(self, exc: Exception) -> Exception | str:
+        return exc
 
 
 class JanusError(MicroCueError):
@@ -97,8 +108,11 @@ def _check(msg: dict[str, Any], what: str) -> dict[str, Any]:
 class JanusSession:
     """One WebSocket and one Janus session: transactions, unsolicited events, keepalive."""
 
-    def __init__(self, url: str, *, keepalive_s: float = KEEPALIVE_S) -> None:
+    def __init__(self, url: str, *, keepalive_s: float = KEEPALIVE_S, address: str | None = None) -> None:
         self.url = url
+        #: the checked IP to connect to (the URL's host is still sent and verified by TLS);
+        #: None: resolve the URL's host (``microcue join``, run by the operator)
+        self.address = address
         self.keepalive_s = keepalive_s
         self.session_id: int | None = None
         #: unsolicited messages; ``None`` marks the end of the connection
@@ -108,12 +122,17 @@ class JanusSession:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def open(self) -> None:
-        self._ws = await websockets.connect(
+        where: dict[str, Any] = {}
+        if self.address is not None:
+            where["host"] = self.address
+        self._ws = await _NoRedirects(
             self.url,
             subprotocols=[websockets.Subprotocol(JANUS_SUBPROTOCOL)],
             max_size=MAX_MESSAGE_BYTES,
             open_timeout=REQUEST_TIMEOUT_S,
             ping_interval=None,  # Janus keepalives do this job, as janus.js does
+            proxy=None,  # connect to the checked address itself, never through an environment proxy
+            **where,
         )
         self._tasks.append(asyncio.create_task(self._read(), name="janus-read"))
         created = await self.request({"janus": "create"}, "create a session")
@@ -231,7 +250,8 @@ class JanusAdapter(MeetingAdapter):
     kind = "janus"
 
     def __init__(
-        self, url: str, room: int, ctx: AdapterContext, *, keepalive_s: float = KEEPALIVE_S, display: str = BOT_DISPLAY
+        self, url: str, room: int, ctx: AdapterContext, *, keepalive_s: float = KEEPALIVE_S, display: str = BOT_DISPLAY,
+        address: str | None = None,
     ) -> None:
         super().__init__(ctx)
         if not url.startswith(("ws://", "wss://")):
@@ -240,6 +260,7 @@ class JanusAdapter(MeetingAdapter):
         self.room = room
         self.keepalive_s = keepalive_s
         self.display = display
+        self.address = address  # resolved once by the target check: reconnects go to the same address
         self.connections = 0  # successful joins, >1 means the bot reconnected
         self.connected = asyncio.Event()
         self._session: JanusSession | None = None
@@ -300,7 +321,7 @@ class JanusAdapter(MeetingAdapter):
     # ---- one connection --------------------------------------------------------------------
 
     async def _connect_and_serve(self) -> None:
-        session = self._session = JanusSession(self.url, keepalive_s=self.keepalive_s)
+        session = self._session = JanusSession(self.url, keepalive_s=self.keepalive_s, address=self.address)
         await session.open()
         self._pub = await session.attach()
         joined = await session.message(

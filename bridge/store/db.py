@@ -8,6 +8,7 @@ without ``foreign_keys`` SQLite ignores ``ON DELETE CASCADE`` entirely.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,13 @@ SQLITE_PRAGMAS: tuple[str, ...] = (
     f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
     # NORMAL is durable across application crashes in WAL mode; only power loss can drop the last commits.
     "PRAGMA synchronous=NORMAL",
+    # Erased rows are overwritten with zeros instead of lingering in free pages, where a copy of
+    # the file would still show them (https://www.sqlite.org/pragma.html#pragma_secure_delete).
+    "PRAGMA secure_delete=ON",
 )
+#: The database holds people's cues and names: only the service's own user may read it.
+SQLITE_FILE_MODE = 0o600
+SQLITE_DIR_MODE = 0o700
 #: Seconds asyncpg waits for a TCP connection, so an unreachable server fails fast and the writer retries.
 POSTGRES_CONNECT_TIMEOUT_S = 5
 
@@ -51,6 +58,20 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+def create_private_file(path: Path) -> None:
+    """Creates the SQLite file (and its folder) readable by this user only, before SQLite does.
+
+    SQLite creates a missing file with the process umask (often 0644: world-readable) and gives
+    its ``-wal``/``-shm`` files the database file's mode, so creating it 0600 first covers all
+    three. An existing file is tightened too.
+    """
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=SQLITE_DIR_MODE, exist_ok=True)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, SQLITE_FILE_MODE)
+    os.close(fd)
+    os.chmod(path, SQLITE_FILE_MODE)
+
+
 def create_engine(settings: Settings, *, url: str | None = None, **kwargs: Any) -> AsyncEngine:
     """Engine for ``settings.effective_database_url`` (or ``url``); extra kwargs go to SQLAlchemy.
 
@@ -61,7 +82,7 @@ def create_engine(settings: Settings, *, url: str | None = None, **kwargs: Any) 
     if is_sqlite(parsed):
         database = parsed.database or ""
         if database and database != ":memory:" and not database.startswith("file:"):
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            create_private_file(Path(database))
         engine = create_async_engine(parsed, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
         return engine

@@ -175,6 +175,11 @@ async def get_meeting(*, session: AsyncSession, meeting_id: str) -> Meeting | No
     return await session.get(Meeting, meeting_id)
 
 
+async def count_open_meetings(*, session: AsyncSession) -> int:
+    """Meetings not ended yet: what the service's meeting cap counts."""
+    return int(await session.scalar(select(func.count()).select_from(Meeting).where(Meeting.ended_at.is_(None))) or 0)
+
+
 async def start_meeting(*, session: AsyncSession, meeting_id: str, at: datetime | None = None) -> Meeting | None:
     """Marks the first start only; a bot that rejoins does not move it."""
     meeting = await session.get(Meeting, meeting_id)
@@ -386,6 +391,21 @@ async def store_token(
 
 async def find_token(*, session: AsyncSession, token_hash: str) -> Token | None:
     return await session.scalar(select(Token).where(Token.token_hash == token_hash))
+
+
+async def delete_tokens(
+    *, session: AsyncSession, meeting_id: str, token_hash: str | None = None, kind: str | None = None
+) -> int:
+    """Revocation: one token (by its hash) or every token of a kind, of this meeting only."""
+    statement = delete(Token).where(Token.meeting_id == meeting_id)
+    if token_hash is not None:
+        statement = statement.where(Token.token_hash == token_hash)
+    if kind is not None:
+        _check("kind", kind, TOKEN_KINDS)
+        statement = statement.where(Token.kind == kind)
+    result = await session.execute(statement)
+    await session.commit()
+    return int(cast(Any, result).rowcount or 0)
 
 
 # --- erasure and retention -----------------------------------------------------------------------

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 
@@ -54,6 +54,10 @@ POISON_ERRORS: tuple[type[BaseException], ...] = (IntegrityError, DataError)
 POISON_SQLSTATE_CLASSES: frozenset[str] = frozenset({"22", "23"})
 
 
+#: Decides whether a cue may be stored (the meeting's purpose policy); see ``bridge.service``.
+Admit = Callable[[Cue], Awaitable[bool]]
+
+
 class StoreWriter:
     """Owns its two tasks and its subscription: ``aclose()`` closes both and flushes.
 
@@ -72,6 +76,7 @@ class StoreWriter:
         backoff_initial: float = DEFAULT_BACKOFF_INITIAL_S,
         backoff_max: float = DEFAULT_BACKOFF_MAX_S,
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT_S,
+        admit: Admit | None = None,
     ) -> None:
         if batch_size < 1 or max_buffer < 1:
             raise ValueError(f"batch_size and max_buffer must be >= 1, got {batch_size} and {max_buffer}")
@@ -85,6 +90,7 @@ class StoreWriter:
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
         self._close_timeout = close_timeout
+        self._admit = admit
         self._buffer: deque[Cue] = deque()
         # The batch being written: it leaves the buffer only once the database has it.
         self._inflight: deque[Cue] = deque()
@@ -99,6 +105,8 @@ class StoreWriter:
         self.rejected = 0
         self.retries = 0
         self.dropped = 0
+        #: Cues not stored because the meeting's purpose policy withholds their kind.
+        self.withheld = 0
 
     @property
     def pending(self) -> int:
@@ -113,6 +121,7 @@ class StoreWriter:
             "rejected": self.rejected,
             "retries": self.retries,
             "dropped": self.dropped,
+            "withheld": self.withheld,
             "pending": self.pending,
             # Lost upstream, before the writer saw them (the subscription's bounded queue).
             "bus_dropped": int(getattr(self._subscription, "dropped", 0)),
@@ -184,6 +193,9 @@ class StoreWriter:
         try:
             async for cue in self._subscription:
                 self.received += 1
+                if self._admit is not None and not await self._admit(cue):
+                    self.withheld += 1
+                    continue
                 self._enqueue(cue)
         except asyncio.CancelledError:
             raise

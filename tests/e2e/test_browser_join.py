@@ -68,8 +68,14 @@ async def test_chromium_participant_publishes_and_cues_arrive(netns: str, tmp_pa
                                         tracks=[SyntheticFaceTrack(to_yuv(face_loop_frames(seconds=1.0)))])
                 try:
                     await page.wait_for_selector("#remote-media video", timeout=30_000)
-                    playing = await page.wait_for_function(
-                        "document.querySelector('#remote-media video').videoWidth > 0", timeout=30_000)
+                    # polled with evaluate: wait_for_function evaluates a string in the page, which the
+                    # join page's CSP (no eval) rightly refuses
+                    playing = False
+                    async with asyncio.timeout(30):
+                        while not playing:
+                            playing = await page.evaluate(
+                                "() => (document.querySelector('#remote-media video')?.videoWidth || 0) > 0")
+                            await asyncio.sleep(0.2)
                     assert playing
                 finally:
                     await other.aclose()

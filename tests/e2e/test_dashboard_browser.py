@@ -231,6 +231,19 @@ async def test_workplace_dashboard_shows_policy_and_no_emotions(server: LiveServ
     assert_not_blank(shot)
 
 
+async def test_dashboard_token_leaves_the_address_bar_and_a_reload_still_works(server: LiveServer,
+                                                                              browser: Any) -> None:
+    """The token shows during screen sharing and lands in the history while it is in the URL."""
+    m = create_meeting(server, "customer")
+    page = await browser.new_page(viewport={"width": 1280, "height": 800})
+    await page.goto(m["dashboard_url"].replace(server.app.state.settings.base_url, server.base_url))
+    await page.wait_for_selector(".connection.live", timeout=10_000)
+    assert "token" not in page.url and page.url.endswith(f"/meetings/{m['id']}/dashboard")
+    await page.reload()
+    await page.wait_for_selector(".connection.live", timeout=10_000)
+    assert "token" not in page.url
+
+
 async def test_dashboard_shows_reconnecting_and_recovers(tmp_path: Path, browser: Any) -> None:
     """The server goes away and comes back on the same port: the page says so, then goes live again."""
     settings = Settings(data_dir=tmp_path)

@@ -282,6 +282,8 @@ async def test_bot_follows_publishers_and_resubscribes_after_janus_restart(
         "-m",
         "web.cli",
         "join",
+        "--context",
+        "customer",
         "--janus",
         janus.url,
         "--room",

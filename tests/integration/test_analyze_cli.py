@@ -65,6 +65,32 @@ def test_writes_valid_json_with_the_face_found(
     assert "brow_inner_R" in spotting["noise"]
 
 
+def test_context_is_stated_and_workplace_withholds_emotions(face_models: FaceModels, face_clip: Path,
+                                                            tmp_path: Path) -> None:
+    """``analyze`` defaults to ``research`` and says so; ``--context workplace`` withholds every
+    emotion, sentiment and micro-expression output in the JSON, the report and the summary line."""
+    out = tmp_path / "research.json"
+    proc = _run(face_clip, "--json", out)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    assert data["context"] == "research" and data["policy"]["emotions_allowed"] is True
+    assert "context research: emotions inferred" in proc.stdout
+
+    out = tmp_path / "workplace.json"
+    html = tmp_path / "workplace.html"
+    proc = _run(face_clip, "--json", out, "--report", html, "--context", "workplace")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    assert data["context"] == "workplace" and data["policy"]["emotions_allowed"] is False
+    assert "context workplace: emotions withheld" in proc.stdout
+    participant = data["participants"][0]
+    kinds = {c["type"] for c in participant["cues"]}
+    assert kinds >= {"presence", "engagement"}
+    assert not kinds & {"sentiment", "micro_expression", "macro_expression"}, kinds
+    assert participant["events"] == []
+    assert all("emotion" not in c and "valence" not in c for c in participant["cues"])
+
+
 def _faststart_clip(path: Path) -> None:
     """An MP4 with its index first, so a cut file still opens and decoding stops at the cut."""
 

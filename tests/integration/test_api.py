@@ -221,7 +221,8 @@ def test_oversized_bodies_are_refused_before_reading(client: httpx.Client) -> No
 
 
 def test_api_key_guards_creation_and_bots(settings: Settings) -> None:
-    keyed = settings.model_copy(update={"api_key": "operator-key", "join_allow": "janus.example"})
+    # 192.0.2.10 (TEST-NET-1, RFC 5737) is not public: allowed only because it is listed itself
+    keyed = settings.model_copy(update={"api_key": "operator-key", "join_allow": "192.0.2.10:8188"})
     with LiveServer(create_app(keyed)) as server, httpx.Client(base_url=server.base_url, timeout=30) as client:
         body = {"title": "x", "context": "customer"}
         r = client.post("/api/meetings", json=body)
@@ -231,7 +232,7 @@ def test_api_key_guards_creation_and_bots(settings: Settings) -> None:
         assert client.post("/api/meetings", json=body, headers={"X-API-Key": "operator-key"}).status_code == 201
 
         bot = f"/api/meetings/{m['id']}/bot"
-        janus = {"janus": "ws://janus.example:8188", "room": 1234}
+        janus = {"janus": "ws://192.0.2.10:8188", "room": 1234}
         # Presenter token without the key, and the key without the token: both refused.
         assert client.post(bot, json=janus, headers=bearer(m["presenter_token"])).status_code == 401
         assert client.post(bot, json=janus, headers=bearer("operator-key")).status_code == 401
@@ -247,6 +248,7 @@ def test_api_key_guards_creation_and_bots(settings: Settings) -> None:
         for invalid in (
             {},
             {"janus": "ws://janus.example:8188"},
+            {"janus": "http://192.0.2.10:8188", "room": 1},  # only ws/wss: never a 500 from the adapter
             {"whep": "ftp://janus.example/x"},
             {"janus": "ws://janus.example", "room": 1, "whep": "https://janus.example/w"},
         ):
@@ -269,7 +271,8 @@ def test_api_key_guards_creation_and_bots(settings: Settings) -> None:
         server.app.state.service.bot_hook = join
         r = client.post(bot, json=janus, headers=headers)
         assert r.status_code == 202 and r.json()["detail"] == {"worker": "bridge-1"}
-        assert seen == [(m["id"], BotTarget(kind="janus", url="ws://janus.example:8188", room=1234))]
+        # the hook gets the address the check resolved: the bot connects there, not to a new DNS answer
+        assert seen == [(m["id"], BotTarget(kind="janus", url="ws://192.0.2.10:8188", room=1234, address="192.0.2.10"))]
 
 
 def test_health_ready_metrics_and_openapi(client: httpx.Client) -> None:

@@ -30,7 +30,7 @@ import pytest
 from bridge.config import Settings
 from bridge.store import repo
 from bridge.store.db import create_engine, create_session_factory
-from inference.cues import Cue
+from inference.cues import EMOTION_CUE_TYPES, Cue
 from tests.live_server import LiveServer
 from tests.services import MOSQUITTO, require_service
 from tests.support.postgres import database_settings
@@ -170,7 +170,8 @@ def run_meeting(server: LiveServer, client: httpx.Client, *, context: str = "cus
             return len(await repo.cues_for_meeting(session=s, meeting_id=mid))
 
     deadline = time.monotonic() + STORE_TIMEOUT_S
-    while server.call(stored()) < len(cues):
+    # cue kinds the meeting's policy withholds are dropped by the writer (counted, never stored)
+    while server.call(stored()) + service.writer.withheld < len(cues):
         assert time.monotonic() < deadline, "the store writer did not write every published cue"
         time.sleep(0.05)
     return mid, token, len(cues)
@@ -279,8 +280,17 @@ def test_summary_saved_on_end_and_reports(
 
 
 def test_workplace_report_has_no_emotion_figures(server: LiveServer, client: httpx.Client) -> None:
-    """Even with emotion cues in the store (a misbehaving producer), a workplace report shows none."""
+    """Even with emotion cues in the store (a producer writing to the database directly, past the
+    writer's policy gate), a workplace report shows none."""
     mid, token, _ = run_meeting(server, client, context="workplace")
+    assert server.app.state.service.writer.withheld > 0  # the gate dropped what was published
+
+    async def write_past_the_gate() -> None:
+        async with server.app.state.service.sessions() as s:
+            emotional = [c for c in sales_call(mid) if c.type in EMOTION_CUE_TYPES]
+            await repo.insert_cues(session=s, cues=emotional)
+
+    server.call(write_past_the_gate())
     assert client.post(f"/api/meetings/{mid}/end", headers=bearer(token)).status_code == 200
     data = client.get(f"/api/meetings/{mid}/report.json", headers=bearer(token)).json()
     s = data["summary"]

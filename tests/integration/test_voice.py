@@ -248,3 +248,30 @@ async def test_segment_ends_when_the_packets_stop(
         await sub.aclose()
     assert [c.value for c in cues] == [1.0, 0.0]
     assert 1.5 < cues[1].t - cues[0].t < 3.0
+
+
+class _BrokenMic(MediaStreamTrack):
+    """A track whose frames make the resampler fail (a video frame on an audio track)."""
+
+    kind = "audio"
+
+    async def recv(self) -> av.VideoFrame:  # type: ignore[override]
+        await asyncio.sleep(0.02)
+        return av.VideoFrame(16, 16, "rgb24")
+
+
+async def test_one_participants_broken_audio_stays_with_that_participant(
+    vad: SileroVad, bus: InProcessBus, executor: BlockingExecutor
+) -> None:
+    """Issue 12: one participant's voice-reader exception used to escape detach() and stop the
+    whole Janus bot; now it is logged and that participant's audio alone stops."""
+    worker = VoiceWorker(meeting_id="m-voice", participant_id="x", vad=vad, bus=bus, executor=executor, consent=True)
+    track = _BrokenMic()
+    try:
+        worker.attach(track)
+        await asyncio.sleep(0.3)
+        assert not worker.attached  # the reader ended on its own
+        await worker.detach()  # what an adapter does when the connection drops: must not raise
+    finally:
+        track.stop()
+        await worker.aclose()

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import uvicorn
 
+from bridge import logsafe
 from bridge.config import Settings
 from bridge.demo.netns import NetnsError, netns_address, netns_command, netns_usable
 from bridge.errors import MicroCueError
@@ -97,6 +98,7 @@ async def _serve_demo(args: argparse.Namespace, settings: Settings) -> int:
     frames = await run_in_background(scripted_frames, settings)
     app = create_app(settings)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", ws_max_size=WS_MAX_SIZE, server_header=False))
+    logsafe.install()  # after uvicorn set up its handlers: no token in any log line
     sockets = [bind_tcp(settings)]
     if args.unix_socket is not None:
         sockets.append(_unix_socket(args.unix_socket))
@@ -136,8 +138,11 @@ async def _serve_demo(args: argparse.Namespace, settings: Settings) -> int:
         await client.aclose()
         await asyncio.sleep(0.5)  # the participant's last cues (presence 0) reach the bus and the store
         await service.end_meeting(meeting_id)
-        print(f"meeting ended; report: {settings.base_url}/api/meetings/{meeting_id}/report.html"
-              f"?token={created.presenter_token}", file=sys.stderr)
+        # stderr is where the log goes (and a journal keeps it): no token here; the dashboard link
+        # on stdout carries it, and `microcue report` needs none
+        print(f"meeting ended; report: microcue report {meeting_id} --format html (or "
+              f"{settings.base_url}/api/meetings/{meeting_id}/report.html with the dashboard's token)",
+              file=sys.stderr)
         printer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await printer

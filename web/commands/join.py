@@ -49,8 +49,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--context",
         choices=MEETING_CONTEXTS,
-        default="customer",
-        help="the meeting's purpose; workplace and education get no emotion cues (MICROCUE_POLICY)",
+        required=True,  # no silent default: the purpose decides what may be inferred (AI Act Art. 5(1)(f))
+        help="the meeting's purpose (required); workplace and education get no emotion cues (MICROCUE_POLICY)",
     )
     p.add_argument("--no-gaze", action="store_true", help="skip the iris model (faster, no gaze)")
     p.add_argument("--no-voice", action="store_true", help="no voice activity (speaking cues)")
@@ -84,12 +84,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 def _context(args: argparse.Namespace, settings: Settings, bus: EventBus, meeting_id: str) -> AdapterContext:
     """Load the models (fetching them on first use) and build what the adapter needs."""
     from bridge.models.face import load_face_models
-    from bridge.policy import emotions_allowed
+    from bridge.policy import for_meeting
     from inference.analyzer import ParticipantAnalyzer
     from inference.models import ModelError, ModelSet
     from inference.voice import SileroVad
 
-    allowed = emotions_allowed(args.context, settings)
+    allowed = for_meeting(args.context, None, settings).emotions_allowed
     models = load_face_models(settings.model_dir, gaze=not args.no_gaze, emotion=allowed)
     vad = None
     if not args.no_voice:
@@ -102,7 +102,11 @@ def _context(args: argparse.Namespace, settings: Settings, bus: EventBus, meetin
     def analyzer() -> ParticipantAnalyzer:
         return ParticipantAnalyzer(models, track_gaze=not args.no_gaze, emotions_allowed=allowed, fps_hint=fps)
 
-    return AdapterContext(meeting_id=meeting_id, bus=bus, analyzer_factory=analyzer, vad=vad, fps=fps)
+    # MICROCUE_JANUS_CONSENT: "announced" analyses everyone once the bot's display name says it
+    # analyses faces; "required" analyses nobody (tracks are drained, never analysed).
+    consent = settings.janus_consent == "announced"
+    return AdapterContext(meeting_id=meeting_id, bus=bus, analyzer_factory=analyzer, vad=vad, fps=fps,
+                          consent=consent)
 
 
 async def _print_cues(sub: Subscription) -> None:

@@ -15,6 +15,7 @@ import logging
 import socket
 import sys
 
+from bridge import logsafe
 from bridge.config import Settings
 from bridge.errors import MicroCueError, UsageError
 from bridge.store import migrate
@@ -112,6 +113,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         server_header=False,
     )
+    # uvicorn.Config set up its own handlers just now; its access log prints every query string.
+    logsafe.install()
     server = uvicorn.Server(config)
     print(f"MicroCue serving on {settings.base_url} (API docs: {settings.base_url}/docs)", file=sys.stderr)
     try:

@@ -7,12 +7,13 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, status
 
 from bridge import policy
-from bridge.rooms.bots import BotManager
 from bridge.service import BotTarget
 from bridge.store.tables import Meeting, Participant
-from web.deps import ApiKey, HubDep, PresenterMeeting, ServiceDep
+from bridge.tokens import TokenKind
+from web.deps import ApiKey, CreateLimit, HubDep, PresenterMeeting, ServiceDep
 from web.schemas import (
     BotAccepted,
+    BotRecalled,
     BotRequest,
     Erased,
     InviteRequest,
@@ -24,6 +25,8 @@ from web.schemas import (
     ParticipantUpdate,
     PolicyPublic,
     SummaryPublic,
+    TokenRevoke,
+    TokensRevoked,
 )
 
 router = APIRouter(prefix="/api/meetings", tags=["meetings"])
@@ -35,7 +38,7 @@ _AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def meeting_public(meeting: Meeting, service: ServiceDep) -> MeetingPublic:
-    decision = policy.decide(meeting.context, service.settings)
+    decision = policy.for_meeting(meeting.context, meeting.policy, service.settings)
     return MeetingPublic(
         id=meeting.id,
         title=meeting.title,
@@ -55,7 +58,7 @@ def meeting_public(meeting: Meeting, service: ServiceDep) -> MeetingPublic:
     response_model=MeetingCreated,
     responses={401: {"description": "MICROCUE_API_KEY is set and was not sent"}},
 )
-async def create_meeting(body: MeetingCreate, service: ServiceDep, _key: ApiKey) -> MeetingCreated:
+async def create_meeting(body: MeetingCreate, service: ServiceDep, _limit: CreateLimit, _key: ApiKey) -> MeetingCreated:
     """Creates a meeting; the presenter token in the answer is shown once, keep it."""
     created = await service.create_meeting(
         title=body.title, kind=body.kind, context=body.context, retention_days=body.retention_days
@@ -75,16 +78,11 @@ async def get_meeting(meeting_id: PresenterMeeting, service: ServiceDep) -> Meet
 
 
 @router.post("/{meeting_id}/end", response_model=MeetingPublic, responses=_AUTH_RESPONSES)
-async def end_meeting(
-    request: Request, meeting_id: PresenterMeeting, service: ServiceDep, hub: HubDep
-) -> MeetingPublic:
+async def end_meeting(meeting_id: PresenterMeeting, service: ServiceDep, hub: HubDep) -> MeetingPublic:
     """Ends the meeting (repeating it is harmless) and computes its summary where this build can;
-    a bot this process sent into an external meeting leaves it."""
-    bots: BotManager | None = getattr(request.app.state, "bots", None)
-    if bots is not None:
-        await bots.leave(meeting_id)
+    its room closes and its bot leaves (the service's closers)."""
     meeting = await service.end_meeting(meeting_id)
-    hub.meeting_ended(meeting_id)
+    hub.meeting_ended(meeting_id)  # also the service's closer; repeated for a process without it
     return meeting_public(meeting, service)
 
 
@@ -218,11 +216,20 @@ async def request_bot(meeting_id: PresenterMeeting, body: BotRequest, service: S
 
 @router.delete(
     "/{meeting_id}/bot",
-    responses={**_AUTH_RESPONSES, 404: {"description": "No bot of this process is in that meeting"}},
+    response_model=BotRecalled,
+    responses={**_AUTH_RESPONSES, 404: {"description": "No bot is in this meeting"}},
 )
-async def recall_bot(request: Request, meeting_id: PresenterMeeting) -> dict[str, str]:
-    """The meeting's bot leaves its external meeting (the browser bot's chromium exits)."""
-    bots: BotManager | None = getattr(request.app.state, "bots", None)
-    if bots is None or not await bots.leave(meeting_id):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no bot of this service is in meeting {meeting_id}")
-    return {"meeting_id": meeting_id, "status": "left"}
+async def recall_bot(meeting_id: PresenterMeeting, service: ServiceDep) -> BotRecalled:
+    """The bot leaves the external meeting now: its peers close and no cue is produced after."""
+    if not await service.recall_bot(meeting_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no bot is in meeting {meeting_id}")
+    return BotRecalled(meeting_id=meeting_id)
+
+
+@router.post("/{meeting_id}/tokens/revoke", response_model=TokensRevoked, responses=_AUTH_RESPONSES)
+async def revoke_tokens(meeting_id: PresenterMeeting, body: TokenRevoke, service: ServiceDep) -> TokensRevoked:
+    """Revokes one token of this meeting, or every token of a kind (``{"kind": "join"}``: nobody
+    new can join with an old link). Revoking the presenter token locks the caller out too."""
+    kind = TokenKind(body.kind) if body.kind else None
+    revoked = await service.revoke_tokens(meeting_id, token=body.token, kind=kind)
+    return TokensRevoked(meeting_id=meeting_id, revoked=revoked)

@@ -16,6 +16,7 @@ from fastapi.templating import Jinja2Templates
 from bridge import policy
 from bridge.tokens import TokenKind, refusal_message
 from inference.cues import CUE_TYPES
+from web import ratelimit
 from web.deps import ServiceDep
 from web.schemas import JoinInfo
 
@@ -37,6 +38,10 @@ DASHBOARD_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
+#: Cookie that lets the dashboard reload after its URL lost the token (sent to that page only).
+DASHBOARD_COOKIE = "microcue_dashboard"
+#: Eight hours: a working day of reloads; the presenter token itself lasts longer (bridge/tokens.py).
+DASHBOARD_COOKIE_MAX_AGE_S = 8 * 3600
 #: Human wording of cue kinds for the join page disclosure.
 CUE_WORDING = {
     "micro_expression": "brief facial expressions (micro-expressions)",
@@ -68,16 +73,32 @@ async def index() -> RedirectResponse:
 async def dashboard(
     request: Request, meeting_id: str, service: ServiceDep, token: str | None = Query(default=None)
 ) -> Response:
-    """The presenter dashboard; the page reads its token from its own URL."""
-    check = await service.check_token(token, meeting_id, TokenKind.PRESENTER)
+    """The presenter dashboard. The page takes its token from its URL once, keeps it in the
+    tab's sessionStorage and removes it from the address bar (``history.replaceState``), where
+    it would show during screen sharing. A reload then comes without ``?token=``: the short-lived
+    cookie set here (this page's path only, HttpOnly, SameSite=Strict) lets the page load again."""
+    ratelimit.check(request, "token")
+    presented = token or request.cookies.get(DASHBOARD_COOKIE)
+    check = await service.check_token(presented, meeting_id, TokenKind.PRESENTER)
     if not check.ok:
         code = status.HTTP_403_FORBIDDEN if check.authenticated else status.HTTP_401_UNAUTHORIZED
         return _refusal(request, code, "Dashboard not available", refusal_message(check, TokenKind.PRESENTER) + ".")
-    return FileResponse(
+    response = FileResponse(
         STATIC_DIR / "dashboard.html",
         media_type="text/html",
         headers={**PAGE_HEADERS, "Content-Security-Policy": DASHBOARD_CSP},
     )
+    if token:
+        response.set_cookie(
+            DASHBOARD_COOKIE,
+            token,
+            max_age=DASHBOARD_COOKIE_MAX_AGE_S,
+            path=f"/meetings/{meeting_id}/dashboard",
+            httponly=True,
+            samesite="strict",
+            secure=service.settings.base_url.startswith("https://"),
+        )
+    return response
 
 
 @router.get("/join/{meeting_id}", response_model=None)
@@ -85,6 +106,7 @@ async def join_page(
     request: Request, meeting_id: str, service: ServiceDep, token: str | None = Query(default=None)
 ) -> Response:
     """The participant's page: disclosure and consent first, then (when built) the WebRTC join."""
+    ratelimit.check(request, "join")
     check = await service.check_token(token, meeting_id, TokenKind.JOIN)
     if not check.ok:
         code = status.HTTP_403_FORBIDDEN if check.authenticated else status.HTTP_401_UNAUTHORIZED
@@ -93,16 +115,19 @@ async def join_page(
 
 
 @api_router.get("/{meeting_id}", response_model=JoinInfo)
-async def join_info(meeting_id: str, service: ServiceDep, token: str | None = Query(default=None)) -> JoinInfo:
+async def join_info(
+    request: Request, meeting_id: str, service: ServiceDep, token: str | None = Query(default=None)
+) -> JoinInfo:
     """What the join page shows before consent: the meeting and what is (not) inferred.
 
     Needs a join token of this meeting (``?token=``)."""
+    ratelimit.check(request, "token")
     check = await service.check_token(token, meeting_id, TokenKind.JOIN)
     if not check.ok:
         code = status.HTTP_403_FORBIDDEN if check.authenticated else status.HTTP_401_UNAUTHORIZED
         raise HTTPException(code, detail=refusal_message(check, TokenKind.JOIN))
     meeting = await service.get_meeting(meeting_id)
-    decision = policy.decide(meeting.context, service.settings)
+    decision = policy.for_meeting(meeting.context, meeting.policy, service.settings)
     order = list(CUE_WORDING)
     inferred = [CUE_WORDING[t] for t in order if t in decision.allowed_cue_types]
     not_inferred = [CUE_WORDING[t] for t in order if t in (CUE_TYPES - decision.allowed_cue_types)]

@@ -23,7 +23,7 @@
   const NAMES_DEBOUNCE_MS = 1000;       // an unknown participant triggers one refresh per second at most
   const DIP = { baselineFrom: 45000, baselineTo: 15000, current: 8000, drop: 0.15, minPeople: 2, share: 0.4 };
   const ALERT_HOLD_MS = 10000;        // keep the alert up this long after the dip ends: no flapping
-  const FATAL_CODES = { 4401: true, 4403: true, 4410: true };
+  const FATAL_CODES = { 4401: true, 4403: true, 4409: true, 4410: true };
   const AU_NAMES = {
     AU1: "inner brow raiser", AU2: "outer brow raiser", AU4: "brow lowerer", AU5: "upper lid raiser",
     AU6: "cheek raiser", AU7: "lid tightener", AU9: "nose wrinkler", AU10: "upper lip raiser",
@@ -35,7 +35,18 @@
   // --- where we are ------------------------------------------------------------------------------
   const parts = location.pathname.split("/");
   const meetingId = decodeURIComponent(parts[2] || "");
-  const token = new URLSearchParams(location.search).get("token") || "";
+  // The token arrives in the link once; it is kept in this tab only and removed from the address
+  // bar, where it would show during screen sharing and in the history (docs/privacy.md).
+  const token = (() => {
+    const key = `microcue-presenter-${meetingId}`;
+    const fromUrl = new URLSearchParams(location.search).get("token");
+    if (fromUrl) {
+      try { sessionStorage.setItem(key, fromUrl); } catch (e) { /* storage off: this load still works */ }
+      history.replaceState(null, "", location.pathname);
+      return fromUrl;
+    }
+    try { return sessionStorage.getItem(key) || ""; } catch (e) { return ""; }
+  })();
   const $ = (id) => document.getElementById(id);
 
   const state = {
@@ -475,6 +486,7 @@
       if (socket !== ws) return;
       socket = null;
       if (FATAL_CODES[event.code]) {
+        if (event.code === 4409) { showEnded(); setConnection("closed", "Meeting ended"); return; }
         fatal(event.code === 4410 ? "This meeting was erased; its live feed is closed." :
           `The live feed refused this link: ${event.reason || "invalid token"}. Ask for a fresh dashboard link.`);
         return;

@@ -24,18 +24,18 @@ big, 1001 server shutting down.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
 
 from fastapi import APIRouter, WebSocket
-from starlette.websockets import WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocketDisconnect
 
 from bridge import metrics, policy
 from bridge.service import MeetingNotFound, MeetingService
 from bridge.tokens import TokenKind, TokenStatus, refusal_message
 from inference.cues import EXPRESSION_TYPES
+from web import ratelimit
 from web.hub import (
     DEFAULT_SEND_QUEUE,
     RECENT_EXPRESSIONS,
@@ -45,23 +45,19 @@ from web.hub import (
     LiveHub,
     encode,
 )
+from web.ws.common import (
+    CLOSE_FORBIDDEN,
+    CLOSE_TOO_BIG,
+    CLOSE_TOO_MANY,
+    CLOSE_TOO_SLOW,
+    CLOSE_UNAUTHORIZED,
+    close,
+    token_from,
+)
 
 log = logging.getLogger("microcue.web.live")
 
 router = APIRouter()
-
-#: Application close codes (4000-4999 are free for applications, RFC 6455 section 7.4.2);
-#: 44xx mirror the HTTP status a request would get.
-CLOSE_UNAUTHORIZED = 4401
-CLOSE_FORBIDDEN = 4403
-CLOSE_TOO_SLOW = 4408
-#: RFC 6455: the peer sent a message too big to process.
-CLOSE_TOO_BIG = 1009
-#: Seconds a close handshake may take before the handler gives up on a stuck peer.
-CLOSE_TIMEOUT_S = 2.0
-#: Websocket close reasons must fit a control frame (125 bytes, 2 of them the code).
-MAX_REASON_BYTES = 123
-
 
 @dataclass(frozen=True, slots=True)
 class LiveOptions:
@@ -77,42 +73,23 @@ class LiveOptions:
     max_message_bytes: int = 4096
 
 
-def _reason(text: str) -> str:
-    return text.encode("utf-8")[:MAX_REASON_BYTES].decode("utf-8", "ignore")
-
-
-def _token_from(websocket: WebSocket) -> str | None:
-    """``?token=`` (browsers cannot set headers on a websocket) or ``Authorization: Bearer``."""
-    token = websocket.query_params.get("token")
-    if token:
-        return token
-    scheme, _, value = websocket.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    return value.strip() or None
-
-
-async def _close(websocket: WebSocket, code: int, reason: str) -> None:
-    if websocket.application_state == WebSocketState.DISCONNECTED:
-        return
-    with contextlib.suppress(Exception):
-        async with asyncio.timeout(CLOSE_TIMEOUT_S):
-            await websocket.close(code, _reason(reason))
-
-
 @router.websocket("/ws/meetings/{meeting_id}/live")
 async def live_feed(websocket: WebSocket, meeting_id: str) -> None:
     """Presenter feed: snapshot, then cues; see the module docstring for the protocol."""
     service: MeetingService = websocket.app.state.service
     hub: LiveHub = websocket.app.state.hub
     options: LiveOptions = websocket.app.state.live_options
-    check = await service.check_token(_token_from(websocket), meeting_id, TokenKind.PRESENTER)
+    if not ratelimit.websocket_allowed(websocket, "token"):
+        await websocket.accept()
+        await close(websocket, CLOSE_TOO_MANY, "too many connections from this address; retry in a minute")
+        return
+    check = await service.check_token(token_from(websocket), meeting_id, TokenKind.PRESENTER)
     # Accept first: a close before accept becomes a bare HTTP 403 and the browser never sees why.
     await websocket.accept()
     if not check.ok:
         metrics.websocket_refused(check.status.value)
         code = CLOSE_UNAUTHORIZED if check.status in (TokenStatus.MISSING, TokenStatus.UNKNOWN) else CLOSE_FORBIDDEN
-        await _close(websocket, code, refusal_message(check, TokenKind.PRESENTER))
+        await close(websocket, code, refusal_message(check, TokenKind.PRESENTER))
         return
     try:
         meeting = await service.get_meeting(meeting_id)
@@ -122,9 +99,9 @@ async def live_feed(websocket: WebSocket, meeting_id: str) -> None:
             expressions = await service.recent_cues(meeting_id, types=EXPRESSION_TYPES, limit=RECENT_EXPRESSIONS)
             hub.seed(meeting_id, state_cues=state_cues, expression_cues=expressions)
     except MeetingNotFound as exc:  # erased between the token check and here
-        await _close(websocket, CLOSE_FORBIDDEN, str(exc))
+        await close(websocket, CLOSE_FORBIDDEN, str(exc))
         return
-    decision = policy.decide(meeting.context, service.settings)
+    decision = policy.for_meeting(meeting.context, meeting.policy, service.settings)
     coaching = None
     if meeting.kind == "sales" and service.summary_hook is not None:
         # coaching as the roles stand now, from the stored cues (a preview while the meeting runs)
@@ -167,7 +144,9 @@ async def _send_loop(websocket: WebSocket, conn: LiveConnection, options: LiveOp
     while True:
         await conn.wait(max(0.0, next_ping - time.monotonic()))
         if conn.close_request is not None:
-            await _close(websocket, *conn.close_request)
+            final = conn.pop()  # e.g. meeting_ended, sent before the close frame
+            if final is None or await _send_bounded(websocket, conn, options, final):
+                await close(websocket, *conn.close_request)
             return
         if time.monotonic() >= next_ping:
             message: str | None = encode({"type": "ping"})
@@ -193,7 +172,7 @@ async def _send_bounded(websocket: WebSocket, conn: LiveConnection, options: Liv
             conn.meeting_id,
             options.stuck_timeout_s,
         )
-        await _close(websocket, CLOSE_TOO_SLOW, f"client too slow: nothing read for {options.stuck_timeout_s:g} s")
+        await close(websocket, CLOSE_TOO_SLOW, f"client too slow: nothing read for {options.stuck_timeout_s:g} s")
         return False
     return True
 
@@ -207,7 +186,7 @@ async def _receive_loop(websocket: WebSocket, options: LiveOptions) -> None:
         data = message.get("text")
         size = len(data.encode("utf-8")) if data is not None else len(message.get("bytes") or b"")
         if size > options.max_message_bytes:
-            await _close(
+            await close(
                 websocket,
                 CLOSE_TOO_BIG,
                 f"message too big: {size} bytes, at most {options.max_message_bytes}",

@@ -34,7 +34,9 @@ from bridge.rooms.builtin import BuiltinRooms, SignalError
 from bridge.service import MeetingNotFound, MeetingService
 from bridge.store import repo
 from bridge.tokens import TokenKind, TokenStatus, refusal_message
-from web.ws.live import CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, _close, _token_from
+from web import ratelimit
+from web.ws.common import CLOSE_FORBIDDEN, CLOSE_TOO_MANY, CLOSE_UNAUTHORIZED, close, token_from
+from web.ws.sockets import MeetingSockets
 
 log = logging.getLogger("microcue.signal")
 router = APIRouter()
@@ -44,6 +46,8 @@ MAX_MESSAGE_BYTES = 128 * 1024
 CLOSE_PROTOCOL = 4400
 CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011
+#: No offer within ``MICROCUE_JOIN_TIMEOUT_S`` of connecting.
+CLOSE_TIMEOUT = 4408
 MAX_NAME = 80
 BOT_ANNOUNCEMENT = (
     "MicroCue bot is in this meeting. With your consent it reads facial signals from your camera "
@@ -51,8 +55,12 @@ BOT_ANNOUNCEMENT = (
 )
 
 
-def _announcement(context: str, settings: Any) -> str:
-    allowed = policy.emotions_allowed(context, settings)
+class JoinTimeout(Exception):
+    """The client connected and sent no offer in time."""
+
+
+def _announcement(context: str, stored_policy: str | None, settings: Any) -> str:
+    allowed = policy.for_meeting(context, stored_policy, settings).emotions_allowed
     return BOT_ANNOUNCEMENT.format(emotions=", sentiment and brief expressions" if allowed else "")
 
 
@@ -60,7 +68,7 @@ async def _refuse(websocket: WebSocket, code: int, message: str) -> None:
     log.warning("signalling refused: %s", message)
     with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
         await websocket.send_text(json.dumps({"type": "error", "message": message}))
-    await _close(websocket, code, message)
+    await close(websocket, code, message)
 
 
 def _parse(text: str) -> dict[str, Any]:
@@ -79,23 +87,62 @@ def _parse(text: str) -> dict[str, Any]:
 async def signal(websocket: WebSocket, meeting_id: str) -> None:
     service: MeetingService = websocket.app.state.service
     rooms: BuiltinRooms = websocket.app.state.rooms
-    check = await service.check_token(_token_from(websocket), meeting_id, TokenKind.JOIN)
+    sockets: MeetingSockets = websocket.app.state.signal_sockets
+    if not ratelimit.websocket_allowed(websocket, "join"):
+        await websocket.accept()
+        await close(websocket, CLOSE_TOO_MANY, "too many joins from this address; retry in a minute")
+        return
+    check = await service.check_token(token_from(websocket), meeting_id, TokenKind.JOIN)
     await websocket.accept()
     if not check.ok:
         code = CLOSE_UNAUTHORIZED if check.status in (TokenStatus.MISSING, TokenStatus.UNKNOWN) else CLOSE_FORBIDDEN
-        await _close(websocket, code, refusal_message(check, TokenKind.JOIN))
+        # the reason as an error message too: clients (join page, RoomClient) show it
+        await _refuse(websocket, code, refusal_message(check, TokenKind.JOIN))
         return
+    if sockets.count(meeting_id) >= service.settings.max_signal_sockets:
+        await _refuse(websocket, CLOSE_TOO_MANY,
+                      f"this meeting has {service.settings.max_signal_sockets} connections already")
+        return
+    # Registered before the ended check: an end from now on closes this socket too.
+    sockets.add(meeting_id, websocket)
+    try:
+        await _signal(websocket, meeting_id, service, rooms, role=check.role or "participant")
+    finally:
+        sockets.discard(meeting_id, websocket)
+
+
+async def _receive_text(websocket: WebSocket, deadline: float | None) -> str:
+    """The next text message; a binary one is a protocol error, not a crash. Before the first
+    offer the client has until ``deadline`` (loop time), so an idle socket cannot hold a slot."""
+    timeout = None if deadline is None else max(0.0, deadline - asyncio.get_running_loop().time())
+    try:
+        async with asyncio.timeout(timeout):
+            message = await websocket.receive()
+    except TimeoutError:
+        raise JoinTimeout("no offer within the join timeout; reconnect to join") from None
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    text = message.get("text")
+    if text is None:
+        raise SignalError("binary messages are not part of this protocol: send JSON text")
+    return str(text)
+
+
+async def _signal(
+    websocket: WebSocket, meeting_id: str, service: MeetingService, rooms: BuiltinRooms, *, role: str
+) -> None:
+    """One participant's signalling; ``role`` comes from their invitation (rep, buyer or participant)."""
     try:
         meeting = await service.get_meeting(meeting_id)
     except MeetingNotFound as exc:
-        await _close(websocket, CLOSE_FORBIDDEN, str(exc))
+        await close(websocket, CLOSE_FORBIDDEN, str(exc))
         return
     if meeting.ended_at is not None:
         await _refuse(websocket, CLOSE_FORBIDDEN, "this meeting has ended")
         return
     participant_id = uuid.uuid4().hex[:12]
     await websocket.send_text(json.dumps({"type": "welcome", "participant_id": participant_id,
-                                          "bot": _announcement(meeting.context, service.settings)}))
+                                          "bot": _announcement(meeting.context, meeting.policy, service.settings)}))
     joined: dict[str, Any] | None = None
     room = None
     send_lock = asyncio.Lock()
@@ -105,10 +152,13 @@ async def signal(websocket: WebSocket, meeting_id: str) -> None:
             with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
                 await websocket.send_text(json.dumps(message))
 
+    # from connect to the first offer answered: an idle socket cannot hold a place in the room
+    deadline = asyncio.get_running_loop().time() + service.settings.join_timeout_s
+    answered = False
     try:
         while True:
-            text = await websocket.receive_text()
             try:
+                text = await _receive_text(websocket, None if answered else deadline)
                 msg = _parse(text)
                 if msg["type"] == "join":
                     if joined is not None:
@@ -120,7 +170,7 @@ async def signal(websocket: WebSocket, meeting_id: str) -> None:
                     async with service.sessions() as session:
                         await repo.add_participant(session=session, meeting_id=meeting_id,
                                                    participant_id=participant_id, display_name=name,
-                                                   consent=consent, role=check.role or "participant")
+                                                   consent=consent, role=role)
                     joined = {"name": name, "consent": consent}
                     await send({"type": "joined", "participant_id": participant_id})
                 elif msg["type"] == "offer":
@@ -134,8 +184,12 @@ async def signal(websocket: WebSocket, meeting_id: str) -> None:
                     else:
                         raise SignalError(f"unknown connection {which!r} (expected 'publish' or 'subscribe')")
                     await send({"type": "answer", "pc": which, "sdp": answer})
+                    answered = True
                 else:
                     raise SignalError(f"unknown message type {msg['type']!r} (expected 'join' or 'offer')")
+            except JoinTimeout as exc:
+                await _refuse(websocket, CLOSE_TIMEOUT, str(exc))
+                return
             except OverflowError as exc:
                 await _refuse(websocket, CLOSE_TOO_BIG, str(exc))
                 return

@@ -26,7 +26,7 @@ from websockets.asyncio.client import ClientConnection
 from bridge.cluster.web_role import ClusterRooms
 from bridge.service import MeetingNotFound, MeetingService
 from bridge.tokens import TokenKind, TokenStatus, refusal_message
-from web.ws.live import CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, _close, _token_from
+from web.ws.common import CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, close, token_from
 from web.ws.signal import MAX_MESSAGE_BYTES
 
 log = logging.getLogger("microcue.signal.proxy")
@@ -46,26 +46,26 @@ _RESERVED = frozenset({1005, 1006, 1015})
 async def signal_proxy(websocket: WebSocket, meeting_id: str) -> None:
     service: MeetingService = websocket.app.state.service
     rooms: ClusterRooms = websocket.app.state.cluster_rooms
-    check = await service.check_token(_token_from(websocket), meeting_id, TokenKind.JOIN)
+    check = await service.check_token(token_from(websocket), meeting_id, TokenKind.JOIN)
     if not check.ok:
         await websocket.accept()
         code = CLOSE_UNAUTHORIZED if check.status in (TokenStatus.MISSING, TokenStatus.UNKNOWN) else CLOSE_FORBIDDEN
-        await _close(websocket, code, refusal_message(check, TokenKind.JOIN))
+        await close(websocket, code, refusal_message(check, TokenKind.JOIN))
         return
     try:
         meeting = await service.get_meeting(meeting_id)
     except MeetingNotFound as exc:
         await websocket.accept()
-        await _close(websocket, CLOSE_FORBIDDEN, str(exc))
+        await close(websocket, CLOSE_FORBIDDEN, str(exc))
         return
     if meeting.ended_at is not None:
         await websocket.accept()
-        await _close(websocket, CLOSE_FORBIDDEN, "this meeting has ended")
+        await close(websocket, CLOSE_FORBIDDEN, "this meeting has ended")
         return
     upstream = await _connect_upstream(rooms, meeting_id, websocket.url.query)
     await websocket.accept()
     if upstream is None:
-        await _close(websocket, CLOSE_TRY_LATER, "no bridge worker can take this meeting now; try again shortly")
+        await close(websocket, CLOSE_TRY_LATER, "no bridge worker can take this meeting now; try again shortly")
         return
     await _pipe(websocket, upstream, meeting_id)
 
@@ -125,11 +125,11 @@ async def _pipe(websocket: WebSocket, upstream: ClientConnection, meeting_id: st
         return
     received = upstream.protocol.close_rcvd  # the worker's close frame, if it sent one
     if received is not None and received.code not in _RESERVED:
-        await _close(websocket, received.code, received.reason)  # passed on as it is
+        await close(websocket, received.code, received.reason)  # passed on as it is
     else:
         exc = None if down.cancelled() else down.exception()
         log.warning("the worker of meeting %s went away (%r); the client reconnects", meeting_id, exc)
-        await _close(
+        await close(
             websocket,
             CLOSE_RECONNECT,
             "the bridge worker of this meeting went away; reconnect and send your offer again",

@@ -10,6 +10,10 @@ import matplotlib
 matplotlib.use("Agg")  # no display: reports are rendered in services and CI
 import matplotlib.pyplot as plt
 
+#: Labels are people's display names: never parse ``$...$`` as mathtext (a name like
+#: ``$\\frac{$`` made matplotlib raise and the report answer 500).
+_NO_MATH = {"text.parse_math": False, "text.usetex": False}
+
 # Calm palette shared with the dashboard: engagement blue, sentiment green/red, expressions amber.
 ENGAGEMENT = "#3b6ea5"
 ATTENTION = "#8aa9c8"
@@ -29,6 +33,12 @@ def timeline(seconds: Sequence[float], series: dict[str, tuple[Sequence[float | 
              marks: Sequence[tuple[float, str]] = (), ylim: tuple[float, float] = (0.0, 1.0),
              ylabel: str = "", height: float = 2.2) -> str:
     """Lines over media time with optional vertical marks (time, colour) for events."""
+    with matplotlib.rc_context(_NO_MATH):
+        return _timeline(seconds, series, marks=marks, ylim=ylim, ylabel=ylabel, height=height)
+
+
+def _timeline(seconds: Sequence[float], series: dict[str, tuple[Sequence[float | None], str]], *,
+              marks: Sequence[tuple[float, str]], ylim: tuple[float, float], ylabel: str, height: float) -> str:
     fig, ax = plt.subplots(figsize=(9, height), dpi=100)
     for label, (values, colour) in series.items():
         xs = [s for s, v in zip(seconds, values, strict=True) if v is not None]
@@ -48,6 +58,11 @@ def timeline(seconds: Sequence[float], series: dict[str, tuple[Sequence[float | 
 
 
 def bars(labels: Sequence[str], values: Sequence[float], colour: str = ENGAGEMENT, xlabel: str = "") -> str:
+    with matplotlib.rc_context(_NO_MATH):
+        return _bars(labels, values, colour, xlabel)
+
+
+def _bars(labels: Sequence[str], values: Sequence[float], colour: str, xlabel: str) -> str:
     fig, ax = plt.subplots(figsize=(6, 0.5 + 0.4 * max(len(labels), 1)), dpi=100)
     ax.barh(list(labels), list(values), color=colour)
     ax.set_xlabel(xlabel)

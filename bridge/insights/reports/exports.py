@@ -160,10 +160,26 @@ def _coaching_rows(c: dict[str, Any] | None, names: dict[str, str]) -> Iterator[
         yield _row("benchmark", b["metric"], b["value"], detail=f"{b['applies_to']}; source: {b['source']}")
 
 
+#: First characters that make a spreadsheet read a cell as a formula (OWASP "CSV Injection"):
+#: ``=``, ``+``, ``-``, ``@``, and tab / carriage return, which some importers strip first.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_cell(value: Any) -> Any:
+    """A text cell that a spreadsheet would run as a formula, prefixed with ``'`` so it shows as text.
+
+    Numbers stay numbers (a negative value is data, not a formula); only strings, which carry
+    display names, titles and tips typed by people, are changed.
+    """
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
 def render_csv(data: dict[str, Any]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in rows(data):
-        writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in CSV_COLUMNS})
+        writer.writerow({k: ("" if row.get(k) is None else neutralise_cell(row[k])) for k in CSV_COLUMNS})
     return buf.getvalue()
