@@ -22,6 +22,7 @@ from aiortc.contrib.media import MediaRelay
 from aiortc.exceptions import OperationError
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import SessionDescription, candidate_from_sdp
+from av import VideoFrame
 from av.frame import Frame
 from av.packet import Packet
 
@@ -47,6 +48,10 @@ log = logging.getLogger("microcue.rooms.builtin")
 MAX_SDP_BYTES = 64 * 1024
 #: Rooms are small by design (up to 8 people, the product's scope); relaying is O(n^2) streams.
 MAX_PARTICIPANTS = 8
+#: Width of the video the others receive (QVGA, 320x240 from a 640x480 camera): a tile in a grid
+#: of up to 8 people. The relay re-encodes per receiver, so this sets most of a room's CPU; the
+#: analysis reads the publisher's full picture, never the tile.
+RELAY_MAX_WIDTH = 320
 
 
 class SignalError(MicroCueError):
@@ -157,6 +162,36 @@ class RelaySlot(MediaStreamTrack):
         super().stop()
 
 
+class TileTrack(MediaStreamTrack):
+    """A publisher's video scaled down once for everyone who receives it.
+
+    The bridge encodes each relayed video once per receiver (aiortc cannot forward RTP without
+    decoding), so the relay's resolution sets most of the room's CPU: a 640x480 camera relayed to
+    two others cost six VP8 encodes at full size in a three-person room, and starved the
+    analysis. Receivers show each other as grid tiles; the analysis keeps the full picture.
+    """
+
+    kind = "video"
+
+    def __init__(self, source: MediaStreamTrack, max_width: int) -> None:
+        super().__init__()
+        self.source = source
+        self.max_width = max_width
+
+    async def recv(self) -> Frame:
+        frame = await self.source.recv()
+        if not isinstance(frame, VideoFrame) or frame.width <= self.max_width:
+            return frame
+        height = max(2, round(frame.height * self.max_width / frame.width / 2) * 2)  # yuv420p: even
+        tile = frame.reformat(width=self.max_width, height=height)
+        tile.pts, tile.time_base = frame.pts, frame.time_base
+        return tile
+
+    def stop(self) -> None:
+        self.source.stop()
+        super().stop()
+
+
 @dataclass
 class _Slot:
     """One receive m-line of a participant's downstream connection."""
@@ -183,6 +218,10 @@ class _Member:
     #: bookkeeping with it (MediaRelay forgets a source only once frames flowed and ended, so a
     #: room-wide relay kept every never-started track of everyone who ever connected)
     relay: MediaRelay = field(default_factory=MediaRelay)
+    #: what the others receive of this member: the audio as it is, the video as a grid tile
+    outgoing: dict[str, MediaStreamTrack] = field(default_factory=dict)
+    #: relays ``outgoing`` to every receiver (one scaled copy, many subscribers)
+    tile_relay: MediaRelay = field(default_factory=MediaRelay)
     #: offers taken per connection over the whole meeting (each connection takes exactly one)
     offers: dict[str, int] = field(default_factory=lambda: {"publish": 0, "subscribe": 0})
 
@@ -235,6 +274,8 @@ class BuiltinRoom(MeetingAdapter):
             for pc in (member.up, member.down):
                 if pc is not None:
                     await self.peers.close(pc)
+            for tile in member.outgoing.values():
+                tile.stop()
             for other_id, other in self.members.items():
                 if any(slot.owner == participant_id for slot in other.slots):
                     for slot in other.slots:
@@ -289,13 +330,6 @@ class BuiltinRoom(MeetingAdapter):
             for other_id in self.members:
                 if other_id != participant_id and self._place(other_id, participant_id, track):
                     self._send_slots(other_id)
-
-        if on_lost is not None:
-            @pc.on("connectionstatechange")
-            async def on_state() -> None:
-                if pc.connectionState in ("failed", "closed") and self.members.get(participant_id) is member:
-                    await self.leave(participant_id, reason="connection lost")
-                    await on_lost()
 
         if on_lost is not None:
 
@@ -380,6 +414,17 @@ class BuiltinRoom(MeetingAdapter):
         free.sort(key=lambda s: s.used)
         return free[0] if free else None
 
+    def _outgoing(self, publisher_id: str, track: MediaStreamTrack) -> MediaStreamTrack:
+        """A receiver's copy of ``publisher_id``'s ``track``: video goes through the one tile track."""
+        publisher = self.members[publisher_id]
+        if track.kind != "video":
+            return publisher.relay.subscribe(track, buffered=False)
+        tile = publisher.outgoing.get(track.id)
+        if tile is None:
+            tile = publisher.outgoing[track.id] = TileTrack(publisher.relay.subscribe(track, buffered=False),
+                                                            RELAY_MAX_WIDTH)
+        return publisher.tile_relay.subscribe(tile, buffered=False)
+
     def _place(self, receiver_id: str, publisher_id: str, track: MediaStreamTrack) -> bool:
         """Carry ``publisher_id``'s ``track`` in one of ``receiver_id``'s slots; False if no slot."""
         member = self.members[receiver_id]
@@ -387,7 +432,7 @@ class BuiltinRoom(MeetingAdapter):
         if slot is None:
             return False
         slot.owner, slot.used = publisher_id, True
-        slot.track.set_source(self.members[publisher_id].relay.subscribe(track, buffered=False))
+        slot.track.set_source(self._outgoing(publisher_id, track))
         if track.kind == "video":
             # a new picture in an old m-line needs a keyframe; aiortc has no public call for it
             slot.transceiver.sender._send_keyframe()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge import cli
+from web import cli
 from bridge.bus import InProcessBus
 from bridge.cluster.distributor import JOIN_SUBSCRIPTION, JoinRequest
 from bridge.cluster.lease import Lease
