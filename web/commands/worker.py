@@ -43,9 +43,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     check_settings(settings)
-    from web.commands.serve import _bind
+    from web.commands.serve import bind_tcp
 
-    sock = _bind(settings)
+    sock = bind_tcp(settings)
     try:
         asyncio.run(serve_worker(settings, sock))
     except Exception as exc:
