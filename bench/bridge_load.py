@@ -39,8 +39,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from aiortc import RTCSessionDescription
 
+from bridge.bus import InProcessBus
+from bridge.config import Settings
 from bridge.demo.netns import netns_address, netns_command
+from bridge.demo.synthetic import EncodedFaceTrack, SyntheticFaceTrack, encode_vp8, face_loop_frames, read_index, to_yuv
+from bridge.executor import BlockingExecutor
+from bridge.media.analysis_pool import AnalysisPool, ModelOptions, pool_threads
+from bridge.media.peers import PeerSet, prefer_codec
+from bridge.media.worker import ParticipantWorker
+from bridge.models.face import load_face_models
+from inference.analyzer import ParticipantAnalyzer
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "benchmarks.md"
@@ -97,10 +107,7 @@ def publisher_main(conn: Connection, n: int, live_encode: bool) -> None:
 
 
 async def _publish(conn: Connection, n: int, live_encode: bool) -> None:
-    from aiortc import RTCSessionDescription
 
-    from bridge.demo.synthetic import EncodedFaceTrack, SyntheticFaceTrack, encode_vp8, face_loop_frames, to_yuv
-    from bridge.media.peers import PeerSet, prefer_codec
 
     yuv = to_yuv(face_loop_frames(seconds=LOOP_S, fps=FPS), stamp_index=True)
     packets = encode_vp8(yuv, FPS)  # encoded once: replaying costs the publishers ~nothing
@@ -139,7 +146,6 @@ class IndexedAnalyzer:
         self.last_index = -1
 
     def push(self, rgb: np.ndarray, t: float) -> Any:
-        from bridge.demo.synthetic import read_index
 
         self.last_index = read_index(rgb)
         return self.inner.push(rgb, t)
@@ -152,7 +158,6 @@ class IndexedRemoteAnalyzer(IndexedAnalyzer):
     """The same for an analyzer in an analysis process: the index is read from the luma plane."""
 
     def push_frame(self, frame: np.ndarray, layout: str, t: float) -> Any:
-        from bridge.demo.synthetic import read_index
 
         luma = frame[: frame.shape[0] * 2 // 3] if layout == "yuv420p" else frame
         self.last_index = read_index(luma)
@@ -246,12 +251,6 @@ async def run_one(
     n: int, models: Any, warmup: float, seconds: float, rss_base: int, *, live_encode: bool, tries: int,
     pool: Any = None,
 ) -> Result:
-    from bridge.bus import InProcessBus
-    from bridge.executor import BlockingExecutor
-    from bridge.media.analysis_pool import pool_threads
-    from bridge.media.peers import PeerSet
-    from bridge.media.worker import ParticipantWorker
-    from inference.analyzer import ParticipantAnalyzer
 
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
@@ -268,7 +267,6 @@ async def run_one(
     try:
         offers = await asyncio.to_thread(parent.recv)
         answers = []
-        from aiortc import RTCSessionDescription
 
         for i, sdp in enumerate(offers):
             pc = peers.create(f"bridge-{i}")
@@ -386,9 +384,6 @@ async def main_async(
     counts: list[int], warmup: float, seconds: float, *, gaze: bool, live_encode: bool, tries: int,
     processes: int = 0,
 ) -> list[Result]:
-    from bridge.config import Settings
-    from bridge.media.analysis_pool import AnalysisPool, ModelOptions
-    from bridge.models.face import load_face_models
 
     settings = Settings()
     pool = models = None
@@ -434,7 +429,6 @@ def main(argv: list[str] | None = None) -> int:
         return subprocess.run(cmd, cwd=REPO, check=False).returncode
     counts = [int(c) for c in args.counts.split(",") if c.strip()]
     if args.processes is None:
-        from bridge.config import Settings
 
         args.processes = Settings().analysis_processes
     results = asyncio.run(

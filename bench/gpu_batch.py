@@ -22,7 +22,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from bridge.config import Settings
 from bridge.models.convert.batch import dynamic_batch
+from bridge.models.store import ensure_models
 from inference.models import MODEL_FILES, available_providers
 
 #: model -> calls per analysed frame at 15 fps (iris: 2 eyes every 3rd frame; detector: 1/s;
@@ -73,8 +75,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=3.0, help="timing per model and batch size")
     parser.add_argument("--cpu", action="store_true", help="the CPU even where a GPU works")
     args = parser.parse_args(argv)
-    from bridge.config import Settings
-    from bridge.models.store import ensure_models
 
     model_dir = Settings().model_dir.expanduser()
     ensure_models(model_dir)

@@ -32,6 +32,8 @@ import tomllib
 from pathlib import Path
 from statistics import median
 
+from bridge.demo.scene import Pose, frames_for, write_video
+
 REPO = Path(__file__).resolve().parent.parent
 PEERS_VENV = REPO / ".venv-peers"
 MEDIAPIPE_SCRIPT = REPO / "bench" / "peers_mediapipe.py"
@@ -63,7 +65,6 @@ def ensure_peers_venv() -> Path:
 
 
 def synthetic_clip(directory: Path) -> Path:
-    from bridge.demo.scene import Pose, frames_for, write_video
 
     def sway(t: float) -> Pose:
         return Pose(dx=40 * math.sin(t * 1.3), dy=10 * math.sin(t * 0.7), angle=8 * math.sin(t))

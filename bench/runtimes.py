@@ -18,6 +18,8 @@ import time
 
 import numpy as np
 
+from bridge.config import Settings
+from bridge.models.store import ensure_models
 from inference.models import ModelSet
 from inference.runtime import RUNTIMES, Model, installed
 
@@ -67,8 +69,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=100, help="calls per engine per round")
     parser.add_argument("--core", type=int, default=0, help="CPU core to pin this process to")
     args = parser.parse_args(argv)
-    from bridge.config import Settings
-    from bridge.models.store import ensure_models
 
     model_dir = Settings().model_dir.expanduser()
     ensure_models(model_dir)

@@ -19,8 +19,8 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
-from urllib.parse import quote, urlsplit
+from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -29,7 +29,7 @@ from bridge import policy, tokens
 from bridge.bus import EventBus, create_bus
 from bridge.config import Settings
 from bridge.errors import MicroCueError
-from bridge.rooms.targets import TargetRefused, check_target, parse_allow
+from bridge.rooms.targets import JoinTarget, TargetRefused, check_target, parse_allow
 from bridge.store import db, migrate, repo
 from bridge.store.tables import Meeting, Participant
 from bridge.store.writer import StoreWriter
@@ -60,24 +60,7 @@ CLOSE_TIMEOUT_S = 2.0
 POLICY_CACHE_SIZE = 4096
 
 
-@dataclass(frozen=True, slots=True)
-class BotTarget:
-    """Where a bot should join: a Janus VideoRoom (url + room), a WHEP endpoint (url), or a web
-    meeting page (url + the recipe that says how to join it)."""
-
-    kind: Literal["janus", "whep", "page"]
-    url: str
-    room: int | None = None
-    recipe: str | None = None
-    #: the address ``bridge.rooms.targets.check_target`` resolved and checked: connect here only
-    address: str | None = None
-
-    @property
-    def host(self) -> str:
-        return (urlsplit(self.url).hostname or "").lower()
-
-
-BotHook = Callable[[str, BotTarget], Awaitable[Mapping[str, Any]]]
+BotHook = Callable[[str, JoinTarget], Awaitable[Mapping[str, Any]]]
 
 
 class MeetingNotFound(MicroCueError):
@@ -335,7 +318,7 @@ class MeetingService:
 
     # --- bots ----------------------------------------------------------------------------------
 
-    async def request_bot(self, meeting_id: str, target: BotTarget) -> Mapping[str, Any]:
+    async def request_bot(self, meeting_id: str, target: JoinTarget) -> Mapping[str, Any]:
         """The target check first (scheme, host:port allow-list, resolved once to a permitted
         address: ``bridge.rooms.targets``), then the hook a bridge installs, which connects to
         that checked address only."""

@@ -75,14 +75,18 @@ class Model(Protocol):
 
 
 def installed(runtime: str) -> bool:
-    """Whether ``runtime``'s Python package imports here (onnxruntime always does)."""
+    """Whether ``runtime``'s Python package imports here (onnxruntime always does).
+
+    The engines are imported where they are used, not at the top: OpenVINO is an optional extra
+    and LiteRT has no wheel on some platforms, so a missing engine must cost nothing but itself.
+    """
     try:
         if runtime == OPENVINO:
-            import openvino  # noqa: F401
+            import openvino  # noqa: F401, PLC0415
         elif runtime == LITERT:
-            from ai_edge_litert import interpreter  # noqa: F401
+            from ai_edge_litert import interpreter  # noqa: F401, PLC0415
         elif runtime == ONNXRUNTIME:
-            import onnxruntime  # noqa: F401
+            import onnxruntime  # noqa: F401, PLC0415
         else:
             return False
     except ImportError:
@@ -151,7 +155,7 @@ class LiteRtModel:
     runtime = LITERT
 
     def __init__(self, name: str, path: Path, threads: int = 1) -> None:
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415 - optional engine (see installed)
 
         self.name = name
         self._content = Path(path).read_bytes()
@@ -204,7 +208,7 @@ class OpenVinoModel:
     runtime = OPENVINO
 
     def __init__(self, name: str, path: Path, threads: int = 1) -> None:
-        import openvino as ov
+        import openvino as ov  # noqa: PLC0415 - optional engine (see installed)
 
         self.name = name
         self._core = ov.Core()

@@ -43,11 +43,13 @@ import cv2
 import numpy as np
 
 from bench.spotting.generate import yaw_warp
-from bench.spotting.score import Score, match
+from bench.spotting.score import Score, match, score_video
 from bench.spotting.sources import CLIPS, DEFAULT_CACHE, Clip, clip_path, fetch
 from bridge.commands.analyze import event_json
+from bridge.config import Settings
 from bridge.demo.actions import AU_MOVES, EMOTION_AUS, EMOTIONS, Action, contempt_aus
 from bridge.demo.puppet import displacement_controls, warp
+from bridge.models.face import load_face_models
 from inference.analyzer import FaceModels, ParticipantAnalyzer, SpottedExpression
 
 REPO = Path(__file__).resolve().parents[2]
@@ -334,7 +336,6 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     total = Score()
     by_cond: dict[str, Score] = defaultdict(Score)
     for row in rows:
-        from bench.spotting.score import score_video
 
         s = score_video(row["predictions"], row["truth"])
         total.add(s)
@@ -360,8 +361,6 @@ def main(argv: list[str] | None = None, models: FaceModels | None = None) -> dic
     ap.add_argument("--out", type=Path, default=REPO / "out" / "spotting-meetings")
     args = ap.parse_args(argv)
     if models is None:
-        from bridge.config import Settings
-        from bridge.models.face import load_face_models
 
         models = load_face_models(Settings().model_dir, prefer_gpu=False, emotion=True)
     fetch(args.cache, args.mirror)

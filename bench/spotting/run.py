@@ -21,8 +21,10 @@ import numpy as np
 from bench.spotting.generate import CLIP_NEUTRAL_FRAMES, TIERS, make_scenario, render, truth, write_truth
 from bench.spotting.score import Score, score_video
 from bridge.commands.analyze import event_json
+from bridge.config import Settings
 from bridge.demo.puppet import face_landmarks
 from bridge.demo.scene import astronaut
+from bridge.models.face import load_face_models
 from inference.analyzer import FaceModels, ParticipantAnalyzer, SpottedExpression
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,8 +74,6 @@ def main(argv: list[str] | None = None, models: FaceModels | None = None) -> dic
     ap.add_argument("--no-real", action="store_true", help="skip the real clips of tests/data")
     args = ap.parse_args(argv)
     if models is None:
-        from bridge.config import Settings
-        from bridge.models.face import load_face_models
 
         models = load_face_models(Settings().model_dir, prefer_gpu=False, emotion=True)
     src_lm = face_landmarks(models, astronaut())

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bridge.cluster.distributor import JoinPublisher, JoinRequest
 from bridge.cluster.lease import Holder, LeaseStore
 from bridge.errors import NotBuiltYet
-from bridge.service import BotTarget
+from bridge.rooms.targets import JoinTarget
 
 log = logging.getLogger("microcue.cluster.web")
 
@@ -40,7 +40,7 @@ class ClusterBots:
         self.leases = LeaseStore(sessions, holder="web")
         self._watchers: set[asyncio.Task[None]] = set()
 
-    async def __call__(self, meeting_id: str, target: BotTarget) -> Mapping[str, Any]:
+    async def __call__(self, meeting_id: str, target: JoinTarget) -> Mapping[str, Any]:
         held = await self.leases.holder_of(meeting_id)
         if held is not None:
             return {"status": "already joined", "kind": target.kind, "worker": held.worker}

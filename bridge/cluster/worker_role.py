@@ -40,7 +40,7 @@ from bridge.bus import EventBus, Subscription
 from bridge.cluster import lease as leases
 from bridge.cluster.distributor import JoinRequest, WorkerLink
 from bridge.config import Settings
-from bridge.rooms.base import JoinTarget, MeetingAdapter, create_adapter
+from bridge.rooms import JoinTarget, MeetingAdapter, create_adapter
 from bridge.rooms.builtin import BuiltinRoom, BuiltinRooms, SignalError
 from bridge.service import MeetingService
 from inference.cues import Cue
@@ -293,7 +293,7 @@ class WorkerRole:
         ctx.t0 = await self._meeting_t0(request.meeting_id)
         if request.kind == "builtin":
             return BuiltinRoom(ctx)
-        return create_adapter(JoinTarget(janus=request.url, room=request.room), ctx)
+        return create_adapter(JoinTarget(kind="janus", url=request.url, room=request.room), ctx)
 
     async def _meeting_t0(self, meeting_id: str) -> float:
         """perf_counter() value of the meeting's time zero (its first grant), via the database clock."""

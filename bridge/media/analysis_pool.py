@@ -29,9 +29,11 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
-from inference.analyzer import AnalysisStep
+from bridge.models.face import load_face_models
+from inference.analyzer import AnalysisStep, ParticipantAnalyzer
 
 log = logging.getLogger("microcue.analysis_pool")
 
@@ -60,11 +62,6 @@ class ModelOptions:
 
 def _worker_main(conn: Connection, options: ModelOptions) -> None:
     """Worker process: load the models once, then serve requests until "stop" or EOF."""
-    import cv2
-
-    from bridge.models.face import load_face_models
-    from inference.analyzer import ParticipantAnalyzer
-
     cv2.setNumThreads(1)  # one core per process: parallelism comes from the participants
     try:
         models = load_face_models(options.model_dir, prefer_gpu=False, gaze=options.gaze,

@@ -20,23 +20,15 @@ from typing import Any
 from aiortc.mediastreams import MediaStreamTrack
 
 from bridge.bus import EventBus
-from bridge.errors import NotBuiltYet, UsageError
 from bridge.executor import BlockingExecutor, default_executor
+from bridge.media.analysis_pool import AnalysisPool
 from bridge.media.peers import KeyframeRequest, PeerSet
 from bridge.media.voice import VoiceWorker
 from bridge.media.worker import Analyzer, ParticipantWorker
+from inference.analyzer import FaceModels, ParticipantAnalyzer
 from inference.voice import SileroVad
 
 log = logging.getLogger("microcue.rooms")
-
-
-@dataclass(frozen=True, slots=True)
-class JoinTarget:
-    """Where to join: a Janus VideoRoom (``janus`` URL + ``room``) or a WHEP endpoint."""
-
-    janus: str | None = None
-    room: int | None = None
-    whep: str | None = None
 
 
 @dataclass
@@ -209,14 +201,28 @@ class MeetingAdapter(abc.ABC):
         await asyncio.gather(*(p.aclose() for p in participants), return_exceptions=True)
 
 
-def create_adapter(target: JoinTarget, ctx: AdapterContext, **options: Any) -> MeetingAdapter:
-    """The adapter for ``target``; ``options`` go to its constructor (e.g. keepalive period)."""
-    if target.janus:
-        if target.room is None:
-            raise UsageError("--janus needs --room N (the VideoRoom number)")
-        from bridge.rooms.janus import JanusAdapter
+def analysis_context(
+    *,
+    meeting_id: str,
+    bus: EventBus,
+    models: FaceModels,
+    vad: SileroVad | None,
+    emotions_allowed: bool,
+    fps: float,
+    consent: bool,
+    track_gaze: bool = True,
+    pool: AnalysisPool | None = None,
+    executor: BlockingExecutor | None = None,
+) -> AdapterContext:
+    """The one way an adapter's context is built (built-in rooms, API bots, ``microcue join``,
+    cluster workers): a fresh analyzer per participant under the meeting's purpose decision,
+    in this process or, with ``pool``, in one of its analysis processes."""
 
-        return JanusAdapter(target.janus, target.room, ctx, **options)
-    if target.whep:
-        raise NotBuiltYet("joining over WHEP is not built yet in this version; use --janus URL --room N")
-    raise UsageError("nothing to join: give --janus URL --room N")
+    def analyzer() -> Analyzer:
+        if pool is not None:
+            return pool.analyzer(emotions_allowed=emotions_allowed, fps_hint=fps)
+        return ParticipantAnalyzer(models, track_gaze=track_gaze, emotions_allowed=emotions_allowed, fps_hint=fps)
+
+    extra = {"executor": executor} if executor is not None else {}
+    return AdapterContext(meeting_id=meeting_id, bus=bus, analyzer_factory=analyzer, vad=vad, fps=fps,
+                          consent=consent, **extra)

@@ -19,10 +19,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 from bridge.errors import MicroCueError, NotBuiltYet
-from bridge.rooms.base import JoinTarget, create_adapter
+from bridge.rooms import create_adapter
 from bridge.rooms.browser import BrowserBot, load_recipe
 from bridge.rooms.builtin import BuiltinRooms
-from bridge.service import BotTarget
+from bridge.rooms.targets import JoinTarget
 from bridge.store import repo
 
 #: Janus allows long display names; the store keeps this many characters (as the join page).
@@ -51,12 +51,12 @@ class BotManager:
         # ``POST .../bot`` calls cannot both start one.
         self._lock = asyncio.Lock()
 
-    async def __call__(self, meeting_id: str, target: BotTarget) -> Mapping[str, Any]:
+    async def __call__(self, meeting_id: str, target: JoinTarget) -> Mapping[str, Any]:
         """The service's ``bot_hook``."""
         async with self._lock:
             return await self._start(meeting_id, target)
 
-    async def _start(self, meeting_id: str, target: BotTarget) -> Mapping[str, Any]:
+    async def _start(self, meeting_id: str, target: JoinTarget) -> Mapping[str, Any]:
         running = self.bots.get(meeting_id)
         if running is not None and not running[1].done():
             return {"status": "already joined", "kind": running[0].kind}
@@ -74,9 +74,8 @@ class BotManager:
             ctx = await self.rooms.context(meeting_id, consent=announced)
             ctx.consent_basis = "announced"
             ctx.on_participant = self._recorder(meeting_id, consent=announced)
-            # connect to the address the target check resolved, never to the name again
-            options = {"address": target.address} if target.address else {}
-            bot = create_adapter(JoinTarget(janus=target.url, room=target.room), ctx, **options)
+            # connects to the address the target check resolved, never to the name again
+            bot = create_adapter(target, ctx)
         task = asyncio.create_task(self._run(meeting_id, bot), name=f"bot-{meeting_id}")
         self.bots[meeting_id] = (bot, task)
         log.info("bot joining %s %s for meeting %s", target.kind, target.url, meeting_id)
@@ -97,7 +96,7 @@ class BotManager:
         running = self.bots.get(meeting_id)
         return running[0].live() if running is not None and not running[1].done() else {}
 
-    async def _browser_bot(self, meeting_id: str, target: BotTarget) -> BrowserBot:
+    async def _browser_bot(self, meeting_id: str, target: JoinTarget) -> BrowserBot:
         recipe = load_recipe(target.recipe or "")
         service = self.rooms.service
         # the bot's own invitation: what it forwards arrives like any WHIP publisher's

@@ -234,8 +234,9 @@ class BrowserBot:
 
     async def run(self) -> None:
         try:
-            from playwright.async_api import Error as PlaywrightError
-            from playwright.async_api import async_playwright
+            # Playwright is the optional `browser` extra: only a browser bot needs it
+            from playwright.async_api import Error as PlaywrightError  # noqa: PLC0415
+            from playwright.async_api import async_playwright  # noqa: PLC0415
         except ImportError as exc:
             raise MicroCueError("the browser bot needs Playwright: pip install 'microcue[browser]'") from exc
         self.workdir, card = await asyncio.to_thread(self._prepare)

@@ -31,13 +31,12 @@ from bridge.errors import MicroCueError
 from bridge.executor import BlockingExecutor, run_in_background
 from bridge.media.analysis_pool import AnalysisPool, ModelOptions, pool_threads
 from bridge.media.peers import keyframe_requester
-from bridge.media.worker import Analyzer
 from bridge.models.face import load_face_models
 from bridge.policy import for_meeting
-from bridge.rooms.base import AdapterContext, MeetingAdapter
+from bridge.rooms.base import AdapterContext, MeetingAdapter, analysis_context
 from bridge.rooms.ice import DEFAULT_ICE_ALLOW, Network, candidate_allowed, filter_candidates, parse_networks
 from bridge.service import MeetingService
-from inference.analyzer import FaceModels, ParticipantAnalyzer
+from inference.analyzer import FaceModels
 from inference.models import ModelSet
 from inference.voice import SileroVad
 
@@ -503,18 +502,9 @@ class BuiltinRooms:
         meeting = await self.service.get_meeting(meeting_id)
         models, vad = await self.load_models()
         allowed = for_meeting(meeting.context, meeting.policy, self.settings).emotions_allowed
-        fps = self.settings.analysis_fps
-
-        pool = self._pool
-
-        def analyzer() -> Analyzer:
-            if pool is not None:
-                return pool.analyzer(emotions_allowed=allowed, fps_hint=fps)
-            return ParticipantAnalyzer(models, emotions_allowed=allowed, fps_hint=fps)
-
-        extra = {"executor": self._pool_executor} if self._pool_executor is not None else {}
-        return AdapterContext(meeting_id=meeting_id, bus=self.service.bus, analyzer_factory=analyzer,
-                              vad=vad, fps=fps, consent=consent, **extra)
+        return analysis_context(meeting_id=meeting_id, bus=self.service.bus, models=models, vad=vad,
+                                emotions_allowed=allowed, fps=self.settings.analysis_fps, consent=consent,
+                                pool=self._pool, executor=self._pool_executor)
 
     async def room(self, meeting_id: str) -> BuiltinRoom:
         room = self.rooms.get(meeting_id)

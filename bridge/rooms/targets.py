@@ -26,6 +26,7 @@ import asyncio
 import ipaddress
 import socket
 from dataclasses import dataclass
+from typing import Literal
 from urllib.parse import urlsplit
 
 from bridge.errors import MicroCueError
@@ -34,6 +35,25 @@ from bridge.errors import MicroCueError
 DEFAULT_PORTS = {"ws": 80, "wss": 443, "http": 80, "https": 443}
 #: Seconds a name may take to resolve before the target is refused.
 RESOLVE_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class JoinTarget:
+    """Where a bot should join, wherever the request comes from (the API, ``microcue join``, a
+    cluster join request): a Janus VideoRoom (url + room), a WHEP endpoint (url), or a web meeting
+    page (url + the recipe that says how to join it)."""
+
+    kind: Literal["janus", "whep", "page"]
+    url: str
+    room: int | None = None
+    recipe: str | None = None
+    #: the address ``check_target`` resolved and checked: connect here only (None: not checked,
+    #: e.g. ``microcue join`` run by the operator against a server of their choice)
+    address: str | None = None
+
+    @property
+    def host(self) -> str:
+        return (urlsplit(self.url).hostname or "").lower()
 
 
 class TargetRefused(MicroCueError):

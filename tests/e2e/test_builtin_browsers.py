@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.async_api import async_playwright
 
 from bridge.config import Settings
 from tests.e2e.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
@@ -100,7 +101,6 @@ def _rate_after(person: Person, within: float, end: float) -> float:
 
 
 async def test_three_chromium_participants_hold_a_meeting(netns: str, tmp_path: Path) -> None:
-    from playwright.async_api import async_playwright
 
     y4m = tmp_path / "face.y4m"
     write_y4m(y4m)

@@ -26,11 +26,16 @@ import pytest
 from aiortc import RTCSessionDescription
 from aiortc.contrib.media import MediaPlayer
 
+from bridge.bus import InProcessBus
 from bridge.demo.synthetic import SyntheticFaceTrack, face_loop_frames, to_yuv
 from bridge.media.peers import PeerSet, prefer_codec
 from bridge.rooms.base import AdapterContext
-from bridge.rooms.janus import JanusAdapter, JanusSession, plugin_data
+from bridge.rooms.janus import JanusAdapter, JanusError, JanusSession, plugin_data
+from inference.analyzer import AnalysisStep, FrameMetrics
 from inference.cues import Cue
+from inference.models import ModelSet
+from inference.types import FrameFaces
+from inference.voice import SileroVad
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 pytest_plugins = ["tests.fixtures_models"]  # the verified model cache (model_dir), for the VAD
@@ -336,7 +341,6 @@ class _NullAnalyzer:
 
 
 async def test_keepalive_keeps_the_session_and_a_dropped_socket_reconnects(netns: str, tmp_path: Path) -> None:
-    from bridge.bus import InProcessBus
 
     gen = make_janus(netns, tmp_path, session_timeout=2)  # Janus forgets idle sessions after 2 s
     server = next(gen)
@@ -368,8 +372,6 @@ async def test_keepalive_keeps_the_session_and_a_dropped_socket_reconnects(netns
 
 
 async def test_unknown_room_is_a_clear_fatal_error(janus: JanusServer) -> None:
-    from bridge.bus import InProcessBus
-    from bridge.rooms.janus import JanusError
 
     ctx = AdapterContext(meeting_id="m-noroom", bus=InProcessBus(), analyzer_factory=_NullAnalyzer)
     adapter = JanusAdapter(janus.url, 999999, ctx)
@@ -413,9 +415,6 @@ async def test_bot_reports_who_speaks(
 ) -> None:
     """Audio goes through the same multistream subscription: a real spoken sentence from one
     publisher becomes that participant's speaking start and end cues."""
-    from bridge.bus import InProcessBus
-    from inference.models import ModelSet
-    from inference.voice import SileroVad
 
     bus = InProcessBus()
     sub = bus.subscribe("m-speak")
@@ -452,8 +451,6 @@ async def test_bot_reports_who_speaks(
 
 class _NoCueAnalyzer:
     def push(self, rgb: np.ndarray, t: float) -> Any:
-        from inference.analyzer import AnalysisStep, FrameMetrics
-        from inference.types import FrameFaces
 
         return AnalysisStep(
             faces=FrameFaces(t=t, faces=(), primary=None), metrics=FrameMetrics(t=t, face_present=False, faces=0)

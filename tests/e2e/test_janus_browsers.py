@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.async_api import async_playwright
 
 from bridge.config import Settings
 from tests.e2e import janus_demo
@@ -46,7 +47,6 @@ def demo(janus: JanusServer, tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 async def browser(tmp_path: Path) -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
 
     y4m = tmp_path / "face.y4m"
     write_y4m(y4m)

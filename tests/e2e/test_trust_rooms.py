@@ -16,10 +16,12 @@ import numpy as np
 import pytest
 import websockets
 from aiortc import RTCPeerConnection
+from websockets.exceptions import InvalidStatus
 
 from bridge.config import Settings
 from bridge.demo.client import join_room
 from bridge.demo.synthetic import SyntheticFaceTrack, face_loop_frames, to_yuv
+from bridge.rooms.janus import JanusSession
 from tests.e2e.test_builtin_room import _cues_for, _meeting
 from tests.e2e.test_janus import ROOM, JanusServer, Publisher, face_yuv, janus, publishers
 from tests.live_server import LiveServer
@@ -186,9 +188,7 @@ async def test_concurrent_bot_requests_start_one_bot_and_bad_targets_are_4xx(
 async def test_the_bot_connects_to_the_checked_address_and_follows_no_redirect(janus: JanusServer) -> None:
     """Resolve once: the URL's name is never looked up again (``.invalid`` cannot resolve, RFC
     6761), the bot goes to the address the target check returned. And a 302 is not followed."""
-    from websockets.exceptions import InvalidStatus
 
-    from bridge.rooms.janus import JanusSession
 
     host, port = janus.url.split("//", 1)[1].rsplit(":", 1)
     session = JanusSession(f"ws://rebound.invalid:{port}", address=host)

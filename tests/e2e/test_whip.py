@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 import websockets
+from playwright.async_api import async_playwright
 
 from bridge.config import Settings
 from tests.e2e.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
@@ -73,7 +74,6 @@ def whip_page(tmp_path: Path) -> Iterator[str]:
 
 
 async def test_third_party_whip_client_publishes_a_participant(netns: str, tmp_path: Path, whip_page: str) -> None:
-    from playwright.async_api import async_playwright
 
     y4m = tmp_path / "face.y4m"
     write_y4m(y4m)

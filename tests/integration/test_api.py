@@ -20,7 +20,7 @@ import pytest
 from websockets.sync.client import connect as ws_connect
 
 from bridge.config import Settings
-from bridge.service import BotTarget
+from bridge.rooms.targets import JoinTarget
 from bridge.store import repo
 from inference.cues import Cue
 from tests.live_server import LiveServer
@@ -262,9 +262,9 @@ def test_api_key_guards_creation_and_bots(settings: Settings) -> None:
         assert r.status_code == 403 and "MICROCUE_JOIN_ALLOW" in r.json()["detail"]
 
         # With the bridge's hook installed the request reaches it.
-        seen: list[tuple[str, BotTarget]] = []
+        seen: list[tuple[str, JoinTarget]] = []
 
-        async def join(meeting_id: str, target: BotTarget) -> dict[str, Any]:
+        async def join(meeting_id: str, target: JoinTarget) -> dict[str, Any]:
             seen.append((meeting_id, target))
             return {"worker": "bridge-1"}
 
@@ -272,7 +272,9 @@ def test_api_key_guards_creation_and_bots(settings: Settings) -> None:
         r = client.post(bot, json=janus, headers=headers)
         assert r.status_code == 202 and r.json()["detail"] == {"worker": "bridge-1"}
         # the hook gets the address the check resolved: the bot connects there, not to a new DNS answer
-        assert seen == [(m["id"], BotTarget(kind="janus", url="ws://192.0.2.10:8188", room=1234, address="192.0.2.10"))]
+        assert seen == [
+            (m["id"], JoinTarget(kind="janus", url="ws://192.0.2.10:8188", room=1234, address="192.0.2.10"))
+        ]
 
 
 def test_health_ready_metrics_and_openapi(client: httpx.Client) -> None:

@@ -24,9 +24,11 @@ from itertools import count
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import httpx
 import pytest
 
+from bridge.bus import cue_topic
 from bridge.config import Settings
 from bridge.store import repo
 from bridge.store.db import create_engine, create_session_factory
@@ -368,9 +370,7 @@ def _serve(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
 
 async def _publish_mqtt(cues: list[Cue]) -> None:
     """As a bridge worker in another process: QoS 1 on the meeting's topic (bridge/bus/mqtt.py)."""
-    import aiomqtt
 
-    from bridge.bus import cue_topic
 
     async with aiomqtt.Client(MOSQUITTO[0], MOSQUITTO[1], identifier=f"crash-test-{uuid.uuid4().hex[:8]}") as client:
         for cue in cues:

@@ -9,18 +9,23 @@ dependency of the dev install, so a missing one fails here instead of skipping.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import av
 import cv2
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
 
+from bridge.models.batching import BatchingModel
+from bridge.models.convert.batch import dynamic_batch
 from inference.emotion_cnn import FER_INPUT, EmotionCNN
 from inference.faces import FaceDetector
 from inference.landmarks import FaceMesh, IrisModel, roi_from_detection
 from inference.models import ModelSet
-from inference.runtime import LITERT, ONNXRUNTIME, OPENVINO, Model, installed
+from inference.runtime import LITERT, ONNXRUNTIME, OPENVINO, Model, OrtModel, installed
 
 pytest_plugins = ["tests.fixtures_models"]
 pytestmark = pytest.mark.integration
@@ -132,10 +137,7 @@ def test_auto_picks_litert_for_the_face_models_on_the_cpu(model_dir: Path) -> No
 def test_dynamic_batch_graphs_match_batch_1(model_dir: Path, frames: list[np.ndarray], name: str,
                                             file: str) -> None:
     """Issue 14's batching: the batch-N graph gives batch-1's outputs, within 1e-4, on real faces."""
-    import onnx
-    import onnxruntime as ort
 
-    from bridge.models.convert.batch import dynamic_batch
 
     base = onnx.load(str(model_dir / file))
     one = ort.InferenceSession(base.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -154,14 +156,8 @@ def test_dynamic_batch_graphs_match_batch_1(model_dir: Path, frames: list[np.nda
 def test_batching_scheduler_gives_every_participant_its_own_landmarks(model_dir: Path,
                                                                      frames: list[np.ndarray]) -> None:
     """FaceMesh through bridge.models.batching from one thread per face equals each face alone."""
-    from concurrent.futures import ThreadPoolExecutor
 
-    import onnx
-    import onnxruntime as ort
 
-    from bridge.models.batching import BatchingModel
-    from bridge.models.convert.batch import dynamic_batch
-    from inference.runtime import OrtModel
 
     base = onnx.load(str(model_dir / "face_landmark.onnx"))
     alone = OrtModel("face_landmarks", ort.InferenceSession(base.SerializeToString(),

@@ -15,13 +15,13 @@ import av
 import numpy as np
 import pytest
 from aiortc import RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack, VideoStreamTrack
+from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamTrack, VideoStreamTrack
 
 from bridge.bus import InProcessBus
 from bridge.demo.synthetic import EncodedFaceTrack, SyntheticFaceTrack, encode_vp8, face_loop_frames, to_yuv
 from bridge.executor import BlockingExecutor
-from bridge.media.peers import PeerSet, negotiate, prefer_codec, wait_connected
-from bridge.media.worker import ParticipantWorker
+from bridge.media.peers import PeerSet, keyframe_requester, negotiate, prefer_codec, wait_connected
+from bridge.media.worker import RTP_WRAP, VIDEO_GAP_S, ParticipantWorker, _MediaClock
 from inference.analyzer import AnalysisStep, FaceModels, FrameMetrics, ParticipantAnalyzer
 from inference.cues import Cue
 from inference.types import FrameFaces
@@ -418,7 +418,6 @@ async def test_analysis_error_is_counted_and_the_worker_keeps_going(
 
 
 async def test_aclose_without_frames_and_audio_refused(bus: InProcessBus, executor: BlockingExecutor) -> None:
-    from aiortc.mediastreams import AudioStreamTrack
 
     worker = make_worker(bus, executor, CountingAnalyzer(), "gina")
     with pytest.raises(ValueError, match="video"):
@@ -429,7 +428,6 @@ async def test_aclose_without_frames_and_audio_refused(bus: InProcessBus, execut
 
 
 def test_media_clock_unwraps_rtp_and_reanchors_jumps() -> None:
-    from bridge.media.worker import RTP_WRAP, _MediaClock
 
     clock = _MediaClock(meeting_t0=100.0)
 
@@ -449,7 +447,6 @@ def test_media_clock_unwraps_rtp_and_reanchors_jumps() -> None:
 
 
 async def test_paused_camera_is_announced_and_resumes_fresh(bus: InProcessBus, executor: BlockingExecutor) -> None:
-    from bridge.media.worker import VIDEO_GAP_S
 
     analyzer = CountingAnalyzer()
     worker = make_worker(bus, executor, analyzer, "hal")
@@ -493,7 +490,6 @@ class _GatedTrack(MediaStreamTrack):
 async def test_watchdog_asks_for_a_keyframe_with_backoff_until_video_comes(
     netns: str, face_yuv: list[np.ndarray], bus: InProcessBus, executor: BlockingExecutor
 ) -> None:
-    from bridge.media.peers import keyframe_requester
 
     peers = PeerSet()
     gate = asyncio.Event()

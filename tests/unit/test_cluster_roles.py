@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from web import cli
 from bridge.bus import InProcessBus
 from bridge.cluster.distributor import JOIN_SUBSCRIPTION, JoinRequest
 from bridge.cluster.lease import Lease
 from bridge.cluster.worker_role import FencedBus
+from bridge.config import Settings
 from inference.cues import Cue
+from web import cli
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(60)]
 
@@ -79,7 +80,6 @@ def test_serve_rejects_an_unknown_role(capsys: pytest.CaptureFixture[str]) -> No
 
 
 def test_worker_capacity_is_a_positive_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    from bridge.config import Settings
 
     monkeypatch.setenv("MICROCUE_WORKER_CAPACITY", "12")
     assert Settings().worker_capacity == 12

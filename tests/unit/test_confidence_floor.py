@@ -7,6 +7,7 @@ import pytest
 from bridge import policy
 from bridge.confidence import DEFAULT_MIN_CONFIDENCE, below_floor, split_shown
 from bridge.config import Settings
+from bridge.insights.reports.meeting_report import activity_chart
 from bridge.insights.summary import ParticipantInfo, summarize
 from inference.cues import Cue
 
@@ -50,7 +51,6 @@ def test_reports_leave_low_confidence_signals_out_and_say_how_many() -> None:
 
 
 def test_an_unclear_signal_names_no_emotion_and_the_report_still_draws() -> None:
-    from bridge.insights.reports.meeting_report import activity_chart
 
     cues = [Cue(type="presence", t=0.0, value=1.0, meeting_id="m", participant_id="p1"),
             _expr(5.0, 0.6, emotion=None),  # type: ignore[arg-type]

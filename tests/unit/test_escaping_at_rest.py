@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from bridge.config import Settings
-from bridge.insights.reports import charts
+from bridge.insights.reports import charts, exports
 from bridge.insights.reports.exports import neutralise_cell, render_csv
 from bridge.store.db import create_engine
 
@@ -32,7 +32,6 @@ def test_numbers_and_plain_text_are_kept() -> None:
 
 
 def test_report_csv_has_no_formula_cell(monkeypatch: pytest.MonkeyPatch) -> None:
-    from bridge.insights.reports import exports
 
     def rows(_data: object):  # the report's rows, with people's text where names go
         yield exports._row("participant", "=cmd|' /C calc'!A0", -0.5, detail="@SUM(A1)")

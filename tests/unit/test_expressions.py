@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from inference.engagement import EngagementInputs, GazeBaseline, StreamCues, attention, engagement
-from inference.expressions import action_units, classify, emotion_scores
+from inference.expressions import EMOTION_AUS, action_units, classify, emotion_scores, supporting_aus
 from inference.regions import REGION_INDEX, REGIONS
 from inference.spotting import Spot
 
@@ -68,7 +68,6 @@ def test_when_the_cnn_and_the_aus_disagree_the_signal_is_unclear() -> None:
 
 @pytest.mark.parametrize("emotion", ["happiness", "sadness", "surprise", "fear", "anger", "disgust"])
 def test_the_aus_shown_belong_to_the_emotion_named(emotion: str) -> None:
-    from inference.expressions import EMOTION_AUS, supporting_aus
 
     au = dict.fromkeys(["AU1", "AU2", "AU4", "AU5", "AU6", "AU7", "AU9", "AU10", "AU12", "AU12R", "AU12L",
                         "AU15", "AU20", "AU23", "AU24", "AU26"], 0.2)

@@ -10,7 +10,7 @@ import pytest
 
 from inference.motion import MotionSample
 from inference.regions import REGION_INDEX, REGIONS
-from inference.spotting import MICRO_MAX_S, Spot, Spotter, apex_feature, micro_k_s, oscillation_hz
+from inference.spotting import MICRO_MAX_S, Spot, Spotter, SpotterStats, apex_feature, micro_k_s, oscillation_hz
 
 pytestmark = pytest.mark.unit
 R = len(REGIONS)
@@ -178,7 +178,6 @@ def test_blink_gate_is_calibrated_to_the_persons_own_eyes() -> None:
 
 
 def test_gate_warnings_name_the_gate_and_the_regions() -> None:
-    from inference.spotting import SpotterStats
 
     quiet = SpotterStats(windows=100, gated={"head": {"chin": 0.1}, "talk": {"lip_lower": 0.25}}, noise={})
     assert quiet.warnings() == []

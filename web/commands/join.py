@@ -21,7 +21,8 @@ import sys
 from bridge.bus import EventBus, Subscription, create_bus
 from bridge.config import Settings
 from bridge.errors import MicroCueError, NotBuiltYet, UsageError
-from bridge.rooms.base import AdapterContext, JoinTarget, MeetingAdapter, create_adapter
+from bridge.rooms import AdapterContext, JoinTarget, MeetingAdapter, create_adapter
+from bridge.rooms.base import analysis_context
 from bridge.rooms.browser import BOT_NAME, available_recipes, check_page_url, load_recipe
 from bridge.store.tables import MEETING_CONTEXTS
 
@@ -71,13 +72,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return asyncio.run(join_page(args, settings))
     if args.recipe is not None:
         raise UsageError("--recipe only applies to --page")
-    target = JoinTarget(janus=args.janus, room=args.room, whep=args.whep)
-    if target.janus and target.room is None:
-        raise UsageError("--janus needs --room N (the VideoRoom number)")
-    if target.janus and not target.janus.startswith(("ws://", "wss://")):
-        raise UsageError(f"--janus takes Janus's WebSocket URL (ws://host:8188), got {target.janus!r}")
-    if target.whep:
+    if args.whep:
         raise NotBuiltYet("joining over WHEP is not built yet in this version; use --janus URL --room N")
+    if args.room is None:
+        raise UsageError("--janus needs --room N (the VideoRoom number)")
+    if not args.janus.startswith(("ws://", "wss://")):
+        raise UsageError(f"--janus takes Janus's WebSocket URL (ws://host:8188), got {args.janus!r}")
+    target = JoinTarget(kind="janus", url=args.janus, room=args.room)
     return asyncio.run(_join(args, target, settings))
 
 
@@ -85,7 +86,6 @@ def _context(args: argparse.Namespace, settings: Settings, bus: EventBus, meetin
     """Load the models (fetching them on first use) and build what the adapter needs."""
     from bridge.models.face import load_face_models
     from bridge.policy import for_meeting
-    from inference.analyzer import ParticipantAnalyzer
     from inference.models import ModelError, ModelSet
     from inference.voice import SileroVad
 
@@ -97,16 +97,11 @@ def _context(args: argparse.Namespace, settings: Settings, bus: EventBus, meetin
             vad = SileroVad(ModelSet(settings.model_dir, prefer_gpu=False).session("vad"))
         except ModelError as exc:
             raise MicroCueError(str(exc)) from exc
-    fps = settings.analysis_fps
-
-    def analyzer() -> ParticipantAnalyzer:
-        return ParticipantAnalyzer(models, track_gaze=not args.no_gaze, emotions_allowed=allowed, fps_hint=fps)
-
     # MICROCUE_JANUS_CONSENT: "announced" analyses everyone once the bot's display name says it
     # analyses faces; "required" analyses nobody (tracks are drained, never analysed).
-    consent = settings.janus_consent == "announced"
-    return AdapterContext(meeting_id=meeting_id, bus=bus, analyzer_factory=analyzer, vad=vad, fps=fps,
-                          consent=consent)
+    return analysis_context(meeting_id=meeting_id, bus=bus, models=models, vad=vad, emotions_allowed=allowed,
+                            fps=settings.analysis_fps, consent=settings.janus_consent == "announced",
+                            track_gaze=not args.no_gaze)
 
 
 async def _print_cues(sub: Subscription) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, status
 
 from bridge import policy
-from bridge.service import BotTarget
+from bridge.rooms.targets import JoinTarget
 from bridge.store.tables import Meeting, Participant
 from bridge.tokens import TokenKind
 from web.deps import ApiKey, CreateLimit, HubDep, PresenterMeeting, ServiceDep
@@ -205,11 +205,11 @@ async def request_bot(meeting_id: PresenterMeeting, body: BotRequest, service: S
     """Asks a bridge to join an external meeting (Janus VideoRoom, WHEP, or a web meeting page in the
     browser bot) whose host the operator allows."""
     if body.janus is not None:
-        target = BotTarget(kind="janus", url=body.janus, room=body.room)
+        target = JoinTarget(kind="janus", url=body.janus, room=body.room)
     elif body.page is not None:
-        target = BotTarget(kind="page", url=body.page, recipe=body.recipe)
+        target = JoinTarget(kind="page", url=body.page, recipe=body.recipe)
     else:
-        target = BotTarget(kind="whep", url=body.whep or "")
+        target = JoinTarget(kind="whep", url=body.whep or "")
     detail = await service.request_bot(meeting_id, target)
     return BotAccepted(meeting_id=meeting_id, detail=dict(detail))
 
