@@ -14,9 +14,9 @@ import pytest
 import websockets
 
 from bridge.config import Settings
-from tests.e2e.test_builtin_room import _meeting
-from tests.e2e.test_janus import ROOM, JanusServer, Publisher, face_yuv, janus, publishers
 from tests.live_server import LiveServer
+from tests.support.janus import ROOM, JanusServer, Publisher, face_yuv, janus, publishers
+from tests.support.rooms import create_meeting
 from web.app import create_app
 
 __all__ = ["face_yuv", "janus", "publishers"]
@@ -31,7 +31,7 @@ async def test_the_api_sends_a_bot_into_a_janus_room(
     await alice.start()
     allow = janus.url.split("//", 1)[1]  # MICROCUE_JOIN_ALLOW lists host:port pairs
     with LiveServer(create_app(Settings(data_dir=tmp_path / "data", join_allow=allow))) as server:
-        m = _meeting(server)
+        m = create_meeting(server)
         r = await asyncio.to_thread(
             httpx.post, f"{server.base_url}/api/meetings/{m['id']}/bot", json={"janus": janus.url, "room": ROOM},
             headers={"Authorization": f"Bearer {m['presenter_token']}"}, timeout=60,

@@ -30,8 +30,8 @@ import pytest
 import websockets
 
 from bridge.config import Settings
-from tests.e2e.test_janus import PORT, JanusServer, Publisher, face_yuv, janus, publishers
 from tests.live_server import LiveServer
+from tests.support.janus import PORT, JanusServer, Publisher, face_yuv, janus, publishers
 from web.app import create_app
 
 __all__ = ["face_yuv", "janus", "publishers"]

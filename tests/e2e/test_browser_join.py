@@ -18,21 +18,11 @@ from bridge.config import Settings
 from bridge.demo.client import join_room
 from bridge.demo.synthetic import SyntheticFaceTrack, face_loop_frames, to_yuv
 from tests.e2e.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
-from tests.e2e.test_builtin_room import _meeting
 from tests.live_server import LiveServer
+from tests.support.rooms import create_meeting, write_y4m
 from web.app import create_app
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
-
-
-def write_y4m(path: Path, seconds: float = 4.0, fps: int = 15) -> None:
-    """The fake camera's file: YUV4MPEG2, 640x480, yuv420p, a real face looping."""
-    frames = to_yuv(face_loop_frames(seconds=seconds, fps=fps))
-    with path.open("wb") as f:
-        f.write(f"YUV4MPEG2 W640 H480 F{fps}:1 Ip A1:1 C420jpeg\n".encode())
-        for yuv in frames:
-            f.write(b"FRAME\n")
-            f.write(yuv.tobytes())
 
 
 async def test_chromium_participant_publishes_and_cues_arrive(netns: str, tmp_path: Path) -> None:
@@ -42,7 +32,7 @@ async def test_chromium_participant_publishes_and_cues_arrive(netns: str, tmp_pa
     args = [*CHROMIUM_ARGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
             f"--use-file-for-fake-video-capture={y4m}"]
     with LiveServer(create_app(Settings(data_dir=tmp_path))) as server:
-        m = _meeting(server)
+        m = create_meeting(server)
         url = m["join_url"].replace(server.app.state.settings.base_url, server.base_url)
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=args)

@@ -19,9 +19,8 @@ from playwright.async_api import async_playwright
 
 from bridge.config import Settings
 from tests.e2e.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
-from tests.e2e.test_browser_join import write_y4m
-from tests.e2e.test_builtin_room import _meeting
 from tests.live_server import LiveServer
+from tests.support.rooms import create_meeting, write_y4m
 from web.app import create_app
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
@@ -107,7 +106,7 @@ async def test_three_chromium_participants_hold_a_meeting(netns: str, tmp_path: 
     args = [*CHROMIUM_ARGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
             f"--use-file-for-fake-video-capture={y4m}"]
     with LiveServer(create_app(Settings(data_dir=tmp_path))) as server:
-        m = _meeting(server)
+        m = create_meeting(server)
         url = m["join_url"].replace(server.app.state.settings.base_url, server.base_url)
         ann, ben, cy = Person("Ann"), Person("Ben"), Person("Cy")
         ben_again = Person("Ben")

@@ -17,29 +17,10 @@ from bridge.config import Settings
 from bridge.demo.client import JoinRefused, join_room
 from bridge.demo.synthetic import SyntheticFaceTrack, face_loop_frames, to_yuv
 from tests.live_server import LiveServer
+from tests.support.rooms import create_meeting, cues_for
 from web.app import create_app
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
-
-
-def _meeting(server: LiveServer, context: str = "customer") -> dict[str, Any]:
-    r = httpx.post(f"{server.base_url}/api/meetings", json={"title": "Room", "context": context}, timeout=30)
-    assert r.status_code == 201, r.text
-    m: dict[str, Any] = r.json()
-    m["join_token"] = m["join_url"].split("token=")[1]
-    return m
-
-
-async def _cues_for(server: LiveServer, m: dict[str, Any], participant_id: str, want: set[str],
-                    seconds: float = 90.0) -> set[str]:
-    seen: set[str] = set()
-    async with websockets.connect(f"{server.ws_url}/ws/meetings/{m['id']}/live?token={m['presenter_token']}") as ws:
-        async with asyncio.timeout(seconds):
-            while not want <= seen:
-                msg = json.loads(await ws.recv())
-                if msg["type"] == "cue" and msg["cue"]["participant_id"] == participant_id:
-                    seen.add(msg["cue"]["type"])
-    return seen
 
 
 @pytest.mark.parametrize("processes", [0, 1], ids=["in-process", "analysis-process"])
@@ -47,14 +28,14 @@ async def test_a_participant_publishes_and_cues_arrive_only_with_consent(netns: 
                                                                          processes: int) -> None:
     frames = to_yuv(face_loop_frames(seconds=2.0))
     with LiveServer(create_app(Settings(data_dir=tmp_path, analysis_processes=processes))) as server:
-        m = _meeting(server)
+        m = create_meeting(server)
         yes = await join_room(server.ws_url, m["id"], m["join_token"], name="Ada", consent=True,
                               tracks=[SyntheticFaceTrack(frames)])
         no = await join_room(server.ws_url, m["id"], m["join_token"], name="Bo", consent=False,
                              tracks=[SyntheticFaceTrack(frames)])
         try:
             assert "MicroCue bot" in yes.bot  # the bot announces itself
-            got = await _cues_for(server, m, yes.participant_id, {"presence", "engagement"})
+            got = await cues_for(server, m, yes.participant_id, {"presence", "engagement"})
             assert {"presence", "engagement"} <= got
             # the participant who declined is relayed but never analysed
             rooms = server.app.state.rooms
@@ -118,7 +99,7 @@ async def test_bad_signalling_is_refused_clearly_and_others_are_unaffected(
 ) -> None:
     frames = to_yuv(face_loop_frames(seconds=2.0))
     with LiveServer(create_app(Settings(data_dir=tmp_path))) as server:
-        m = _meeting(server)
+        m = create_meeting(server)
         good = await join_room(server.ws_url, m["id"], m["join_token"], name="Ok", consent=True,
                                tracks=[SyntheticFaceTrack(frames)])
         try:
@@ -126,14 +107,14 @@ async def test_bad_signalling_is_refused_clearly_and_others_are_unaffected(
             errors = [g["message"] for g in got if g.get("type") == "error"]
             assert errors and error in errors[0], got
             assert close_code == code
-            assert "presence" in await _cues_for(server, m, good.participant_id, {"presence"})
+            assert "presence" in await cues_for(server, m, good.participant_id, {"presence"})
         finally:
             await good.aclose()
 
 
 async def test_wrong_token_and_ended_meeting_are_refused(netns: str, tmp_path: Path) -> None:
     with LiveServer(create_app(Settings(data_dir=tmp_path))) as server:
-        m = _meeting(server)
+        m = create_meeting(server)
         _, code = await _raw(server, m, [], token="not-a-token")
         assert code == 4401
         _, code = await _raw(server, m, [], token=m["presenter_token"])  # presenter token is not a join token
@@ -147,7 +128,7 @@ async def test_wrong_token_and_ended_meeting_are_refused(netns: str, tmp_path: P
 async def test_participants_see_each_other_through_the_bridge(netns: str, tmp_path: Path) -> None:
     frames = to_yuv(face_loop_frames(seconds=2.0))
     with LiveServer(create_app(Settings(data_dir=tmp_path))) as server:
-        m = _meeting(server)
+        m = create_meeting(server)
         first = await join_room(server.ws_url, m["id"], m["join_token"], name="First", consent=True,
                                 tracks=[SyntheticFaceTrack(frames)])
         second = await join_room(server.ws_url, m["id"], m["join_token"], name="Second", consent=True,
@@ -165,7 +146,7 @@ async def test_participants_see_each_other_through_the_bridge(netns: str, tmp_pa
             frame = await asyncio.wait_for(second.received()[first.participant_id].recv(), 30)
             assert (frame.width, frame.height) == (640, 480)
             # the first is still analysed from its one stream: no new track, no reset, one offer per connection
-            assert "engagement" in await _cues_for(server, m, first.participant_id, {"engagement"})
+            assert "engagement" in await cues_for(server, m, first.participant_id, {"engagement"})
             room = server.app.state.rooms.rooms[m["id"]]
             stats = room.stats()
             for who in (first, second):

@@ -43,8 +43,8 @@ from bridge.cluster.distributor import status_topic
 from bridge.demo.client import RoomClient, join_room
 from bridge.demo.synthetic import SyntheticFaceTrack
 from inference.cues import Cue
-from tests.e2e.test_janus import ROOM, JanusServer, Publisher, face_yuv, janus_config, publishers
 from tests.services import services_required
+from tests.support.janus import ROOM, JanusServer, Publisher, face_yuv, janus_config, publishers
 
 __all__ = ["face_yuv", "publishers"]
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]

@@ -18,12 +18,11 @@ import pytest
 from playwright.async_api import async_playwright
 
 from bridge.config import Settings
-from tests.e2e import janus_demo
 from tests.e2e.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
-from tests.e2e.test_browser_join import write_y4m
-from tests.e2e.test_builtin_room import _meeting
-from tests.e2e.test_janus import ROOM, JanusServer, janus
 from tests.live_server import LiveServer
+from tests.support import janus_demo
+from tests.support.janus import ROOM, JanusServer, janus
+from tests.support.rooms import create_meeting, write_y4m
 from web.app import create_app
 
 __all__ = ["janus"]
@@ -69,7 +68,7 @@ class Room:
 
     def __init__(self, server: LiveServer, janus: JanusServer) -> None:
         self.server, self.janus = server, janus
-        self.m = _meeting(server)
+        self.m = create_meeting(server)
         self.auth = {"Authorization": f"Bearer {self.m['presenter_token']}"}
         self.samples: dict[str, list[tuple[float, int]]] = {}  # display -> (perf_counter, analysed)
         self.ids: dict[str, str] = {}  # display -> participant id (the last one with that name)

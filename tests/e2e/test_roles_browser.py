@@ -16,8 +16,8 @@ import pytest
 from bridge.config import Settings
 from bridge.store import repo
 from tests.e2e.browser import ARTIFACTS, MIN_PIXEL_STDDEV, browser, chromium_path, not_blank
-from tests.integration.test_reports import sales_call
 from tests.live_server import LiveServer
+from tests.support.cues import sales_call
 from web.app import create_app
 
 __all__ = ["browser", "chromium_path"]  # fixtures used by the tests below

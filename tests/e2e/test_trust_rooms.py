@@ -22,9 +22,9 @@ from bridge.config import Settings
 from bridge.demo.client import join_room
 from bridge.demo.synthetic import SyntheticFaceTrack, face_loop_frames, to_yuv
 from bridge.rooms.janus import JanusSession
-from tests.e2e.test_builtin_room import _cues_for, _meeting
-from tests.e2e.test_janus import ROOM, JanusServer, Publisher, face_yuv, janus, publishers
 from tests.live_server import LiveServer
+from tests.support.janus import ROOM, JanusServer, Publisher, face_yuv, janus, publishers
+from tests.support.rooms import create_meeting, cues_for
 from web.app import create_app
 
 __all__ = ["face_yuv", "janus", "publishers"]
@@ -50,11 +50,11 @@ async def _received(server: LiveServer) -> int:
 async def test_end_and_erase_stop_a_builtin_room(netns: str, tmp_path: Path, action: str) -> None:
     frames = to_yuv(face_loop_frames(seconds=2.0))
     with LiveServer(create_app(Settings(data_dir=tmp_path))) as server:
-        m = _meeting(server)
+        m = create_meeting(server)
         client = await join_room(server.ws_url, m["id"], m["join_token"], name="Ada", consent=True,
                                  tracks=[SyntheticFaceTrack(frames)])
         try:
-            assert "presence" in await _cues_for(server, m, client.participant_id, {"presence"})
+            assert "presence" in await cues_for(server, m, client.participant_id, {"presence"})
             room = server.app.state.rooms.rooms[m["id"]]
             url = f"{server.base_url}/api/meetings/{m['id']}"
             started = time.monotonic()
@@ -84,7 +84,7 @@ async def test_participants_are_removed_on_leave_and_200_cycles_leave_nothing(
 ) -> None:
     """Each join/leave used to leave an analyzer, VAD state and tasks behind in the room."""
     with LiveServer(create_app(Settings(data_dir=tmp_path))) as server:
-        m = _meeting(server)
+        m = create_meeting(server)
         rooms = server.app.state.rooms
 
         async def cycle(i: int) -> None:
@@ -129,7 +129,7 @@ async def test_a_janus_bot_is_recalled_and_stops_at_the_end(
     allow = janus.url.split("//", 1)[1]  # host:port of the Janus server, listed by the operator
     settings = Settings(data_dir=tmp_path / "data", join_allow=allow)
     with LiveServer(create_app(settings)) as server:
-        m = _meeting(server)
+        m = create_meeting(server)
         bot_url = f"{server.base_url}/api/meetings/{m['id']}/bot"
         headers = _bearer(m["presenter_token"])
         body = {"janus": janus.url, "room": ROOM}
@@ -137,7 +137,7 @@ async def test_a_janus_bot_is_recalled_and_stops_at_the_end(
         assert r.status_code == 202, r.text
         # the bot's display name says that it analyses faces (who is in the room sees it)
         assert "analysing faces" in server.app.state.service.bot_hook.bots[m["id"]][0].display
-        assert "presence" in await _cues_for(server, m, "101", {"presence"})
+        assert "presence" in await cues_for(server, m, "101", {"presence"})
 
         started = time.monotonic()
         r = await asyncio.to_thread(httpx.delete, bot_url, headers=headers, timeout=30)
@@ -151,7 +151,7 @@ async def test_a_janus_bot_is_recalled_and_stops_at_the_end(
         # a new bot, then the meeting ends: the bot leaves with it
         r = await asyncio.to_thread(httpx.post, bot_url, json=body, headers=headers, timeout=60)
         assert r.status_code == 202, r.text
-        assert "presence" in await _cues_for(server, m, "101", {"presence"})
+        assert "presence" in await cues_for(server, m, "101", {"presence"})
         r = await asyncio.to_thread(httpx.post, f"{server.base_url}/api/meetings/{m['id']}/end", headers=headers,
                                     timeout=30)
         assert r.status_code == 200
@@ -166,7 +166,7 @@ async def test_concurrent_bot_requests_start_one_bot_and_bad_targets_are_4xx(
 ) -> None:
     allow = janus.url.split("//", 1)[1]
     with LiveServer(create_app(Settings(data_dir=tmp_path / "data", join_allow=allow))) as server:
-        m = _meeting(server)
+        m = create_meeting(server)
         bot_url = f"{server.base_url}/api/meetings/{m['id']}/bot"
         headers = _bearer(m["presenter_token"])
         body = {"janus": janus.url, "room": ROOM}

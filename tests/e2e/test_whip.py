@@ -27,8 +27,8 @@ from playwright.async_api import async_playwright
 
 from bridge.config import Settings
 from tests.e2e.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
-from tests.e2e.test_browser_join import write_y4m
 from tests.live_server import LiveServer
+from tests.support.rooms import write_y4m
 from web.app import create_app
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]

@@ -35,18 +35,6 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setting
     yield from database_settings(request.param, tmp_path / "data", "microcue_api")
 
 
-@pytest.fixture
-def server(settings: Settings) -> Iterator[LiveServer]:
-    with LiveServer(create_app(settings)) as live:
-        yield live
-
-
-@pytest.fixture
-def client(server: LiveServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.base_url, timeout=30) as c:
-        yield c
-
-
 def create(client: httpx.Client, context: str = "customer", **extra: Any) -> dict[str, Any]:
     r = client.post("/api/meetings", json={"title": "Pitch", "kind": "sales", "context": context, **extra})
     assert r.status_code == 201, r.text

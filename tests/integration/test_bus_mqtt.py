@@ -27,6 +27,7 @@ from bridge.bus import MqttBus, MqttSubscription
 from bridge.bus.mqtt import DEFAULT_OUTBOX
 from inference.cues import Cue
 from tests.services import MOSQUITTO, port_open, require_service, services_required
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -197,17 +198,6 @@ async def proxy() -> AsyncIterator[FlakyProxy]:
 
 
 # -- waiting helpers ---------------------------------------------------------------
-
-
-async def wait_until(predicate: Callable[[], bool], within: float, what: str) -> None:
-    try:
-        async with asyncio.timeout(within):
-            while True:
-                if predicate():
-                    return
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"timed out after {within} s waiting for: {what}") from None
 
 
 async def ready(sub: MqttSubscription) -> MqttSubscription:

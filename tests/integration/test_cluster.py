@@ -52,7 +52,7 @@ async def service(pg_settings: Settings) -> AsyncIterator[MeetingService]:
         yield svc
 
 
-async def _meeting(service: MeetingService) -> str:
+async def create_meeting(service: MeetingService) -> str:
     created = await service.create_meeting(title="lease", context="customer")
     return created.meeting.id
 
@@ -62,7 +62,7 @@ def _store(service: MeetingService, holder: str, ttl_s: float = 8.0) -> LeaseSto
 
 
 async def test_only_one_of_many_racing_workers_gets_the_meeting(service: MeetingService) -> None:
-    meeting = await _meeting(service)
+    meeting = await create_meeting(service)
     stores = [_store(service, f"w{i}") for i in range(6)]
     leases = await asyncio.gather(*(s.acquire(meeting, {"meeting_id": meeting}) for s in stores))
     won = [lease for lease in leases if lease is not None]
@@ -74,7 +74,7 @@ async def test_only_one_of_many_racing_workers_gets_the_meeting(service: Meeting
 
 
 async def test_an_expired_holder_is_fenced_and_the_successor_gets_a_larger_token(service: MeetingService) -> None:
-    meeting = await _meeting(service)
+    meeting = await create_meeting(service)
     first, second = _store(service, "first", ttl_s=0.6), _store(service, "second")
     lease = await first.acquire(meeting, {"meeting_id": meeting})
     assert lease is not None and lease.valid()
@@ -93,7 +93,7 @@ async def test_an_expired_holder_is_fenced_and_the_successor_gets_a_larger_token
 
 
 async def test_an_ended_meeting_cannot_be_taken_and_renewal_says_it_ended(service: MeetingService) -> None:
-    meeting = await _meeting(service)
+    meeting = await create_meeting(service)
     store = _store(service, "w")
     lease = await store.acquire(meeting, {})
     assert lease is not None
@@ -106,7 +106,7 @@ async def test_an_ended_meeting_cannot_be_taken_and_renewal_says_it_ended(servic
 
 
 async def test_an_orphan_is_offered_once_and_its_gap_is_missing_time(service: MeetingService) -> None:
-    meeting = await _meeting(service)
+    meeting = await create_meeting(service)
     request = {"meeting_id": meeting, "kind": "janus", "url": "ws://janus", "room": 7}
     dead = await _store(service, "dead", ttl_s=0.3).acquire(meeting, request)
     assert dead is not None
@@ -227,7 +227,7 @@ async def test_a_worker_keeps_to_its_capacity_and_lets_go_of_what_it_cannot_hold
     service: MeetingService, pg_settings: Settings
 ) -> None:
     settings = pg_settings.model_copy(update={"worker_capacity": 3, "mqtt_url": MQTT_URL, "join_allow": "j"})
-    m1, m2, m3, m4 = [await _meeting(service) for _ in range(4)]
+    m1, m2, m3, m4 = [await create_meeting(service) for _ in range(4)]
     worker = _TestWorker(settings, service, "cap", people={m1: 2, m2: 1, m3: 1, m4: 1})
     other = _store(service, "other")
     try:
@@ -270,7 +270,7 @@ async def test_meetings_that_outgrow_a_worker_are_handed_over_newest_first(
     service: MeetingService, pg_settings: Settings
 ) -> None:
     settings = pg_settings.model_copy(update={"worker_capacity": 3, "mqtt_url": MQTT_URL, "join_allow": "j"})
-    big, late = await _meeting(service), await _meeting(service)
+    big, late = await create_meeting(service), await create_meeting(service)
     worker = _TestWorker(settings, service, "grow", people={big: 3, late: 1})
     try:
         await worker.on_join(JoinRequest(meeting_id=big, kind="janus", url="ws://j", room=1))  # estimate 1, has 3

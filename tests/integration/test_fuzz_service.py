@@ -41,7 +41,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         yield live
 
 
-def _meeting(server: LiveServer) -> dict[str, Any]:
+def create_meeting(server: LiveServer) -> dict[str, Any]:
     r = httpx.post(f"{server.base_url}/api/meetings", json={"title": "control", "context": "customer"}, timeout=30)
     assert r.status_code == 201
     m: dict[str, Any] = r.json()
@@ -58,8 +58,8 @@ def _control_still_works(server: LiveServer, m: dict[str, Any]) -> None:
 
 
 def test_fuzz_api_bodies(server: LiveServer, report: Callable[[str], None]) -> None:
-    control = _meeting(server)  # never addressed by the fuzzer: it must be unaffected
-    target = _meeting(server)
+    control = create_meeting(server)  # never addressed by the fuzzer: it must be unaffected
+    target = create_meeting(server)
     statuses: dict[int, int] = {}
     cases = 0
     client = httpx.Client(base_url=server.base_url, timeout=30)
@@ -103,8 +103,8 @@ def test_fuzz_api_bodies(server: LiveServer, report: Callable[[str], None]) -> N
 
 
 def test_fuzz_signalling_over_a_live_socket(server: LiveServer, report: Callable[[str], None]) -> None:
-    control = _meeting(server)
-    target = _meeting(server)
+    control = create_meeting(server)
+    target = create_meeting(server)
     codes: dict[int | None, int] = {}
     cases = 0
     messages = st.lists(st.one_of(

@@ -8,7 +8,7 @@ published is stored exactly once, nothing is dropped.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from bridge.store.writer import StoreWriter
 from inference.cues import Cue
 from tests.services import POSTGRES, POSTGRES_URL, require_service
 from tests.support.postgres import asyncpg_dsn, fresh_postgres_database
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -69,16 +70,6 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 def cue(seq: int) -> Cue:
     return Cue(type="attention", t=seq / 15, meeting_id=MEETING, participant_id=f"p{seq % 10}", seq=seq, value=0.5)
-
-
-async def wait_until(predicate: Callable[[], bool], what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + WAIT_S
-    while True:
-        if predicate():
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"timed out after {WAIT_S} s waiting for: {what}")
-        await asyncio.sleep(0.01)
 
 
 async def stored(store: Store) -> tuple[int, set[tuple[str, int]]]:
@@ -186,19 +177,18 @@ async def test_writer_buffers_through_an_outage_and_catches_up(store: Store) -> 
         )
         async with writer:
             await publish_paced(bus, range(500))
-            await wait_until(lambda: writer.written == 500, "first 500 stored before the outage")
+            await wait_until(lambda: writer.written == 500, WAIT_S, "first 500 stored before the outage")
 
             # The database goes away: no new connections, and the existing ones are killed.
             await admin.execute(f'ALTER DATABASE "{store.database}" ALLOW_CONNECTIONS false')
             await terminate_all_from(admin, store.database)
             await publish_paced(bus, range(500, N_CUES))
-            await wait_until(
-                lambda: writer.received == N_CUES and writer.retries >= 3, "all received, retries failing meanwhile"
-            )
+            await wait_until(lambda: writer.received == N_CUES and writer.retries >= 3, WAIT_S,
+                             "all received, retries failing meanwhile")
             assert writer.written == 500 and writer.pending == N_CUES - 500 and writer.dropped == 0
 
             await admin.execute(f'ALTER DATABASE "{store.database}" ALLOW_CONNECTIONS true')
-            await wait_until(lambda: writer.written == N_CUES, "the backlog written after the outage")
+            await wait_until(lambda: writer.written == N_CUES, WAIT_S, "the backlog written after the outage")
         await bus.aclose()
     finally:
         await admin.execute(f'ALTER DATABASE "{store.database}" ALLOW_CONNECTIONS true')
@@ -223,7 +213,7 @@ async def test_a_value_postgres_refuses_is_rejected_without_wedging_the_writer(s
         for seq in range(10):
             participant = "x" * 300 if seq == 4 else "p1"
             await bus.publish(Cue(type="presence", t=seq, meeting_id=MEETING, participant_id=participant, seq=seq))
-        await wait_until(lambda: writer.written + writer.rejected == 10, "all ten settled")
+        await wait_until(lambda: writer.written + writer.rejected == 10, WAIT_S, "all ten settled")
     await bus.aclose()
     assert writer.rejected == 1 and writer.written == 9 and writer.retries == 0
     count, keys = await stored(store)

@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import wave
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import av
@@ -118,21 +117,6 @@ def test_streams_do_not_share_state_and_reset(vad: SileroVad, speech: np.ndarray
 
 
 # ---- through real WebRTC (Opus) ------------------------------------------------------------
-
-
-@pytest.fixture
-async def bus() -> AsyncIterator[InProcessBus]:
-    b = InProcessBus()
-    await b.start()
-    yield b
-    await b.aclose()
-
-
-@pytest.fixture
-def executor() -> Iterator[BlockingExecutor]:
-    ex = BlockingExecutor(2)
-    yield ex
-    ex.shutdown()
 
 
 async def test_speaking_cues_from_a_real_peer(

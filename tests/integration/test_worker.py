@@ -8,7 +8,6 @@ import fractions
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import av
@@ -25,6 +24,7 @@ from bridge.media.worker import RTP_WRAP, VIDEO_GAP_S, ParticipantWorker, _Media
 from inference.analyzer import AnalysisStep, FaceModels, FrameMetrics, ParticipantAnalyzer
 from inference.cues import Cue
 from inference.types import FrameFaces
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -34,29 +34,6 @@ MEETING = "m-worker"
 @pytest.fixture(scope="module")
 def face_yuv() -> list[np.ndarray]:
     return to_yuv(face_loop_frames(seconds=2.0, fps=15.0))
-
-
-@pytest.fixture
-async def bus() -> AsyncIterator[InProcessBus]:
-    b = InProcessBus()
-    await b.start()
-    yield b
-    await b.aclose()
-
-
-@pytest.fixture
-def executor() -> Iterator[BlockingExecutor]:
-    ex = BlockingExecutor(2)
-    yield ex
-    ex.shutdown()
-
-
-async def wait_until(predicate: Any, within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within} s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 # ---- the namespace itself -----------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from bridge.store.db import create_engine, create_session_factory
 from bridge.store.tables import CueRow
 from bridge.store.writer import StoreWriter, is_poison
 from inference.cues import Cue
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(60)]
 
@@ -114,17 +115,6 @@ async def stored_seqs(factory: async_sessionmaker[AsyncSession]) -> list[int]:
         return list(await session.scalars(select(CueRow.seq).order_by(CueRow.seq)))
 
 
-async def wait_until(predicate: Callable[[], bool], what: str) -> None:
-    """Polls with a deadline (as aiortc's tests do): a regression fails with ``what``, never hangs."""
-    deadline = asyncio.get_running_loop().time() + WAIT_S
-    while True:
-        if predicate():
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"timed out after {WAIT_S} s waiting for: {what}")
-        await asyncio.sleep(0.005)
-
-
 def assert_accounted(writer: StoreWriter) -> None:
     s = writer.stats()
     assert s["received"] == s["written"] + s["duplicates"] + s["rejected"] + s["dropped"] + s["pending"], s
@@ -144,7 +134,7 @@ async def test_writes_in_batches_and_flushes_the_rest_on_close(sessions: async_s
     await writer.start()
     for i in range(25):
         sub.put(cue(i))
-    await wait_until(lambda: writer.written == 20, "two full batches written")
+    await wait_until(lambda: writer.written == 20, WAIT_S, "two full batches written")
     await asyncio.sleep(0.05)
     assert writer.written == 20 and writer.pending == 5 and calls == 2
     assert await stored_seqs(sessions) == list(range(20))
@@ -160,7 +150,7 @@ async def test_flush_interval_writes_a_partial_batch(sessions: async_sessionmake
     async with StoreWriter(sessions, sub, batch_size=1000, flush_interval=0.05) as writer:
         for i in range(3):
             sub.put(cue(i))
-        await wait_until(lambda: writer.written == 3, "partial batch written by the interval")
+        await wait_until(lambda: writer.written == 3, WAIT_S, "partial batch written by the interval")
         assert await stored_seqs(sessions) == [0, 1, 2]
     assert_accounted(writer)
 
@@ -184,7 +174,7 @@ async def test_retries_with_backoff_while_the_database_is_away(sessions: async_s
     async with StoreWriter(factory, sub, batch_size=10, flush_interval=0.02, **FAST) as writer:
         for i in range(35):
             sub.put(cue(i))
-        await wait_until(lambda: writer.written == 35, "all written after the outage")
+        await wait_until(lambda: writer.written == 35, WAIT_S, "all written after the outage")
     assert writer.retries == 4 and factory.failed == 4
     assert writer.dropped == 0
     assert await stored_seqs(sessions) == list(range(35))
@@ -201,7 +191,7 @@ async def test_backoff_grows_exponentially_to_its_cap(
             factory, sub, batch_size=1, flush_interval=0.01, backoff_initial=0.01, backoff_max=0.08
         ) as writer:
             sub.put(cue(0))
-            await wait_until(lambda: writer.written == 1, "written after six failures")
+            await wait_until(lambda: writer.written == 1, WAIT_S, "written after six failures")
     # The retry log line carries (batch, error type, message, retry number, delay, pending).
     delays = [r.args[4] for r in caplog.records if "retry" in r.msg]  # type: ignore[index]
     assert delays == pytest.approx([0.01, 0.02, 0.04, 0.08, 0.08, 0.08])
@@ -215,13 +205,13 @@ async def test_full_buffer_drops_oldest_and_counts(sessions: async_sessionmaker[
     await writer.start()
     for i in range(10):
         sub.put(cue(i))
-    await wait_until(lambda: writer.retries >= 1, "first batch (0-9) in flight and failing")
+    await wait_until(lambda: writer.retries >= 1, WAIT_S, "first batch (0-9) in flight and failing")
     for i in range(10, 100):
         sub.put(cue(i))
-    await wait_until(lambda: writer.received == 100 and writer.retries >= 2, "all received during the outage")
+    await wait_until(lambda: writer.received == 100 and writer.retries >= 2, WAIT_S, "all received during the outage")
     assert writer.pending == 50 and writer.dropped == 50 and writer.written == 0
     factory.up()
-    await wait_until(lambda: writer.written == 50, "the kept cues written once the database is back")
+    await wait_until(lambda: writer.written == 50, WAIT_S, "the kept cues written once the database is back")
     await writer.aclose()
     # The batch already in flight (0-9) is kept; the buffer kept the newest 40.
     assert await stored_seqs(sessions) == [*range(10), *range(60, 100)]
@@ -238,7 +228,7 @@ async def test_close_gives_up_after_its_timeout_and_counts_the_rest_dropped(
     await writer.start()
     for i in range(15):
         sub.put(cue(i))
-    await wait_until(lambda: writer.received == 15, "received")
+    await wait_until(lambda: writer.received == 15, WAIT_S, "received")
     with caplog.at_level(logging.ERROR, logger="microcue.store"):
         async with asyncio.timeout(WAIT_S):
             await writer.aclose()
@@ -252,7 +242,7 @@ async def test_redelivered_cues_are_stored_once(sessions: async_sessionmaker[Asy
     async with StoreWriter(sessions, sub, batch_size=4, flush_interval=0.01) as writer:
         for i in [0, 1, 2, 1, 2, 3, 0]:
             sub.put(cue(i))
-        await wait_until(lambda: writer.written + writer.duplicates == 7, "settled")
+        await wait_until(lambda: writer.written + writer.duplicates == 7, WAIT_S, "settled")
     assert await stored_seqs(sessions) == [0, 1, 2, 3]
     assert writer.written == 4 and writer.duplicates == 3
     assert_accounted(writer)
@@ -263,7 +253,7 @@ async def test_cues_of_unknown_meetings_are_rejected_not_retried(sessions: async
     async with StoreWriter(sessions, sub, batch_size=5, flush_interval=0.01) as writer:
         for i in range(5):
             sub.put(cue(i, meeting_id="m1" if i % 2 == 0 else "erased"))
-        await wait_until(lambda: writer.written + writer.rejected == 5, "settled")
+        await wait_until(lambda: writer.written + writer.rejected == 5, WAIT_S, "settled")
     assert writer.rejected == 2 and writer.retries == 0
     assert await stored_seqs(sessions) == [0, 2, 4]
     assert_accounted(writer)
@@ -284,7 +274,7 @@ async def test_a_refused_row_does_not_block_its_batch(
     async with StoreWriter(sessions, sub, batch_size=6, flush_interval=0.01) as writer:
         for i in range(6):
             sub.put(cue(i))
-        await wait_until(lambda: writer.written + writer.rejected == 6, "settled")
+        await wait_until(lambda: writer.written + writer.rejected == 6, WAIT_S, "settled")
     assert writer.rejected == 1 and writer.written == 5 and writer.retries == 0
     assert await stored_seqs(sessions) == [0, 1, 2, 4, 5]
     assert_accounted(writer)
@@ -304,7 +294,7 @@ async def test_a_failing_subscription_is_logged_and_buffered_cues_still_written(
         sub.put(cue(i))
     with caplog.at_level(logging.ERROR, logger="microcue.store"):
         async with StoreWriter(sessions, sub, batch_size=100, flush_interval=0.01) as writer:
-            await wait_until(lambda: writer.written == 3, "buffered cues written")
+            await wait_until(lambda: writer.written == 3, WAIT_S, "buffered cues written")
     assert "subscription failed" in caplog.text
     assert_accounted(writer)
 

@@ -1,0 +1,44 @@
+"""Built-in rooms as tests use them: a meeting made through the API, its live cues, a fake camera file."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import websockets
+
+from bridge.demo.synthetic import face_loop_frames, to_yuv
+from tests.live_server import LiveServer
+
+
+def create_meeting(server: LiveServer, context: str = "customer") -> dict[str, Any]:
+    r = httpx.post(f"{server.base_url}/api/meetings", json={"title": "Room", "context": context}, timeout=30)
+    assert r.status_code == 201, r.text
+    m: dict[str, Any] = r.json()
+    m["join_token"] = m["join_url"].split("token=")[1]
+    return m
+
+
+async def cues_for(server: LiveServer, m: dict[str, Any], participant_id: str, want: set[str],
+                    seconds: float = 90.0) -> set[str]:
+    seen: set[str] = set()
+    async with websockets.connect(f"{server.ws_url}/ws/meetings/{m['id']}/live?token={m['presenter_token']}") as ws:
+        async with asyncio.timeout(seconds):
+            while not want <= seen:
+                msg = json.loads(await ws.recv())
+                if msg["type"] == "cue" and msg["cue"]["participant_id"] == participant_id:
+                    seen.add(msg["cue"]["type"])
+    return seen
+
+
+def write_y4m(path: Path, seconds: float = 4.0, fps: int = 15) -> None:
+    """The fake camera's file: YUV4MPEG2, 640x480, yuv420p, a real face looping."""
+    frames = to_yuv(face_loop_frames(seconds=seconds, fps=fps))
+    with path.open("wb") as f:
+        f.write(f"YUV4MPEG2 W640 H480 F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for yuv in frames:
+            f.write(b"FRAME\n")
+            f.write(yuv.tobytes())
