@@ -38,7 +38,7 @@ import httpx
 import uvicorn
 from websockets.asyncio.client import connect
 
-from bridge.bus import MqttBus
+from bridge.bus.mqtt import MqttBus
 from bridge.config import Settings
 from inference.cues import Cue
 from web.app import create_app

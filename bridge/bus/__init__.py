@@ -5,7 +5,7 @@ Implementations: ``InProcessBus`` (default, bounded queue per subscriber,
 ``microcue/meetings/{id}/cues``, ``bridge.bus.mqtt``), chosen by
 ``create_bus(settings)``. Consumers (dashboard hub, store writer, CLI printer)
 only see this Protocol, so the embedded default and a broker-backed deployment
-run the same code.
+run the same code. Importing this module does not load aiomqtt; ``bridge.bus.mqtt`` does.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from bridge.bus.inprocess import (
     InProcessBus,
     QueueSubscription,
 )
-from bridge.bus.mqtt import MqttBus, MqttSubscription, cue_topic, parse_mqtt_url
 from inference.cues import Cue
 
 if TYPE_CHECKING:
@@ -30,13 +29,9 @@ __all__ = [
     "BusClosedError",
     "EventBus",
     "InProcessBus",
-    "MqttBus",
-    "MqttSubscription",
     "QueueSubscription",
     "Subscription",
     "create_bus",
-    "cue_topic",
-    "parse_mqtt_url",
 ]
 
 
@@ -73,6 +68,9 @@ def create_bus(settings: Settings) -> EventBus:
     """MQTT when ``MICROCUE_MQTT_URL`` is set (several bridges share one broker),
     otherwise the in-process bus of the embedded default. Call ``start()`` next."""
     if settings.mqtt_url:
+        # Only a broker-backed deployment loads aiomqtt: importing the protocol stays light.
+        from bridge.bus.mqtt import MqttBus  # noqa: PLC0415
+
         return MqttBus(settings.mqtt_url, ca_file=settings.mqtt_ca, cert_file=settings.mqtt_cert,
                        key_file=settings.mqtt_key)
     return InProcessBus()

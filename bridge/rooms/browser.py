@@ -36,6 +36,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from bridge.errors import MicroCueError, UsageError
+from bridge.executor import run_in_background
 
 log = logging.getLogger("microcue.rooms.browser")
 
@@ -239,7 +240,7 @@ class BrowserBot:
             from playwright.async_api import async_playwright  # noqa: PLC0415
         except ImportError as exc:
             raise MicroCueError("the browser bot needs Playwright: pip install 'microcue[browser]'") from exc
-        self.workdir, card = await asyncio.to_thread(self._prepare)
+        self.workdir, card = await run_in_background(self._prepare)
         args = [*_CHROMIUM_FLAGS, f"--use-file-for-fake-video-capture={card}"]
         if os.geteuid() == 0:
             args.append("--no-sandbox")  # chromium refuses to run its sandbox as root
@@ -272,7 +273,7 @@ class BrowserBot:
                     self._page = None
                     await browser.close()
         finally:
-            await asyncio.to_thread(shutil.rmtree, self.workdir, ignore_errors=True)
+            await run_in_background(shutil.rmtree, self.workdir, ignore_errors=True)
 
     def _prepare(self) -> tuple[Path, Path]:
         """The scratch folder and the camera card (file work, off the event loop)."""

@@ -23,8 +23,7 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from bridge.bus import MqttBus, MqttSubscription
-from bridge.bus.mqtt import DEFAULT_OUTBOX
+from bridge.bus.mqtt import DEFAULT_OUTBOX, MqttBus, MqttSubscription
 from inference.cues import Cue
 from tests.services import MOSQUITTO, port_open, require_service, services_required
 from tests.support.waiting import wait_until

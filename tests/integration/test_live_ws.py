@@ -22,7 +22,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from bridge.bus import MqttBus
+from bridge.bus.mqtt import MqttBus
 from bridge.config import Settings
 from bridge.store import repo
 from inference.cues import Cue

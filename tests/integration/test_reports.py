@@ -27,7 +27,7 @@ import aiomqtt
 import httpx
 import pytest
 
-from bridge.bus import cue_topic
+from bridge.bus.mqtt import cue_topic
 from bridge.config import Settings
 from bridge.store import repo
 from bridge.store.db import create_engine, create_session_factory

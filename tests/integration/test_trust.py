@@ -22,7 +22,7 @@ from sqlalchemy import update
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
-from bridge.bus import MqttBus
+from bridge.bus.mqtt import MqttBus
 from bridge.config import Settings
 from bridge.store import repo
 from bridge.store.tables import Meeting, utcnow
