@@ -23,6 +23,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
@@ -110,7 +111,10 @@ async def test_browser_bot_joins_the_janus_demo_page_and_forwards_each_publisher
         await publisher.start()
     bob = publishers[1]
     port = _free_port()
-    settings = Settings(data_dir=tmp_path / "data", join_allow="localhost", port=port)
+    page_port = urlsplit(demo_page).port
+    # host:port pairs; localhost resolves to loopback, which must be listed as itself (bridge/rooms/targets.py)
+    allow = f"localhost:{page_port},127.0.0.1:{page_port},[::1]:{page_port}"
+    settings = Settings(data_dir=tmp_path / "data", join_allow=allow, port=port)
     with LiveServer(create_app(settings), port=port) as server:
         api = httpx.AsyncClient(base_url=f"{server.base_url}/api/meetings", timeout=60)
         m = (await api.post(server.base_url + "/api/meetings", json={"title": "Demo", "context": "customer"})).json()
@@ -190,7 +194,7 @@ async def test_join_page_command_prints_cues_and_leaves_when_the_page_ends_the_c
         await publisher.start()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "web.cli", "--data-dir", str(tmp_path / "data"), "--port", str(_free_port()),
-        "join", "--page", demo_page, "--recipe", "janus-videoroom", "--duration", "240",
+        "join", "--context", "customer", "--page", demo_page, "--recipe", "janus-videoroom", "--duration", "240",
         cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     assert proc.stdout is not None and proc.stderr is not None
