@@ -9,6 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from inference.onnx_model import Session
 from inference.runtime import Model, as_model, check_outputs
 from inference.types import Detection
 
@@ -73,7 +74,7 @@ def weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, i
 class FaceDetector:
     """Callable: RGB uint8 image (H, W, 3) -> detections in image pixels, best first."""
 
-    def __init__(self, model: Model, min_score: float = MIN_SCORE) -> None:
+    def __init__(self, model: Model | Session, min_score: float = MIN_SCORE) -> None:
         self._model = check_outputs(as_model("face_detector", model), ("regressors", "classificators"))
         self.min_score = min_score
 
