@@ -101,7 +101,7 @@ class IrisModel:
         patch, m = crop(rgb, roi, IRIS_INPUT, flip=flip)
         iris = self._model(patch[None])[self._iris]
         centre = np.asarray(iris, dtype=np.float64).reshape(5, 3)[0, :2]
-        return centre @ m[:, :2].T + m[:, 2]
+        return np.asarray(centre @ m[:, :2].T + m[:, 2])
 
     def __call__(self, rgb: np.ndarray, points: np.ndarray) -> np.ndarray:
         # The model was trained on the image-left eye; the other one is mirrored (MediaPipe iris graph).
