@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,7 +100,7 @@ def check_offer_limits(sdp: str) -> None:
                           "(a=group:BUNDLE), which the bridge requires")
 
 
-Notify = Callable[[dict[str, Any]], Awaitable[None]]
+Notify = Callable[[dict[str, Any]], Coroutine[Any, Any, None]]
 #: Called when a publisher without a signalling socket (WHIP) loses its connection.
 OnLost = Callable[[], Awaitable[None]]
 #: A trickled remote candidate: (its m-line's mid or None, the ``candidate:...`` attribute value).
