@@ -111,10 +111,6 @@ class Settings(BaseSettings):
     def effective_worker_url(self) -> str:
         return self.worker_url.rstrip("/") or f"http://{self.host}:{self.port}"
 
-    @property
-    def join_allow_hosts(self) -> frozenset[str]:
-        return frozenset(h.strip().lower() for h in self.join_allow.split(",") if h.strip())
-
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -62,4 +62,4 @@ def warp_face(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
 
 
 def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
-    return points[:, :2] @ matrix[:, :2].T + matrix[:, 2]
+    return np.asarray(points[:, :2] @ matrix[:, :2].T + matrix[:, 2])

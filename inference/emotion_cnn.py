@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from inference.onnx_model import Session
 from inference.runtime import Model, as_model, check_outputs
 
 # Output order of the FER2013 model (docs/sources.md "Models"). It has no contempt class.
@@ -19,7 +20,7 @@ FER_INPUT = 64
 class EmotionCNN:
     """Callable: grey uint8 crops (N, 64, 64) -> class probabilities (N, 7)."""
 
-    def __init__(self, model: Model) -> None:
+    def __init__(self, model: Model | Session) -> None:
         self._model = as_model("emotion", model)
         if len(self._model.output_names) != 1:
             check_outputs(self._model, ("probs",))

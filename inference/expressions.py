@@ -8,6 +8,7 @@ probabilities between the onset and apex crops.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,7 +68,7 @@ class Expression:
 
 
 def _d(disp: np.ndarray, name: str) -> np.ndarray:
-    return disp[REGION_INDEX[name]]
+    return np.asarray(disp[REGION_INDEX[name]])
 
 
 def action_units(disp: np.ndarray) -> dict[str, float]:
@@ -75,8 +76,8 @@ def action_units(disp: np.ndarray) -> dict[str, float]:
 
     "Outward" is -x for the subject's right side (image left) and +x for the left side.
     """
-    up = lambda name: max(0.0, -float(_d(disp, name)[1]))  # noqa: E731
-    down = lambda name: max(0.0, float(_d(disp, name)[1]))  # noqa: E731
+    up: Callable[[str], float] = lambda name: max(0.0, -float(_d(disp, name)[1]))  # noqa: E731
+    down: Callable[[str], float] = lambda name: max(0.0, float(_d(disp, name)[1]))  # noqa: E731
     inner_r, inner_l = _d(disp, "brow_inner_R"), _d(disp, "brow_inner_L")
     corner_r, corner_l = _d(disp, "mouth_corner_R"), _d(disp, "mouth_corner_L")
     out_r, out_l = -float(corner_r[0]), float(corner_l[0])

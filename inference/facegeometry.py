@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import math
+from typing import TypedDict
 
 import numpy as np
 
 from inference.types import HeadPose
 
+
+class EyeIndices(TypedDict):
+    outer: int
+    inner: int
+    upper: tuple[int, int]
+    lower: tuple[int, int]
+
+
 # FaceMesh indices. Subject's right eye: outer 33, inner 133, upper lid 160/158, lower lid 144/153.
-RIGHT_EYE = {"outer": 33, "inner": 133, "upper": (160, 158), "lower": (144, 153)}
-LEFT_EYE = {"outer": 263, "inner": 362, "upper": (387, 385), "lower": (373, 380)}
+RIGHT_EYE: EyeIndices = {"outer": 33, "inner": 133, "upper": (160, 158), "lower": (144, 153)}
+LEFT_EYE: EyeIndices = {"outer": 263, "inner": 362, "upper": (387, 385), "lower": (373, 380)}
 FOREHEAD, CHIN = 10, 152
 # FaceMesh's forehead point (10) sits in front of the chin (152) in depth on an upright face, so
 # the raw forehead-chin axis reads a few degrees of downward pitch. Measured on two frontal faces
@@ -42,11 +51,11 @@ def head_pose(landmarks: np.ndarray) -> HeadPose:
     return HeadPose(yaw=yaw, pitch=pitch, roll=math.degrees(roll))
 
 
-def _ear(p: np.ndarray, eye: dict[str, object]) -> float:
+def _ear(p: np.ndarray, eye: EyeIndices) -> float:
     outer, inner = eye["outer"], eye["inner"]
     up, low = eye["upper"], eye["lower"]
-    width = np.linalg.norm(p[outer] - p[inner])  # type: ignore[index]
-    height = sum(np.linalg.norm(p[u] - p[d]) for u, d in zip(up, low, strict=True))  # type: ignore[arg-type]
+    width = np.linalg.norm(p[outer] - p[inner])
+    height = sum(np.linalg.norm(p[u] - p[d]) for u, d in zip(up, low, strict=True))
     return float(height / (2.0 * width + 1e-9))
 
 
@@ -66,7 +75,7 @@ def gaze_offset(landmarks: np.ndarray, iris_centres: np.ndarray) -> tuple[float,
     corners = ((RIGHT_EYE["outer"], RIGHT_EYE["inner"]), (LEFT_EYE["inner"], LEFT_EYE["outer"]))
     offsets = []
     for (i_left, i_right), centre in zip(corners, iris_centres, strict=True):
-        a, b = p[i_left], p[i_right]  # type: ignore[index]
+        a, b = p[i_left], p[i_right]
         width = float(np.linalg.norm(b - a)) + 1e-9
         ux = (b - a) / width
         uy = np.array([-ux[1], ux[0]])  # perpendicular, pointing down the face

@@ -9,6 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from inference.onnx_model import Session
 from inference.runtime import Model, as_model, check_outputs
 from inference.types import Detection
 
@@ -46,7 +47,7 @@ def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
     area = (box[2] - box[0]) * (box[3] - box[1])
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / np.maximum(area + areas - inter, 1e-9)
+    return np.asarray(inter / np.maximum(area + areas - inter, 1e-9))
 
 
 def weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, iou: float = NMS_IOU
@@ -73,7 +74,7 @@ def weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, i
 class FaceDetector:
     """Callable: RGB uint8 image (H, W, 3) -> detections in image pixels, best first."""
 
-    def __init__(self, model: Model, min_score: float = MIN_SCORE) -> None:
+    def __init__(self, model: Model | Session, min_score: float = MIN_SCORE) -> None:
         self._model = check_outputs(as_model("face_detector", model), ("regressors", "classificators"))
         self.min_score = min_score
 

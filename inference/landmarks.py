@@ -12,6 +12,7 @@ import math
 import cv2
 import numpy as np
 
+from inference.onnx_model import Session
 from inference.runtime import Model, as_model, check_outputs
 from inference.types import Detection, Roi
 
@@ -69,7 +70,7 @@ class FaceMesh:
     #: the tflite graph's output names, kept by the ONNX conversion
     POINTS, PRESENCE = "conv2d_20", "conv2d_30"
 
-    def __init__(self, model: Model) -> None:
+    def __init__(self, model: Model | Session) -> None:
         self._model = check_outputs(as_model("face_landmarks", model), (self.POINTS, self.PRESENCE))
         self._points, self._presence = self.POINTS, self.PRESENCE
 
@@ -89,7 +90,7 @@ class IrisModel:
 
     IRIS = "output_iris"  # the tflite graph's name, kept by the ONNX conversion
 
-    def __init__(self, model: Model) -> None:
+    def __init__(self, model: Model | Session) -> None:
         self._model = check_outputs(as_model("iris", model), (self.IRIS,))
         self._iris = self.IRIS
 
@@ -100,7 +101,7 @@ class IrisModel:
         patch, m = crop(rgb, roi, IRIS_INPUT, flip=flip)
         iris = self._model(patch[None])[self._iris]
         centre = np.asarray(iris, dtype=np.float64).reshape(5, 3)[0, :2]
-        return centre @ m[:, :2].T + m[:, 2]
+        return np.asarray(centre @ m[:, :2].T + m[:, 2])
 
     def __call__(self, rgb: np.ndarray, points: np.ndarray) -> np.ndarray:
         # The model was trained on the image-left eye; the other one is mirrored (MediaPipe iris graph).

@@ -89,7 +89,7 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_manifest(model_dir: Path) -> dict[str, dict[str, str]]:
+def read_manifest(model_dir: Path) -> dict[str, dict[str, object]]:
     """The manifest's ``models`` table; an unreadable manifest is the same fix as a missing one."""
     path = Path(model_dir) / MANIFEST
     if not path.is_file():

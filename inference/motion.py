@@ -55,7 +55,7 @@ def _fer_template() -> np.ndarray:
     centre = CANONICAL_5PT.mean(0)
     width = np.ptp(CANONICAL_5PT[:, 0]) / 0.45  # eye-to-eye span is ~45 % of a face's width
     scale = FER_SIZE * FER_FACE_FILL / width
-    return (CANONICAL_5PT - centre) * scale + np.array([FER_SIZE / 2, FER_SIZE / 2 + 2.0])
+    return np.asarray((CANONICAL_5PT - centre) * scale + np.array([FER_SIZE / 2, FER_SIZE / 2 + 2.0]))
 
 
 FER_TEMPLATE = _fer_template()
@@ -155,7 +155,7 @@ class MotionExtractor:
     """Per-participant state: the previous aligned crop and its landmarks."""
 
     def __init__(self) -> None:
-        self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+        self._dis = cv2.DISOpticalFlow.create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
         # The presets stop at a coarser scale than the 112-px crop and smooth away a 2-px mouth-corner
         # movement (measured: 0.06 px found of ~2.5 px); full resolution finds it. Patch stride 6
         # instead of 4 halves the cost (1.38 -> 0.72 ms on one core) at the same signal-to-noise
@@ -180,7 +180,8 @@ class MotionExtractor:
         canon = apply(matrix, face.landmarks)
         if chained:
             assert prev is not None
-            flow = self._dis.calc(prev[2], crop, None)
+            # cv2's stubs reject None for the output flow, which OpenCV then allocates.
+            flow = self._dis.calc(prev[2], crop, None)  # type: ignore[call-overload]
             flows, outliers, motion = region_flows(flow, prev[3])
         else:
             flows, outliers = np.zeros((len(REGIONS), 2), dtype=np.float32), 0.0

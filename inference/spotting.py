@@ -423,7 +423,7 @@ class Spotter:
 
     def _threshold(self, ch: _Channel) -> float:
         values = np.array([v for _, v, _ in ch.history])
-        adaptive = values.mean() + self.threshold_p * (values.max() - values.mean())
+        adaptive = float(values.mean() + self.threshold_p * (values.max() - values.mean()))
         return max(adaptive, self.noise_floor_units)
 
     # --- events --------------------------------------------------------------------------

@@ -26,7 +26,7 @@ import logging
 import ssl
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -126,7 +126,7 @@ def _client(url: str, client_id: str, will: aiomqtt.Will | None = None) -> aiomq
     )
 
 
-OnJoin = Callable[[JoinRequest], Awaitable[None]]
+OnJoin = Callable[[JoinRequest], Coroutine[Any, Any, None]]
 Status = Callable[[], dict[str, Any]]
 
 

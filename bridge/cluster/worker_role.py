@@ -31,7 +31,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -42,6 +41,7 @@ from bridge.cluster.distributor import JoinRequest, WorkerLink
 from bridge.config import Settings
 from bridge.rooms import JoinTarget, MeetingAdapter, create_adapter
 from bridge.rooms.builtin import BuiltinRoom, BuiltinRooms, SignalError
+from bridge.rooms.targets import TargetRefused, check_target, parse_allow
 from bridge.service import MeetingService
 from inference.cues import Cue
 
@@ -59,10 +59,6 @@ MAX_HOPS = 20
 #: How long a participant's offer waits for the room its worker is taking.
 ROOM_WAIT_S = 5.0
 ROOM_POLL_S = 0.05
-
-
-def _host(url: str) -> str:
-    return (urlsplit(url).hostname or "").lower()
 
 
 class FencedBus:
@@ -150,6 +146,8 @@ class WorkerRole:
         self.leases = leases.LeaseStore(sessions, worker_id, url=settings.effective_worker_url)
         self.service = MeetingService(settings, bus=bus, sessions=sessions)
         self.held: dict[str, HeldMeeting] = {}
+        #: the address each taken Janus target was checked at, until its bot connects there
+        self._addresses: dict[str, str] = {}
         self.rooms = WorkerRooms(settings, self.service, self.held)
         self.link = WorkerLink(settings.mqtt_url, worker_id, self.on_join, self.status)
         self._lock = asyncio.Lock()  # capacity check and acquire happen as one step
@@ -240,16 +238,17 @@ class WorkerRole:
                 return False
             if request.meeting_id in self.held:
                 return True  # a duplicate delivery or a re-sent request: already ours
-            if request.kind == "janus" and _host(request.url) not in self.settings.join_allow_hosts:
-                # the web role checked the allow-list already; a request from anyone else who can
-                # publish on the broker must not send a bot anywhere either
-                log.error(
-                    "meeting %s: host %r is not on this worker's MICROCUE_JOIN_ALLOW; request %s refused",
-                    request.meeting_id,
-                    _host(request.url),
-                    request.id,
-                )
-                return True
+            if request.kind == "janus":
+                # The web role checked the target already; a request from anyone else who can
+                # publish on the broker must not send a bot anywhere either: the same check again
+                # (bridge/rooms/targets.py), and the bot connects to the address it resolved.
+                try:
+                    checked = await check_target(request.url, parse_allow(self.settings.join_allow))
+                except (TargetRefused, ValueError) as exc:
+                    log.error("meeting %s: target refused on this worker (%s); request %s dropped",
+                              request.meeting_id, exc, request.id)
+                    return True
+                self._addresses[request.meeting_id] = checked.address
             if self.participants + request.participants > self.capacity:
                 log.info(
                     "worker %s full (%d/%d participants): passing meeting %s on",
@@ -293,7 +292,8 @@ class WorkerRole:
         ctx.t0 = await self._meeting_t0(request.meeting_id)
         if request.kind == "builtin":
             return BuiltinRoom(ctx)
-        return create_adapter(JoinTarget(kind="janus", url=request.url, room=request.room), ctx)
+        address = self._addresses.pop(request.meeting_id, None)
+        return create_adapter(JoinTarget(kind="janus", url=request.url, room=request.room, address=address), ctx)
 
     async def _meeting_t0(self, meeting_id: str) -> float:
         """perf_counter() value of the meeting's time zero (its first grant), via the database clock."""

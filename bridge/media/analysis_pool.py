@@ -139,7 +139,7 @@ class _Shard:
         try:
             self.conn.send(msg)
             if payload is not None:
-                self.conn.send_bytes(memoryview(payload).cast("B"))
+                self.conn.send_bytes(payload.data.cast("B"))
             if not reply:
                 return None
             if not self.conn.poll(PUSH_TIMEOUT_S):

@@ -13,7 +13,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,7 +54,7 @@ class AdapterContext:
     consent_basis: str = "asked"
     #: called with (participant id, display name) when a participant appears or is renamed, so
     #: the service can store the name (Janus names otherwise never reach the meeting's records)
-    on_participant: Callable[[str, str], Awaitable[None]] | None = None
+    on_participant: Callable[[str, str], Coroutine[Any, Any, None]] | None = None
 
 
 #: What a participant's tile says about their video (``Participant.video_state``).
@@ -223,6 +223,5 @@ def analysis_context(
             return pool.analyzer(emotions_allowed=emotions_allowed, fps_hint=fps)
         return ParticipantAnalyzer(models, track_gaze=track_gaze, emotions_allowed=emotions_allowed, fps_hint=fps)
 
-    extra = {"executor": executor} if executor is not None else {}
     return AdapterContext(meeting_id=meeting_id, bus=bus, analyzer_factory=analyzer, vad=vad, fps=fps,
-                          consent=consent, **extra)
+                          consent=consent, executor=executor if executor is not None else default_executor())

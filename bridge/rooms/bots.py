@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Protocol
 
 from bridge.errors import MicroCueError, NotBuiltYet
@@ -81,7 +81,7 @@ class BotManager:
         log.info("bot joining %s %s for meeting %s", target.kind, target.url, meeting_id)
         return {"status": "joining", "kind": bot.kind}
 
-    def _recorder(self, meeting_id: str, *, consent: bool) -> Callable[[str, str], Awaitable[None]]:
+    def _recorder(self, meeting_id: str, *, consent: bool) -> Callable[[str, str], Coroutine[Any, Any, None]]:
         """Stores each participant of the external meeting under their display name there."""
         service = self.rooms.service
 

@@ -273,7 +273,8 @@ class BrowserBot:
                     self._page = None
                     await browser.close()
         finally:
-            await run_in_background(shutil.rmtree, self.workdir, ignore_errors=True)
+            if self.workdir is not None:  # None: Playwright or the scratch folder failed first
+                await run_in_background(shutil.rmtree, self.workdir, ignore_errors=True)
 
     def _prepare(self) -> tuple[Path, Path]:
         """The scratch folder and the camera card (file work, off the event loop)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,7 +100,7 @@ def check_offer_limits(sdp: str) -> None:
                           "(a=group:BUNDLE), which the bridge requires")
 
 
-Notify = Callable[[dict[str, Any]], Awaitable[None]]
+Notify = Callable[[dict[str, Any]], Coroutine[Any, Any, None]]
 #: Called when a publisher without a signalling socket (WHIP) loses its connection.
 OnLost = Callable[[], Awaitable[None]]
 #: A trickled remote candidate: (its m-line's mid or None, the ``candidate:...`` attribute value).
@@ -177,7 +177,7 @@ class TileTrack(MediaStreamTrack):
         self.source = source
         self.max_width = max_width
 
-    async def recv(self) -> Frame:
+    async def recv(self) -> Frame | Packet:
         frame = await self.source.recv()
         if not isinstance(frame, VideoFrame) or frame.width <= self.max_width:
             return frame
@@ -493,7 +493,8 @@ class BuiltinRooms:
                         self._pool_executor = BlockingExecutor(pool_threads(self.settings.analysis_processes))
                     return models, vad
 
-                self._models, self._vad = await run_in_background(load)
+                models, self._vad = await run_in_background(load)
+                self._models = models
             return self._models, self._vad
 
     async def context(self, meeting_id: str, *, consent: bool) -> AdapterContext:

@@ -44,7 +44,7 @@ from bridge.demo.client import RoomClient, join_room
 from bridge.demo.synthetic import SyntheticFaceTrack
 from inference.cues import Cue
 from tests.services import services_required
-from tests.support.janus import ROOM, JanusServer, Publisher, face_yuv, janus_config, publishers
+from tests.support.janus import PORT, ROOM, JanusServer, Publisher, face_yuv, janus_config, publishers
 
 __all__ = ["face_yuv", "publishers"]
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
@@ -224,7 +224,7 @@ def cluster(broker: str, database: str, netns: str, tmp_path: Path, model_dir: P
         "MICROCUE_ANALYSIS_FPS": ANALYSIS_FPS,
         "MICROCUE_DATA_DIR": str(tmp_path / "data"),
         "MICROCUE_LOG_LEVEL": "INFO",
-        "MICROCUE_JOIN_ALLOW": netns,  # the web role checks it, and the workers again
+        "MICROCUE_JOIN_ALLOW": f"{netns}:{PORT}",  # host:port; the web role checks it, and the workers again
     }
     made = Cluster(env, tmp_path)
     try:

@@ -21,7 +21,7 @@ from bridge.config import Settings
 from tests.e2e.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 from tests.live_server import LiveServer
 from tests.support import janus_demo
-from tests.support.janus import ROOM, JanusServer, janus
+from tests.support.janus import PORT, ROOM, JanusServer, janus
 from tests.support.rooms import create_meeting, write_y4m
 from web.app import create_app
 
@@ -144,7 +144,7 @@ class Room:
 
 @pytest.fixture
 async def room(janus: JanusServer, netns: str, tmp_path: Path) -> AsyncIterator[Room]:
-    with LiveServer(create_app(Settings(data_dir=tmp_path / "data", join_allow=netns))) as server:
+    with LiveServer(create_app(Settings(data_dir=tmp_path / "data", join_allow=f"{netns}:{PORT}"))) as server:
         r = Room(server, janus)
         try:
             yield r

@@ -38,6 +38,10 @@ from tests.support.postgres import database_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
+#: A Janus target the workers may join: a documentation address (RFC 5737) listed as itself.
+ALLOWED_JANUS = "192.0.2.7:8188"
+JANUS_URL = f"ws://{ALLOWED_JANUS}"
+
 MQTT_URL = f"mqtt://{MOSQUITTO[0]}:{MOSQUITTO[1]}"
 
 
@@ -226,19 +230,19 @@ class _TestWorker(WorkerRole):
 async def test_a_worker_keeps_to_its_capacity_and_lets_go_of_what_it_cannot_hold(
     service: MeetingService, pg_settings: Settings
 ) -> None:
-    settings = pg_settings.model_copy(update={"worker_capacity": 3, "mqtt_url": MQTT_URL, "join_allow": "j"})
+    settings = pg_settings.model_copy(update={"worker_capacity": 3, "mqtt_url": MQTT_URL, "join_allow": ALLOWED_JANUS})
     m1, m2, m3, m4 = [await create_meeting(service) for _ in range(4)]
     worker = _TestWorker(settings, service, "cap", people={m1: 2, m2: 1, m3: 1, m4: 1})
     other = _store(service, "other")
     try:
-        await worker.on_join(JoinRequest(meeting_id=m1, kind="janus", url="ws://j", room=1, participants=2))
-        await worker.on_join(JoinRequest(meeting_id=m2, kind="janus", url="ws://j", room=1))
+        await worker.on_join(JoinRequest(meeting_id=m1, kind="janus", url=JANUS_URL, room=1, participants=2))
+        await worker.on_join(JoinRequest(meeting_id=m2, kind="janus", url=JANUS_URL, room=1))
         assert sorted(worker.held) == sorted([m1, m2]) and worker.participants == 3
         # a target the operator did not allow is refused here too, whoever published the request
-        await worker.on_join(JoinRequest(meeting_id=m3, kind="janus", url="ws://elsewhere", room=1))
+        await worker.on_join(JoinRequest(meeting_id=m3, kind="janus", url="ws://192.0.2.8:8188", room=1))
         assert m3 not in worker.held and worker.published == []
         # full: the next one goes back to the group, one hop further, and is not leased here
-        await worker.on_join(JoinRequest(meeting_id=m3, kind="janus", url="ws://j", room=1))
+        await worker.on_join(JoinRequest(meeting_id=m3, kind="janus", url=JANUS_URL, room=1))
         assert m3 not in worker.held and [(r.meeting_id, r.hops) for r in worker.published] == [(m3, 1)]
         assert await other.acquire(m3, {}) is not None
         # a meeting ended by the web role: the next renewal stops it and releases the lease
@@ -247,7 +251,7 @@ async def test_a_worker_keeps_to_its_capacity_and_lets_go_of_what_it_cannot_hold
         assert m2 not in worker.held
         assert await _store(service, "reader").holder_of(m2) is None
         # a lease lost behind the worker's back (stalled past expiry, taken over): fenced, not released
-        await worker.on_join(JoinRequest(meeting_id=m4, kind="janus", url="ws://j", room=1))
+        await worker.on_join(JoinRequest(meeting_id=m4, kind="janus", url=JANUS_URL, room=1))
         held = worker.held[m4]
         held.lease.deadline = 0.0
         async with service.sessions.begin() as session:
@@ -269,12 +273,12 @@ async def test_a_worker_keeps_to_its_capacity_and_lets_go_of_what_it_cannot_hold
 async def test_meetings_that_outgrow_a_worker_are_handed_over_newest_first(
     service: MeetingService, pg_settings: Settings
 ) -> None:
-    settings = pg_settings.model_copy(update={"worker_capacity": 3, "mqtt_url": MQTT_URL, "join_allow": "j"})
+    settings = pg_settings.model_copy(update={"worker_capacity": 3, "mqtt_url": MQTT_URL, "join_allow": ALLOWED_JANUS})
     big, late = await create_meeting(service), await create_meeting(service)
     worker = _TestWorker(settings, service, "grow", people={big: 3, late: 1})
     try:
-        await worker.on_join(JoinRequest(meeting_id=big, kind="janus", url="ws://j", room=1))  # estimate 1, has 3
-        await worker.on_join(JoinRequest(meeting_id=late, kind="janus", url="ws://j", room=1))
+        await worker.on_join(JoinRequest(meeting_id=big, kind="janus", url=JANUS_URL, room=1))  # estimate 1, has 3
+        await worker.on_join(JoinRequest(meeting_id=late, kind="janus", url=JANUS_URL, room=1))
         await asyncio.sleep(0.1)  # the stand-ins see their people
         assert worker.participants == 4
         await worker._shed_overload()

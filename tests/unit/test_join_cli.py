@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.cli import main
+from web.cli import main
 
 pytestmark = pytest.mark.unit
 

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import matplotlib
 
 matplotlib.use("Agg")  # no display: reports are rendered in services and CI
 import matplotlib.pyplot as plt
 
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
 #: Labels are people's display names: never parse ``$...$`` as mathtext (a name like
 #: ``$\\frac{$`` made matplotlib raise and the report answer 500).
-_NO_MATH = {"text.parse_math": False, "text.usetex": False}
+_NO_MATH: dict[RcKeyType, bool] = {"text.parse_math": False, "text.usetex": False}
 
 # Calm palette shared with the dashboard: engagement blue, sentiment green/red, expressions amber.
 ENGAGEMENT = "#3b6ea5"
