@@ -89,13 +89,19 @@ async def test_participants_are_removed_on_leave_and_200_cycles_leave_nothing(
 
         async def cycle(i: int) -> None:
             room = await rooms.room(m["id"])
-            pc = RTCPeerConnection()
-            pc.addTransceiver("video", direction="sendrecv")
-            pc.addTransceiver("audio", direction="sendrecv")
-            await pc.setLocalDescription(await pc.createOffer())
-            await room.answer(f"cycle{i}", "Cy", True, pc.localDescription.sdp)
+            up, down = RTCPeerConnection(), RTCPeerConnection()  # the participant's two connections
+            up.addTransceiver("video", direction="sendonly")
+            up.addTransceiver("audio", direction="sendonly")
+            down.addTransceiver("video", direction="recvonly")
+            down.addTransceiver("audio", direction="recvonly")
+            for pc in (up, down):
+                await pc.setLocalDescription(await pc.createOffer())
+            room.join(f"cycle{i}", "Cy", True)
+            await room.publish(f"cycle{i}", up.localDescription.sdp)
+            await room.subscribe(f"cycle{i}", down.localDescription.sdp)
             await room.leave(f"cycle{i}")
-            await pc.close()
+            for pc in (up, down):
+                await pc.close()
 
         async def run(n: int, first: int) -> tuple[int, int]:
             for i in range(first, first + n):
