@@ -20,6 +20,7 @@ from bridge.cluster.worker_role import WorkerRole
 from web.ws import signal
 from web.ws.common import close
 from web.ws.signal_proxy import CLOSE_RECONNECT
+from web.ws.sockets import MeetingSockets
 
 
 def create_worker_app(worker: WorkerRole) -> FastAPI:
@@ -27,6 +28,9 @@ def create_worker_app(worker: WorkerRole) -> FastAPI:
     app.state.settings = worker.settings
     app.state.service = worker.service
     app.state.rooms = worker.rooms
+    # the signalling handler's per-meeting socket cap; rate limits per address stay with the web
+    # role, which sees the clients (here every connection comes from the web role's proxy)
+    app.state.signal_sockets = MeetingSockets()
     sockets: dict[str, set[WebSocket]] = {}
 
     @app.websocket("/ws/rooms/{meeting_id}/signal")

@@ -99,6 +99,16 @@ class RoomClient:
                 self._slots_changed.clear()
                 await self._slots_changed.wait()
 
+    async def closed(self, within: float) -> tuple[int | None, str]:
+        """Wait up to ``within`` seconds for the bridge to close the signalling socket; its close
+        code and reason (None, "" while it is still open). A bridge worker that moves the room
+        closes with 1012: reconnect and offer again."""
+        if self._reader is not None:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                async with asyncio.timeout(within):
+                    await asyncio.shield(self._reader)
+        return self.ws.close_code, self.ws.close_reason or ""
+
     async def aclose(self) -> None:
         await self.up.close()
         await self.down.close()

@@ -597,10 +597,10 @@ async def test_a_built_in_room_moves_to_another_worker_and_its_client_re_offers(
         workers[victim].proc.kill()
         workers[victim].proc.wait(timeout=10)
 
-        code, reason = await _wait_closed(alice.ws, 10.0)
+        code, reason = await alice.closed(10.0)
         closed_after = time.time() - killed_at
         assert code == 1012, (code, reason)  # "service restart": reconnect and offer again
-        await alice.pc.close()
+        await alice.aclose()
         again = await join()  # what the join page does on 1012: a new connection and a new offer
         clients.append(again)
         rejoined_after = time.time() - killed_at
@@ -624,10 +624,10 @@ async def test_a_built_in_room_moves_to_another_worker_and_its_client_re_offers(
         await asyncio.sleep(2.0)
         drained_at = time.time()
         workers[holder].proc.send_signal(signal.SIGTERM)
-        code, reason = await _wait_closed(again.ws, 15.0)
+        code, reason = await again.closed(15.0)
         drain_closed_after = time.time() - drained_at
         assert code == 1012, (code, reason)
-        await again.pc.close()
+        await again.aclose()
         third = await join()
         clients.append(third)
         moves: dict[str, tuple[float, float]] = {}
