@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bridge import policy, tokens
 from bridge.bus import EventBus, create_bus
 from bridge.config import Settings
-from bridge.errors import MicroCueError
+from bridge.errors import MicroCueError, NotBuiltYet
 from bridge.rooms.targets import JoinTarget, TargetRefused, check_target, parse_allow
 from bridge.store import db, migrate, repo
 from bridge.store.tables import Meeting, Participant
@@ -322,6 +322,8 @@ class MeetingService:
         """The target check first (scheme, host:port allow-list, resolved once to a permitted
         address: ``bridge.rooms.targets``), then the hook a bridge installs, which connects to
         that checked address only."""
+        if target.kind == "whep":  # nothing would connect anywhere: say so before any check
+            raise NotBuiltYet("joining over WHEP is not built yet in this version; use 'janus' or 'page'")
         try:
             allow = parse_allow(self.settings.join_allow)
         except ValueError as exc:

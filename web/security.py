@@ -9,6 +9,8 @@ CSP of its own (the dashboard) keeps it.
 Host check: with ``MICROCUE_PUBLIC_URL`` set, only its host name is served; without it, a
 service on a loopback address answers only to loopback names. A page on another site that
 re-points its own DNS name at 127.0.0.1 (DNS rebinding) then gets 400 instead of our API.
+The probes (``/healthz``, ``/readyz``, ``/metrics``) are exempt: Kubernetes and Prometheus call
+them by the pod's address, and they carry no credential and no meeting data.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
 }
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+#: Paths served whatever the Host: health probes and metrics, called by address from inside the cluster.
+PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 def allowed_hosts(settings: Settings) -> frozenset[str] | None:
@@ -77,7 +81,11 @@ class SecurityMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        if self.hosts is not None and _hostname(Headers(scope=scope).get("host", "")) not in self.hosts:
+        if (
+            self.hosts is not None
+            and scope["path"] not in PROBE_PATHS
+            and _hostname(Headers(scope=scope).get("host", "")) not in self.hosts
+        ):
             await _refuse_host(scope, send)
             return
         if scope["type"] == "websocket":

@@ -230,8 +230,11 @@ def test_api_key_guards_creation_and_bots(settings: Settings) -> None:
         assert r.status_code == 501 and r.json()["detail"] == "bot joining not available in this build"
         headers = {**bearer(m["presenter_token"]), "X-API-Key": "operator-key"}
         # Host not on the allow-list.
-        r = client.post(bot, json={"whep": "https://evil.example/whep/1"}, headers=headers)
+        r = client.post(bot, json={"janus": "ws://evil.example:8188", "room": 1}, headers=headers)
         assert r.status_code == 403 and "MICROCUE_JOIN_ALLOW" in r.json()["detail"]
+        # WHEP is not built: 501 whatever the host, since nothing would connect anywhere.
+        r = client.post(bot, json={"whep": "https://evil.example/whep/1"}, headers=headers)
+        assert r.status_code == 501 and "WHEP is not built yet" in r.json()["detail"]
         # Invalid bodies.
         for invalid in (
             {},

@@ -30,6 +30,9 @@ BASE_IMAGE_LIBRARIES = frozenset({
 })  # fmt: skip
 #: Loaded only by ONNX Runtime's CUDA / TensorRT providers (the image's `gpu` stage, the node's driver).
 GPU_ONLY = re.compile(r"^lib(cuda|cudart|cublas|cublasLt|cudnn|curand|cufft|nvinfer|nvonnxparser|nvrtc)\b")
+#: LiteRT's accelerator plugins (Intel OpenVINO and Qualcomm NPUs): dlopen()ed only when that
+#: accelerator is configured; MicroCue runs LiteRT on the CPU (XNNPACK) and never loads them.
+ACCELERATOR_PLUGINS = re.compile(r"^libLiteRt(CompilerPlugin|Dispatch)_")
 #: CPython's own shared objects link against libpython's symbols, provided by the interpreter.
 INTERPRETER = re.compile(r"^libpython3")
 
@@ -87,6 +90,8 @@ def test_dependencies_need_no_system_package_beyond_the_slim_base() -> None:
     bundled = {p.name for p in objects}
     missing: dict[str, set[str]] = {}
     for path in objects:
+        if ACCELERATOR_PLUGINS.match(path.name):
+            continue
         for library in needed(path):
             if library in bundled or library in BASE_IMAGE_LIBRARIES:
                 continue
