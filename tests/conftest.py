@@ -11,6 +11,10 @@ from bridge.config import Settings
 from bridge.models.face import load_face_models
 from inference.analyzer import FaceModels
 
+# Helpers and fixture modules shared by the tests: their asserts report like the tests' own
+# (before any test module imports them).
+pytest.register_assert_rewrite("tests.support")
+
 CATEGORIES = ("unit", "integration", "e2e")
 REPO = Path(__file__).resolve().parent.parent
 TEST_DATA = REPO / "tests" / "data"

@@ -137,8 +137,8 @@ class VoiceWorker:
                         for event in await self.executor.run_blocking(self.stream.push, gap):
                             await self._publish(event)
                     continue
-                if not isinstance(frame, av.AudioFrame):  # an audio track only ever yields audio frames
-                    continue
+                if not isinstance(frame, av.AudioFrame):  # a broken sender: this participant's audio stops
+                    raise TypeError(f"the audio track delivered a {type(frame).__name__}, not audio")
                 self.frames += 1
                 if not self.consent:
                     self.refused += 1  # never analysed, never kept

@@ -15,12 +15,12 @@ import websockets
 
 from bridge.config import Settings
 from tests.live_server import LiveServer
-from tests.support.janus import ROOM, JanusServer, Publisher, face_yuv, janus, publishers
+from tests.support.janus import ROOM, JanusServer, Publisher
 from tests.support.rooms import create_meeting
 from web.app import create_app
 
-__all__ = ["face_yuv", "janus", "publishers"]
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+pytest_plugins = ["tests.support.janus"]
 
 
 async def test_the_api_sends_a_bot_into_a_janus_room(

@@ -32,11 +32,11 @@ import websockets
 
 from bridge.config import Settings
 from tests.live_server import LiveServer
-from tests.support.janus import PORT, JanusServer, Publisher, face_yuv, janus, publishers
+from tests.support.janus import PORT, JanusServer, Publisher
 from web.app import create_app
 
-__all__ = ["face_yuv", "janus", "publishers"]
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+pytest_plugins = ["tests.support.janus"]
 
 DEMOS = Path("/usr/share/janus/demos")
 REPO = Path(__file__).resolve().parents[2]

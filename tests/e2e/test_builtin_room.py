@@ -22,6 +22,7 @@ from tests.support.rooms import create_meeting, cues_for
 from web.app import create_app
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+pytest_plugins = ["tests.support.service"]
 
 
 @pytest.mark.parametrize("processes", [0, 1], ids=["in-process", "analysis-process"])

@@ -44,11 +44,10 @@ from bridge.demo.client import RoomClient, join_room
 from bridge.demo.synthetic import SyntheticFaceTrack
 from inference.cues import Cue
 from tests.services import services_required
-from tests.support.janus import PORT, ROOM, JanusServer, Publisher, face_yuv, janus_config, publishers
+from tests.support.janus import PORT, ROOM, JanusServer, Publisher, janus_config
 
-__all__ = ["face_yuv", "publishers"]
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
-pytest_plugins = ["tests.fixtures_models"]
+pytest_plugins = ["tests.fixtures_models", "tests.support.janus"]
 
 REPO = Path(__file__).resolve().parents[2]
 PG_SOCKET_DIR = "/run/postgresql"

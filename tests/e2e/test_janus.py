@@ -33,7 +33,7 @@ from inference.voice import SileroVad
 from tests.support.janus import REPO, ROOM, JanusServer, Publisher, make_janus
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
-pytest_plugins = ["tests.fixtures_models"]  # the verified model cache (model_dir), for the VAD
+pytest_plugins = ["tests.fixtures_models", "tests.support.janus"]  # the verified model cache (model_dir), for the VAD
 
 #: How long to wait for the first cues of a publisher (connect + 1 s engagement window).
 CUE_TIMEOUT_S = 30.0

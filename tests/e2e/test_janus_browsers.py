@@ -21,12 +21,12 @@ from bridge.config import Settings
 from tests.e2e.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 from tests.live_server import LiveServer
 from tests.support import janus_demo
-from tests.support.janus import PORT, ROOM, JanusServer, janus
+from tests.support.janus import PORT, ROOM, JanusServer
 from tests.support.rooms import create_meeting, write_y4m
 from web.app import create_app
 
-__all__ = ["janus"]
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
+pytest_plugins = ["tests.support.janus"]
 
 #: the issue's target: analysed at this rate from this long after subscribing / joining
 MIN_FPS = 10.0

@@ -23,12 +23,12 @@ from bridge.demo.client import join_room
 from bridge.demo.synthetic import SyntheticFaceTrack, face_loop_frames, to_yuv
 from bridge.rooms.janus import JanusSession
 from tests.live_server import LiveServer
-from tests.support.janus import ROOM, JanusServer, Publisher, face_yuv, janus, publishers
+from tests.support.janus import ROOM, JanusServer, Publisher
 from tests.support.rooms import create_meeting, cues_for
 from web.app import create_app
 
-__all__ = ["face_yuv", "janus", "publishers"]
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+pytest_plugins = ["tests.support.janus", "tests.support.service"]
 
 #: The issue's bound: end and erase stop everything within 2 s.
 STOP_WITHIN_S = 2.0

@@ -28,6 +28,7 @@ from tests.support.postgres import database_settings
 from web.app import create_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+pytest_plugins = ["tests.support.service"]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

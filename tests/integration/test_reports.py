@@ -39,6 +39,7 @@ from tests.support.postgres import database_settings
 from web.app import create_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+pytest_plugins = ["tests.support.service"]
 
 #: Seconds the store writer may take to write what was published (it flushes every 0.5 s).
 STORE_TIMEOUT_S = 15.0

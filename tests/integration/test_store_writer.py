@@ -30,6 +30,7 @@ from tests.support.postgres import asyncpg_dsn, fresh_postgres_database
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+pytest_plugins = ["tests.support.media"]
 
 #: Seconds any wait may take before the test fails instead of hanging.
 WAIT_S = 30.0

@@ -33,6 +33,7 @@ from tests.support.postgres import database_settings
 from web.app import create_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+pytest_plugins = ["tests.support.service"]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

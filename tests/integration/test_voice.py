@@ -25,7 +25,7 @@ from inference.models import ModelSet
 from inference.voice import SAMPLE_RATE, SileroVad, VadEvent, VoiceActivityStream
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
-pytest_plugins = ["tests.fixtures_models"]  # the verified model cache (model_dir)
+pytest_plugins = ["tests.fixtures_models", "tests.support.media"]  # the verified model cache (model_dir)
 
 SENTENCE = "Good morning everyone, thank you for joining the meeting today. Let us look at the numbers."
 SILENCE_S = 1.5

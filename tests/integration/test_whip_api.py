@@ -54,7 +54,8 @@ def test_whip_refuses_clearly(client: httpx.Client) -> None:
     assert pre.status_code == 204 and "Location" in pre.headers["access-control-expose-headers"]
     client.post(f"/api/meetings/{m['id']}/end", headers={"Authorization": f"Bearer {m['presenter_token']}"})
     ended = client.post(url, headers={**bearer, **SDP}, content="v=0\r\n")
-    assert ended.status_code == 409 and "ended" in ended.json()["detail"]
+    # join tokens end with the meeting (docs/privacy.md): refused as expired, saying why
+    assert ended.status_code == 403 and "meeting has ended" in ended.json()["detail"]
 
 
 def test_sdpfrag_parsing() -> None:

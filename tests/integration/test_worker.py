@@ -27,6 +27,7 @@ from inference.types import FrameFaces
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+pytest_plugins = ["tests.support.media"]
 
 MEETING = "m-worker"
 

@@ -7,15 +7,8 @@ import socket
 
 import pytest
 
-from bridge.bus import (
-    BusClosedError,
-    InProcessBus,
-    MqttBus,
-    Subscription,
-    create_bus,
-    parse_mqtt_url,
-)
-from bridge.bus.mqtt import BACKOFF_INITIAL_S, BACKOFF_MAX_S, reconnect_delay
+from bridge.bus import BusClosedError, InProcessBus, Subscription, create_bus
+from bridge.bus.mqtt import BACKOFF_INITIAL_S, BACKOFF_MAX_S, MqttBus, parse_mqtt_url, reconnect_delay
 from bridge.config import Settings
 from bridge.errors import UsageError
 from inference.cues import Cue
