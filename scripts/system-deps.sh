@@ -12,9 +12,18 @@
 set -euo pipefail
 DEFAULT_PACKAGES=(janus janus-demos espeak-ng iproute2 chromium npm mosquitto openssl)
 if [ $# -eq 0 ]; then set -- "${DEFAULT_PACKAGES[@]}"; fi
+present() {
+  dpkg -s "$1" >/dev/null 2>&1 && return 0
+  case "$1" in
+    # A Node.js installed from elsewhere brings its own npm, and Debian's npm package then
+    # conflicts with that nodejs: the npm on PATH serves as well.
+    npm) command -v npm >/dev/null 2>&1 ;;
+    *) return 1 ;;
+  esac
+}
 need=()
 for pkg in "$@"; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+  present "$pkg" || need+=("$pkg")
 done
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" != 0 ]; then
