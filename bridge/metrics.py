@@ -129,6 +129,32 @@ class ServiceCollector(Collector):
                 yield GaugeMetricFamily(name, help_text, value=value)
 
 
+def bus_sources(bus: object) -> dict[str, Callable[[], tuple[str, str, float]]]:
+    """The event bus's figures for a ``ServiceCollector``: the same names in every role's /metrics."""
+    return {
+        "microcue_bus_lag_seconds": lambda: (
+            "gauge",
+            "Age of the oldest cue the bus has not delivered to the broker (0 for the in-process bus)",
+            float(getattr(bus, "lag_seconds", 0.0)),
+        ),
+        "microcue_bus_dropped_cues": lambda: (
+            "counter",
+            "Cues the bus dropped (full outbox or slow local subscriber)",
+            float(getattr(bus, "dropped", 0)),
+        ),
+        "microcue_bus_published_cues": lambda: (
+            "counter",
+            "Cues published on this process's bus",
+            float(getattr(bus, "published", 0)),
+        ),
+        "microcue_bus_acked_cues": lambda: (
+            "counter",
+            "Cues the broker acknowledged (PUBACK; 0 for the in-process bus)",
+            float(getattr(bus, "acked", 0)),
+        ),
+    }
+
+
 def render(*extra: CollectorRegistry) -> bytes:
     """The exposition text of the process registry followed by each extra registry."""
     return b"".join([generate_latest(REGISTRY), *(generate_latest(r) for r in extra)])

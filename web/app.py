@@ -72,21 +72,7 @@ def _service_metrics(service: MeetingService, hub: LiveHub) -> CollectorRegistry
     registry.register(
         metrics.ServiceCollector(
             {
-                "microcue_bus_lag_seconds": lambda: (
-                    "gauge",
-                    "Age of the oldest cue the bus has not delivered to the broker (0 for the in-process bus)",
-                    float(getattr(bus, "lag_seconds", 0.0)),
-                ),
-                "microcue_bus_dropped_cues": lambda: (
-                    "counter",
-                    "Cues the bus dropped (full outbox or slow local subscriber)",
-                    float(getattr(bus, "dropped", 0)),
-                ),
-                "microcue_bus_published_cues": lambda: (
-                    "counter",
-                    "Cues published on this process's bus",
-                    float(getattr(bus, "published", 0)),
-                ),
+                **metrics.bus_sources(bus),
                 "microcue_live_hub_pending_cues": lambda: (
                     "gauge",
                     "Cues waiting for the live hub: its lag behind the bus, in cues",

@@ -54,21 +54,7 @@ def worker_metrics(worker: WorkerRole) -> CollectorRegistry:
                     "Join requests passed back to the group for lack of room",
                     float(worker.passed_on),
                 ),
-                "microcue_bus_published_cues": lambda: (
-                    "counter",
-                    "Cues published on this process's bus",
-                    float(getattr(bus, "published", 0)),
-                ),
-                "microcue_bus_acked_cues": lambda: (
-                    "counter",
-                    "Cues the broker acknowledged (PUBACK)",
-                    float(getattr(bus, "acked", 0)),
-                ),
-                "microcue_bus_lag_seconds": lambda: (
-                    "gauge",
-                    "Age of the oldest cue not yet acknowledged by the broker",
-                    float(getattr(bus, "lag_seconds", 0.0)),
-                ),
+                **metrics.bus_sources(bus),
             }
         )
     )

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from bridge.rooms.browser import ANNOUNCEMENT, BrowserBot, Recipe, Step
-from tests.e2e.browser import chromium_path
+from tests.support.browser import chromium_path
 
 __all__ = ["chromium_path"]
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]

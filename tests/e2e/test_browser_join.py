@@ -17,9 +17,9 @@ from playwright.async_api import async_playwright
 from bridge.config import Settings
 from bridge.demo.client import join_room
 from bridge.demo.synthetic import SyntheticFaceTrack, face_loop_frames, to_yuv
-from tests.e2e.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 from tests.live_server import LiveServer
-from tests.support.rooms import create_meeting, write_y4m
+from tests.support.browser import ARTIFACTS, CHROMIUM, fake_camera_args
+from tests.support.rooms import create_meeting
 from web.app import create_app
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
@@ -27,10 +27,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 async def test_chromium_participant_publishes_and_cues_arrive(netns: str, tmp_path: Path) -> None:
 
-    y4m = tmp_path / "face.y4m"
-    write_y4m(y4m)
-    args = [*CHROMIUM_ARGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-video-capture={y4m}"]
+    args = fake_camera_args(tmp_path)
     with LiveServer(create_app(Settings(data_dir=tmp_path))) as server:
         m = create_meeting(server)
         url = m["join_url"].replace(server.app.state.settings.base_url, server.base_url)

@@ -20,8 +20,8 @@ import pytest
 from bridge.config import Settings
 from bridge.store import repo
 from inference.cues import Cue
-from tests.e2e.browser import ARTIFACTS, MIN_PIXEL_STDDEV, browser, chromium_path, not_blank
 from tests.live_server import LiveServer
+from tests.support.browser import ARTIFACTS, MIN_PIXEL_STDDEV, browser, chromium_path, not_blank
 from web.app import create_app
 
 __all__ = ["browser", "chromium_path"]  # fixtures used by the tests below

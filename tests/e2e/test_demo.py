@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from playwright.async_api import async_playwright
 
-from tests.e2e.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, not_blank
+from tests.support.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, not_blank
 from tests.support.netns import require_netns
 from tests.support.pdf import MIN_PDF_BYTES, pdf_pages
 

@@ -18,11 +18,11 @@ import pytest
 from playwright.async_api import async_playwright
 
 from bridge.config import Settings
-from tests.e2e.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 from tests.live_server import LiveServer
 from tests.support import janus_demo
+from tests.support.browser import ARTIFACTS, CHROMIUM, fake_camera_args
 from tests.support.janus import PORT, ROOM, JanusServer
-from tests.support.rooms import create_meeting, write_y4m
+from tests.support.rooms import create_meeting
 from web.app import create_app
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
@@ -47,10 +47,7 @@ def demo(janus: JanusServer, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 async def browser(tmp_path: Path) -> AsyncIterator[Any]:
 
-    y4m = tmp_path / "face.y4m"
-    write_y4m(y4m)
-    args = [*CHROMIUM_ARGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-video-capture={y4m}"]
+    args = fake_camera_args(tmp_path)
     async with async_playwright() as pw:
         b = await pw.chromium.launch(executable_path=CHROMIUM, args=args)
         try:

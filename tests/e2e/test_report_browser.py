@@ -17,8 +17,8 @@ import pytest
 
 from bridge.config import Settings
 from bridge.store import repo
-from tests.e2e.browser import ARTIFACTS, MIN_PIXEL_STDDEV, browser, chromium_path, not_blank
 from tests.live_server import LiveServer
+from tests.support.browser import ARTIFACTS, MIN_PIXEL_STDDEV, browser, chromium_path, not_blank
 from tests.support.cues import sales_call
 from tests.support.pdf import MIN_PDF_BYTES, pdf_pages
 from web.app import create_app

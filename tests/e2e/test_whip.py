@@ -26,9 +26,8 @@ import websockets
 from playwright.async_api import async_playwright
 
 from bridge.config import Settings
-from tests.e2e.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 from tests.live_server import LiveServer
-from tests.support.rooms import write_y4m
+from tests.support.browser import ARTIFACTS, CHROMIUM, fake_camera_args
 from web.app import create_app
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
@@ -75,10 +74,7 @@ def whip_page(tmp_path: Path) -> Iterator[str]:
 
 async def test_third_party_whip_client_publishes_a_participant(netns: str, tmp_path: Path, whip_page: str) -> None:
 
-    y4m = tmp_path / "face.y4m"
-    write_y4m(y4m)
-    args = [*CHROMIUM_ARGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-video-capture={y4m}"]
+    args = fake_camera_args(tmp_path)
     with LiveServer(create_app(Settings(data_dir=tmp_path / "data"))) as server:
         api = httpx.AsyncClient(base_url=server.base_url, timeout=30)
         m = (await api.post("/api/meetings", json={"title": "WHIP", "kind": "sales", "context": "customer"})).json()
