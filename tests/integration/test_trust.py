@@ -318,13 +318,16 @@ def test_every_page_carries_the_security_headers_and_host_is_checked(tmp_path: P
             assert "unsafe-inline" not in script_src, path
             assert r.headers.get("x-content-type-options") == "nosniff", path
             assert r.headers.get("referrer-policy") == "no-referrer", path
-        r = c.get(f"{b}/healthz", headers={"Host": "attacker.example"})
+        r = c.get(f"{b}/static/join.js", headers={"Host": "attacker.example"})
         assert r.status_code == 400 and "Host" in r.json()["detail"]
     public = Settings(data_dir=tmp_path / "p", public_url="https://meet.example.org")
     with LiveServer(create_app(public)) as server:
-        assert httpx.get(f"{server.base_url}/healthz", timeout=30).status_code == 400  # Host: 127.0.0.1:port
-        r = httpx.get(f"{server.base_url}/healthz", headers={"Host": "meet.example.org"}, timeout=30)
-        assert r.status_code == 200
+        page = f"{server.base_url}/static/join.js"
+        assert httpx.get(page, timeout=30).status_code == 400  # Host: 127.0.0.1:port
+        assert httpx.get(page, headers={"Host": "meet.example.org"}, timeout=30).status_code == 200
+        # probes answer whatever the Host: kubelet and Prometheus call them by the pod's address
+        for probe in ("/healthz", "/readyz", "/metrics"):
+            assert httpx.get(f"{server.base_url}{probe}", timeout=30).status_code == 200, probe
 
 
 # --- 3. hard limits and rate limits ----------------------------------------------------------------
