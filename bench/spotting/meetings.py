@@ -31,7 +31,6 @@ import itertools
 import json
 import math
 import sys
-import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -43,6 +42,7 @@ import cv2
 import numpy as np
 
 from bench.spotting.generate import yaw_warp
+from bench.spotting.run import analyse_file
 from bench.spotting.score import Score, match, score_video
 from bench.spotting.sources import CLIPS, DEFAULT_CACHE, Clip, clip_path, fetch
 from bridge.commands.analyze import event_json
@@ -50,7 +50,7 @@ from bridge.config import Settings
 from bridge.demo.actions import AU_MOVES, EMOTION_AUS, EMOTIONS, Action, contempt_aus
 from bridge.demo.puppet import displacement_controls, warp
 from bridge.models.face import load_face_models
-from inference.analyzer import FaceModels, ParticipantAnalyzer, SpottedExpression
+from inference.analyzer import FaceModels, ParticipantAnalyzer
 
 REPO = Path(__file__).resolve().parents[2]
 FRAME = (640, 480)
@@ -268,20 +268,11 @@ def truth(m: Meeting, kept: list[float]) -> dict[str, Any]:
 
 
 def analyse(models: FaceModels, path: Path) -> dict[str, Any]:
-    analyzer = ParticipantAnalyzer(models)
-    times: list[float] = []
-    found: list[SpottedExpression] = []
-    started = time.perf_counter()
-    with av.open(str(path)) as c:
-        stream = c.streams.video[0]
-        for i, frame in enumerate(c.decode(stream)):
-            t = float(frame.time) if frame.time is not None else i / float(stream.average_rate or 15)
-            times.append(t)
-            found.extend(analyzer.push(frame.to_ndarray(format="rgb24"), t).expressions)
+    analyzer, found, times, wall = analyse_file(models, path)
     stats = analyzer.spotter.stats()
     return {"predictions": [event_json(f, times) for f in found], "frames": len(times),
             "seconds": (times[-1] - times[0]) if len(times) > 1 else 0.0,
-            "wall_s": time.perf_counter() - started, "gated": stats.gated, "noise": stats.noise}
+            "wall_s": wall, "gated": stats.gated, "noise": stats.noise}
 
 
 def _curve(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -46,9 +46,11 @@ def clip_frames(models: FaceModels) -> list[tuple[np.ndarray, np.ndarray]]:
     return out
 
 
-def analyse(models: FaceModels, path: Path) -> tuple[list[dict[str, Any]], int, float, float]:
-    """Events with frame indices (as ``microcue analyze`` writes them), frame count, media
-    seconds and wall seconds of analysis."""
+def analyse_file(
+    models: FaceModels, path: Path
+) -> tuple[ParticipantAnalyzer, list[SpottedExpression], list[float], float]:
+    """The live analyzer over a video file: the analyzer (for its spotter's statistics), what it
+    spotted, each frame's media time, and the wall seconds it took."""
     analyzer = ParticipantAnalyzer(models)
     times: list[float] = []
     found: list[SpottedExpression] = []
@@ -59,7 +61,13 @@ def analyse(models: FaceModels, path: Path) -> tuple[list[dict[str, Any]], int, 
             t = float(frame.time) if frame.time is not None else i / float(stream.average_rate or 15)
             times.append(t)
             found.extend(analyzer.push(frame.to_ndarray(format="rgb24"), t).expressions)
-    wall = time.perf_counter() - started
+    return analyzer, found, times, time.perf_counter() - started
+
+
+def analyse(models: FaceModels, path: Path) -> tuple[list[dict[str, Any]], int, float, float]:
+    """Events with frame indices (as ``microcue analyze`` writes them), frame count, media
+    seconds and wall seconds of analysis."""
+    _, found, times, wall = analyse_file(models, path)
     out = [event_json(f, times) for f in found]
     return out, len(times), (times[-1] - times[0]) if times else 0.0, wall
 
