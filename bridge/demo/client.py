@@ -18,6 +18,7 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from bridge.errors import MicroCueError
 from bridge.media.peers import peer_configuration
+from bridge.tasks import cancel_and_wait
 
 #: Signalling answers within a second; the first join also loads the models (a few seconds).
 ANSWER_TIMEOUT_S = 60.0
@@ -113,10 +114,7 @@ class RoomClient:
         await self.up.close()
         await self.down.close()
         await self.ws.close()
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+        await cancel_and_wait(self._reader)
 
 
 async def _expect(ws: Any, kind: str) -> dict[str, Any]:

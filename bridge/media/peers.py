@@ -10,13 +10,14 @@ drained (docs/sources.md "WebRTC and meeting servers").
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCRtpTransceiver
 from aiortc.contrib.media import MediaBlackhole
 from aiortc.mediastreams import MediaStreamTrack
+
+from bridge.tasks import cancel_and_wait
 
 log = logging.getLogger("microcue.peers")
 
@@ -133,10 +134,7 @@ class PeerSet:
         await asyncio.gather(*(pc.close() for pc in peers), return_exceptions=True)
         sinks, self._blackholes = list(self._blackholes), set()
         await asyncio.gather(*(s.stop() for s in sinks), return_exceptions=True)
-        for task in list(self._tasks):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
 
 
 async def wait_connected(pc: RTCPeerConnection, within: float = CONNECT_TIMEOUT_S) -> None:

@@ -14,7 +14,6 @@ round trips; 96 ms keeps the start of speech within a tenth of a second.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import time
@@ -26,6 +25,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from bridge.bus import EventBus
 from bridge.executor import BlockingExecutor, default_executor
+from bridge.tasks import cancel_and_wait
 from inference.cues import Cue
 from inference.voice import SAMPLE_RATE, WINDOW, SileroVad, VadEvent, VadOptions, VoiceActivityStream
 
@@ -88,10 +88,7 @@ class VoiceWorker:
     async def detach(self) -> None:
         """The participant left: stop listening; an open speaking segment is closed (end cue)."""
         reader, self._reader = self._reader, None
-        if reader is not None:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+        await cancel_and_wait(reader)
 
     def _stop_reader(self) -> None:
         """Cancel the current reader; it stays owned (awaited in ``aclose``) until it has finished."""
@@ -108,12 +105,7 @@ class VoiceWorker:
 
     async def aclose(self) -> None:
         self._closed = True
-        tasks = [t for t in (self._reader, *self._retired) if t is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._reader, *self._retired)
         self._reader = None
 
     async def _read(self, track: MediaStreamTrack) -> None:

@@ -20,7 +20,6 @@ without consent has every frame discarded before any conversion or inference.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import time
@@ -36,6 +35,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from bridge.bus import EventBus
 from bridge.executor import BlockingExecutor, default_executor
 from bridge.media.peers import KeyframeRequest
+from bridge.tasks import cancel_and_wait
 from inference.analyzer import AnalysisStep
 from inference.cues import Cue
 
@@ -310,12 +310,7 @@ class ParticipantWorker:
     async def aclose(self) -> None:
         """Cancel and await both tasks; an analysis already on a pool thread finishes there."""
         self._closed = True
-        tasks = [t for t in (self._reader, self._watchdog, self._sampler, *self._retired) if t is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._reader, self._watchdog, self._sampler, *self._retired)
         self._reader = self._sampler = self._watchdog = None
         self._track = None
         self._slot = None

@@ -13,7 +13,6 @@ and run as a task owned by this manager (one bot per meeting):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Protocol
@@ -24,6 +23,7 @@ from bridge.rooms.browser import BrowserBot, load_recipe
 from bridge.rooms.builtin import BuiltinRooms
 from bridge.rooms.targets import JoinTarget
 from bridge.store import repo
+from bridge.tasks import cancel_and_wait
 
 #: Janus allows long display names; the store keeps this many characters (as the join page).
 MAX_DISPLAY = 80
@@ -126,9 +126,7 @@ class BotManager:
             return False
         bot, task = entry
         was_running = not task.done()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
         await bot.aclose()
         log.info("bot of meeting %s left: %s", meeting_id, reason)
         return was_running

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bridge.bus import Subscription
 from bridge.store import repo
+from bridge.tasks import cancel_and_wait
 from inference.cues import Cue
 
 log = logging.getLogger("microcue.store")
@@ -155,13 +156,13 @@ class StoreWriter:
             # A closed subscription ends the iteration; cancel only if it does not.
             done, _ = await asyncio.wait({self._consumer}, timeout=CONSUMER_STOP_TIMEOUT_S)
             if not done:
-                await _cancel_and_wait(self._consumer)
+                await cancel_and_wait(self._consumer)
         self._consumer_done = True
         self._wake.set()
         if self._flusher is not None:
             done, _ = await asyncio.wait({self._flusher}, timeout=self._close_timeout)
             if not done:
-                await _cancel_and_wait(self._flusher)
+                await cancel_and_wait(self._flusher)
         if self.pending:
             log.error(
                 "store writer closed with %d cue(s) unwritten after %.1f s; counted as dropped",
@@ -293,12 +294,6 @@ def is_poison(exc: BaseException) -> bool:
         return True
     sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
     return isinstance(sqlstate, str) and sqlstate[:2] in POISON_SQLSTATE_CLASSES
-
-
-async def _cancel_and_wait(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 def _log_task_failure(task: asyncio.Task[None]) -> None:
