@@ -49,6 +49,7 @@ from bridge.executor import BlockingExecutor
 from bridge.media.analysis_pool import AnalysisPool, ModelOptions, pool_threads
 from bridge.media.peers import PeerSet, prefer_codec
 from bridge.media.worker import ParticipantWorker
+from bridge.models.batching import BatchingModel
 from bridge.models.face import load_face_models
 from inference.analyzer import ParticipantAnalyzer
 
@@ -402,6 +403,10 @@ async def main_async(
     finally:
         if pool is not None:
             pool.close()
+    if models is not None and isinstance(models.landmarks, BatchingModel):  # MICROCUE_BATCHING=on
+        lm = models.landmarks
+        print(f"batching scheduler: FaceMesh {lm.items} crops in {lm.batches} batches "
+              f"(mean {lm.items / max(1, lm.batches):.2f})", file=sys.stderr, flush=True)
     return results
 
 

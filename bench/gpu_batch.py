@@ -8,7 +8,13 @@ third frame, the detector once a second and the emotion CNN three times a second
 (``inference.tracking``, ``inference.analyzer``); participants per device = face-frames/s / 15.
 Also checks that each batched output matches batch 1 within 1e-4.
 
-    .venv/bin/python -m bench.gpu_batch [--batches 1,8,32,128] [--seconds 3] [--cpu]
+``--scheduler 1,4,16`` then measures what a worker gets: that many participant threads each
+calling FaceMesh one crop at a time, (a) on the model the worker uses without batching (LiteRT
+on the CPU, onnxruntime CUDA on a GPU) and (b) through the per-worker scheduler
+(``bridge.models.batching``, ``MICROCUE_BATCHING=on``), side by side in one run: crops/s and
+the mean batch the scheduler formed.
+
+    .venv/bin/python -m bench.gpu_batch [--batches 1,8,32,128] [--seconds 3] [--cpu] [--scheduler 1,4,16]
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 import time
 
 import numpy as np
@@ -23,9 +30,11 @@ import onnx
 import onnxruntime as ort
 
 from bridge.config import Settings
+from bridge.models.batching import BatchingModel, load_batched
 from bridge.models.convert.batch import dynamic_batch
 from bridge.models.store import ensure_models
-from inference.models import MODEL_FILES, available_providers
+from inference.models import MODEL_FILES, ModelSet, available_providers
+from inference.runtime import Model, OrtModel
 
 #: model -> calls per analysed frame at 15 fps (iris: 2 eyes every 3rd frame; detector: 1/s;
 #: emotion: ~3 Hz sentiment), from inference.tracking and inference.analyzer.
@@ -69,11 +78,61 @@ def per_item_seconds(sess: ort.InferenceSession, x: np.ndarray, seconds: float, 
     return (time.perf_counter() - start) / (n * len(x))
 
 
+def threaded_crops_per_s(model: Model, threads: int, seconds: float) -> float:
+    """Crops/s when ``threads`` participants each call ``model`` with one crop after another."""
+    rng = np.random.default_rng(1)
+    crops = [rng.uniform(0, 1, (1, *model.input_shape[1:])).astype(np.float32) for _ in range(threads)]
+    for crop in crops:  # warm every engine (LiteRT: one interpreter per thread, made on first call)
+        model(crop)
+    counts = [0] * threads
+    stop = time.perf_counter() + seconds
+    barrier = threading.Barrier(threads + 1)
+
+    def participant(i: int) -> None:
+        barrier.wait()
+        while time.perf_counter() < stop:
+            model(crops[i])
+            counts[i] += 1
+
+    workers = [threading.Thread(target=participant, args=(i,)) for i in range(threads)]
+    for w in workers:
+        w.start()
+    barrier.wait()
+    began = time.perf_counter()
+    for w in workers:
+        w.join()
+    return sum(counts) / (time.perf_counter() - began)
+
+
+def scheduler_table(model_dir: os.PathLike[str], thread_counts: list[int], seconds: float, cuda: bool) -> None:
+    """FaceMesh from N participant threads: the worker's unbatched model, onnxruntime at batch 1
+    (the scheduler's own engine without it), and the batching scheduler."""
+    models = ModelSet(model_dir, prefer_gpu=cuda)  # type: ignore[arg-type]
+    plain = models.model("face_landmarks")
+    ort_one = OrtModel("face_landmarks", models.session("face_landmarks"))
+    engine = "CUDA" if cuda else "CPU"
+    print(f"\nFaceMesh crops/s from N participant threads, one crop per call (load average "
+          f"{os.getloadavg()[0]:.2f})")
+    print(f"| participants | unbatched ({plain.runtime}) | onnxruntime {engine} batch 1 | scheduler (onnxruntime "
+          f"{engine} batch N) | scheduler / batch 1 | mean batch |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for n in thread_counts:
+        direct = threaded_crops_per_s(plain, n, seconds)
+        one = threaded_crops_per_s(ort_one, n, seconds) if plain.runtime != "onnxruntime" else direct
+        batched: BatchingModel = load_batched(models, "face_landmarks")
+        through = threaded_crops_per_s(batched, n, seconds)
+        mean = batched.items / max(1, batched.batches)
+        print(f"| {n} | {direct:,.0f} | {one:,.0f} | {through:,.0f} | {through / one:.2f} | {mean:.1f} |",
+              flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batches", default="1,8,32,128")
     parser.add_argument("--seconds", type=float, default=3.0, help="timing per model and batch size")
     parser.add_argument("--cpu", action="store_true", help="the CPU even where a GPU works")
+    parser.add_argument("--scheduler", default="", metavar="N,N,...",
+                        help="also compare FaceMesh from this many participant threads, batched and not")
     args = parser.parse_args(argv)
 
     model_dir = Settings().model_dir.expanduser()
@@ -105,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     print("| 15-fps participants | " + " | ".join(
         f"{1 / sum(CALLS_PER_FRAME[n] * per_item[n][b] for n in per_item) / FPS:,.0f}" for b in batches) + " |")
     print(f"(columns: batch {', '.join(map(str, batches))})")
+    if args.scheduler:
+        scheduler_table(model_dir, [int(n) for n in args.scheduler.split(",")], args.seconds, cuda)
     return 0
 
 

@@ -49,6 +49,15 @@ class Settings(BaseSettings):
     # Which engine runs the face models: "auto" picks the fastest measured for each model on
     # this device (inference.runtime.CPU_PREFERENCE; CUDA -> onnxruntime); the others force one.
     model_runtime: Literal["auto", "onnxruntime", "openvino", "litert"] = "auto"
+    # One inference scheduler per process merges all participants' face crops into batches
+    # (bridge.models.batching): "auto" batches on a GPU (CUDA) only, where one call per crop
+    # leaves the device idle; on the CPU LiteRT at batch 1 is faster than any onnxruntime
+    # batch (docs/benchmarks.md "Batched face models"). "on"/"off" force it.
+    batching: Literal["auto", "on", "off"] = "auto"
+    # Threads of the inference pool (bridge.executor); 0: one per core. With batching on a GPU
+    # the crops of one batch come from this many participants at most, so set it to the
+    # participants a worker serves (MICROCUE_WORKER_CAPACITY), up to 128.
+    inference_threads: int = Field(default=0, ge=0, le=1024)
     # Analyse participants in this many worker processes (bridge.media.analysis_pool), one per core on a
     # busy bridge: in one process the GIL, held mostly by aiortc's event loop, serialises the
     # analyzers' Python glue (docs/benchmarks.md "Bridge load"). 0 analyses in-process.

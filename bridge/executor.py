@@ -26,6 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 
+from bridge.config import Settings
+
 log = logging.getLogger("microcue.executor")
 
 P = ParamSpec("P")
@@ -105,14 +107,27 @@ class BlockingExecutor:
 
 
 _default: BlockingExecutor | None = None
+_threads: int | None = None  # set by size_inference_pool; None: MICROCUE_INFERENCE_THREADS
 
 
 def default_executor() -> BlockingExecutor:
-    """The process-wide pool, sized to the cores, created on first use."""
+    """The process-wide pool, created on first use: ``MICROCUE_INFERENCE_THREADS`` threads (or
+    what ``size_inference_pool`` set from the command line), else one per core."""
     global _default  # noqa: PLW0603 - one pool per process is the point
     if _default is None or _default._closed:
-        _default = BlockingExecutor()
+        threads = Settings().inference_threads if _threads is None else _threads
+        _default = BlockingExecutor(threads or None)
     return _default
+
+
+def size_inference_pool(threads: int) -> None:
+    """Size the process-wide pool from a command's settings (``--inference-threads`` as well as
+    the environment), where a service loads its models, before any frame is analysed. A pool
+    of another size is replaced; calls already running on it finish there."""
+    global _default, _threads  # noqa: PLW0603 - one pool per process is the point
+    _threads = threads
+    if _default is not None and _default.max_workers != (threads or max(1, os.cpu_count() or 1)):
+        _default = None
 
 
 async def run_blocking(fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:

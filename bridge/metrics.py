@@ -56,6 +56,19 @@ WEBSOCKET_REFUSED = Counter(
     "microcue_websocket_refused", "Websocket connections refused, by reason", ["reason"], registry=REGISTRY
 )
 
+INFERENCE_BATCHES = Counter(
+    "microcue_inference_batches",
+    "Batched model calls run by the inference scheduler (MICROCUE_BATCHING), by model",
+    ["model"],
+    registry=REGISTRY,
+)
+INFERENCE_BATCHED_CROPS = Counter(
+    "microcue_inference_batched_crops",
+    "Crops served through the inference scheduler, by model (divided by batches: the mean batch size)",
+    ["model"],
+    registry=REGISTRY,
+)
+
 #: Reasons ``frame_dropped`` accepts; a fixed set keeps the label bounded.
 DROP_REASONS = frozenset({"stale", "rate", "no_consent", "no_face", "error"})
 
@@ -80,6 +93,12 @@ def frames_dropped(n: int = 1, *, reason: str = "stale") -> None:
     if reason not in DROP_REASONS:
         raise ValueError(f"drop reason must be one of {sorted(DROP_REASONS)}, got {reason!r}")
     DROPPED_FRAMES.labels(reason=reason).inc(n)
+
+
+def batch_run(model: str, crops: int) -> None:
+    """One batch of ``crops`` through ``model``'s scheduler (model names are the fixed five)."""
+    INFERENCE_BATCHES.labels(model=model).inc()
+    INFERENCE_BATCHED_CROPS.labels(model=model).inc(crops)
 
 
 def cue_seen(cue_type: str) -> None:

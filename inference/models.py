@@ -206,18 +206,24 @@ def available_providers(prefer_gpu: bool = True) -> list[str]:
     return [_CPU]
 
 
-def create_session(path: Path, *, threads: int = 1, prefer_gpu: bool = True) -> ort.InferenceSession:
-    """An inference session tuned for many small concurrent calls rather than one big one."""
+def create_session(path: Path, *, threads: int = 1, prefer_gpu: bool = True,
+                   graph: bytes | None = None) -> ort.InferenceSession:
+    """An inference session tuned for many small concurrent calls rather than one big one.
+
+    ``graph``: serialized ONNX derived from the verified file at ``path`` (the batched graphs of
+    ``bridge.models.batching``); ``path`` then only names it in messages.
+    """
     path = Path(path)
+    source: str | bytes = str(path) if graph is None else graph
     providers = available_providers(prefer_gpu)
     try:
-        return ort.InferenceSession(str(path), sess_options=_session_options(threads), providers=providers)
+        return ort.InferenceSession(source, sess_options=_session_options(threads), providers=providers)
     except Exception as exc:
         if _CUDA in providers:
             # The probe passed but this graph does not (e.g. out of GPU memory): the CPU still serves.
             log.warning("CUDA session for %s failed (%s); using the CPU", path.name, exc)
             try:
-                return ort.InferenceSession(str(path), sess_options=_session_options(threads), providers=[_CPU])
+                return ort.InferenceSession(source, sess_options=_session_options(threads), providers=[_CPU])
             except Exception as cpu_exc:
                 exc = cpu_exc
         raise ModelError(

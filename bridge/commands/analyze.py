@@ -162,7 +162,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     info = probe(args.video)
     # a file has no stored meeting policy: the context given here and today's setting decide
     decision = policy.for_meeting(args.context, None, settings)
-    models = load_face_models(settings.model_dir, gaze=not args.no_gaze, runtime=settings.model_runtime)
+    models = load_face_models(settings.model_dir, gaze=not args.no_gaze, runtime=settings.model_runtime,
+                              batching=settings.batching)
     analyzer = ParticipantAnalyzer(models, track_gaze=not args.no_gaze, fps_hint=info.fps or 15.0,
                                    emotions_allowed=decision.emotions_allowed)
     result = apply_policy(analyze_file(info, analyzer, progress=not args.quiet), decision)

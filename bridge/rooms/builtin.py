@@ -28,7 +28,7 @@ from av.packet import Packet
 
 from bridge.config import Settings
 from bridge.errors import MicroCueError
-from bridge.executor import BlockingExecutor, run_in_background
+from bridge.executor import BlockingExecutor, run_in_background, size_inference_pool
 from bridge.media.analysis_pool import AnalysisPool, ModelOptions, pool_threads
 from bridge.media.peers import keyframe_requester
 from bridge.models.face import load_face_models
@@ -485,7 +485,9 @@ class BuiltinRooms:
         async with self._lock:
             if self._models is None:
                 def load() -> tuple[FaceModels, SileroVad]:
-                    models = load_face_models(self.settings.model_dir)
+                    size_inference_pool(self.settings.inference_threads)
+                    models = load_face_models(self.settings.model_dir, runtime=self.settings.model_runtime,
+                                              batching=self.settings.batching)
                     vad = SileroVad(ModelSet(self.settings.model_dir, prefer_gpu=False).session("vad"))
                     if self.settings.analysis_processes:
                         options = ModelOptions(self.settings.model_dir, runtime=self.settings.model_runtime)

@@ -19,8 +19,10 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from bridge.models.batching import BatchingModel
+from bridge.models.batching import BatchingModel, batching_on
 from bridge.models.convert.batch import dynamic_batch
+from bridge.models.face import load_face_models
+from inference.analyzer import FaceModels
 from inference.emotion_cnn import FER_INPUT, EmotionCNN
 from inference.faces import FaceDetector
 from inference.landmarks import FaceMesh, IrisModel, roi_from_detection
@@ -173,3 +175,37 @@ def test_batching_scheduler_gives_every_participant_its_own_landmarks(model_dir:
         for key in ref:
             np.testing.assert_allclose(out[key], ref[key], atol=1e-4, rtol=0)
     assert batched.batches < len(crops)  # some crops did share a batch
+
+
+def _one_face(models: FaceModels, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What the tracker and the sentiment stream ask of the four models for one frame."""
+    assert models.iris is not None and models.emotion is not None
+    det = FaceDetector(models.detector)(rgb)[0]
+    points, _ = FaceMesh(models.landmarks)(rgb, roi_from_detection(det))
+    iris = IrisModel(models.iris)(rgb, points)
+    x0, y0, x1, y1 = (round(v) for v in det.box)
+    grey = cv2.cvtColor(rgb[max(0, y0):y1, max(0, x0):x1], cv2.COLOR_RGB2GRAY)
+    probs = EmotionCNN(models.emotion)(cv2.resize(grey, (FER_INPUT, FER_INPUT), interpolation=cv2.INTER_AREA)[None])
+    return det.keypoints, points, iris, probs
+
+
+def test_batched_face_models_serve_every_participant_as_batch_1_would(model_dir: Path,
+                                                                     frames: list[np.ndarray]) -> None:
+    """MICROCUE_BATCHING=on: all four models go through one scheduler each, and participants
+    calling from their own threads at once get what the unbatched onnxruntime models give."""
+    batched = load_face_models(model_dir, prefer_gpu=False, batching="on")
+    plain = load_face_models(model_dir, prefer_gpu=False, batching="off", runtime="onnxruntime")
+    schedulers = [batched.detector, batched.landmarks, batched.iris, batched.emotion]
+    assert all(isinstance(m, BatchingModel) for m in schedulers)
+    assert not batching_on("auto", "cpu") and batching_on("auto", "cuda")  # auto: the GPU only
+    for m in schedulers:
+        assert isinstance(m, BatchingModel)
+        m.overlap = 1.0  # as in a busy worker: gather before running
+    with ThreadPoolExecutor(len(frames)) as pool:
+        got = list(pool.map(lambda rgb: _one_face(batched, rgb), frames))
+    for rgb, out in zip(frames, got, strict=True):
+        for a, b in zip(_one_face(plain, rgb), out, strict=True):
+            np.testing.assert_allclose(b, a, atol=1e-4, rtol=0)
+    landmarks = batched.landmarks
+    assert isinstance(landmarks, BatchingModel) and landmarks.items == len(frames)
+    assert landmarks.batches < len(frames), "no two participants' crops shared a batch"

@@ -84,13 +84,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 def _context(args: argparse.Namespace, settings: Settings, bus: EventBus, meeting_id: str) -> AdapterContext:
     """Load the models (fetching them on first use) and build what the adapter needs."""
+    from bridge.executor import size_inference_pool
     from bridge.models.face import load_face_models
     from bridge.policy import for_meeting
     from inference.models import ModelError, ModelSet
     from inference.voice import SileroVad
 
     allowed = for_meeting(args.context, None, settings).emotions_allowed
-    models = load_face_models(settings.model_dir, gaze=not args.no_gaze, emotion=allowed)
+    size_inference_pool(settings.inference_threads)
+    models = load_face_models(settings.model_dir, gaze=not args.no_gaze, emotion=allowed,
+                              runtime=settings.model_runtime, batching=settings.batching)
     vad = None
     if not args.no_voice:
         try:  # the VAD is tiny: CPU always, no GPU round trip per 32 ms window
