@@ -7,8 +7,9 @@ came in; the declared shapes become a symbolic ``N`` and the stored intermediate
 dropped (runtimes infer them again). Nothing else in these graphs (Conv, PRelu, Add, MaxPool,
 Pad with zero batch padding, Transpose, Concat on axis 1) depends on the batch.
 
-Not yet used by the model store: the CPU runs these models at batch 1 in LiteRT, and the
-per-worker batching scheduler of issue 14 is the place that will load these graphs.
+The model cache keeps the fetched batch-1 files; ``bridge.models.batching.load_batched`` applies
+this at load time when a process batches (``MICROCUE_BATCHING``, on a GPU by default), so the
+manifest's hashes always describe what was fetched.
 """
 
 from __future__ import annotations
