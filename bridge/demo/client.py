@@ -44,6 +44,10 @@ class RoomClient:
         self._answers: dict[str, asyncio.Future[str]] = {}
         self._reader: asyncio.Task[None] | None = None
         self.closed_reason: str | None = None
+        #: what the bridge gave to rejoin as this participant after a 1012, and whether this
+        #: client is such a rejoin
+        self.resume: dict[str, str] | None = None
+        self.resumed = False
 
     async def connect(self) -> None:
         """Offer both connections (publish first) and return once both are answered."""
@@ -128,15 +132,21 @@ async def _expect(ws: Any, kind: str) -> dict[str, Any]:
 
 
 async def join_room(ws_base: str, meeting_id: str, join_token: str, *, name: str, consent: bool,
-                    tracks: list[MediaStreamTrack]) -> RoomClient:
-    """Join, publish ``tracks`` and return once the bridge answered (media flows after ICE)."""
+                    tracks: list[MediaStreamTrack], resume: dict[str, str] | None = None) -> RoomClient:
+    """Join, publish ``tracks`` and return once the bridge answered (media flows after ICE).
+    ``resume``: an earlier client's ``resume`` pair, to rejoin as that participant after a 1012."""
     ws = await websockets.connect(f"{ws_base}/ws/rooms/{meeting_id}/signal?token={join_token}", max_size=2**20)
     client: RoomClient | None = None
     try:
         welcome = await _expect(ws, "welcome")
-        await ws.send(json.dumps({"type": "join", "name": name, "consent": consent}))
-        await _expect(ws, "joined")
-        client = RoomClient(ws, welcome["participant_id"], welcome.get("bot", ""), tracks)
+        join: dict[str, Any] = {"type": "join", "name": name, "consent": consent}
+        if resume is not None:
+            join["resume"] = resume
+        await ws.send(json.dumps(join))
+        joined = await _expect(ws, "joined")
+        client = RoomClient(ws, joined["participant_id"], welcome.get("bot", ""), tracks)
+        client.resume = joined.get("resume")
+        client.resumed = bool(joined.get("resumed"))
         await client.connect()
     except BaseException:
         if client is not None:

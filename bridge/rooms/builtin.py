@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
@@ -36,6 +38,7 @@ from bridge.policy import for_meeting
 from bridge.rooms.base import AdapterContext, MeetingAdapter, analysis_context
 from bridge.rooms.ice import DEFAULT_ICE_ALLOW, Network, candidate_allowed, filter_candidates, parse_networks
 from bridge.service import MeetingService
+from bridge.store import repo
 from inference.analyzer import FaceModels
 from inference.models import ModelSet
 from inference.voice import SileroVad
@@ -509,12 +512,25 @@ class BuiltinRooms:
                                 emotions_allowed=allowed, fps=self.settings.analysis_fps, consent=consent,
                                 pool=self._pool, executor=self._pool_executor)
 
+    async def _time_zero(self, meeting_id: str) -> float:
+        """perf_counter() of the meeting's time zero: now for a new room; for a room this process
+        builds again after a restart, its first participant's join, so that the cues of those
+        who rejoin continue the meeting's timeline instead of starting again at 0 (a cluster
+        worker sets the lease's time zero instead, bridge/cluster/worker_role.py)."""
+        async with self.service.sessions() as session:
+            first = await repo.first_joined_at(session=session, meeting_id=meeting_id)
+        local = time.perf_counter()
+        if first is None:
+            return local
+        return local - max(0.0, (datetime.now(UTC) - first).total_seconds())
+
     async def room(self, meeting_id: str) -> BuiltinRoom:
         room = self.rooms.get(meeting_id)
         if room is not None:
             return room
         # built-in rooms have a consent page: nobody is analysed before saying yes
         ctx = await self.context(meeting_id, consent=False)
+        ctx.t0 = await self._time_zero(meeting_id)
         room = self.rooms.get(meeting_id)  # another join may have created it meanwhile
         if room is None:
             room = self.rooms[meeting_id] = BuiltinRoom(ctx)

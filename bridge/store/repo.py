@@ -11,7 +11,7 @@ import re
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Insert, Table, delete, func, select
@@ -210,8 +210,10 @@ async def add_participant(
     role: str = "participant",
     consent: bool = False,
     joined_at: datetime | None = None,
+    resume_hash: str | None = None,
 ) -> Participant:
-    """Insert or update (a rejoin, or consent given later); the first ``joined_at`` is kept."""
+    """Insert or update (a rejoin, or consent given later); the first ``joined_at`` is kept, and
+    the ``resume_hash`` too unless a new one is given."""
     _check("role", role, PARTICIPANT_ROLES)
     _check_len("participant_id", participant_id, ID_LEN)
     _check_len("display_name", display_name, TEXT_LEN)
@@ -223,16 +225,36 @@ async def add_participant(
         consent=consent,
         joined_at=joined_at or utcnow(),
         left_at=None,
+        resume_hash=resume_hash,
     )
+    changed: dict[str, Any] = {"display_name": display_name, "role": role, "consent": consent, "left_at": None}
+    if resume_hash is not None:
+        changed["resume_hash"] = resume_hash
     stmt = stmt.on_conflict_do_update(  # type: ignore[attr-defined]
         index_elements=["meeting_id", "id"],
-        set_={"display_name": display_name, "role": role, "consent": consent, "left_at": None},
+        set_=changed,
     )
     await session.execute(stmt)
     await session.commit()
     participant = await session.get(Participant, (meeting_id, participant_id), populate_existing=True)
     assert participant is not None  # just written in this session
     return participant
+
+
+async def get_participant(*, session: AsyncSession, meeting_id: str, participant_id: str) -> Participant | None:
+    """One participant of one meeting, or None (an id is only unique within its meeting)."""
+    if len(participant_id) > ID_LEN:
+        return None
+    return await session.get(Participant, (meeting_id, participant_id))
+
+
+async def first_joined_at(*, session: AsyncSession, meeting_id: str) -> datetime | None:
+    """When the meeting's first participant joined: a restarted service's time zero for it."""
+    stmt = select(func.min(Participant.joined_at)).where(Participant.meeting_id == meeting_id)
+    value = (await session.execute(stmt)).scalar_one_or_none()
+    if isinstance(value, datetime) and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value
 
 
 async def update_participant(

@@ -135,6 +135,9 @@ class Participant(Base):
     consent: Mapped[bool] = mapped_column(Boolean)
     joined_at: Mapped[datetime] = mapped_column(UtcDateTime())
     left_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    #: SHA-256 (hex) of the secret a built-in room participant rejoins with after a restart
+    #: or failover (web/ws/signal.py); NULL for participants of external meetings.
+    resume_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class CueRow(Base):

@@ -3,7 +3,8 @@ opens the join link, consents and publishes a fake camera showing a real face. O
 comes back. Checked: one connection per direction per participant for the whole meeting (offers
 counted on both sides), no analyzer reset, every page shows the others' video (pixels checked in
 the page), every publisher analysed at >= 10 fps from 3 s after joining, and each participant
-present >= 90 % of their time in the summary. Runs in a private network namespace."""
+present >= 90 % of their time in the summary. Also: the service restarts under two of them and
+both pages come back as the same participants. Runs in a private network namespace."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.async_api import TimeoutError as PlaywrightTimeout
 from playwright.async_api import async_playwright
 
 from bridge.config import Settings
@@ -60,11 +62,13 @@ class Person:
     participant_id: str = ""
     joined: float = 0.0  # perf_counter at the click
     left: float | None = None
+    console: list[str] = field(default_factory=list)  # the page's console, for failure messages
     samples: list[tuple[float, int]] = field(default_factory=list)  # (perf_counter, analysed)
 
 
 async def _join(context: Any, url: str, person: Person) -> None:
     person.page = page = await context.new_page()
+    page.on("console", lambda msg: person.console.append(f"{msg.type}: {msg.text}"))
     await page.goto(url)
     await page.wait_for_selector("#disclosure:not([hidden])")
     await page.fill("#display-name", person.name)
@@ -188,6 +192,63 @@ async def test_three_chromium_participants_hold_a_meeting(netns: str, tmp_path: 
         _record(f"present share of time in the meeting: {shares} (meeting t0 {t0:.1f})")
         assert all(share >= MIN_PRESENT for share in shares.values()), shares
         assert all(rate >= MIN_FPS for rate in rates.values()), (rates, _loadavg())
+
+
+@pytest.mark.parametrize("order", [("Ann", "Ben"), ("Ben", "Ann")], ids=["ann-first", "ben-first"])
+async def test_chromium_participants_come_back_as_themselves_after_a_restart(
+        netns: str, tmp_path: Path, order: tuple[str, str]) -> None:
+    """The service restarts under two chromium participants: uvicorn closes their signalling with
+    1012, each page reconnects on its own, rejoins as the same participant (resume) and offers
+    again; both see each other again and both are analysed again by the new process."""
+    args = fake_camera_args(tmp_path)
+    settings = Settings(data_dir=tmp_path)
+    first = LiveServer(create_app(settings)).start()
+    port = first.port
+    people = {name: Person(name) for name in order}
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=args)
+        try:
+            context = await browser.new_context()
+            try:
+                m = create_meeting(first)
+                url = m["join_url"].replace(first.app.state.settings.base_url, first.base_url)
+                for name in order:
+                    await _join(context, url, people[name])
+                for person in people.values():
+                    await _sees(person, set(people) - {person.name})
+            finally:
+                first.stop()  # uvicorn's shutdown closes every websocket with 1012
+            restarted = time.perf_counter()
+            with LiveServer(create_app(settings), port=port) as second:
+                for person in people.values():
+                    try:
+                        await person.page.wait_for_function(
+                            "() => (window.MicroCueJoin.session || {}).reconnects === 1", timeout=60_000)
+                    except PlaywrightTimeout:
+                        status = await person.page.text_content("#status")
+                        raise AssertionError(f"{person.name}'s page did not come back: {status!r}; "
+                                             f"console: {person.console[-10:]}") from None
+                    await person.page.wait_for_selector("#status:has-text('You are in the meeting')", timeout=30_000)
+                    session = await person.page.evaluate(
+                        "(() => { const s = window.MicroCueJoin.session;"
+                        " return {id: s.participantId, resumed: s.resumed, negotiations: s.negotiations}; })()")
+                    assert session == {"id": person.participant_id, "resumed": True,
+                                       "negotiations": {"publish": 1, "subscribe": 1}}, (person.name, session)
+                back = time.perf_counter() - restarted
+                for person in people.values():
+                    await _sees(person, set(people) - {person.name})
+                room = second.app.state.rooms.rooms[m["id"]]
+                deadline = time.monotonic() + 30
+                while not all(pid in room.participants and room.participants[pid].video.stats.analysed > 15
+                              for pid in (p.participant_id for p in people.values())):
+                    assert time.monotonic() < deadline, {pid: w.video.stats.as_dict()
+                                                         for pid, w in room.participants.items()}
+                    await asyncio.sleep(0.5)
+                assert set(room.participants) == {p.participant_id for p in people.values()}
+                _record(f"restart under {' then '.join(order)}: both pages back in the meeting "
+                        f"{back:.1f} s after the old process stopped; load average {_loadavg()}")
+        finally:
+            await browser.close()
 
 
 def _loadavg() -> str:

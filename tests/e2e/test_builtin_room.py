@@ -94,6 +94,8 @@ AUDIO_ONLY = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS
         (["{not json"], "not JSON", 4400),
         ([json.dumps({"type": "dance"})], "unknown message type", 4400),
         (["x" * 200_000], "more than", 1009),
+        ([json.dumps({"type": "join", "name": "x", "consent": True, "resume": "me, as before"})],
+         "'resume' must be", 4400),
     ],
 )
 async def test_bad_signalling_is_refused_clearly_and_others_are_unaffected(
@@ -164,3 +166,57 @@ async def test_participants_see_each_other_through_the_bridge(netns: str, tmp_pa
         finally:
             await first.aclose()
             await second.aclose()
+
+
+async def _next_cue_t(server: LiveServer, m: dict[str, Any], participant_id: str, after: float = -1.0) -> float:
+    """Meeting time of the next cue of ``participant_id`` later than ``after`` on the live feed."""
+    url = f"{server.ws_url}/ws/meetings/{m['id']}/live?token={m['presenter_token']}"
+    async with websockets.connect(url) as ws, asyncio.timeout(90):
+        while True:
+            msg = json.loads(await ws.recv())
+            if msg["type"] == "cue" and msg["cue"]["participant_id"] == participant_id and msg["cue"]["t"] > after:
+                return float(msg["cue"]["t"])
+
+
+async def test_a_restarted_service_takes_its_participants_back_as_themselves(netns: str, tmp_path: Path) -> None:
+    """The service stops (uvicorn closes the signalling with 1012, "service restart") and starts
+    again on the same port and database: the participant rejoins with its resume pair, keeps its
+    id, and its cues continue the meeting's timeline. A wrong secret, or the right one while the
+    participant is still connected, joins someone new instead."""
+    frames = to_yuv(face_loop_frames(seconds=2.0))
+    settings = Settings(data_dir=tmp_path)
+    first = LiveServer(create_app(settings)).start()
+    port, clients = first.port, []
+    try:
+        m = create_meeting(first)
+        ada = await join_room(first.ws_url, m["id"], m["join_token"], name="Ada", consent=True,
+                              tracks=[SyntheticFaceTrack(frames)])
+        clients.append(ada)
+        assert ada.resume is not None and ada.resume["participant_id"] == ada.participant_id and not ada.resumed
+        forged = await join_room(first.ws_url, m["id"], m["join_token"], name="Eve", consent=True, tracks=[],
+                                 resume={"participant_id": ada.participant_id, "secret": "guessed"})
+        twice = await join_room(first.ws_url, m["id"], m["join_token"], name="Ada", consent=True, tracks=[],
+                                resume=ada.resume)  # Ada is still here: nobody is analysed twice
+        clients += [forged, twice]
+        for other in (forged, twice):
+            assert not other.resumed and other.participant_id != ada.participant_id
+        before = await _next_cue_t(first, m, ada.participant_id, after=3.0)
+    finally:
+        first.stop()
+    code, _ = await ada.closed(10.0)
+    assert code == 1012, code  # "service restart": what the join page reconnects on
+    with LiveServer(create_app(settings), port=port) as second:
+        again = await join_room(second.ws_url, m["id"], m["join_token"], name="Ada", consent=True,
+                                tracks=[SyntheticFaceTrack(frames)], resume=ada.resume)
+        clients.append(again)
+        try:
+            assert again.resumed and again.participant_id == ada.participant_id
+            after = await _next_cue_t(second, m, ada.participant_id)
+            assert after > before, (before, after)  # the timeline goes on; it does not restart at 0
+            people = (await asyncio.to_thread(
+                httpx.get, f"{second.base_url}/api/meetings/{m['id']}/participants",
+                headers={"Authorization": f"Bearer {m['presenter_token']}"}, timeout=30)).json()
+            assert sorted(p["display_name"] for p in people) == ["Ada", "Ada", "Eve"]  # Ada once, plus the two
+        finally:
+            for c in clients:
+                await c.aclose()

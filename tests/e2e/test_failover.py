@@ -550,8 +550,9 @@ async def test_a_built_in_room_moves_to_another_worker_and_its_client_re_offers(
 
     retries: list[str] = []
 
-    async def join() -> RoomClient:
-        """Join as the page does; a 1012 during the handshake means "reconnect", so it does."""
+    async def join(resume: dict[str, str] | None = None) -> RoomClient:
+        """Join as the page does; a 1012 during the handshake means "reconnect", so it does.
+        ``resume``: the pair the last connection got, to come back as the same participant."""
         for attempt in range(1, JOIN_ATTEMPTS + 1):
             try:
                 return await join_room(
@@ -561,6 +562,7 @@ async def test_a_built_in_room_moves_to_another_worker_and_its_client_re_offers(
                     name="Alice",
                     consent=True,
                     tracks=[SyntheticFaceTrack(face_yuv, fps=15)],
+                    resume=resume,
                 )
             except websockets.ConnectionClosed as exc:
                 if exc.rcvd is None or exc.rcvd.code != 1012 or attempt == JOIN_ATTEMPTS:
@@ -600,8 +602,10 @@ async def test_a_built_in_room_moves_to_another_worker_and_its_client_re_offers(
         closed_after = time.time() - killed_at
         assert code == 1012, (code, reason)  # "service restart": reconnect and offer again
         await alice.aclose()
-        again = await join()  # what the join page does on 1012: a new connection and a new offer
+        # what the join page does on 1012: a new connection, the same participant, new offers
+        again = await join(alice.resume)
         clients.append(again)
+        assert again.resumed and again.participant_id == alice.participant_id
         rejoined_after = time.time() - killed_at
 
         firsts: dict[str, tuple[float, float]] = {}
@@ -627,8 +631,9 @@ async def test_a_built_in_room_moves_to_another_worker_and_its_client_re_offers(
         drain_closed_after = time.time() - drained_at
         assert code == 1012, (code, reason)
         await again.aclose()
-        third = await join()
+        third = await join(again.resume)
         clients.append(third)
+        assert third.resumed and third.participant_id == alice.participant_id
         moves: dict[str, tuple[float, float]] = {}
 
         async def moved() -> bool:
@@ -656,6 +661,12 @@ async def test_a_built_in_room_moves_to_another_worker_and_its_client_re_offers(
     with contextlib.suppress(AssertionError):
         await _until("the web role to store every accepted cue", stored_all, 20.0, roles)
     lost = set(observed) - await _stored_keys(database)
+    # one participant throughout: the summary shows Alice's gaps as missing time, not three people
+    async with httpx.AsyncClient(timeout=60) as client:
+        r = await client.get(f"{web}/api/meetings/{meeting_id}/summary",
+                             headers={"Authorization": f"Bearer {presenter}"})
+        assert r.status_code == 200, r.text
+    assert [p["participant_id"] for p in r.json()["summary"]["participants"]] == [alice.participant_id], r.json()
     load = os.getloadavg()
     report(
         f"built-in room failover: client closed with 1012 {closed_after:.2f} s after kill -9 of {victim}, "

@@ -128,7 +128,7 @@ async def populate(session: AsyncSession, meeting_id: str, *, hash_char: str) ->
 async def test_upgrade_downgrade_upgrade_matches_the_models(settings: Settings) -> None:
     assert await migrate.current(settings) is None
     await migrate.upgrade(settings)
-    assert await migrate.current(settings) == migrate.head_revision(settings) == "0003"
+    assert await migrate.current(settings) == migrate.head_revision(settings) == "0004"
     assert await schema_diff(settings) == []
     assert set(TABLES) <= await table_names(settings)
     await migrate.upgrade(settings)  # again: a no-op, as every service start-up does it
@@ -425,10 +425,10 @@ async def test_db_and_purge_commands(settings: Settings, capsys: pytest.CaptureF
     async def call(*argv: str) -> str:
         return await asyncio.to_thread(run, *argv)
 
-    assert "at revision none (empty database), head is 0003 (run 'microcue db upgrade')" in await call("db", "current")
+    assert "at revision none (empty database), head is 0004 (run 'microcue db upgrade')" in await call("db", "current")
     with pytest.raises(SchemaOutdated, match="microcue db upgrade"):
         await call("purge", "--older-than", "30d")
-    assert "at revision 0003" in await call("db", "upgrade")
+    assert "at revision 0004" in await call("db", "upgrade")
     assert "(up to date)" in await call("db", "current")
 
     engine = create_engine(settings)

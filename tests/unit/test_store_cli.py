@@ -44,9 +44,9 @@ def microcue(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.Cap
 
 def test_db_upgrade_current_downgrade(microcue: Microcue, tmp_path: Path) -> None:
     code, out, _ = microcue("db", "current")
-    assert code == 0 and "at revision none (empty database), head is 0003" in out
+    assert code == 0 and "at revision none (empty database), head is 0004" in out
     code, out, _ = microcue("db", "upgrade")
-    assert code == 0 and out.strip().endswith("at revision 0003")
+    assert code == 0 and out.strip().endswith("at revision 0004")
     assert (tmp_path / "data" / "microcue.db").is_file()  # --data-dir is MICROCUE_DATA_DIR
     code, out, _ = microcue("db", "current")
     assert code == 0 and "(up to date)" in out

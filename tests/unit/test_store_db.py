@@ -43,7 +43,7 @@ def test_urls_are_reported_without_passwords() -> None:
 
 def test_migrations_ship_with_the_package() -> None:
     assert (migrate.MIGRATIONS_DIR / "env.py").is_file()
-    assert migrate.head_revision(Settings(database_url="")) == "0003"
+    assert migrate.head_revision(Settings(database_url="")) == "0004"
 
 
 async def test_upgrade_keeps_existing_rows(tmp_path: Path) -> None:
@@ -86,7 +86,7 @@ def test_plain_alembic_cli_takes_the_url_from_settings(tmp_path: Path) -> None:
 
     run("upgrade", "head")
     assert (tmp_path / "cli" / "microcue.db").is_file()  # MICROCUE_DATA_DIR decided where, not alembic.ini
-    assert run("current").strip() == "0003 (head)"
+    assert run("current").strip() == "0004 (head)"
     run("check")  # models and migrations agree: nothing to autogenerate
     run("downgrade", "base")
     assert run("current").strip() == ""

@@ -5,12 +5,21 @@
  *  - "publish" sends this camera and microphone up;
  *  - "subscribe" has fixed receive slots; the bridge says who is in which slot ("slots"
  *    messages, by mid) and changes that as people come and go, without new SDP.
- * The page is the only side that ever offers, so offers cannot collide (no glare). */
+ * The page is the only side that ever offers, so offers cannot collide (no glare).
+ * When the bridge closes with 1012 the page opens a new signalling connection, rejoins as the
+ * same participant ("resume") and offers both connections again; the camera stays open. */
 (function () {
   "use strict";
   if (window.MicroCueJoin) return; // a page (or a test) that brings its own hook keeps it
   const RECEIVE_SLOTS = 7;  // the rest of a full room (bridge/rooms/builtin.py MAX_PARTICIPANTS)
   const ICE_WAIT_MS = 3000;
+  // 1012 "service restart" (RFC 6455 7.4.1): the service stopped or a bridge worker handed the
+  // room over (web/ws/signal.py). The page reconnects and rejoins as the same participant, with
+  // the resume pair the bridge gave at the first join; a failover takes up to ~15 s.
+  const CLOSE_RESTART = 1012;
+  const RECONNECT_DELAYS_MS = [250, 500, 1000, 2000, 4000];  // then every 4 s
+  const RECONNECT_FOR_MS = 60000;
+  const ATTEMPT_TIMEOUT_MS = 15000;  // one reconnect handshake (the first join may load models: no limit)
 
   function wsUrl(path, token) {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
@@ -74,36 +83,56 @@
     });
   }
 
-  window.MicroCueJoin = {
-    async start({ meetingId, token, displayName, consent, signalUrl }) {
-      const media = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: true });
-      const ws = new WebSocket(wsUrl(signalUrl || `/ws/rooms/${encodeURIComponent(meetingId)}/signal`, token));
-      await new Promise((resolve, reject) => { ws.onopen = resolve; ws.onerror = () => reject(new Error("cannot reach the bridge")); });
+  function setStatus(text) {
+    const s = document.getElementById("status");
+    if (s) { s.textContent = text; s.hidden = !text; }
+  }
 
-      // one reader for the whole session: answers resolve their offer, slots update the tiles
-      const waiting = new Map();  // "welcome" | "joined" | "answer:publish" | "answer:subscribe" -> {resolve, reject}
-      let slots = [];
-      const negotiations = { publish: 0, subscribe: 0 };
-      function expect(key) { return new Promise((resolve, reject) => waiting.set(key, { resolve, reject })); }
-      function failAll(err) { for (const w of waiting.values()) w.reject(err); waiting.clear(); }
-      ws.onmessage = (e) => {
-        const m = JSON.parse(e.data);
-        const key = m.type === "answer" ? `answer:${m.pc}` : m.type;
-        if (m.type === "slots") { slots = m.slots; showSlots(slots); return; }
-        if (m.type === "error") { failAll(new Error(m.message)); return; }
-        const w = waiting.get(key);
-        if (w) { waiting.delete(key); w.resolve(m); }
-      };
-      ws.onclose = (e) => {
-        failAll(new Error(e.reason || `the bridge closed the connection (${e.code})`));
-        const s = document.getElementById("status");
-        if (s && window.MicroCueJoin.session) { s.textContent = "Disconnected from the meeting."; s.hidden = false; }
-      };
-
+  /* One signalling connection and its two peer connections, from "welcome" to both answers.
+   * Resolves with the session; rejects (err.code = the close code) if the bridge refuses or
+   * the socket closes first. onLost(code) is called once if the socket closes afterwards. */
+  async function connect(opts, media, resume, onLost, timeoutMs) {
+    const ws = new WebSocket(wsUrl(opts.signalUrl || `/ws/rooms/${encodeURIComponent(opts.meetingId)}/signal`, opts.token));
+    const waiting = new Map();  // "welcome" | "joined" | "answer:publish" | "answer:subscribe" -> {resolve, reject}
+    let slots = [];
+    let ready = false;
+    const negotiations = { publish: 0, subscribe: 0 };
+    const pcs = [];
+    function expect(key) { return new Promise((resolve, reject) => waiting.set(key, { resolve, reject })); }
+    function failAll(err) { for (const w of waiting.values()) w.reject(err); waiting.clear(); }
+    const opened = new Promise((resolve, reject) => {
+      ws.onopen = resolve;
+      ws.onerror = () => { const err = new Error("cannot reach the bridge"); err.code = 1006; reject(err); };
+    });
+    ws.onmessage = (e) => {
+      const m = JSON.parse(e.data);
+      const key = m.type === "answer" ? `answer:${m.pc}` : m.type;
+      if (m.type === "slots") { slots = m.slots; showSlots(slots); return; }
+      if (m.type === "error") { failAll(new Error(m.message)); return; }
+      const w = waiting.get(key);
+      if (w) { waiting.delete(key); w.resolve(m); }
+    };
+    ws.onclose = (e) => {
+      const err = new Error(e.reason || `the bridge closed the connection (${e.code})`);
+      err.code = e.code;
+      failAll(err);
+      for (const pc of pcs) pc.close();
+      if (ready) onLost(e.code);
+    };
+    // A stuck attempt (a connection left in a stopping server's backlog) is abandoned: closing
+    // the socket rejects whatever it waits for, and the caller tries again.
+    const timer = timeoutMs ? setTimeout(() => {
+      const err = new Error("the bridge did not answer in time"); err.code = 1006;
+      failAll(err); ws.close();
+    }, timeoutMs) : null;
+    try {
+      await opened;
       const welcome = await expect("welcome");
       const joinedAck = expect("joined");
-      ws.send(JSON.stringify({ type: "join", name: displayName || "Participant", consent: !!consent }));
-      await joinedAck;
+      const join = { type: "join", name: opts.displayName || "Participant", consent: !!opts.consent };
+      if (resume) join.resume = resume;
+      ws.send(JSON.stringify(join));
+      const joined = await joinedAck;
 
       async function offer(which, pc) {
         await pc.setLocalDescription(await pc.createOffer());
@@ -116,6 +145,7 @@
       }
 
       const up = new RTCPeerConnection({ iceServers: [] });
+      pcs.push(up);
       for (const track of media.getTracks()) {
         const { sender } = up.addTransceiver(track, { direction: "sendonly", streams: [media] });
         if (track.kind !== "video") continue;
@@ -130,22 +160,79 @@
       up.onnegotiationneeded = null;  // never renegotiated: a camera change uses replaceTrack
       await offer("publish", up);
 
+      // a new subscribe connection brings new receive slots: the old ones' tracks are gone
+      for (const old of document.querySelectorAll("#remote-media figure.remote-slot")) old.remove();
       const down = new RTCPeerConnection({ iceServers: [] });
+      pcs.push(down);
       for (let i = 0; i < RECEIVE_SLOTS; i++) {  // room for the others' camera and microphone
         down.addTransceiver("video", { direction: "recvonly" });
         down.addTransceiver("audio", { direction: "recvonly" });
       }
       down.ontrack = (e) => { slotElement(e.transceiver.mid, e.track); showSlots(slots); };
       await offer("subscribe", down);
-
-      window.MicroCueJoin.session = {
-        ws, up, down, media, negotiations, participantId: welcome.participant_id,
-        get slots() { return slots; },
+      ready = true;
+      return {
+        ws, up, down, media, negotiations, participantId: joined.participant_id, bot: welcome.bot,
+        resume: joined.resume, resumed: !!joined.resumed, get slots() { return slots; },
       };
-      const status = document.getElementById("status");
-      status.textContent = `${welcome.bot} You are in the meeting${consent ? "" : " (not analysed)"}.`;
-      status.hidden = false;
-      return welcome.participant_id;
+    } catch (err) {
+      ws.close();
+      for (const pc of pcs) pc.close();
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  window.MicroCueJoin = {
+    async start(opts) {
+      const media = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: true });
+      const hook = window.MicroCueJoin;
+      let reconnects = 0;
+
+      function inMeeting(session) {
+        session.reconnects = reconnects;
+        hook.session = session;
+        setStatus(`${session.bot} You are in the meeting${opts.consent ? "" : " (not analysed)"}.`);
+      }
+
+      /* Keep trying to get back in, as the same participant, until RECONNECT_FOR_MS passes. */
+      async function reconnect(resume) {
+        const deadline = Date.now() + RECONNECT_FOR_MS;
+        for (let attempt = 0; ; attempt++) {
+          setStatus("The meeting service restarted; reconnecting…");
+          await sleep(RECONNECT_DELAYS_MS[Math.min(attempt, RECONNECT_DELAYS_MS.length - 1)]);
+          try {
+            reconnects += 1;
+            inMeeting(await connect(opts, media, resume, lost, ATTEMPT_TIMEOUT_MS));
+            return;
+          } catch (err) {
+            if (Date.now() > deadline) {
+              setStatus(`Disconnected from the meeting: ${err.message}`);
+              return;
+            }
+          }
+        }
+      }
+
+      function lost(code) {
+        const session = hook.session;
+        if (code === CLOSE_RESTART && session) { reconnect(session.resume); return; }
+        setStatus("Disconnected from the meeting.");
+      }
+
+      // A 1012 while joining (a bridge worker handing the room over) means "try again".
+      for (let attempt = 0; ; attempt++) {
+        try {
+          inMeeting(await connect(opts, media, null, lost));
+          return hook.session.participantId;
+        } catch (err) {
+          if (err.code !== CLOSE_RESTART || attempt + 1 >= RECONNECT_DELAYS_MS.length) throw err;
+          await sleep(RECONNECT_DELAYS_MS[attempt]);
+        }
+      }
     },
   };
 })();

@@ -2,8 +2,14 @@
 
 Protocol (JSON text messages):
   server -> {"type": "welcome", "bot": <announcement>, "participant_id": ...}
-  client -> {"type": "join", "name": str, "consent": bool}        (once, first)
-  server -> {"type": "joined", "participant_id": ...}
+  client -> {"type": "join", "name": str, "consent": bool,        (once, first)
+             "resume": {"participant_id": str, "secret": str}}    (optional: rejoin as before)
+  server -> {"type": "joined", "participant_id": ..., "resume": {"participant_id", "secret"},
+             "resumed": bool}
+            ``joined``'s participant_id is the one that counts: with a valid ``resume`` (the
+            pair an earlier ``joined`` gave, for this meeting, not connected now) it is the
+            earlier participant, whose analysis continues on the meeting's timeline; otherwise
+            the welcome's new one (a refused resume is not an error: it joins as someone new).
   client -> {"type": "offer", "pc": "publish", "sdp": str}      (once: camera + microphone up)
   server -> {"type": "answer", "pc": "publish", "sdp": str}
   client -> {"type": "offer", "pc": "subscribe", "sdp": str}    (once: receive-only slots)
@@ -13,16 +19,21 @@ Protocol (JSON text messages):
 Each connection is offered once by the participant and never renegotiated (bridge/rooms/builtin.py).
   server -> {"type": "error", "message": str}; a refused message ends the connection (4400)
 Close codes: 4401/4403 token refused (as the live feed), 4400 a message out of order or
-malformed, 1009 a message over MAX_MESSAGE_BYTES. Leaving (closing the socket) ends the
-participant's media; the other participants are never affected by one client's errors.
+malformed, 1009 a message over MAX_MESSAGE_BYTES, 1012 "service restart" (the service stops or
+a bridge worker hands the room over): reconnect, join with ``resume`` and offer again. Leaving
+(closing the socket) ends the participant's media; the other participants are never affected by
+one client's errors.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import json
 import logging
+import secrets
 import uuid
 from typing import Any
 
@@ -49,6 +60,10 @@ CLOSE_INTERNAL = 1011
 #: No offer within ``MICROCUE_JOIN_TIMEOUT_S`` of connecting.
 CLOSE_TIMEOUT = 4408
 MAX_NAME = 80
+#: 18 random bytes (144 bits, 24 URL-safe characters): a resume secret cannot be guessed, and
+#: only its SHA-256 is stored (participants.resume_hash).
+RESUME_SECRET_BYTES = 18
+MAX_RESUME_SECRET = 64
 BOT_ANNOUNCEMENT = (
     "MicroCue bot is in this meeting. With your consent it reads facial signals from your camera "
     "(engagement, attention{emotions}) and when you speak; no video or audio is stored."
@@ -81,6 +96,32 @@ def _parse(text: str) -> dict[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):
         raise SignalError("a message must be a JSON object with a 'type'")
     return data
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+async def _resumable(service: MeetingService, meeting_id: str, claim: Any, present: set[str]
+                     ) -> tuple[str, str] | None:
+    """(participant id, secret) when ``claim`` lets this connection rejoin as an earlier participant
+    of this meeting: the secret's hash matches the stored one and that participant is not in the
+    room now (two connections never analyse one person). Anything else: None, join as new."""
+    if claim is None:
+        return None
+    if not isinstance(claim, dict) or not all(isinstance(claim.get(k), str) for k in ("participant_id", "secret")):
+        raise SignalError("'resume' must be {\"participant_id\": str, \"secret\": str}")
+    participant_id, secret = claim["participant_id"], claim["secret"]
+    if participant_id in present or len(secret) > MAX_RESUME_SECRET:
+        return None
+    async with service.sessions() as session:
+        earlier = await repo.get_participant(session=session, meeting_id=meeting_id, participant_id=participant_id)
+    if earlier is None or earlier.resume_hash is None:
+        return None
+    if not hmac.compare_digest(earlier.resume_hash, _digest(secret)):
+        log.warning("a resume for participant %s of meeting %s had the wrong secret", participant_id, meeting_id)
+        return None
+    return participant_id, secret
 
 
 @router.websocket("/ws/rooms/{meeting_id}/signal")
@@ -166,13 +207,19 @@ async def _signal(
                     name = str(msg.get("name") or "")[:MAX_NAME].strip() or "Participant"
                     consent = msg.get("consent") is True
                     room = await rooms.room(meeting_id)
+                    resumed = await _resumable(service, meeting_id, msg.get("resume"), set(room.members))
+                    if resumed is not None:
+                        participant_id, secret = resumed
+                    else:
+                        secret = secrets.token_urlsafe(RESUME_SECRET_BYTES)
                     room.join(participant_id, name, consent, notify=send)
                     async with service.sessions() as session:
                         await repo.add_participant(session=session, meeting_id=meeting_id,
                                                    participant_id=participant_id, display_name=name,
-                                                   consent=consent, role=role)
+                                                   consent=consent, role=role, resume_hash=_digest(secret))
                     joined = {"name": name, "consent": consent}
-                    await send({"type": "joined", "participant_id": participant_id})
+                    await send({"type": "joined", "participant_id": participant_id, "resumed": resumed is not None,
+                                "resume": {"participant_id": participant_id, "secret": secret}})
                 elif msg["type"] == "offer":
                     if joined is None or room is None:
                         raise SignalError("send 'join' (with your consent choice) before an 'offer'")
