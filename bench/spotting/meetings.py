@@ -1,7 +1,7 @@
 """A spotting bench that looks like meetings: real talking faces, small injected actions, WebRTC-like
 encoding, and real unlabeled talking video for false positives.
 
-    python -m bench.spotting.meetings [--cache DIR] [--mirror DIR] [--split heldout|tune|both]
+    python -m bench.spotting.meetings [--cache DIR] [--mirror DIR] [--split heldout|tune|both|unlabeled]
                                       [--seconds 30] [--videos-per-face 2] [--out DIR]
 
 Base faces are the "tune" and "heldout" clips of bench/spotting/sources.py (split by identity:
@@ -18,7 +18,8 @@ abruptly), scaled to a webcam-sized face in a 640x480 frame, and gets:
 
 The still end ("still"): a held-out face's first frame frozen, light noise, 1,000 kbit/s H.264,
 micro amplitudes log-uniform over 0.02-0.05 IOD. The "unlabeled" clips are analysed as they
-are: every micro event found there counts as a false positive.
+are: every micro event found there counts as a false positive (``--split unlabeled`` runs only
+them).
 
 Writes OUT/meetings.json with every prediction, truth and gate statistic; prints the tables
 docs/benchmarks.md quotes.
@@ -343,7 +344,8 @@ def main(argv: list[str] | None = None, models: FaceModels | None = None) -> dic
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--mirror", type=Path, default=None)
-    ap.add_argument("--split", default="heldout", choices=("heldout", "tune", "both"))
+    ap.add_argument("--split", default="heldout", choices=("heldout", "tune", "both", "unlabeled"),
+                    help="base faces to inject actions into; 'unlabeled' runs only the false-positive clips")
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--videos-per-face", type=int, default=2)
     ap.add_argument("--no-unlabeled", action="store_true")
@@ -351,11 +353,13 @@ def main(argv: list[str] | None = None, models: FaceModels | None = None) -> dic
     ap.add_argument("--no-moving", action="store_true", help="only the still faces")
     ap.add_argument("--out", type=Path, default=REPO / "out" / "spotting-meetings")
     args = ap.parse_args(argv)
+    if args.split == "unlabeled" and args.no_unlabeled:
+        ap.error("--split unlabeled and --no-unlabeled leave nothing to run")
     if models is None:
 
         models = load_face_models(Settings().model_dir, prefer_gpu=False, emotion=True)
     fetch(args.cache, args.mirror)
-    splits = ("tune", "heldout") if args.split == "both" else (args.split,)
+    splits: tuple[str, ...] = {"both": ("tune", "heldout"), "unlabeled": ()}.get(args.split, (args.split,))
     results: dict[str, Any] = {"splits": {}}
     for split in splits:
         rows: list[dict[str, Any]] = []
@@ -384,22 +388,26 @@ def main(argv: list[str] | None = None, models: FaceModels | None = None) -> dic
     if not args.no_unlabeled:
         unl = []
         for clip in [c for c in CLIPS if c.role == "unlabeled"]:
-            row = analyse(models, clip_path(args.cache, clip)) | {"video": clip.name}
+            row = analyse(models, clip_path(args.cache, clip)) | {"video": clip.name, "identity": clip.identity}
             unl.append(row)
+            conf = [round(p["confidence"], 2) for p in row["predictions"] if p["kind"] == "micro"]
+            print(f"unlabeled {clip.name:24} {row['seconds']:6.1f} s micro {len(conf)} {conf} "
+                  f"gates {json.dumps({k: round(v, 2) for k, v in _gates([row]).items()})}", flush=True)
         micro = sum(1 for r in unl for p in r["predictions"] if p["kind"] == "micro")
         minutes = sum(r["seconds"] for r in unl) / 60
-        results["unlabeled"] = {"minutes": round(minutes, 2), "micro": micro,
+        results["unlabeled"] = {"minutes": round(minutes, 2), "clips": len(unl),
+                                "identities": len({r["identity"] for r in unl}), "micro": micro,
                                 "micro_fp_per_min": round(micro / minutes, 2) if minutes else None,
                                 "worst_gate_share": _gates(unl),
-                                "per_clip": {r["video"]: {"seconds": round(r["seconds"], 1),
+                                "per_clip": {r["video"]: {"seconds": round(r["seconds"], 1), "identity": r["identity"],
                                                           "micro": sum(p["kind"] == "micro" for p in r["predictions"]),
-                                                          "predictions": r["predictions"]}
+                                                          "gates": _gates([r]), "predictions": r["predictions"]}
                                              for r in unl}}
         for floor in FLOORS:
             shown = sum(1 for r in unl for p in r["predictions"] if p["kind"] == "micro" and p["confidence"] >= floor)
             results["unlabeled"][f"micro_fp_per_min_at_{floor}"] = round(shown / minutes, 2) if minutes else None
-        held = results["splits"].get("heldout") or next(iter(results["splits"].values()))
-        results["reliability"] = _reliability(held["rows"], unl)
+        held = results["splits"].get("heldout") or next(iter(results["splits"].values()), None)
+        results["reliability"] = _reliability(held["rows"] if held else [], unl)
     for split, res in results["splits"].items():
         for part in ("moving", "still"):
             if res[part] is None:
@@ -419,9 +427,10 @@ def main(argv: list[str] | None = None, models: FaceModels | None = None) -> dic
                       f"macro F1 {s['macro_f1']:.2f}")
     if "unlabeled" in results:
         u = results["unlabeled"]
-        print("  at floors", {f: u[f"micro_fp_per_min_at_{f}"] for f in FLOORS})
-        print(f"\n[unlabeled] {u['micro']} micro in {u['minutes']} min = {u['micro_fp_per_min']} per minute; "
+        print(f"\n[unlabeled] {u['clips']} clips, {u['identities']} identities: "
+              f"{u['micro']} micro in {u['minutes']} min = {u['micro_fp_per_min']} per minute; "
               f"worst gate share {json.dumps({k: round(v, 3) for k, v in u['worst_gate_share'].items()})}")
+        print("  per minute at confidence floors", {f: u[f"micro_fp_per_min_at_{f}"] for f in FLOORS})
         print("  reliability", json.dumps(results["reliability"]))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "meetings.json").write_text(json.dumps(results, indent=1, default=str) + "\n", encoding="utf-8")

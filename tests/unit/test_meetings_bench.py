@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from bench.spotting import meetings
-from bench.spotting.sources import CLIPS, blob_id
+from bench.spotting import meetings, sources
+from bench.spotting.sources import CLIPS, Clip, blob_id
 
 pytestmark = pytest.mark.unit
 
@@ -48,3 +51,23 @@ def test_truth_frames_index_the_frames_that_survived_the_drops() -> None:
     for ev, a in zip(tr["events"], m.actions, strict=True):
         assert abs(kept[ev["onset_frame"]] - a.onset) <= 2 / 15
         assert ev["onset_frame"] <= ev["apex_frame"] <= ev["offset_frame"] < len(kept)
+
+
+@pytest.mark.parametrize("layout", ["repo", "repo/.git"])
+def test_mirror_reads_bare_snapshots_and_clones(tmp_path: Path, layout: str) -> None:
+    """fetch brings some repositories as a bare git directory and some as a clone (repo/.git)."""
+    data = b"stand-in for a clip"
+    git_dir = tmp_path / "owner+name" / layout
+    subprocess.run(["git", "init", "-q", "--bare", str(git_dir)], check=True)
+    out = subprocess.run(["git", "--git-dir", str(git_dir), "hash-object", "-w", "--stdin"],
+                         input=data, capture_output=True, check=True)
+    blob = out.stdout.decode().strip()
+    assert blob == blob_id(data)
+    clip = Clip("x", "owner/name", "0" * 40, "x.mp4", blob, "x", "unlabeled")
+    assert sources._from_mirror(tmp_path, clip) == data
+    assert sources._from_mirror(tmp_path / "elsewhere", clip) is None
+
+
+def test_unlabeled_split_refuses_to_run_nothing() -> None:
+    with pytest.raises(SystemExit):
+        meetings.main(["--split", "unlabeled", "--no-unlabeled"])
