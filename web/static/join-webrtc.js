@@ -19,6 +19,8 @@
   const CLOSE_RESTART = 1012;
   const RECONNECT_DELAYS_MS = [250, 500, 1000, 2000, 4000];  // then every 4 s
   const RECONNECT_FOR_MS = 60000;
+  // Refusals that another try cannot change (token refused, meeting ended or erased): stop.
+  const FINAL_CLOSE_CODES = new Set([4401, 4403, 4409, 4410]);
   const ATTEMPT_TIMEOUT_MS = 15000;  // one reconnect handshake (the first join may load models: no limit)
 
   function wsUrl(path, token) {
@@ -96,6 +98,7 @@
     const waiting = new Map();  // "welcome" | "joined" | "answer:publish" | "answer:subscribe" -> {resolve, reject}
     let slots = [];
     let ready = false;
+    let refusal = "";  // the bridge's error message, if it sent one before closing
     const negotiations = { publish: 0, subscribe: 0 };
     const pcs = [];
     function expect(key) { return new Promise((resolve, reject) => waiting.set(key, { resolve, reject })); }
@@ -108,12 +111,12 @@
       const m = JSON.parse(e.data);
       const key = m.type === "answer" ? `answer:${m.pc}` : m.type;
       if (m.type === "slots") { slots = m.slots; showSlots(slots); return; }
-      if (m.type === "error") { failAll(new Error(m.message)); return; }
+      if (m.type === "error") { refusal = m.message; return; }  // the close that follows carries the code
       const w = waiting.get(key);
       if (w) { waiting.delete(key); w.resolve(m); }
     };
     ws.onclose = (e) => {
-      const err = new Error(e.reason || `the bridge closed the connection (${e.code})`);
+      const err = new Error(refusal || e.reason || `the bridge closed the connection (${e.code})`);
       err.code = e.code;
       failAll(err);
       for (const pc of pcs) pc.close();
@@ -209,7 +212,7 @@
             inMeeting(await connect(opts, media, resume, lost, ATTEMPT_TIMEOUT_MS));
             return;
           } catch (err) {
-            if (Date.now() > deadline) {
+            if (FINAL_CLOSE_CODES.has(err.code) || Date.now() > deadline) {
               setStatus(`Disconnected from the meeting: ${err.message}`);
               return;
             }
