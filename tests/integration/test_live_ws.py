@@ -183,6 +183,25 @@ async def test_refusals_missing_wrong_meeting_and_participant_tokens(server: Liv
     assert hub(server).connection_count == 0
 
 
+async def test_revoking_the_presenter_token_closes_the_feeds_it_opened(server: LiveServer) -> None:
+    """A revoked token must not keep an open dashboard streaming: closed within a heartbeat."""
+    m, other = create_meeting(server), create_meeting(server)
+    async with connect(feed_url(server, m)) as ws, connect(feed_url(server, other)) as untouched:
+        assert (await recv(ws))["type"] == "snapshot" and (await recv(untouched))["type"] == "snapshot"
+        r = await asyncio.to_thread(httpx.post, f"{server.base_url}/api/meetings/{m['id']}/tokens/revoke",
+                                    json={"kind": "presenter"}, timeout=30,
+                                    headers={"Authorization": f"Bearer {m['presenter_token']}"})
+        assert r.status_code == 200 and r.json()["revoked"] == 1
+        with pytest.raises(ConnectionClosed) as closed:
+            async with asyncio.timeout(5 * FAST.heartbeat_s + 5):
+                while True:
+                    await ws.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401, closed.value
+        assert "revoked" in closed.value.rcvd.reason
+        server.publish(cue(other["id"], "engagement", 1))  # the other meeting's feed goes on
+        assert (await recv_cues(untouched, 1))[0]["type"] == "engagement"
+
+
 async def test_policy_filters_emotion_cues_for_workplace(server: LiveServer) -> None:
     m = create_meeting(server, context="workplace")
     mid = m["id"]

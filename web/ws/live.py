@@ -15,8 +15,9 @@ Protocol (server to client, JSON text frames):
 The client may send small text frames (``{"type": "pong"}``); they are read and
 ignored, and one over ``max_message_bytes`` closes the connection with 1009.
 
-Close codes: 4401 missing or unknown token, 4403 a real token that is not this
-meeting's presenter token, 4408 the client stayed stuck (could not take a
+Close codes: 4401 missing or unknown token (also when it is revoked while the feed is open:
+the token is checked again every heartbeat), 4403 a real token that is not this meeting's
+presenter token (or one that expired while open), 4408 the client stayed stuck (could not take a
 message) for ``stuck_timeout_s``, 4410 the meeting was erased, 1009 message too
 big, 1001 server shutting down.
 """
@@ -83,7 +84,8 @@ async def live_feed(websocket: WebSocket, meeting_id: str) -> None:
         await websocket.accept()
         await close(websocket, CLOSE_TOO_MANY, "too many connections from this address; retry in a minute")
         return
-    check = await service.check_token(token_from(websocket), meeting_id, TokenKind.PRESENTER)
+    token = token_from(websocket)
+    check = await service.check_token(token, meeting_id, TokenKind.PRESENTER)
     # Accept first: a close before accept becomes a bare HTTP 403 and the browser never sees why.
     await websocket.accept()
     if not check.ok:
@@ -119,13 +121,16 @@ async def live_feed(websocket: WebSocket, meeting_id: str) -> None:
         conn.offer(encode({"type": "meeting_ended", "meeting_id": meeting_id}))
     sender = asyncio.create_task(_send_loop(websocket, conn, options, snapshot), name=f"live-send-{meeting_id}")
     receiver = asyncio.create_task(_receive_loop(websocket, options), name=f"live-recv-{meeting_id}")
+    # not awaited with the others: it only asks the sender to close, and the sender must get to
+    watcher = asyncio.create_task(_watch_token(service, token, conn, options.heartbeat_s),
+                                  name=f"live-token-{meeting_id}")
     try:
         await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         # Whichever ends first (client left, client stuck, close requested) ends the other.
-        for task in (sender, receiver):
+        for task in (sender, receiver, watcher):
             task.cancel()
-        await asyncio.wait({sender, receiver})
+        await asyncio.wait({sender, receiver, watcher})
         for task in (sender, receiver):
             error = None if task.cancelled() else task.exception()
             if error is not None and not isinstance(error, WebSocketDisconnect | OSError):
@@ -133,6 +138,26 @@ async def live_feed(websocket: WebSocket, meeting_id: str) -> None:
         hub.disconnect(conn)
         if conn.skipped_total:
             log.info("live feed of meeting %s: connection skipped %d cue(s)", meeting_id, conn.skipped_total)
+
+
+async def _watch_token(service: MeetingService, token: str | None, conn: LiveConnection, every_s: float) -> None:
+    """A presenter token that is revoked, or expires, ends the feeds it opened within one
+    heartbeat. It is the same check the connection passed, against the database, so a revocation
+    on one web pod closes feeds on every pod. While the database is away the feed stays open
+    (it was valid when last seen) and the check is tried again at the next heartbeat."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            check = await service.check_token(token, conn.meeting_id, TokenKind.PRESENTER)
+        except Exception as exc:  # the database is away: not a reason to cut the presenter off
+            log.warning("live feed of meeting %s: token re-check failed (%s); trying again", conn.meeting_id, exc)
+            continue
+        if not check.ok:
+            code = CLOSE_UNAUTHORIZED if check.status in (TokenStatus.MISSING, TokenStatus.UNKNOWN) else CLOSE_FORBIDDEN
+            log.info("live feed of meeting %s: its token is no longer valid (%s); closing", conn.meeting_id,
+                     check.status.value)
+            conn.close_with(code, f"token revoked or no longer valid: {refusal_message(check, TokenKind.PRESENTER)}")
+            return
 
 
 async def _send_loop(websocket: WebSocket, conn: LiveConnection, options: LiveOptions, first: str) -> None:
