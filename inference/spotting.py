@@ -1,12 +1,14 @@
 """Micro- and macro-expression spotting over a rolling buffer (training-free, MEGC-style).
 
 The feature-difference method of the MEGC spotting baselines, on region trajectories:
-each region's position P(t) is the running sum of its residual optical flow; the feature at
-frame i is |P(i) - (P(i-k) + P(i+k)) / 2|, large when frame i differs from both a head and a
-tail frame k away (an expression's apex) and near zero for steady drift. Peaks above an adaptive
-threshold T = mean + p (max - mean) become apexes; onset and offset are where the trajectory
-leaves and returns to its baseline. Everything is indexed by media time, so frame rates from 10
-to 60 fps and dropped frames change nothing.
+each region's position P(t) is the running sum of its residual optical flow; the apex vector at
+frame i is how far P(i) stands out from both P(i-k) and P(i+k) (an expression's apex), near zero
+for steady drift. The feature is that vector read through matched templates, one per action unit
+and one per EMFACS prototype, in units of each region's own noise per axis (learnt from this
+face's recent motion), so regions moving together add up and the axes a talking face moves most
+count for less. Peaks above an adaptive threshold T = mean + p (max - mean) become apexes; onset
+and offset are where the trajectory leaves and returns to its baseline. Everything is indexed by
+media time, so frame rates from 10 to 60 fps and dropped frames change nothing.
 """
 
 from __future__ import annotations
@@ -43,12 +45,27 @@ BUFFER_S = MAX_EVENT_S + 2 * max(MACRO_K_S)
 
 # --- threshold ---------------------------------------------------------------------------
 # T = mean + p * (max - mean) over the recent window (MEGC baselines use p in 0.01..0.5 tuned
-# per dataset); p chosen on bench/spotting's medium tier.
-THRESHOLD_P = 0.2
+# per dataset). 0.2 was chosen on bench/spotting's medium tier; with the matched-template feature
+# 0.1 lets a small action follow a large one on a still face (tune identities' still faces,
+# bench/spotting/replay.py: micro recall 17 -> 18 of 23, no false positive added); on talking
+# faces the noise floor below decides, not p.
+THRESHOLD_P = 0.1
 THRESHOLD_WINDOW_S = 20.0
 # The adaptive threshold alone fires on noise in a quiet stretch (max ~ mean); so a floor in
-# units of each region's own noise level (robust scale of its feature over the window).
-NOISE_FLOOR_UNITS = 5.0
+# units of the matched-template score (noise per axis, see matched_scores). Chosen on the tune
+# identities' talking faces (bench/spotting/replay.py --split tune --videos-per-face 3, 76 micro,
+# 6 minutes): the lowest floor with at most 0.5 false micro events per minute there
+# (6: 10 found, 30 false; 8: 7 found, 10 false; 9: 7, 5; 10: 6 found, 2 false = 0.33/min;
+# 12: 4, 2). The per-region feature it replaces was at 5 units of a ~1.75x larger scale.
+NOISE_FLOOR_UNITS = 10.0
+# The templates are bilateral (but contempt's), so a one-sided movement of one region reads at
+# 1/sqrt(2) of its size in them. Each region alone (its apex vector's length in its own per-axis
+# noise units) is therefore a candidate too, scaled so that it needs this many units to reach
+# NOISE_FLOOR_UNITS: single regions are many more chances for noise to peak than templates.
+# Tune identities' talking faces (replay, floor 10): 12 -> 5 found, 9 predicted; 14 -> 5, 8; 16 ->
+# 5, 7; 20 -> 6, 8; without it 6, 8 (one event either way); 14 keeps a one-sided 2-px brow raise
+# found at 30 fps with 30 % of the frames dropped (tests/unit/test_spotting.py).
+SINGLE_REGION_FLOOR_UNITS = 14.0
 # Noise scale never below this (canonical 112-px face): below it DIS flow noise and
 # compression dominate (measured on bench/spotting easy tier, still face).
 MIN_NOISE_PX = 0.08
@@ -453,6 +470,9 @@ class Spotter:
             self._gate("blink", EYELID_MASK | BROW_MASK, mask, record)
         scores, z = matched_scores(apex, noise_xy, mask)
         best = int(np.argmax(scores))
+        single = np.hypot(*(apex / noise_xy).T) * mask * (NOISE_FLOOR_UNITS / SINGLE_REGION_FLOOR_UNITS)
+        if single.max() > scores[best]:
+            return self.samples[i].t, float(single.max()), np.where(single == single.max(), single, 0.0)
         return self.samples[i].t, float(scores[best]), z[best]
 
     def _threshold(self, ch: _Channel) -> float:

@@ -29,9 +29,10 @@ from bench.spotting.score import Score, score_video
 from bench.spotting.sources import CLIPS, DEFAULT_CACHE, clip_path, fetch
 from bridge.config import Settings
 from bridge.models.face import load_face_models
+from inference import spotting
 from inference.analyzer import FaceModels, ParticipantAnalyzer
 from inference.motion import MotionExtractor
-from inference.spotting import Spotter
+from inference.spotting import NOISE_FLOOR_UNITS, THRESHOLD_P, Spotter
 from inference.types import FaceObservation
 
 
@@ -52,13 +53,13 @@ def _track(models: FaceModels, video: Path, store: Path) -> list[tuple[float, Fa
     return out
 
 
-def replay(video: Path, faces: list[tuple[float, FaceObservation | None]], floors: tuple[float, ...] = ()
-           ) -> tuple[list[list[dict[str, Any]]], float]:
-    """Motion and spotting over a tracked video: per spotter (the default one, or one per noise
-    floor in ``floors``, fed the same motion) its micro/macro intervals as frame indices; and the
-    CPU seconds motion and the first spotter took."""
+def replay(video: Path, faces: list[tuple[float, FaceObservation | None]],
+           configs: tuple[tuple[float, float], ...] = ()) -> tuple[list[list[dict[str, Any]]], float]:
+    """Motion and spotting over a tracked video: per spotter (the default one, or one per
+    (noise floor, threshold p) in ``configs``, all fed the same motion) its micro/macro intervals as
+    frame indices; and the CPU seconds motion and the first spotter took."""
     motion = MotionExtractor()
-    spotters = [Spotter(noise_floor_units=f) for f in floors] if floors else [Spotter()]
+    spotters = [Spotter(noise_floor_units=f, threshold_p=p) for f, p in configs] if configs else [Spotter()]
     times = [t for t, _ in faces]
     found: list[list[Any]] = [[] for _ in spotters]
     cpu = 0.0
@@ -92,13 +93,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--still", action="store_true", help="the still faces instead of the moving ones")
     ap.add_argument("--unlabeled", action="store_true", help="also count micro events on the unlabeled clips")
     ap.add_argument("--floors", default="", help="comma-separated noise floors to compare (NOISE_FLOOR_UNITS)")
+    ap.add_argument("--ps", default="", help="comma-separated adaptive-threshold shares to compare (THRESHOLD_P)")
+    ap.add_argument("--single", type=float, default=None, help="SINGLE_REGION_FLOOR_UNITS for this run")
     ap.add_argument("--work", type=Path, default=REPO / "out" / "spotting-replay")
     args = ap.parse_args(argv)
+    if args.single is not None:
+        spotting.SINGLE_REGION_FLOOR_UNITS = args.single
     models = load_face_models(Settings().model_dir, prefer_gpu=False, emotion=False)
     fetch(args.cache)
     args.work.mkdir(parents=True, exist_ok=True)
-    floors = tuple(float(x) for x in args.floors.split(",") if x)
-    n = max(len(floors), 1)
+    floors = [float(x) for x in args.floors.split(",") if x] or [NOISE_FLOOR_UNITS]
+    ps = [float(x) for x in args.ps.split(",") if x] or [THRESHOLD_P]
+    configs = tuple((f, p) for f in floors for p in ps)
+    n = len(configs)
     rows: list[list[dict[str, Any]]] = [[] for _ in range(n)]
     totals = [Score() for _ in range(n)]
     cpu, frames = 0.0, 0
@@ -115,7 +122,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 truth_file.write_text(json.dumps(truth(m, render(m, src, video, seed))), encoding="utf-8")
             tru = json.loads(truth_file.read_text(encoding="utf-8"))
             faces = _track(models, video, args.work / f"{stem}.faces.pkl")
-            per_spotter, c = replay(video, faces, floors)
+            per_spotter, c = replay(video, faces, configs)
             cpu, frames = cpu + c, frames + sum(f is not None for _, f in faces)
             line = []
             for total, row, preds in zip(totals, rows, per_spotter, strict=True):
@@ -135,13 +142,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for clip in [c for c in CLIPS if c.role == "unlabeled"]:
             path = clip_path(args.cache, clip)
             faces = _track(models, path, args.work / f"{clip.name}.faces.pkl")
-            per_spotter, _ = replay(path, faces, floors)
+            per_spotter, _ = replay(path, faces, configs)
             micro = [m + sum(p["kind"] == "micro" for p in preds) for m, preds in zip(micro, per_spotter, strict=True)]
             seconds += faces[-1][0] - faces[0][0]
         for res, m in zip(results, micro, strict=True):
             res["unlabeled_micro_per_min"] = round(m / (seconds / 60), 2)
-    out = {"ms_per_frame_cpu": round(1000 * cpu / max(frames, 1), 3), "unlabeled_minutes": round(seconds / 60, 2)
-           if args.unlabeled else None, "by_floor": dict(zip(floors or ("default",), results, strict=True))}
+    out = {"ms_per_frame_cpu": round(1000 * cpu / max(frames, 1), 3),
+           "unlabeled_minutes": round(seconds / 60, 2) if args.unlabeled else None,
+           "by_floor_p": {f"{f:g} {p:g}": r for (f, p), r in zip(configs, results, strict=True)}}
     print(json.dumps(out))
     return out
 
