@@ -142,7 +142,11 @@ MIN_SAMPLES_FOR_NOISE = 10
 PRIOR_NOISE_PX = 0.15
 # A channel speaks only once its noise scale rests on this much history: summed flow over a long
 # window changes slowly, so its median needs several windows' worth of samples to mean anything.
-NOISE_WARMUP_S = 2.0
+# 2.0 s hid every action in a stream's first 2 s: on the tune identities' still faces every miss
+# left (5 of 23) was the first action, at 1.5 s (bench/spotting/replay.py --split tune --still).
+# At 1.3 s (1.0 s gave the same) the micro window's scale rests on 15-40 samples: still faces 22 of
+# 23 found, talking faces 9 of 76 with 3 false in 6 min (was 5 and 3), unlabeled clips unchanged.
+NOISE_WARMUP_S = 1.3
 NOISE_WARMUP_WINDOWS = 6
 NOISE_REFRESH = 8
 

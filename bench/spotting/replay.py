@@ -95,10 +95,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--floors", default="", help="comma-separated noise floors to compare (NOISE_FLOOR_UNITS)")
     ap.add_argument("--ps", default="", help="comma-separated adaptive-threshold shares to compare (THRESHOLD_P)")
     ap.add_argument("--single", type=float, default=None, help="SINGLE_REGION_FLOOR_UNITS for this run")
+    ap.add_argument("--warmup", type=float, default=None, help="NOISE_WARMUP_S for this run")
     ap.add_argument("--work", type=Path, default=REPO / "out" / "spotting-replay")
     args = ap.parse_args(argv)
     if args.single is not None:
         spotting.SINGLE_REGION_FLOOR_UNITS = args.single
+    if args.warmup is not None:
+        spotting.NOISE_WARMUP_S = args.warmup
     models = load_face_models(Settings().model_dir, prefer_gpu=False, emotion=False)
     fetch(args.cache)
     args.work.mkdir(parents=True, exist_ok=True)

@@ -247,3 +247,10 @@ def test_gate_warnings_name_the_gate_and_the_regions() -> None:
                         noise={})
     (line,) = loud.warnings()
     assert "head gate" in line and "50 %" in line and "glabella" in line and "chin" in line
+
+
+def test_an_action_soon_after_the_stream_starts_is_spotted() -> None:
+    # The noise scale needs some history (NOISE_WARMUP_S), but not so much that the first
+    # seconds of every stream are blind (issue 11: the still faces' first action, at 1.5 s).
+    spots = _spots(_stream(15.0, 6.0, _bump("brow_inner_L", 1.5, 0.3, (0.0, -2.0))), 15.0)
+    assert len(spots) == 1 and spots[0].onset_t == pytest.approx(1.5, abs=0.15)
