@@ -96,12 +96,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--ps", default="", help="comma-separated adaptive-threshold shares to compare (THRESHOLD_P)")
     ap.add_argument("--single", type=float, default=None, help="SINGLE_REGION_FLOOR_UNITS for this run")
     ap.add_argument("--warmup", type=float, default=None, help="NOISE_WARMUP_S for this run")
+    ap.add_argument("--occlusion-px", type=float, default=None, help="REGION_OCCLUSION_PX for this run")
     ap.add_argument("--work", type=Path, default=REPO / "out" / "spotting-replay")
     args = ap.parse_args(argv)
     if args.single is not None:
         spotting.SINGLE_REGION_FLOOR_UNITS = args.single
     if args.warmup is not None:
         spotting.NOISE_WARMUP_S = args.warmup
+    if args.occlusion_px is not None:
+        spotting.REGION_OCCLUSION_PX = args.occlusion_px
     models = load_face_models(Settings().model_dir, prefer_gpu=False, emotion=False)
     fetch(args.cache)
     args.work.mkdir(parents=True, exist_ok=True)
