@@ -14,21 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from inference.emotion_cnn import FER_LABELS, FER_TO_EMOTION
-from inference.regions import REGION_INDEX
+from inference.regions import EMOTION_AUS, REGION_INDEX
 from inference.spotting import Spot
 
 # A signal whose AU prototype and CNN name different emotions (see CNN_MIN_CHANGE).
 UNCLEAR = "unclear"
-# EMFACS prototypes (Ekman, Friesen & Hager 2002), as the issue lists them. Contempt is the
-# unilateral 12+14 and is scored from mouth-corner asymmetry.
-EMOTION_AUS: dict[str, tuple[str, ...]] = {
-    "happiness": ("AU6", "AU12"),
-    "sadness": ("AU1", "AU4", "AU15"),
-    "surprise": ("AU1", "AU2", "AU5", "AU26"),
-    "fear": ("AU1", "AU2", "AU4", "AU5", "AU20"),
-    "anger": ("AU4", "AU5", "AU7", "AU23", "AU24"),
-    "disgust": ("AU9", "AU10", "AU15"),
-}
 # Valence of each emotion on Russell's circumplex (Russell 1980; placements of Posner et al. 2005),
 # rounded; surprise is near neutral valence.
 VALENCE: dict[str, float] = {

@@ -49,6 +49,54 @@ EYELID_MASK = np.array([r.eyelid for r in REGIONS])
 BROW_MASK = np.array([r.name.startswith("brow_") for r in REGIONS])
 
 
+# EMFACS prototypes (Ekman, Friesen & Hager 2002), as issue 11 lists them; contempt is the unilateral
+# AU12+AU14 (here its AU12 part, the only one the regions read). Used by the spotter's templates and
+# the expression reader (inference/expressions.py).
+EMOTION_AUS: dict[str, tuple[str, ...]] = {
+    "happiness": ("AU6", "AU12"),
+    "sadness": ("AU1", "AU4", "AU15"),
+    "surprise": ("AU1", "AU2", "AU5", "AU26"),
+    "fear": ("AU1", "AU2", "AU4", "AU5", "AU20"),
+    "anger": ("AU4", "AU5", "AU7", "AU23", "AU24"),
+    "disgust": ("AU9", "AU10", "AU15"),
+}
+# Each AU's direction of motion per region in the canonical frame (x right in the image, y down;
+# "outward" is -x on the subject's right side), from the FACS descriptions, the same reading as
+# inference/expressions.py's action_units. Relative weights, not sizes.
+AU_DIRECTIONS: dict[str, tuple[tuple[str, float, float], ...]] = {
+    "AU1": (("brow_inner_R", 0.0, -1.0), ("brow_inner_L", 0.0, -1.0)),
+    "AU2": (("brow_outer_R", 0.0, -1.0), ("brow_outer_L", 0.0, -1.0)),
+    "AU4": (("brow_inner_R", 0.5, 1.0), ("brow_inner_L", -0.5, 1.0)),
+    "AU5": (("lid_upper_R", 0.0, -1.0), ("lid_upper_L", 0.0, -1.0)),
+    "AU6": (("cheek_R", 0.0, -1.0), ("cheek_L", 0.0, -1.0), ("lid_lower_R", 0.0, -0.3), ("lid_lower_L", 0.0, -0.3)),
+    "AU7": (("lid_lower_R", 0.0, -1.0), ("lid_lower_L", 0.0, -1.0)),
+    "AU9": (("nose_wing_R", 0.0, -1.0), ("nose_wing_L", 0.0, -1.0)),
+    "AU10": (("lip_upper", 0.0, -1.0),),
+    "AU12R": (("mouth_corner_R", -0.5, -1.0),),
+    "AU12L": (("mouth_corner_L", 0.5, -1.0),),
+    "AU15": (("mouth_corner_R", 0.0, 1.0), ("mouth_corner_L", 0.0, 1.0)),
+    "AU20": (("mouth_corner_R", -1.0, 0.0), ("mouth_corner_L", 1.0, 0.0)),
+    "AU23": (("mouth_corner_R", 1.0, 0.0), ("mouth_corner_L", -1.0, 0.0)),
+    "AU24": (("lip_upper", 0.0, 0.5), ("lip_lower", 0.0, -0.5)),
+    "AU26": (("lip_lower", 0.0, 1.0), ("chin", 0.0, 1.0)),
+}
+AU_DIRECTIONS["AU12"] = AU_DIRECTIONS["AU12R"] + AU_DIRECTIONS["AU12L"]
+
+
+def _template(aus: tuple[str, ...]) -> np.ndarray:
+    d = np.zeros((len(REGIONS), 2))
+    for au in aus:
+        for name, dx, dy in AU_DIRECTIONS[au]:
+            d[REGION_INDEX[name]] += (dx, dy)
+    return d
+
+
+# The spotter's matched templates (J, R, 2): every single AU (so actions outside the prototypes are
+# still seen) and every prototype as a whole (its regions moving together add up).
+TEMPLATE_NAMES: tuple[str, ...] = (*AU_DIRECTIONS, *EMOTION_AUS)
+TEMPLATES = np.stack([_template((n,)) if n in AU_DIRECTIONS else _template(EMOTION_AUS[n]) for n in TEMPLATE_NAMES])
+
+
 _INDEX = np.concatenate([r.landmarks for r in REGIONS])
 _STARTS = np.concatenate([[0], np.cumsum([len(r.landmarks) for r in REGIONS])[:-1]])
 _COUNTS = np.array([len(r.landmarks) for r in REGIONS], dtype=np.float64)

@@ -1,12 +1,14 @@
 """Micro- and macro-expression spotting over a rolling buffer (training-free, MEGC-style).
 
 The feature-difference method of the MEGC spotting baselines, on region trajectories:
-each region's position P(t) is the running sum of its residual optical flow; the feature at
-frame i is |P(i) - (P(i-k) + P(i+k)) / 2|, large when frame i differs from both a head and a
-tail frame k away (an expression's apex) and near zero for steady drift. Peaks above an adaptive
-threshold T = mean + p (max - mean) become apexes; onset and offset are where the trajectory
-leaves and returns to its baseline. Everything is indexed by media time, so frame rates from 10
-to 60 fps and dropped frames change nothing.
+each region's position P(t) is the running sum of its residual optical flow; the apex vector at
+frame i is how far P(i) stands out from both P(i-k) and P(i+k) (an expression's apex), near zero
+for steady drift. The feature is that vector read through matched templates, one per action unit
+and one per EMFACS prototype, in units of each region's own noise per axis (learnt from this
+face's recent motion), so regions moving together add up and the axes a talking face moves most
+count for less. Peaks above an adaptive threshold T = mean + p (max - mean) become apexes; onset
+and offset are where the trajectory leaves and returns to its baseline. Everything is indexed by
+media time, so frame rates from 10 to 60 fps and dropped frames change nothing.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from inference.motion import MotionSample
-from inference.regions import BROW_MASK, EYELID_MASK, MOUTH_MASK, REGION_INDEX, REGIONS
+from inference.regions import BROW_MASK, EYELID_MASK, MOUTH_MASK, REGION_INDEX, REGIONS, TEMPLATES
 
 _JAW = [REGION_INDEX["lip_lower"], REGION_INDEX["chin"]]
 _UPPER_LIDS = [REGION_INDEX["lid_upper_R"], REGION_INDEX["lid_upper_L"]]
@@ -43,16 +45,36 @@ BUFFER_S = MAX_EVENT_S + 2 * max(MACRO_K_S)
 
 # --- threshold ---------------------------------------------------------------------------
 # T = mean + p * (max - mean) over the recent window (MEGC baselines use p in 0.01..0.5 tuned
-# per dataset); p chosen on bench/spotting's medium tier.
-THRESHOLD_P = 0.2
+# per dataset). 0.2 was chosen on bench/spotting's medium tier; with the matched-template feature
+# 0.1 lets a small action follow a large one on a still face (tune identities' still faces,
+# bench/spotting/replay.py: micro recall 17 -> 18 of 23, no false positive added); on talking
+# faces the noise floor below decides, not p.
+THRESHOLD_P = 0.1
 THRESHOLD_WINDOW_S = 20.0
 # The adaptive threshold alone fires on noise in a quiet stretch (max ~ mean); so a floor in
-# units of each region's own noise level (robust scale of its feature over the window).
-NOISE_FLOOR_UNITS = 5.0
+# units of the matched-template score (noise per axis, see matched_scores). Chosen on the tune
+# identities' talking faces (bench/spotting/replay.py --split tune --videos-per-face 3, 76 micro,
+# 6 minutes): the lowest floor with at most 0.5 false micro events per minute there
+# (6: 10 found, 30 false; 8: 7 found, 10 false; 9: 7, 5; 10: 6 found, 2 false = 0.33/min;
+# 12: 4, 2). The per-region feature it replaces was at 5 units of a ~1.75x larger scale.
+NOISE_FLOOR_UNITS = 10.0
+# The templates are bilateral (but contempt's), so a one-sided movement of one region reads at
+# 1/sqrt(2) of its size in them. Each region alone (its apex vector's length in its own per-axis
+# noise units) is therefore a candidate too, scaled so that it needs this many units to reach
+# NOISE_FLOOR_UNITS: single regions are many more chances for noise to peak than templates.
+# Tune identities' talking faces (replay, floor 10): 12 -> 5 found, 9 predicted; 14 -> 5, 8; 16 ->
+# 5, 7; 20 -> 6, 8; without it 6, 8 (one event either way); 14 keeps a one-sided 2-px brow raise
+# found at 30 fps with 30 % of the frames dropped (tests/unit/test_spotting.py).
+SINGLE_REGION_FLOOR_UNITS = 14.0
 # Noise scale never below this (canonical 112-px face): below it DIS flow noise and
 # compression dominate (measured on bench/spotting easy tier, still face).
 MIN_NOISE_PX = 0.08
-# A region counts as part of an event when its normalised feature reaches this share of the peak.
+# The same floor per coordinate: the noise scale above is 1.4826 x the median of a 2-D displacement's
+# length, which for isotropic Gaussian noise of sigma per axis is 1.4826 x 1.1774 sigma (the
+# Rayleigh median); the per-axis scales (sigma itself) get the floor divided by that factor.
+RAYLEIGH_MAD = 1.4826 * math.sqrt(2.0 * math.log(2.0))
+# A region counts as part of an event when its share of the winning template's score reaches this
+# share of the largest region's.
 ACTIVE_SHARE = 0.5
 # Onset/offset: where the trajectory is within this share of the amplitude of its baseline.
 BOUNDARY_SHARE = 0.15
@@ -120,24 +142,49 @@ MIN_SAMPLES_FOR_NOISE = 10
 PRIOR_NOISE_PX = 0.15
 # A channel speaks only once its noise scale rests on this much history: summed flow over a long
 # window changes slowly, so its median needs several windows' worth of samples to mean anything.
-NOISE_WARMUP_S = 2.0
+# 2.0 s hid every action in a stream's first 2 s: on the tune identities' still faces every miss
+# left (5 of 23) was the first action, at 1.5 s (bench/spotting/replay.py --split tune --still).
+# At 1.3 s (1.0 s gave the same) the micro window's scale rests on 15-40 samples: still faces 22 of
+# 23 found, talking faces 9 of 76 with 3 false in 6 min (was 5 and 3), unlabeled clips unchanged.
+NOISE_WARMUP_S = 1.3
 NOISE_WARMUP_WINDOWS = 6
 NOISE_REFRESH = 8
 
 
-def apex_feature(from_head: np.ndarray, from_tail: np.ndarray) -> np.ndarray:
-    """Per-region feature: how far frame i stands out from BOTH the head and the tail frame.
+def apex_vector(from_head: np.ndarray, from_tail: np.ndarray) -> np.ndarray:
+    """(R, 2) the apex feature per axis: how far frame i stands out from BOTH the head and the tail
+    frame k away. The plain feature difference P(i) - (P(h) + P(t)) / 2 also answers k frames
+    before and after every expression (half height: the head or tail frame is the apex), which the
+    larger macro window turned into false events beside true micro ones. So: where the head and
+    tail differences have the same sign, the smaller of the two (frame i stands out from both by
+    at least that much), zero where they differ. The smaller, not their mean: a window with the
+    expression only in its tail frame would otherwise answer half its height."""
+    same_way = from_head * from_tail > 0
+    return np.where(same_way, np.sign(from_head) * np.minimum(np.abs(from_head), np.abs(from_tail)), 0.0)
 
-    The plain feature difference |P(i) - (P(h) + P(t)) / 2| also answers k frames before and
-    after every expression (half height: the head or tail frame is the apex), which the larger
-    macro window turned into false events beside true micro ones. Taking the smaller of the two
-    distances, and nothing when they point different ways, keeps the apex response (a = b = A
-    gives A, as before) and removes those side lobes.
+
+def matched_scores(apex: np.ndarray, noise_xy: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Matched-filter score of every template (inference/regions.py TEMPLATES) on the apex vector,
+    in noise units, and each template's per-region share of it (J, R).
+
+    With each region's noise taken per axis (sigma, learnt from this face) the score of direction
+    d is sum(d x / sigma^2) / sqrt(sum(d^2 / sigma^2)): for Gaussian noise it is a unit normal
+    where nothing happens, and an action moving several regions the way its AUs move them adds
+    up over those regions, while motion along the axes this face moves most when talking counts
+    for less. On the tune identities' talking faces (bench/spotting/meetings.py) this took the
+    99th percentile of the feature away from events from 6.8 to 4.0 noise units while the
+    injected micro-expressions' peaks rose from 2.4 to 3.3 (median, 0.03 IOD); the per-region
+    maximum it replaces had one detection in ten at that false-alarm rate.
+    Gated regions (``mask`` 0) drop out of every template.
     """
-    a = np.linalg.norm(from_head, axis=1)
-    b = np.linalg.norm(from_tail, axis=1)
-    same_way = (from_head * from_tail).sum(axis=1) > 0
-    return np.where(same_way, np.minimum(a, b), 0.0)
+    inv = mask[None, :, None] / (noise_xy[None] ** 2)  # (1, R, 2)
+    weighted = TEMPLATES * inv  # (J, R, 2)
+    per_region = (weighted * apex[None]).sum(axis=2)  # (J, R)
+    norm = np.sqrt((weighted * TEMPLATES).sum(axis=(1, 2)))  # (J,)
+    ok = norm > 0
+    scale = np.where(ok, 1.0 / np.where(ok, norm, 1.0), 0.0)
+    per_region = per_region * scale[:, None]
+    return per_region.sum(axis=1), per_region
 
 
 def oscillation_hz(t: np.ndarray, x: np.ndarray, band: float) -> float:
@@ -226,8 +273,9 @@ class _Channel:
     k_s: float
     max_rise_s: float
     history: deque[tuple[float, float, np.ndarray]] = field(default_factory=deque)  # t, S, z
-    fd_history: deque[np.ndarray] = field(default_factory=deque)
-    noise: np.ndarray | None = None
+    fd_history: deque[np.ndarray] = field(default_factory=deque)  # (R, 2) |displacement| per axis
+    noise: np.ndarray | None = None  # (R,) scale of the displacement's length (stats, blink test)
+    noise_xy: np.ndarray | None = None  # (R, 2) scale per axis (the matched feature)
 
 
 @dataclass
@@ -379,16 +427,22 @@ class Spotter:
         return mask if mask.any() else None
 
     # --- feature and threshold -----------------------------------------------------------
-    def _noise(self, ch: _Channel) -> np.ndarray:
+    def _noise(self, ch: _Channel) -> tuple[np.ndarray, np.ndarray]:
         """Each region's noise scale for this window length (1.4826 x median: the MAD-consistent
-        scale). Per channel, because summed flow noise grows with the window (a random walk),
-        so a 1.2 s window is noisier than a 0.13 s one; refreshed every NOISE_REFRESH samples."""
+        scale): of the displacement's length (R,) and per axis (R, 2). Per channel, because summed
+        flow noise grows with the window (a random walk), so a 1.2 s window is noisier than a
+        0.13 s one; per person, because it is learnt from this face's own recent motion (talking
+        moves the brows and lips up and down far more than sideways); refreshed every
+        NOISE_REFRESH samples."""
         if len(ch.fd_history) < MIN_SAMPLES_FOR_NOISE:
-            return np.full(len(REGIONS), max(MIN_NOISE_PX, PRIOR_NOISE_PX))
-        if ch.noise is None or len(self.samples) % NOISE_REFRESH == 0:
+            prior = max(MIN_NOISE_PX, PRIOR_NOISE_PX)
+            return np.full(len(REGIONS), prior), np.full((len(REGIONS), 2), prior / RAYLEIGH_MAD)
+        if ch.noise is None or ch.noise_xy is None or len(self.samples) % NOISE_REFRESH == 0:
             arr = np.stack(ch.fd_history)
-            ch.noise = np.maximum(np.median(arr, axis=0) * 1.4826 + 1e-6, MIN_NOISE_PX)
-        return ch.noise
+            ch.noise = np.maximum(np.median(np.hypot(arr[..., 0], arr[..., 1]), axis=0) * 1.4826 + 1e-6,
+                                  MIN_NOISE_PX)
+            ch.noise_xy = np.maximum(np.median(arr, axis=0) * 1.4826 + 1e-6, MIN_NOISE_PX / RAYLEIGH_MAD)
+        return ch.noise, ch.noise_xy
 
     def _feature(self, ch: _Channel, now: float, talking: bool) -> tuple[float, float, np.ndarray] | None:
         i = self._index_at(now - ch.k_s)
@@ -398,11 +452,11 @@ class Spotter:
             return None
         p = self.positions
         from_head = p[i] - p[h]
-        fd = apex_feature(from_head, p[i] - p[tail])
+        apex = apex_vector(from_head, p[i] - p[tail])
         # Noise scale from the plain displacement over the window: the apex feature itself is 0
         # whenever head and tail differences point different ways (half of all noise samples),
         # so its median would understate the noise several times over.
-        ch.fd_history.append(np.linalg.norm(from_head, axis=1))
+        ch.fd_history.append(np.abs(from_head))
         while len(ch.fd_history) > THRESHOLD_WINDOW_S * self.fps():
             ch.fd_history.popleft()
         record = ch is self._channels[0]
@@ -411,15 +465,19 @@ class Spotter:
         mask = self._mask(h, tail, talking, record)
         if mask is None:
             return self.samples[i].t, 0.0, np.zeros(len(REGIONS))
-        noise = self._noise(ch)
+        noise, noise_xy = self._noise(ch)
         lids = (p[i] - p[h])[_UPPER_LIDS, 1]
         t_i = self.samples[i].t
         if (lids > np.maximum(BLINK_NOISE_UNITS * noise[_UPPER_LIDS], BLINK_MIN_PX)).all():  # both lids down: a blink
             self.blink_intervals.append((t_i - 2 * ch.k_s, t_i + 2 * ch.k_s))
         if self._blink_overlaps(self.samples[h].t, self.samples[tail].t):
             self._gate("blink", EYELID_MASK | BROW_MASK, mask, record)
-        z = fd / noise * mask
-        return self.samples[i].t, float(z.max()), z
+        scores, z = matched_scores(apex, noise_xy, mask)
+        best = int(np.argmax(scores))
+        single = np.hypot(*(apex / noise_xy).T) * mask * (NOISE_FLOOR_UNITS / SINGLE_REGION_FLOOR_UNITS)
+        if single.max() > scores[best]:
+            return self.samples[i].t, float(single.max()), np.where(single == single.max(), single, 0.0)
+        return self.samples[i].t, float(scores[best]), z[best]
 
     def _threshold(self, ch: _Channel) -> float:
         values = np.array([v for _, v, _ in ch.history])
@@ -476,7 +534,7 @@ class Spotter:
         if support < max(1, round(MIN_SUPPORT_S * self.fps())):
             return
         apex = self._index_at(t_j)
-        active = z_j >= ACTIVE_SHARE * s_j
+        active = z_j >= ACTIVE_SHARE * z_j.max()
         onset, amplitude = self._onset(apex, active, ch.max_rise_s)
         if amplitude <= 0:
             return

@@ -9,8 +9,18 @@ import numpy as np
 import pytest
 
 from inference.motion import MotionSample
-from inference.regions import REGION_INDEX, REGIONS
-from inference.spotting import MICRO_MAX_S, Spot, Spotter, SpotterStats, apex_feature, micro_k_s, oscillation_hz
+from inference.regions import REGION_INDEX, REGIONS, TEMPLATE_NAMES
+from inference.spotting import (
+    MICRO_MAX_S,
+    NOISE_FLOOR_UNITS,
+    Spot,
+    Spotter,
+    SpotterStats,
+    apex_vector,
+    matched_scores,
+    micro_k_s,
+    oscillation_hz,
+)
 
 pytestmark = pytest.mark.unit
 R = len(REGIONS)
@@ -106,10 +116,62 @@ def test_a_blink_is_not_an_expression() -> None:
     assert sp.blink_intervals
 
 
-def test_apex_feature_answers_the_apex_not_the_sides() -> None:
-    a = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 0.0]])
-    b = np.array([[1.0, 0.0], [0.0, 0.0], [-1.0, 0.0]])
-    np.testing.assert_allclose(apex_feature(a, b), [1.0, 0.0, 0.0])
+def test_apex_vector_answers_the_apex_not_the_sides() -> None:
+    # region 0: frame i stands out from head and tail (the apex); region 1: only the tail frame
+    # differs (a side lobe, k before an expression); region 2: head and tail disagree.
+    a = np.array([[1.0, -0.5], [0.05, 0.0], [0.0, 1.0]])
+    b = np.array([[0.8, -0.7], [1.0, 0.0], [0.0, -1.0]])
+    np.testing.assert_allclose(apex_vector(a, b), [[0.8, -0.5], [0.05, 0.0], [0.0, 0.0]])
+
+
+_SURPRISE_UP = ("brow_inner_R", "brow_inner_L", "brow_outer_R", "brow_outer_L", "lid_upper_R", "lid_upper_L")
+_SURPRISE_DOWN = ("lip_lower", "chin")
+
+
+def _surprise(px: float) -> np.ndarray:
+    """Brows and upper lids up, jaw down (AU1+2+5+26), each region by ``px``."""
+    d = np.zeros((R, 2))
+    d[[REGION_INDEX[n] for n in _SURPRISE_UP], 1] = -px
+    d[[REGION_INDEX[n] for n in _SURPRISE_DOWN], 1] = px
+    return d
+
+
+def test_matched_score_adds_up_regions_that_move_together() -> None:
+    # Eight regions by 1 noise unit each, the way surprise moves them: alone each region is at 1
+    # unit; the surprise template sees sqrt(8) units.
+    noise = np.full((R, 2), 0.1)
+    scores, per_region = matched_scores(_surprise(0.1), noise, np.ones(R))
+    best = int(np.argmax(scores))
+    assert TEMPLATE_NAMES[best] == "surprise" and scores[best] == pytest.approx(math.sqrt(8))
+    assert per_region[best].sum() == pytest.approx(scores[best])
+    # the same motion along the axis where this face is noisy (talking moves brows, lids and jaw
+    # up and down) counts for less
+    noisy_y = noise.copy()
+    noisy_y[:, 1] = 0.4
+    assert matched_scores(_surprise(0.1), noisy_y, np.ones(R))[0].max() == pytest.approx(math.sqrt(8) / 4)
+
+
+def test_matched_score_ignores_gated_regions() -> None:
+    mask = np.ones(R)
+    mask[[REGION_INDEX[n] for n in _SURPRISE_UP + _SURPRISE_DOWN]] = 0.0
+    scores, per_region = matched_scores(_surprise(1.0), np.full((R, 2), 0.1), mask)
+    assert scores.max() == 0.0 and not per_region.any()
+
+
+def test_a_small_action_over_several_regions_is_spotted() -> None:
+    # Each region moves by less than a region alone needs (one region moving so is not spotted);
+    # together, as the surprise template reads them, they stand out. The per-axis noise of the
+    # 2-frame micro window at 15 fps is 0.03 x sqrt(2) px, near the floor of MIN_NOISE_PX.
+    px = 0.9 * NOISE_FLOOR_UNITS * 0.03 * math.sqrt(2)
+
+    def act(t: float) -> np.ndarray:
+        return _surprise(px) * (math.sin(math.pi * (t - 6.0) / 0.3) if 6.0 < t < 6.3 else 0.0)
+
+    spots = _spots(_stream(15.0, 12.0, act), 15.0)
+    assert len(spots) == 1 and spots[0].kind == "micro"
+    assert spots[0].onset_t == pytest.approx(6.0, abs=0.15)
+    assert set(spots[0].regions) <= set(_SURPRISE_UP + _SURPRISE_DOWN)
+    assert _spots(_stream(15.0, 12.0, _bump("brow_inner_L", 6.0, 0.3, (0.0, -px))), 15.0) == []
 
 
 def test_micro_window_follows_the_rate() -> None:
@@ -185,3 +247,10 @@ def test_gate_warnings_name_the_gate_and_the_regions() -> None:
                         noise={})
     (line,) = loud.warnings()
     assert "head gate" in line and "50 %" in line and "glabella" in line and "chin" in line
+
+
+def test_an_action_soon_after_the_stream_starts_is_spotted() -> None:
+    # The noise scale needs some history (NOISE_WARMUP_S), but not so much that the first
+    # seconds of every stream are blind (issue 11: the still faces' first action, at 1.5 s).
+    spots = _spots(_stream(15.0, 6.0, _bump("brow_inner_L", 1.5, 0.3, (0.0, -2.0))), 15.0)
+    assert len(spots) == 1 and spots[0].onset_t == pytest.approx(1.5, abs=0.15)
