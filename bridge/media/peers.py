@@ -164,3 +164,21 @@ async def negotiate(offerer: RTCPeerConnection, answerer: RTCPeerConnection) -> 
     await answerer.setRemoteDescription(offerer.localDescription)
     await answerer.setLocalDescription(await answerer.createAnswer())
     await offerer.setRemoteDescription(answerer.localDescription)
+
+
+#: The RTP header extension aiortc's receive-side bandwidth estimate (REMB) is fed from.
+ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+
+
+def without_receive_estimate(answer: str) -> str:
+    """``answer`` without the abs-send-time extension, so the sender gets no REMB from us.
+
+    aiortc estimates the bandwidth from when packets reach its Python event loop, so the
+    bridge's own CPU stalls read as network queueing: the estimate falls, the participant's
+    browser lowers its bitrate and, keeping its resolution as the join page asks, its frame
+    rate. Three chromium participants on a busy 2-core bridge were seen sending 7-8 fps where
+    the bridge had room for 14-15 (tests/e2e/test_builtin_browsers.py). Without REMB the
+    browser relies on its loss-based estimate from our RTCP receiver reports, which a slow
+    event loop does not distort."""
+    return "".join(line for line in answer.splitlines(keepends=True)
+                   if not (line.startswith("a=extmap:") and ABS_SEND_TIME in line))

@@ -32,7 +32,7 @@ from bridge.config import Settings
 from bridge.errors import MicroCueError
 from bridge.executor import BlockingExecutor, run_in_background, size_inference_pool
 from bridge.media.analysis_pool import AnalysisPool, ModelOptions, pool_threads
-from bridge.media.peers import keyframe_requester
+from bridge.media.peers import keyframe_requester, without_receive_estimate
 from bridge.models.face import load_face_models
 from bridge.policy import for_meeting
 from bridge.rooms.base import AdapterContext, MeetingAdapter, analysis_context
@@ -351,7 +351,7 @@ class BuiltinRoom(MeetingAdapter):
             await self.peers.close(pc)
             raise _offer_error(exc) from exc
         log.info("participant %s (%s) publishes", participant_id, member.display or "no name")
-        return pc.localDescription.sdp
+        return without_receive_estimate(pc.localDescription.sdp)
 
     async def add_candidates(self, participant_id: str, candidates: Sequence[RemoteCandidate], *, end: bool) -> None:
         """Trickled ICE candidates for a participant's upstream connection (WHIP PATCH); ``end``: no more."""

@@ -159,6 +159,9 @@ async def test_three_chromium_participants_hold_a_meeting(netns: str, tmp_path: 
                 await board.close()
                 # one connection per direction per participant, each offered once (page and bridge agree)
                 stats = room.stats()
+                _record("room stats: " + repr({p.name: {k: stats[p.participant_id].get(k) for k in (
+                    "received", "analysed", "dropped", "resolution_changes", "keyframe_requests", "resets")}
+                    for p in (ann, cy, ben_again)}) + f" executor lag max {room.ctx.executor.stats.max_lag_s:.3f} s")
                 for p in (ann, cy, ben_again):
                     negotiations = await p.page.evaluate("window.MicroCueJoin.session.negotiations")
                     assert negotiations == {"publish": 1, "subscribe": 1}, (p.name, negotiations)

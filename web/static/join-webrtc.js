@@ -17,6 +17,10 @@
   // room over (web/ws/signal.py). The page reconnects and rejoins as the same participant, with
   // the resume pair the bridge gave at the first join; a failover takes up to ~15 s.
   const CLOSE_RESTART = 1012;
+  // The bridge reads faces well from 600 kbit/s (docs/benchmarks.md, spotting by codec and
+  // bitrate); more only costs the participant's uplink and the bridge's receive path, whose
+  // loss-based estimate is all the browser gets (bridge/media/peers.py without_receive_estimate).
+  const MAX_VIDEO_BITRATE = 600000;
   const RECONNECT_DELAYS_MS = [250, 500, 1000, 2000, 4000];  // then every 4 s
   const RECONNECT_FOR_MS = 60000;
   // Refusals that another try cannot change (token refused, meeting ended or erased): stop.
@@ -150,7 +154,9 @@
       const up = new RTCPeerConnection({ iceServers: [] });
       pcs.push(up);
       for (const track of media.getTracks()) {
-        const { sender } = up.addTransceiver(track, { direction: "sendonly", streams: [media] });
+        const init = { direction: "sendonly", streams: [media] };
+        if (track.kind === "video") init.sendEncodings = [{ maxBitrate: MAX_VIDEO_BITRATE }];
+        const { sender } = up.addTransceiver(track, init);
         if (track.kind !== "video") continue;
         // Under CPU or bandwidth pressure chromium lowers the resolution by default, and each
         // change of picture size restarts the face tracking; lowering the frame rate instead
