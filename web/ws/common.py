@@ -12,6 +12,8 @@ import contextlib
 from fastapi import WebSocket
 from starlette.websockets import WebSocketState
 
+from bridge.tokens import TokenCheck, TokenStatus
+
 #: Application close codes (4000-4999 are free for applications, RFC 6455 section 7.4.2);
 #: 44xx mirror the HTTP status a request would get.
 CLOSE_UNAUTHORIZED = 4401
@@ -29,6 +31,12 @@ MAX_REASON_BYTES = 123
 
 def _reason(text: str) -> str:
     return text.encode("utf-8")[:MAX_REASON_BYTES].decode("utf-8", "ignore")
+
+
+def refusal_code(check: TokenCheck) -> int:
+    """4401 for no token or one nobody issued (or revoked), 4403 for a real token that may not
+    open this socket (another meeting's, another kind, expired)."""
+    return CLOSE_UNAUTHORIZED if check.status in (TokenStatus.MISSING, TokenStatus.UNKNOWN) else CLOSE_FORBIDDEN
 
 
 def token_from(websocket: WebSocket) -> str | None:

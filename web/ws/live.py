@@ -34,7 +34,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from bridge import metrics, policy
 from bridge.service import MeetingNotFound, MeetingService
-from bridge.tokens import TokenKind, TokenStatus, refusal_message
+from bridge.tokens import TokenKind, refusal_message
 from inference.cues import EXPRESSION_TYPES
 from web import ratelimit
 from web.hub import (
@@ -51,8 +51,8 @@ from web.ws.common import (
     CLOSE_TOO_BIG,
     CLOSE_TOO_MANY,
     CLOSE_TOO_SLOW,
-    CLOSE_UNAUTHORIZED,
     close,
+    refusal_code,
     token_from,
 )
 
@@ -90,7 +90,7 @@ async def live_feed(websocket: WebSocket, meeting_id: str) -> None:
     await websocket.accept()
     if not check.ok:
         metrics.websocket_refused(check.status.value)
-        code = CLOSE_UNAUTHORIZED if check.status in (TokenStatus.MISSING, TokenStatus.UNKNOWN) else CLOSE_FORBIDDEN
+        code = refusal_code(check)
         await close(websocket, code, refusal_message(check, TokenKind.PRESENTER))
         return
     try:
@@ -153,7 +153,7 @@ async def _watch_token(service: MeetingService, token: str | None, conn: LiveCon
             log.warning("live feed of meeting %s: token re-check failed (%s); trying again", conn.meeting_id, exc)
             continue
         if not check.ok:
-            code = CLOSE_UNAUTHORIZED if check.status in (TokenStatus.MISSING, TokenStatus.UNKNOWN) else CLOSE_FORBIDDEN
+            code = refusal_code(check)
             log.info("live feed of meeting %s: its token is no longer valid (%s); closing", conn.meeting_id,
                      check.status.value)
             conn.close_with(code, f"token revoked or no longer valid: {refusal_message(check, TokenKind.PRESENTER)}")

@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import json
 import logging
 import secrets
@@ -44,9 +42,9 @@ from bridge import policy
 from bridge.rooms.builtin import BuiltinRooms, SignalError
 from bridge.service import MeetingNotFound, MeetingService
 from bridge.store import repo
-from bridge.tokens import TokenKind, TokenStatus, refusal_message
+from bridge.tokens import TokenKind, hash_token, refusal_message, verify
 from web import ratelimit
-from web.ws.common import CLOSE_FORBIDDEN, CLOSE_TOO_MANY, CLOSE_UNAUTHORIZED, close, token_from
+from web.ws.common import CLOSE_FORBIDDEN, CLOSE_TOO_MANY, close, refusal_code, token_from
 from web.ws.sockets import MeetingSockets
 
 log = logging.getLogger("microcue.signal")
@@ -98,10 +96,6 @@ def _parse(text: str) -> dict[str, Any]:
     return data
 
 
-def _digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
 async def _resumable(service: MeetingService, meeting_id: str, claim: Any, present: set[str]
                      ) -> tuple[str, str] | None:
     """(participant id, secret) when ``claim`` lets this connection rejoin as an earlier participant
@@ -118,7 +112,7 @@ async def _resumable(service: MeetingService, meeting_id: str, claim: Any, prese
         earlier = await repo.get_participant(session=session, meeting_id=meeting_id, participant_id=participant_id)
     if earlier is None or earlier.resume_hash is None:
         return None
-    if not hmac.compare_digest(earlier.resume_hash, _digest(secret)):
+    if not verify(secret, earlier.resume_hash):
         log.warning("a resume for participant %s of meeting %s had the wrong secret", participant_id, meeting_id)
         return None
     return participant_id, secret
@@ -136,7 +130,7 @@ async def signal(websocket: WebSocket, meeting_id: str) -> None:
     check = await service.check_token(token_from(websocket), meeting_id, TokenKind.JOIN)
     await websocket.accept()
     if not check.ok:
-        code = CLOSE_UNAUTHORIZED if check.status in (TokenStatus.MISSING, TokenStatus.UNKNOWN) else CLOSE_FORBIDDEN
+        code = refusal_code(check)
         # the reason as an error message too: clients (join page, RoomClient) show it
         await _refuse(websocket, code, refusal_message(check, TokenKind.JOIN))
         return
@@ -216,7 +210,7 @@ async def _signal(
                     async with service.sessions() as session:
                         await repo.add_participant(session=session, meeting_id=meeting_id,
                                                    participant_id=participant_id, display_name=name,
-                                                   consent=consent, role=role, resume_hash=_digest(secret))
+                                                   consent=consent, role=role, resume_hash=hash_token(secret))
                     joined = {"name": name, "consent": consent}
                     await send({"type": "joined", "participant_id": participant_id, "resumed": resumed is not None,
                                 "resume": {"participant_id": participant_id, "secret": secret}})

@@ -25,8 +25,8 @@ from websockets.asyncio.client import ClientConnection
 
 from bridge.cluster.web_role import ClusterRooms
 from bridge.service import MeetingNotFound, MeetingService
-from bridge.tokens import TokenKind, TokenStatus, refusal_message
-from web.ws.common import CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, close, token_from
+from bridge.tokens import TokenKind, refusal_message
+from web.ws.common import CLOSE_FORBIDDEN, close, refusal_code, token_from
 from web.ws.signal import MAX_MESSAGE_BYTES
 
 log = logging.getLogger("microcue.signal.proxy")
@@ -49,7 +49,7 @@ async def signal_proxy(websocket: WebSocket, meeting_id: str) -> None:
     check = await service.check_token(token_from(websocket), meeting_id, TokenKind.JOIN)
     if not check.ok:
         await websocket.accept()
-        code = CLOSE_UNAUTHORIZED if check.status in (TokenStatus.MISSING, TokenStatus.UNKNOWN) else CLOSE_FORBIDDEN
+        code = refusal_code(check)
         await close(websocket, code, refusal_message(check, TokenKind.JOIN))
         return
     try:
