@@ -53,11 +53,16 @@ class ExecutorStats:
     slow: int = 0
 
 
+def pool_size(threads: int | None) -> int:
+    """``threads``, or one per core when 0 or None."""
+    return threads or max(1, os.cpu_count() or 1)
+
+
 class BlockingExecutor:
     """A thread pool with a lag gauge; ``run_blocking`` awaits ``fn(*args)`` on a worker thread."""
 
     def __init__(self, max_workers: int | None = None, *, name: str = "microcue-infer") -> None:
-        self.max_workers = max_workers or max(1, os.cpu_count() or 1)
+        self.max_workers = pool_size(max_workers)
         self._pool = ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix=name)
         self.stats = ExecutorStats()
         self._last_warn = -WARN_EVERY_S
@@ -126,7 +131,7 @@ def size_inference_pool(threads: int) -> None:
     of another size is replaced; calls already running on it finish there."""
     global _default, _threads  # noqa: PLW0603 - one pool per process is the point
     _threads = threads
-    if _default is not None and _default.max_workers != (threads or max(1, os.cpu_count() or 1)):
+    if _default is not None and _default.max_workers != pool_size(threads):
         _default = None
 
 
