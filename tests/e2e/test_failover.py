@@ -324,6 +324,27 @@ async def _stored_keys(database: str) -> set[tuple[str, str, int, str, float]]:
     return {(r["meeting_id"], r["participant_id"], r["seq"], r["type"], r["t"]) for r in rows}
 
 
+async def _lost_cues(observed: dict[Any, Any], database: str, roles: dict[str, Role]) -> set[Any]:
+    """Broker-accepted cues (keys of ``observed``) not in the database once the web role had up
+    to 20 s to store them."""
+
+    async def stored_all() -> bool:
+        return not set(observed) - await _stored_keys(database)
+
+    with contextlib.suppress(AssertionError):
+        await _until("the web role to store every accepted cue", stored_all, 20.0, roles)
+    return set(observed) - await _stored_keys(database)
+
+
+async def _summary(web: str, meeting_id: str, presenter: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(timeout=60) as client:
+        r = await client.get(f"{web}/api/meetings/{meeting_id}/summary",
+                             headers={"Authorization": f"Bearer {presenter}"})
+    assert r.status_code == 200, r.text
+    summary: dict[str, Any] = r.json()["summary"]
+    return summary
+
+
 async def _retained_status(worker_id: str) -> dict[str, Any]:
     async with aiomqtt.Client("127.0.0.1", MQTT_PORT, protocol=aiomqtt.ProtocolVersion.V5) as client:
         await client.subscribe(status_topic(worker_id), qos=1)
@@ -483,18 +504,8 @@ async def test_six_meetings_spread_over_three_workers_survive_a_kill_9(
     await _until("the workers to leave the ended meetings", all_let_go, 15.0, roles)
     await asyncio.sleep(1.0)  # last cues in flight
     observed = dict(observer.cues)
-
-    async def stored_all() -> bool:
-        return not set(observed) - await _stored_keys(database)
-
-    with contextlib.suppress(AssertionError):
-        await _until("the web role to store every accepted cue", stored_all, 20.0, roles)
-    lost = set(observed) - await _stored_keys(database)
-    async with httpx.AsyncClient(timeout=60) as client:
-        m = orphaned[0]
-        r = await client.get(f"{web}/api/meetings/{m}/summary", headers={"Authorization": f"Bearer {meetings[m]}"})
-        assert r.status_code == 200, r.text
-        coverage = r.json()["summary"]["coverage"]
+    lost = await _lost_cues(observed, database, roles)
+    coverage = (await _summary(web, orphaned[0], meetings[orphaned[0]]))["coverage"]
 
     worst_lease = max(t["lease_s"] for t in takeover.values())
     worst_cue = max(t["first_cue_s"] for t in takeover.values())
@@ -654,19 +665,10 @@ async def test_a_built_in_room_moves_to_another_worker_and_its_client_re_offers(
         assert r.status_code == 200, r.text
     await asyncio.sleep(2.0)
     observed = dict(observer.cues)
-
-    async def stored_all() -> bool:
-        return not set(observed) - await _stored_keys(database)
-
-    with contextlib.suppress(AssertionError):
-        await _until("the web role to store every accepted cue", stored_all, 20.0, roles)
-    lost = set(observed) - await _stored_keys(database)
+    lost = await _lost_cues(observed, database, roles)
     # one participant throughout: the summary shows Alice's gaps as missing time, not three people
-    async with httpx.AsyncClient(timeout=60) as client:
-        r = await client.get(f"{web}/api/meetings/{meeting_id}/summary",
-                             headers={"Authorization": f"Bearer {presenter}"})
-        assert r.status_code == 200, r.text
-    assert [p["participant_id"] for p in r.json()["summary"]["participants"]] == [alice.participant_id], r.json()
+    summary = await _summary(web, meeting_id, presenter)
+    assert [p["participant_id"] for p in summary["participants"]] == [alice.participant_id], summary
     load = os.getloadavg()
     report(
         f"built-in room failover: client closed with 1012 {closed_after:.2f} s after kill -9 of {victim}, "
