@@ -45,7 +45,7 @@ import numpy as np
 from bench.spotting.generate import yaw_warp
 from bench.spotting.run import analyse_file
 from bench.spotting.score import Score, match, score_video
-from bench.spotting.sources import CLIPS, DEFAULT_CACHE, Clip, clip_path, fetch
+from bench.spotting.sources import CLIPS, DEFAULT_CACHE, Clip, calibration_half, clip_path, fetch
 from bridge.commands.analyze import event_json
 from bridge.config import Settings
 from bridge.demo.actions import AU_MOVES, EMOTION_AUS, EMOTIONS, Action, contempt_aus
@@ -407,7 +407,9 @@ def main(argv: list[str] | None = None, models: FaceModels | None = None) -> dic
             shown = sum(1 for r in unl for p in r["predictions"] if p["kind"] == "micro" and p["confidence"] >= floor)
             results["unlabeled"][f"micro_fp_per_min_at_{floor}"] = round(shown / minutes, 2) if minutes else None
         held = results["splits"].get("heldout") or next(iter(results["splits"].values()), None)
-        results["reliability"] = _reliability(held["rows"] if held else [], unl)
+        # the calibration half of the unlabeled identities fitted the curve (bench/spotting/calibrate.py)
+        results["reliability"] = _reliability(held["rows"] if held else [],
+                                              [r for r in unl if not calibration_half(r["identity"])])
     for split, res in results["splits"].items():
         for part in ("moving", "still"):
             if res[part] is None:

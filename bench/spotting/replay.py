@@ -26,7 +26,7 @@ import numpy as np
 
 from bench.spotting.meetings import REPO, _curve, load_source, make_meeting, render, truth
 from bench.spotting.score import Score, score_video
-from bench.spotting.sources import CLIPS, DEFAULT_CACHE, clip_path, fetch
+from bench.spotting.sources import CLIPS, DEFAULT_CACHE, Clip, clip_path, fetch
 from bridge.config import Settings
 from bridge.models.face import load_face_models
 from inference import spotting
@@ -53,11 +53,29 @@ def _track(models: FaceModels, video: Path, store: Path) -> list[tuple[float, Fa
     return out
 
 
+def bench_video(models: FaceModels, cache: Path, work: Path, clip: Clip, *, v: int, still: bool,
+                seconds: float) -> tuple[str, Path, dict[str, Any], list[tuple[float, FaceObservation | None]]]:
+    """Video ``v`` of ``clip`` as the meetings bench renders it (same seed): its name, file, truth
+    and tracked faces, rendered and tracked once into ``work``."""
+    seed = sum(map(ord, clip.name)) * 100 + v + 50 * still
+    m = make_meeting(clip, seconds, seed, still)
+    ext = "webm" if m.condition.codec == "vp8" else "mp4"
+    stem = f"{clip.role}_{clip.name}_{v}{'_still' if still else ''}_{seconds:g}s"
+    video = work / f"{stem}.{ext}"
+    truth_file = work / f"{stem}.truth.json"
+    if not truth_file.exists():
+        src = load_source(models, clip_path(cache, clip), cache)
+        truth_file.write_text(json.dumps(truth(m, render(m, src, video, seed))), encoding="utf-8")
+    tru: dict[str, Any] = json.loads(truth_file.read_text(encoding="utf-8"))
+    return stem, video, tru, _track(models, video, work / f"{stem}.faces.pkl")
+
+
 def replay(video: Path, faces: list[tuple[float, FaceObservation | None]],
-           configs: tuple[tuple[float, float], ...] = ()) -> tuple[list[list[dict[str, Any]]], float]:
+           configs: tuple[tuple[float, float], ...] = ()) -> tuple[list[list[dict[str, Any]]], float, dict[str, float]]:
     """Motion and spotting over a tracked video: per spotter (the default one, or one per
     (noise floor, threshold p) in ``configs``, all fed the same motion) its micro/macro intervals as
-    frame indices; and the CPU seconds motion and the first spotter took."""
+    frame indices; the CPU seconds motion and the first spotter took; and the first spotter's
+    worst share of time per gate (over the regions)."""
     motion = MotionExtractor()
     spotters = [Spotter(noise_floor_units=f, threshold_p=p) for f, p in configs] if configs else [Spotter()]
     times = [t for t, _ in faces]
@@ -79,9 +97,10 @@ def replay(video: Path, faces: list[tuple[float, FaceObservation | None]],
     def frame_of(x: float) -> int:
         return int(np.searchsorted(times, x - 1e-6))
 
+    gates = {g: max(r.values(), default=0.0) for g, r in spotters[0].stats().gated.items()}
     return [[{"kind": s.kind, "onset_frame": frame_of(s.onset_t), "apex_frame": frame_of(s.apex_t),
               "offset_frame": frame_of(s.offset_t), "regions": list(s.regions), "strength": s.strength}
-             for s in spots] for spots in found], cpu
+             for s in spots] for spots in found], cpu, gates
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -115,28 +134,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows: list[list[dict[str, Any]]] = [[] for _ in range(n)]
     totals = [Score() for _ in range(n)]
     cpu, frames = 0.0, 0
+    worst: dict[str, float] = {}
+    unlabeled_worst: dict[str, float] = {}
     for clip in [c for c in CLIPS if c.role == args.split]:
         for v in range(1 if args.still else args.videos_per_face):
-            seed = sum(map(ord, clip.name)) * 100 + v + 50 * args.still
-            m = make_meeting(clip, args.seconds, seed, args.still)
-            ext = "webm" if m.condition.codec == "vp8" else "mp4"
-            stem = f"{args.split}_{clip.name}_{v}{'_still' if args.still else ''}_{args.seconds:g}s"
-            video = args.work / f"{stem}.{ext}"
-            truth_file = args.work / f"{stem}.truth.json"
-            if not truth_file.exists():
-                src = load_source(models, clip_path(args.cache, clip), args.cache)
-                truth_file.write_text(json.dumps(truth(m, render(m, src, video, seed))), encoding="utf-8")
-            tru = json.loads(truth_file.read_text(encoding="utf-8"))
-            faces = _track(models, video, args.work / f"{stem}.faces.pkl")
-            per_spotter, c = replay(video, faces, configs)
+            stem, video, tru, faces = bench_video(models, args.cache, args.work, clip,
+                                                  v=v, still=args.still, seconds=args.seconds)
+            per_spotter, c, gates = replay(video, faces, configs)
             cpu, frames = cpu + c, frames + sum(f is not None for _, f in faces)
+            worst = {g: max(worst.get(g, 0.0), v) for g, v in gates.items()}
             line = []
             for total, row, preds in zip(totals, rows, per_spotter, strict=True):
                 s = score_video(preds, tru)
                 total.add(s)
                 row.append({"predictions": preds, "truth": tru})
                 line.append(f"{s.micro.tp}/{s.micro.truth} pred {s.micro.predicted}")
-            print(f"{stem:40} {tru['condition']:30} micro {' | '.join(line)}", flush=True)
+            print(f"{stem:40} {tru['condition']:30} micro {' | '.join(line)} "
+                  f"gates {json.dumps({g: round(v, 2) for g, v in gates.items() if v})}", flush=True)
     results = []
     for total, row in zip(totals, rows, strict=True):
         o = total.summary()
@@ -148,12 +162,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for clip in [c for c in CLIPS if c.role == "unlabeled"]:
             path = clip_path(args.cache, clip)
             faces = _track(models, path, args.work / f"{clip.name}.faces.pkl")
-            per_spotter, _ = replay(path, faces, configs)
+            per_spotter, _, gates = replay(path, faces, configs)
+            unlabeled_worst = {g: max(unlabeled_worst.get(g, 0.0), v) for g, v in gates.items()}
             micro = [m + sum(p["kind"] == "micro" for p in preds) for m, preds in zip(micro, per_spotter, strict=True)]
             seconds += faces[-1][0] - faces[0][0]
         for res, m in zip(results, micro, strict=True):
             res["unlabeled_micro_per_min"] = round(m / (seconds / 60), 2)
     out = {"ms_per_frame_cpu": round(1000 * cpu / max(frames, 1), 3),
+           "worst_gate_share": {g: round(v, 3) for g, v in worst.items()},
+           "unlabeled_worst_gate_share": {g: round(v, 3) for g, v in unlabeled_worst.items()} or None,
            "unlabeled_minutes": round(seconds / 60, 2) if args.unlabeled else None,
            "by_floor_p": {f"{f:g} {p:g}": r for (f, p), r in zip(configs, results, strict=True)}}
     print(json.dumps(out))

@@ -178,6 +178,14 @@ _UNLABELED: tuple[Clip, ...] = (*_LIVEPORTRAIT_DRIVING, *_OTHER_REAL)
 CLIPS: tuple[Clip, ...] = (*_BASE_FACES, *_UNLABELED)
 
 
+def calibration_half(identity: str) -> bool:
+    """Whether an unlabeled identity's clips may be used to fit the confidence calibration
+    (bench/spotting/calibrate.py); the other half checks it (bench/spotting/meetings.py's
+    reliability table). Every other identity in name order: fixed, and no look at the clips."""
+    names = sorted({c.identity for c in CLIPS if c.role == "unlabeled"})
+    return identity in names and names.index(identity) % 2 == 0
+
+
 def blob_id(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.spotting import meetings, sources
+from bench.spotting import calibrate, meetings, sources
 from bench.spotting.sources import CLIPS, Clip, blob_id
 
 pytestmark = pytest.mark.unit
@@ -71,3 +71,21 @@ def test_mirror_reads_bare_snapshots_and_clones(tmp_path: Path, layout: str) -> 
 def test_unlabeled_split_refuses_to_run_nothing() -> None:
     with pytest.raises(SystemExit):
         meetings.main(["--split", "unlabeled", "--no-unlabeled"])
+
+
+def test_calibration_half_splits_the_unlabeled_identities_and_nothing_else() -> None:
+    unlabeled = {c.identity for c in CLIPS if c.role == "unlabeled"}
+    fit = {i for i in unlabeled if sources.calibration_half(i)}
+    assert 0 < len(fit) < len(unlabeled)
+    assert abs(len(fit) - len(unlabeled - fit)) <= 1
+    assert not any(sources.calibration_half(c.identity) for c in CLIPS if c.role != "unlabeled")
+
+
+def test_logistic_fit_recovers_a_known_curve() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0.0, 2.0, 4000)
+    y = (rng.uniform(size=x.size) < 1.0 / (1.0 + np.exp(-(-1.5 + 2.0 * x)))).astype(float)
+    a, b = calibrate.fit_logistic(x, y)
+    assert a == pytest.approx(-1.5, abs=0.25)
+    assert b == pytest.approx(2.0, abs=0.25)
+    assert calibrate.curve(a, b, 1.0) == pytest.approx(1.0 / (1.0 + np.exp(1.5)), abs=0.05)
