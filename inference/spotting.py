@@ -86,8 +86,14 @@ SETTLE_S = 0.2
 
 # --- distractors -------------------------------------------------------------------------
 # Blink: eye openness drops below this share of its recent median (EAR falls ~60 % in a blink,
-# Soukupova & Cech 2016); eyelid regions are then ignored for that window.
+# Soukupova & Cech 2016); eyelid regions are then ignored in the windows whose centre frame is
+# within BLINK_MARGIN_FRAMES of the blink. Only the centre matters: the apex feature is the smaller
+# of the centre's distances to the head and the tail frame (apex_vector), so a blink that covers
+# the head or the tail but not the centre adds nothing. Gating every window that overlapped a
+# blink (and a blink's detection +-2k around it) hid the lids and brows ~1.1 s per blink: 50 % of
+# the time on a held-out presenter who blinks often (docs/benchmarks.md, issue 11).
 BLINK_EAR_RATIO = 0.75
+BLINK_MARGIN_FRAMES = 1
 # ... calibrated per person: the drop must also exceed this many robust standard deviations of that
 # face's own open-eye openness. Narrow eyes have a small EAR whose landmark jitter is a large share
 # of it; a fixed ratio fired ~1,200 times in 30 s on such a face (issue 11).
@@ -401,8 +407,8 @@ class Spotter:
         if record:
             self._gated[name][fresh] += 1.0
 
-    def _mask(self, lo: int, hi: int, talking: bool, record: bool) -> np.ndarray | None:
-        """Region weights for the window [lo, hi]; None when no region is usable.
+    def _mask(self, lo: int, mid: int, hi: int, talking: bool, record: bool) -> np.ndarray | None:
+        """Region weights for the window [lo, hi] centred on ``mid``; None when no region is usable.
         ``record``: count what each gate took out (once per analysed frame)."""
         win = self.samples[lo : hi + 1]
         mask = np.ones(len(REGIONS))
@@ -420,7 +426,8 @@ class Spotter:
         light = np.array([s.brightness for s in win])
         if len(light) > 1 and (np.abs(np.diff(light)) > LIGHT_JUMP * np.maximum(light[:-1], 1.0)).any():
             self._gate("light", everything, mask, record)
-        if min(s.eye_openness for s in win) < self._ear_blink:
+        centre = self.samples[max(lo, mid - BLINK_MARGIN_FRAMES) : min(hi, mid + BLINK_MARGIN_FRAMES) + 1]
+        if min(s.eye_openness for s in centre) < self._ear_blink:
             self._gate("blink", EYELID_MASK, mask, record)
         if talking:
             self._gate("talk", MOUTH_MASK, mask, record)
@@ -462,15 +469,19 @@ class Spotter:
         record = ch is self._channels[0]
         if record:
             self._windows += 1
-        mask = self._mask(h, tail, talking, record)
+        mask = self._mask(h, i, tail, talking, record)
         if mask is None:
             return self.samples[i].t, 0.0, np.zeros(len(REGIONS))
         noise, noise_xy = self._noise(ch)
         lids = (p[i] - p[h])[_UPPER_LIDS, 1]
         t_i = self.samples[i].t
         if (lids > np.maximum(BLINK_NOISE_UNITS * noise[_UPPER_LIDS], BLINK_MIN_PX)).all():  # both lids down: a blink
-            self.blink_intervals.append((t_i - 2 * ch.k_s, t_i + 2 * ch.k_s))
-        if self._blink_overlaps(self.samples[h].t, self.samples[tail].t):
+            # the lids are down at i, so the blink spans i; within the micro window of it, whichever
+            # channel saw it (the macro windows' k was the blink's reach before: +-2.4 s per blink)
+            k = self._channels[0].k_s
+            self.blink_intervals.append((t_i - k, t_i + k))
+        near = self.samples[max(h, i - BLINK_MARGIN_FRAMES)].t, self.samples[min(tail, i + BLINK_MARGIN_FRAMES)].t
+        if self._blink_overlaps(*near):
             self._gate("blink", EYELID_MASK | BROW_MASK, mask, record)
         scores, z = matched_scores(apex, noise_xy, mask)
         best = int(np.argmax(scores))

@@ -239,6 +239,29 @@ def test_blink_gate_is_calibrated_to_the_persons_own_eyes() -> None:
     assert max(sp.stats().gated["blink"].values()) < 0.05
 
 
+def test_frequent_blinks_hide_the_lids_only_while_they_last() -> None:
+    # A presenter blinking every 2 s (30 a minute, the high end of conversation) with 0.25-s
+    # blinks: the lids are closing, closed or opening 12.5 % of the time. Gating every window that
+    # touched a blink hid them ~1.1 s per blink (half the time); only windows centred near a blink
+    # need it, because the apex feature ignores a blink in the head or tail frame alone.
+    def blinks(t: float) -> np.ndarray:
+        d = np.zeros((R, 2))
+        phase = (t - 3.0) % 2.0
+        if t > 3.0 and phase < 0.25:
+            d[[REGION_INDEX["lid_upper_R"], REGION_INDEX["lid_upper_L"]], 1] = 3.0 * math.sin(math.pi * phase / 0.25)
+        return d
+
+    def openness(s: MotionSample) -> float:
+        phase = (s.t - 3.0) % 2.0
+        return 0.28 * (1.0 - 0.7 * math.sin(math.pi * phase / 0.25)) if s.t > 3.0 and phase < 0.25 else 0.28
+
+    sp = Spotter(fps_hint=15.0)
+    spots = [x for s in _stream(15.0, 30.0, blinks) for x in sp.push(replace(s, eye_openness=openness(s)))]
+    assert spots == []
+    share = max(sp.stats().gated["blink"].values())
+    assert 0.1 < share < 0.25
+
+
 def test_gate_warnings_name_the_gate_and_the_regions() -> None:
 
     quiet = SpotterStats(windows=100, gated={"head": {"chin": 0.1}, "talk": {"lip_lower": 0.25}}, noise={})
