@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bridge.confidence import DEFAULT_MIN_CONFIDENCE
+
 
 def _user_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
@@ -41,8 +43,8 @@ class Settings(BaseSettings):
     # 15 fps: a 0.36-0.40 s micro-expression still spans 5-6 frames (docs/sources.md).
     analysis_fps: float = Field(default=15.0, gt=0, le=60)
     # Expression signals below this confidence are hidden from presenters (dashboard, live feed,
-    # reports) and counted instead; default from the reliability table in docs/benchmarks.md.
-    min_confidence: float = Field(default=0.3, ge=0.0, le=1.0)
+    # reports) and counted instead; the default is defined (and argued) in bridge/confidence.py.
+    min_confidence: float = Field(default=DEFAULT_MIN_CONFIDENCE, ge=0.0, le=1.0)
     join_allow: str = ""
     public_url: str = ""
     log_level: str = "INFO"
