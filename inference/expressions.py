@@ -7,6 +7,7 @@ probabilities between the onset and apex crops.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -14,7 +15,7 @@ import numpy as np
 
 from inference.emotion_cnn import FER_LABELS, FER_TO_EMOTION
 from inference.regions import EMOTION_AUS, REGION_INDEX
-from inference.spotting import Spot
+from inference.spotting import MIN_NOISE_PX, Spot
 
 # A signal whose AU prototype and CNN name different emotions (see CNN_MIN_CHANGE).
 UNCLEAR = "unclear"
@@ -39,19 +40,18 @@ CNN_MIN_CHANGE = 0.1
 # An AU is shown with a signal when it belongs to the emotion's prototype and reached this share of
 # the prototype's strongest AU: the AUs shown are the evidence for the emotion named.
 SUPPORT_SHARE = 0.25
-# Confidence is the chance that a signal is a true event, from its peak strength (the spotting
-# feature's peak over the threshold): (strength, share of true events) knots of a logistic curve on
-# log strength, fitted on the tune identities of the meeting-like bench and half of the unlabeled
-# people (43 micro signals, 31 true; `python -m bench.spotting.calibrate`), checked on the held-out
-# identities and the other half (reliability table in docs/benchmarks.md). The share depends on how
-# many true events there are: the bench injects ~12 micro-expressions a minute, far more than a
-# meeting holds, so in a meeting the share of true signals at a given confidence will be lower.
-# Strength separates true from false signals only weakly (0.63 true at 1-1.25, 0.83 above 3), so the
-# curve is flat. Fitted on micro signals; macro signals use the same curve.
-CALIBRATION: tuple[tuple[float, float], ...] = (
-    (1.0, 0.666), (1.25, 0.684), (1.5, 0.697), (2.0, 0.718), (2.5, 0.734), (3.0, 0.746), (4.0, 0.765),
-    (5.0, 0.778), (8.0, 0.806),
-)
+# Confidence is the chance that a signal is a true event: a logistic curve on log peak strength (the
+# spotting feature's peak over the threshold) and log motion noise (Spot.noise_px), coefficients
+# (intercept, strength, noise) fitted on the tune identities of the meeting-like bench and half of
+# the unlabeled people (43 micro signals, 31 true; `python -m bench.spotting.calibrate`) and checked
+# on the held-out identities and the other half (reliability table in docs/benchmarks.md).
+# What the fit found: the face's motion decides (signals on faces under 0.25 px of noise were true
+# 24 of 26 times, over 0.35 px 4 of 12), strength does not (its slope came out negative, so it is
+# left at 0: a stronger peak is never less likely true). The share also depends on how many true
+# events there are: the bench injects ~12 micro-expressions a minute, far more than a meeting holds,
+# so in a meeting the share of true signals at a given confidence will be lower. Fitted on micro
+# signals; macro signals use the same curve.
+CALIBRATION: tuple[float, float, float] = (-3.091, 0.0, -2.937)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,10 +131,17 @@ def supporting_aus(au: dict[str, float], emotion: str) -> tuple[str, ...]:
     return tuple(a for a in proto if au[a] > 0.0 and au[a] >= SUPPORT_SHARE * strongest)
 
 
-def calibrated(strength: float) -> float:
-    """A spot's peak strength through the CALIBRATION curve: the chance it is a true event."""
-    xs, ys = zip(*CALIBRATION, strict=True)
-    return float(np.interp(strength, xs, ys))
+def calibration_inputs(strength: float, noise_px: float) -> tuple[float, float]:
+    """What the CALIBRATION curve reads: log peak strength and log motion noise (floored where the
+    spotter floors them)."""
+    return math.log(max(strength, 1.0)), math.log(max(noise_px, MIN_NOISE_PX))
+
+
+def calibrated(strength: float, noise_px: float) -> float:
+    """The chance that a spot of this strength, on a face moving this much, is a true event."""
+    x_strength, x_noise = calibration_inputs(strength, noise_px)
+    z = CALIBRATION[0] + CALIBRATION[1] * x_strength + CALIBRATION[2] * x_noise
+    return 1.0 / (1.0 + math.exp(-z))
 
 
 def _cnn_emotion(fer_onset: np.ndarray, fer_apex: np.ndarray) -> str | None:
@@ -174,6 +181,6 @@ def classify(spot: Spot, fer_onset: np.ndarray | None = None, fer_apex: np.ndarr
         emotion=emotion,
         valence=VALENCE[emotion],
         aus=aus,
-        confidence=round(calibrated(spot.strength), 3),
+        confidence=round(calibrated(spot.strength, spot.noise_px), 3),
         scores={k: round(v, 3) for k, v in scores.items()},
     )

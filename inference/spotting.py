@@ -228,6 +228,10 @@ class Spot:
     displacement: np.ndarray = field(repr=False)  # (R, 2) apex minus onset position, canonical px
     onset_crop: np.ndarray = field(repr=False)
     apex_crop: np.ndarray = field(repr=False)
+    # The face's motion noise when the event closed (mean over regions of the micro window's noise
+    # scale, canonical px): signals on a face that moves a lot (talking) are less often true events,
+    # which the confidence calibration (inference/expressions.py) takes into account.
+    noise_px: float = 0.0
 
     @property
     def duration(self) -> float:
@@ -628,6 +632,7 @@ class Spotter:
             displacement=displacement,
             onset_crop=samples[onset].fer_crop,
             apex_crop=samples[apex].fer_crop,
+            noise_px=float(np.mean(self._noise(self._channels[0])[0])),
         )
 
     def push(self, sample: MotionSample) -> list[Spot]:

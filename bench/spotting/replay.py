@@ -99,7 +99,8 @@ def replay(video: Path, faces: list[tuple[float, FaceObservation | None]],
 
     gates = {g: max(r.values(), default=0.0) for g, r in spotters[0].stats().gated.items()}
     return [[{"kind": s.kind, "onset_frame": frame_of(s.onset_t), "apex_frame": frame_of(s.apex_t),
-              "offset_frame": frame_of(s.offset_t), "regions": list(s.regions), "strength": s.strength}
+              "offset_frame": frame_of(s.offset_t), "regions": list(s.regions), "strength": s.strength,
+              "noise_px": s.noise_px}
              for s in spots] for spots in found], cpu, gates
 
 
