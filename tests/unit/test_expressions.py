@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
+from bridge.confidence import DEFAULT_MIN_CONFIDENCE
 from inference.engagement import EngagementInputs, GazeBaseline, StreamCues, attention, engagement
 from inference.expressions import EMOTION_AUS, action_units, classify, emotion_scores, supporting_aus
 from inference.regions import REGION_INDEX, REGIONS
@@ -121,3 +124,13 @@ def test_the_cnn_cannot_overrule_contempt_which_it_has_no_class_for() -> None:
     happy_jump = np.array([0, 0, 0, 0.3, 0, 0, 0], dtype=np.float32)
     ex = classify(_spot(_disp(mouth_corner_R=(-1.0, -1.5))), np.zeros(7, np.float32), happy_jump)
     assert ex.emotion == "contempt" and ex.aus == ("AU12R", "AU14R")
+
+
+def test_confidence_is_lower_on_a_face_that_moves_a_lot_and_never_falls_with_strength() -> None:
+    smile = _disp(mouth_corner_R=(-1.0, -1.5), mouth_corner_L=(1.0, -1.5))
+    quiet = classify(replace(_spot(smile), noise_px=0.1)).confidence
+    talking = classify(replace(_spot(smile), noise_px=0.6)).confidence
+    assert quiet > DEFAULT_MIN_CONFIDENCE > talking
+    for noise in (0.1, 0.3, 0.6):
+        weak, strong = (classify(replace(_spot(smile), noise_px=noise, strength=s)).confidence for s in (1.0, 5.0))
+        assert strong >= weak
