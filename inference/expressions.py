@@ -42,16 +42,16 @@ CNN_MIN_CHANGE = 0.1
 SUPPORT_SHARE = 0.25
 # Confidence is the chance that a signal is a true event: a logistic curve on log peak strength (the
 # spotting feature's peak over the threshold) and log motion noise (Spot.noise_px), coefficients
-# (intercept, strength, noise) fitted on the tune identities of the meeting-like bench and half of
-# the unlabeled people (43 micro signals, 31 true; `python -m bench.spotting.calibrate`) and checked
-# on the held-out identities and the other half (reliability table in docs/benchmarks.md).
-# What the fit found: the face's motion decides (signals on faces under 0.25 px of noise were true
-# 24 of 26 times, over 0.35 px 4 of 12), strength does not (its slope came out negative, so it is
-# left at 0: a stronger peak is never less likely true). The share also depends on how many true
-# events there are: the bench injects ~12 micro-expressions a minute, far more than a meeting holds,
-# so in a meeting the share of true signals at a given confidence will be lower. Fitted on micro
-# signals; macro signals use the same curve.
-CALIBRATION: tuple[float, float, float] = (-3.091, 0.0, -2.937)
+# (intercept, strength, noise) fitted on the tune identities of the meeting-like bench (12 talking
+# videos and one still video a person) and half of the unlabeled people: 80 micro signals, 51 true
+# (`python -m bench.spotting.calibrate --videos-per-face 12`); checked on the held-out identities
+# and the other half (reliability table in docs/benchmarks.md). What the fit found: the face's
+# motion decides most (faces under 0.24 px of noise: 25 of 27 signals true; 0.24-0.38 px: 16 of 26;
+# over 0.38 px: 10 of 27), strength a little (1-1.25: 0.44 true; over 3: 0.80). The share also
+# depends on how many true events there are: the bench injects ~12 micro-expressions a minute, far
+# more than a meeting holds, so in a meeting the share of true signals at a given confidence will
+# be lower. Fitted on micro signals; macro signals use the same curve.
+CALIBRATION: tuple[float, float, float] = (-2.445, 0.446, -2.324)
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--seconds", type=float, default=20.0)
-    ap.add_argument("--videos-per-face", type=int, default=3)
+    ap.add_argument("--videos-per-face", type=int, default=12)
     ap.add_argument("--work", type=Path, default=REPO / "out" / "spotting-replay")
     args = ap.parse_args(argv)
     pairs = collect(args)
