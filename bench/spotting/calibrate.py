@@ -1,18 +1,21 @@
 """Fit the confidence calibration (``inference/expressions.py`` CALIBRATION) on the tune identities.
 
-    python -m bench.spotting.calibrate [--videos-per-face 3] [--seconds 20]
+    python -m bench.spotting.calibrate [--videos-per-face 12] [--seconds 20]
 
 A micro signal shown at confidence c should be a true event about c of the time (issue 11).
 Confidence is P(true event | how strongly the spotter saw it, how much the face was moving),
 fitted here as a logistic curve on log peak strength (the feature's peak over the threshold) and
-log motion noise (``Spot.noise_px``): three coefficients, because the tune identities give a few
-dozen signals and a finer map would follow their noise. The noise term is there because a
+log motion noise (``Spot.noise_px``): three coefficients, because the tune identities give under a
+hundred signals and a finer map would follow their noise. The noise term is there because a
 signal on a face that moves a lot (talking) is much less often a true event than one on a quiet
 face, whatever its strength. The signals come from ``bench.spotting.replay`` (the meetings
 bench's videos, tracked once): the tune identities' talking and still faces, and the unlabeled
 clips of the calibration half of the unlabeled identities (``sources.calibration_half``), where
 every micro signal is false. The other half and the held-out identities are what
 ``bench.spotting.meetings`` checks the curve on (its reliability table).
+
+The first run renders and tracks the 72 talking and 6 still videos (12 and 1 per tune person) into
+``--work``, about half an hour on two cores; later runs replay them in about two minutes.
 
 Prints the signals per strength and noise bin with the fitted share, the log loss of the curve
 against strength alone and a constant, and the coefficients to paste into CALIBRATION.
