@@ -146,6 +146,7 @@ MIN_SAMPLES_FOR_FPS = 3
 MIN_SAMPLES_FOR_TALK = 6
 MIN_SAMPLES_FOR_NOISE = 10
 PRIOR_NOISE_PX = 0.15
+_PRIOR_SCALE_PX = max(MIN_NOISE_PX, PRIOR_NOISE_PX)  # the prior, never under the floor
 # A channel speaks only once its noise scale rests on this much history: summed flow over a long
 # window changes slowly, so its median needs several windows' worth of samples to mean anything.
 # 2.0 s hid every action in a stream's first 2 s: on the tune identities' still faces every miss
@@ -207,6 +208,12 @@ def oscillation_hz(t: np.ndarray, x: np.ndarray, band: float) -> float:
     if cycles < TALK_MIN_CYCLES:
         return 0.0
     return cycles / max(float(t[-1] - t[0]), 1e-3)
+
+
+def _near_centre(lo: int, mid: int, hi: int) -> tuple[int, int]:
+    """First and last sample index within BLINK_MARGIN_FRAMES of a window's centre, inside it: the
+    frames a blink must touch to matter to that window (both blink tests read this span)."""
+    return max(lo, mid - BLINK_MARGIN_FRAMES), min(hi, mid + BLINK_MARGIN_FRAMES)
 
 
 def micro_k_s(fps: float) -> float:
@@ -430,8 +437,8 @@ class Spotter:
         light = np.array([s.brightness for s in win])
         if len(light) > 1 and (np.abs(np.diff(light)) > LIGHT_JUMP * np.maximum(light[:-1], 1.0)).any():
             self._gate("light", everything, mask, record)
-        centre = self.samples[max(lo, mid - BLINK_MARGIN_FRAMES) : min(hi, mid + BLINK_MARGIN_FRAMES) + 1]
-        if min(s.eye_openness for s in centre) < self._ear_blink:
+        first, last = _near_centre(lo, mid, hi)
+        if min(s.eye_openness for s in self.samples[first : last + 1]) < self._ear_blink:
             self._gate("blink", EYELID_MASK, mask, record)
         if talking:
             self._gate("talk", MOUTH_MASK, mask, record)
@@ -446,7 +453,7 @@ class Spotter:
         moves the brows and lips up and down far more than sideways); refreshed every
         NOISE_REFRESH samples."""
         if len(ch.fd_history) < MIN_SAMPLES_FOR_NOISE:
-            prior = max(MIN_NOISE_PX, PRIOR_NOISE_PX)
+            prior = _PRIOR_SCALE_PX
             return np.full(len(REGIONS), prior), np.full((len(REGIONS), 2), prior / RAYLEIGH_MAD)
         if ch.noise is None or ch.noise_xy is None or len(self.samples) % NOISE_REFRESH == 0:
             arr = np.stack(ch.fd_history)
@@ -484,8 +491,8 @@ class Spotter:
             # channel saw it (the macro windows' k was the blink's reach before: +-2.4 s per blink)
             k = self._channels[0].k_s
             self.blink_intervals.append((t_i - k, t_i + k))
-        near = self.samples[max(h, i - BLINK_MARGIN_FRAMES)].t, self.samples[min(tail, i + BLINK_MARGIN_FRAMES)].t
-        if self._blink_overlaps(*near):
+        first, last = _near_centre(h, i, tail)
+        if self._blink_overlaps(self.samples[first].t, self.samples[last].t):
             self._gate("blink", EYELID_MASK | BROW_MASK, mask, record)
         scores, z = matched_scores(apex, noise_xy, mask)
         best = int(np.argmax(scores))
@@ -498,7 +505,7 @@ class Spotter:
         """The micro window's current noise scale, mean over regions (as last refreshed: reading it
         must not refresh it, or reporting an event would change what is spotted next)."""
         noise = self._channels[0].noise
-        return float(np.mean(noise)) if noise is not None else max(MIN_NOISE_PX, PRIOR_NOISE_PX)
+        return float(np.mean(noise)) if noise is not None else _PRIOR_SCALE_PX
 
     def _threshold(self, ch: _Channel) -> float:
         values = np.array([v for _, v, _ in ch.history])
