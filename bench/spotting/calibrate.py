@@ -44,13 +44,18 @@ from inference.expressions import calibration_inputs
 STRENGTH_BINS = (1.0, 1.25, 1.5, 2.0, 3.0, math.inf)
 
 
+def probability(w: np.ndarray, feats: np.ndarray) -> np.ndarray:
+    """P(y) = 1 / (1 + exp(-(w0 + feats @ w[1:]))): the curve, coefficients intercept first."""
+    return np.asarray(1.0 / (1.0 + np.exp(-(w[0] + feats @ w[1:]))))
+
+
 def fit_logistic(features: np.ndarray, y: np.ndarray, ridge: float = 1e-3, iterations: int = 50) -> np.ndarray:
-    """Coefficients w (intercept first) of P(y) = 1 / (1 + exp(-(w0 + features @ w[1:]))) by Newton's
-    method; a small ridge keeps them finite when the classes separate."""
+    """Coefficients w (intercept first) of ``probability`` by Newton's method; a small ridge keeps
+    them finite when the classes separate."""
     design = np.column_stack([np.ones(len(features)), features])
     w = np.zeros(design.shape[1])
     for _ in range(iterations):
-        p = 1.0 / (1.0 + np.exp(-design @ w))
+        p = probability(w, features)
         grad = design.T @ (p - y) + ridge * w
         hess = (design * (p * (1 - p))[:, None]).T @ design + ridge * np.eye(len(w))
         step = np.linalg.solve(hess, grad)
@@ -66,8 +71,7 @@ def features(strength: np.ndarray, noise_px: np.ndarray) -> np.ndarray:
 
 
 def log_loss(w: np.ndarray, feats: np.ndarray, y: np.ndarray) -> float:
-    p = 1.0 / (1.0 + np.exp(-(w[0] + feats @ w[1:])))
-    p = np.clip(p, 1e-6, 1 - 1e-6)
+    p = np.clip(probability(w, feats), 1e-6, 1 - 1e-6)
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
@@ -119,7 +123,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         # (two confident false ones on one unlabeled clip), so the curve keeps strength out.
         w_noise = fit_logistic(feats[:, 1:], y)
         w = np.array([w_noise[0], 0.0, w_noise[1]])
-    fitted = 1.0 / (1.0 + np.exp(-(w[0] + feats @ w[1:])))
+    fitted = probability(w, feats)
     table = []
     for name, values, bins in (("strength", strength, STRENGTH_BINS),
                                ("noise_px", noise, (0.0, *np.quantile(noise, [1 / 3, 2 / 3]).round(3), math.inf))):
