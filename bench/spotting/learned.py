@@ -65,8 +65,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.spotting.meetings import CURVE, REPO
-from bench.spotting.replay import _track, bench_video
+from bench.spotting.meetings import CURVE, REPO, _curve
+from bench.spotting.replay import _track, bench_video, spot_frames
 from bench.spotting.score import match
 from bench.spotting.sources import CLIPS, DEFAULT_CACHE, calibration_half, clip_path, fetch
 from bridge.config import Settings
@@ -112,12 +112,7 @@ def motion_run(video: Path, faces: list[tuple[float, Any]]) -> tuple[dict[str, n
                          ("talking", spotter.talking)):
                 rows[k].append(v)
 
-    def frame_of(x: float) -> int:
-        return int(np.searchsorted(times, x - 1e-6))
-
-    events = [{"kind": s.kind, "onset_frame": frame_of(s.onset_t), "apex_frame": frame_of(s.apex_t),
-               "offset_frame": frame_of(s.offset_t)} for s in spots]
-    return {k: np.asarray(v) for k, v in rows.items()}, events
+    return {k: np.asarray(v) for k, v in rows.items()}, [spot_frames(s, times) for s in spots]
 
 
 def extract(args: argparse.Namespace) -> None:
@@ -320,7 +315,6 @@ def summarise(videos: list[dict[str, Any]], preds: list[list[dict[str, Any]]]) -
     clips: micro events a minute (all false)."""
     tp = npred = ntruth = 0
     false, minutes, unl_pred, unl_min, on_macro = 0, 0.0, 0, 0.0, 0
-    hits: dict[float, list[int]] = {p: [0, 0] for p, _, _ in CURVE}
     for d, pr in zip(videos, preds, strict=True):
         micro = [p for p in pr if p["kind"] == "micro"]
         if d["role"] == "unlabeled":
@@ -334,18 +328,14 @@ def summarise(videos: list[dict[str, Any]], preds: list[list[dict[str, Any]]]) -
         macros = [(e["onset_frame"], e["offset_frame"]) for e in d["truth"]["events"] if e["kind"] == "macro"]
         on_macro += sum(1 for p in micro if id(p) not in hit and any(a <= p["apex_frame"] <= b for a, b in macros))
         minutes += d["seconds"] / 60
-        found = {id(tr) for _, tr in matched}
-        for ev in d["truth"]["events"]:
-            if ev["kind"] == "micro":
-                for point, lo, hi in CURVE:
-                    if lo <= ev["amplitude_iod"] < hi:
-                        hits[point][0] += id(ev) in found
-                        hits[point][1] += 1
+    curve = _curve([{"predictions": pr, "truth": d["truth"]}
+                    for d, pr in zip(videos, preds, strict=True) if d["role"] != "unlabeled"])
     prec = tp / npred if npred else 0.0
     rec = tp / ntruth if ntruth else 0.0
     return {"tp": tp, "pred": npred, "truth": ntruth, "P": round(prec, 3), "R": round(rec, 3),
             "F1": round(2 * prec * rec / (prec + rec), 3) if prec + rec else 0.0,
-            "curve": {str(p): f"{h}/{m}" for p, (h, m) in hits.items()},
+            "curve": {str(p): "{found}/{events}".format(**curve.get(str(p), {"found": 0, "events": 0}))
+                      for p, _, _ in CURVE},
             "false_per_min_talking": round(false / minutes, 2) if minutes else None,
             "false_on_macro": on_macro,
             "unlabeled_per_min": round(unl_pred / unl_min, 2) if unl_min else None,

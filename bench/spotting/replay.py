@@ -32,7 +32,7 @@ from bridge.models.face import load_face_models
 from inference import spotting
 from inference.analyzer import FaceModels, ParticipantAnalyzer
 from inference.motion import MotionExtractor
-from inference.spotting import NOISE_FLOOR_UNITS, THRESHOLD_P, Spotter
+from inference.spotting import NOISE_FLOOR_UNITS, THRESHOLD_P, Spot, Spotter
 from inference.types import FaceObservation
 
 
@@ -94,14 +94,19 @@ def replay(video: Path, faces: list[tuple[float, FaceObservation | None]],
             for k in range(1, len(spotters)):
                 found[k] += spotters[k].push(sample)
 
+    gates = {g: max(r.values(), default=0.0) for g, r in spotters[0].stats().gated.items()}
+    return [[spot_frames(s, times) for s in spots] for spots in found], cpu, gates
+
+
+def spot_frames(s: Spot, times: list[float]) -> dict[str, Any]:
+    """A spot as the bench scores it: its interval as indices into the video's frame ``times``."""
+
     def frame_of(x: float) -> int:
         return int(np.searchsorted(times, x - 1e-6))
 
-    gates = {g: max(r.values(), default=0.0) for g, r in spotters[0].stats().gated.items()}
-    return [[{"kind": s.kind, "onset_frame": frame_of(s.onset_t), "apex_frame": frame_of(s.apex_t),
-              "offset_frame": frame_of(s.offset_t), "regions": list(s.regions), "strength": s.strength,
-              "noise_px": s.noise_px}
-             for s in spots] for spots in found], cpu, gates
+    return {"kind": s.kind, "onset_frame": frame_of(s.onset_t), "apex_frame": frame_of(s.apex_t),
+            "offset_frame": frame_of(s.offset_t), "regions": list(s.regions), "strength": s.strength,
+            "noise_px": s.noise_px}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
