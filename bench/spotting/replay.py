@@ -13,7 +13,9 @@ figure that counts; this is the loop for choosing settings on the tune identitie
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import math
 import pickle
 import sys
 import time
@@ -25,14 +27,14 @@ import cv2
 import numpy as np
 
 from bench.spotting.meetings import REPO, _curve, load_source, make_meeting, render, truth
-from bench.spotting.score import Score, score_video
+from bench.spotting.score import Score, match, score_video
 from bench.spotting.sources import CLIPS, DEFAULT_CACHE, Clip, clip_path, fetch
+from bench.spotting.variants import VARIANTS
 from bridge.config import Settings
 from bridge.models.face import load_face_models
 from inference import spotting
 from inference.analyzer import FaceModels, ParticipantAnalyzer
-from inference.motion import MotionExtractor
-from inference.spotting import NOISE_FLOOR_UNITS, THRESHOLD_P, Spot, Spotter
+from inference.spotting import NOISE_FLOOR_UNITS, THRESHOLD_P, Spot
 from inference.types import FaceObservation
 
 
@@ -71,20 +73,25 @@ def bench_video(models: FaceModels, cache: Path, work: Path, clip: Clip, *, v: i
 
 
 def replay(video: Path, faces: list[tuple[float, FaceObservation | None]],
-           configs: tuple[tuple[float, float], ...] = ()) -> tuple[list[list[dict[str, Any]]], float, dict[str, float]]:
+           configs: tuple[tuple[float, float], ...] = (), variant: str = "shipped",
+           ) -> tuple[list[list[dict[str, Any]]], float, dict[str, float], list[float]]:
     """Motion and spotting over a tracked video: per spotter (the default one, or one per
     (noise floor, threshold p) in ``configs``, all fed the same motion) its micro/macro intervals as
-    frame indices; the CPU seconds motion and the first spotter took; and the first spotter's
-    worst share of time per gate (over the regions)."""
-    motion = MotionExtractor()
-    spotters = [Spotter(noise_floor_units=f, threshold_p=p) for f, p in configs] if configs else [Spotter()]
+    frame indices; the CPU seconds motion and the first spotter took; the first spotter's worst
+    share of time per gate (over the regions); and its face noise after each frame (canonical px,
+    NaN where no face). ``variant``: a name in variants.VARIANTS."""
+    spotter_cls, motion_cls = VARIANTS[variant]
+    motion = motion_cls()
+    spotters = [spotter_cls(noise_floor_units=f, threshold_p=p) for f, p in configs] if configs else [spotter_cls()]
     times = [t for t, _ in faces]
     found: list[list[Any]] = [[] for _ in spotters]
     cpu = 0.0
+    noise: list[float] = []
     with av.open(str(video)) as c:
         for (t, face), frame in zip(faces, c.decode(video=0), strict=False):
             if face is None:
                 motion.reset()
+                noise.append(math.nan)
                 continue
             grey = cv2.cvtColor(frame.to_ndarray(format="rgb24"), cv2.COLOR_RGB2GRAY)
             t0 = time.thread_time()
@@ -93,9 +100,31 @@ def replay(video: Path, faces: list[tuple[float, FaceObservation | None]],
             cpu += time.thread_time() - t0
             for k in range(1, len(spotters)):
                 found[k] += spotters[k].push(sample)
+            noise.append(spotters[0].noise_px)
 
     gates = {g: max(r.values(), default=0.0) for g, r in spotters[0].stats().gated.items()}
-    return [[spot_frames(s, times) for s in spots] for spots in found], cpu, gates
+    return [[spot_frames(s, times) for s in spots] for spots in found], cpu, gates, noise
+
+
+# Face-noise bins for recall: the tertiles of the tune signals' face noise in calibrate.py's table
+# (docs/benchmarks.md, third pass): a quiet face, a face talking gently, a face talking hard.
+NOISE_BINS_PX = (0.24, 0.38)
+
+
+def recall_by_noise(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """Micro recall per bin of the face's noise just before each injected event (the scale the
+    spotter judged it against): how much a talking face's own motion costs."""
+    edges = (0.0, *NOISE_BINS_PX, math.inf)
+    hits = [[0, 0] for _ in edges[1:]]
+    for row in rows:
+        matched = {id(t) for _, t in match(row["predictions"], row["truth"]["events"], "micro")[1]}
+        for ev in row["truth"]["events"]:
+            if ev["kind"] == "micro":
+                level = row["noise"][min(max(ev["onset_frame"] - 1, 0), len(row["noise"]) - 1)]
+                b = next((i for i, hi in enumerate(edges[1:]) if level < hi), len(hits) - 1)
+                hits[b][0] += id(ev) in matched
+                hits[b][1] += 1
+    return {f"{lo:g}-{hi:g} px": f"{h}/{n}" for (lo, hi), (h, n) in zip(itertools.pairwise(edges), hits, strict=True)}
 
 
 def spot_frames(s: Spot, times: list[float]) -> dict[str, Any]:
@@ -122,6 +151,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--single", type=float, default=None, help="SINGLE_REGION_FLOOR_UNITS for this run")
     ap.add_argument("--warmup", type=float, default=None, help="NOISE_WARMUP_S for this run")
     ap.add_argument("--occlusion-px", type=float, default=None, help="REGION_OCCLUSION_PX for this run")
+    ap.add_argument("--variant", default="shipped", choices=sorted(VARIANTS),
+                    help="a spotter or motion variant from bench/spotting/variants.py (not shipped)")
     ap.add_argument("--work", type=Path, default=REPO / "out" / "spotting-replay")
     args = ap.parse_args(argv)
     if args.single is not None:
@@ -146,14 +177,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for v in range(1 if args.still else args.videos_per_face):
             stem, video, tru, faces = bench_video(models, args.cache, args.work, clip,
                                                   v=v, still=args.still, seconds=args.seconds)
-            per_spotter, c, gates = replay(video, faces, configs)
+            per_spotter, c, gates, noise = replay(video, faces, configs, args.variant)
             cpu, frames = cpu + c, frames + sum(f is not None for _, f in faces)
             worst = {g: max(worst.get(g, 0.0), v) for g, v in gates.items()}
             line = []
             for total, row, preds in zip(totals, rows, per_spotter, strict=True):
                 s = score_video(preds, tru)
                 total.add(s)
-                row.append({"predictions": preds, "truth": tru})
+                row.append({"predictions": preds, "truth": tru, "noise": noise})
                 line.append(f"{s.micro.tp}/{s.micro.truth} pred {s.micro.predicted}")
             print(f"{stem:40} {tru['condition']:30} micro {' | '.join(line)} "
                   f"gates {json.dumps({g: round(v, 2) for g, v in gates.items() if v})}", flush=True)
@@ -162,13 +193,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         o = total.summary()
         results.append({"micro": [o["micro_precision"], o["micro_recall"], o["micro_f1"]],
                         "found": o["micro_tp"], "truth": o["micro_truth"], "predicted": o["micro_pred"],
-                        "curve": {k: v["found"] for k, v in _curve(row).items()}})
+                        "curve": {k: v["found"] for k, v in _curve(row).items()},
+                        "found_by_face_noise": recall_by_noise(row)})
     if args.unlabeled:
         micro, seconds = [0] * n, 0.0
         for clip in [c for c in CLIPS if c.role == "unlabeled"]:
             path = clip_path(args.cache, clip)
             faces = _track(models, path, args.work / f"{clip.name}.faces.pkl")
-            per_spotter, _, gates = replay(path, faces, configs)
+            per_spotter, _, gates, _ = replay(path, faces, configs, args.variant)
             unlabeled_worst = {g: max(unlabeled_worst.get(g, 0.0), v) for g, v in gates.items()}
             micro = [m + sum(p["kind"] == "micro" for p in preds) for m, preds in zip(micro, per_spotter, strict=True)]
             seconds += faces[-1][0] - faces[0][0]
