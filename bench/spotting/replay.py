@@ -28,7 +28,7 @@ import numpy as np
 
 from bench.spotting.meetings import REPO, _curve, load_source, make_meeting, render, truth
 from bench.spotting.score import Score, match, score_video
-from bench.spotting.sources import CLIPS, DEFAULT_CACHE, Clip, clip_path, fetch
+from bench.spotting.sources import CLIPS, DEFAULT_CACHE, Clip, calibration_half, clip_path, fetch
 from bench.spotting.variants import VARIANTS
 from bridge.config import Settings
 from bridge.models.face import load_face_models
@@ -196,16 +196,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         "curve": {k: v["found"] for k, v in _curve(row).items()},
                         "found_by_face_noise": recall_by_noise(row)})
     if args.unlabeled:
-        micro, seconds = [0] * n, 0.0
+        # per half of the unlabeled people (sources.calibration_half): the calibration half may steer
+        # choices, the other half only checks them
+        micro = {half: [0] * n for half in (True, False)}
+        half_seconds = {True: 0.0, False: 0.0}
         for clip in [c for c in CLIPS if c.role == "unlabeled"]:
             path = clip_path(args.cache, clip)
             faces = _track(models, path, args.work / f"{clip.name}.faces.pkl")
             per_spotter, _, gates, _ = replay(path, faces, configs, args.variant)
             unlabeled_worst = {g: max(unlabeled_worst.get(g, 0.0), v) for g, v in gates.items()}
-            micro = [m + sum(p["kind"] == "micro" for p in preds) for m, preds in zip(micro, per_spotter, strict=True)]
-            seconds += faces[-1][0] - faces[0][0]
-        for res, m in zip(results, micro, strict=True):
-            res["unlabeled_micro_per_min"] = round(m / (seconds / 60), 2)
+            half = calibration_half(clip.identity)
+            micro[half] = [m + sum(p["kind"] == "micro" for p in preds)
+                           for m, preds in zip(micro[half], per_spotter, strict=True)]
+            half_seconds[half] += faces[-1][0] - faces[0][0]
+        seconds = sum(half_seconds.values())
+        for k, res in enumerate(results):
+            res["unlabeled_micro_per_min"] = round((micro[True][k] + micro[False][k]) / (seconds / 60), 2)
+            res["unlabeled_micro"] = {"calibration half": f"{micro[True][k]} in {half_seconds[True] / 60:.2f} min",
+                                      "check half": f"{micro[False][k]} in {half_seconds[False] / 60:.2f} min"}
     out = {"ms_per_frame_cpu": round(1000 * cpu / max(frames, 1), 3),
            "worst_gate_share": {g: round(v, 3) for g, v in worst.items()},
            "unlabeled_worst_gate_share": {g: round(v, 3) for g, v in unlabeled_worst.items()} or None,
