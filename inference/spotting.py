@@ -505,12 +505,6 @@ class Spotter:
             return self.samples[i].t, float(single.max()), np.where(single == single.max(), single, 0.0)
         return self.samples[i].t, float(scores[best]), z[best]
 
-    def _noise_px(self) -> float:
-        """The micro window's current noise scale, mean over regions (as last refreshed: reading it
-        must not refresh it, or reporting an event would change what is spotted next)."""
-        noise = self._channels[0].noise
-        return float(np.mean(noise)) if noise is not None else _PRIOR_SCALE_PX
-
     def _threshold(self, ch: _Channel) -> float:
         values = np.array([v for _, v, _ in ch.history])
         adaptive = float(values.mean() + self.threshold_p * (values.max() - values.mean()))
@@ -649,7 +643,7 @@ class Spotter:
             displacement=displacement,
             onset_crop=samples[onset].fer_crop,
             apex_crop=samples[apex].fer_crop,
-            noise_px=self._noise_px(),
+            noise_px=self.noise_px,
         )
 
     def push(self, sample: MotionSample) -> list[Spot]:
@@ -690,8 +684,11 @@ class Spotter:
 
     @property
     def noise_px(self) -> float:
-        """The face's motion noise now (canonical px, the micro window's scale as last refreshed)."""
-        return self._noise_px()
+        """The face's motion noise now: the micro window's noise scale, mean over regions, canonical
+        px (as last refreshed: reading it must not refresh it, or reporting an event would change
+        what is spotted next)."""
+        noise = self._channels[0].noise
+        return float(np.mean(noise)) if noise is not None else _PRIOR_SCALE_PX
 
     @property
     def talking(self) -> bool:
