@@ -133,20 +133,26 @@ _DISC_STARTS = np.concatenate([[0], np.cumsum([len(d) for d in _DISCS])[:-1]])
 _DISC_SIZES = np.array([len(d) for d in _DISCS], dtype=np.float64)
 
 
+def disc_samples(flow: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every region disc's pixel positions (N, 2), clipped to the crop, and the flow there (N, 2);
+    ``centres`` (R, 2) are the regions' centres in canonical pixels."""
+    h, w = flow.shape[:2]
+    pts = np.rint(centres).astype(np.int64)[_DISC_OWNER] + _DISC_OFFSETS
+    np.clip(pts[:, 0], 0, w - 1, out=pts[:, 0])
+    np.clip(pts[:, 1], 0, h - 1, out=pts[:, 1])
+    return pts.astype(np.float64), flow[pts[:, 1], pts[:, 0]].astype(np.float64)
+
+
 def region_flows(flow: np.ndarray, canonical_landmarks: np.ndarray,
                  regions: tuple[Region, ...] = REGIONS) -> tuple[np.ndarray, float, np.ndarray]:
     """(R, 2) mean flow per region, minus the head's rigid motion at each region's centre
     (the mean of a linear field over a disc is its value at the centre), the outlier share, and
     (R,) the mean magnitude of the residual flow inside each region (see MotionSample)."""
     centres = region_centres(canonical_landmarks, regions)
-    h, w = flow.shape[:2]
-    pts = np.rint(centres).astype(np.int64)[_DISC_OWNER] + _DISC_OFFSETS
-    np.clip(pts[:, 0], 0, w - 1, out=pts[:, 0])
-    np.clip(pts[:, 1], 0, h - 1, out=pts[:, 1])
-    samples = flow[pts[:, 1], pts[:, 0]].astype(np.float64)
+    pts, samples = disc_samples(flow, centres)
     sums = np.add.reduceat(samples, _DISC_STARTS, axis=0)
     params, outliers = rigid_motion(flow)
-    residual = np.linalg.norm(samples - rigid_at(params, pts.astype(np.float64)), axis=1)
+    residual = np.linalg.norm(samples - rigid_at(params, pts), axis=1)
     motion = np.add.reduceat(residual, _DISC_STARTS) / _DISC_SIZES
     return sums / _DISC_SIZES[:, None] - rigid_at(params, centres), outliers, motion
 

@@ -16,7 +16,7 @@ import dataclasses
 import numpy as np
 
 from inference import motion as m
-from inference.regions import REGIONS, region_centres
+from inference.regions import region_centres
 from inference.spotting import (
     MIN_NOISE_PX,
     MIN_SAMPLES_FOR_NOISE,
@@ -80,15 +80,6 @@ class _RecomputingMotion(m.MotionExtractor):
         raise NotImplementedError
 
 
-def _disc_samples(flow: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Every region disc's pixel positions (N, 2) and the flow there (N, 2)."""
-    h, w = flow.shape[:2]
-    pts = np.rint(centres).astype(np.int64)[m._DISC_OWNER] + m._DISC_OFFSETS
-    np.clip(pts[:, 0], 0, w - 1, out=pts[:, 0])
-    np.clip(pts[:, 1], 0, h - 1, out=pts[:, 1])
-    return pts.astype(np.float64), flow[pts[:, 1], pts[:, 0]].astype(np.float64)
-
-
 class LandmarkOcclusionMotion(_RecomputingMotion):
     """The occlusion test reads what the flow did that the landmarks did not: a hand drags the
     flow but not FaceMesh's face, while the face's own motion (a jaw, a squint) moves both."""
@@ -96,10 +87,14 @@ class LandmarkOcclusionMotion(_RecomputingMotion):
     def _revise(self, sample: m.MotionSample, flow: np.ndarray, before: np.ndarray, after: np.ndarray,
                 face: FaceObservation) -> m.MotionSample:
         c0, c1 = region_centres(before), region_centres(after)
-        _, samples = _disc_samples(flow, c0)
+        _, samples = m.disc_samples(flow, c0)
         unexplained = np.linalg.norm(samples - (c1 - c0)[m._DISC_OWNER], axis=1)
         motion = np.add.reduceat(unexplained, m._DISC_STARTS) / m._DISC_SIZES
         return dataclasses.replace(sample, region_motion=motion.astype(np.float32))
+
+
+# the head fit's flow samples (x, y), canonical px
+_FIT_GRID = np.stack([m._FIT_XS, m._FIT_YS], axis=1).astype(np.float64)
 
 
 def fit_with_depth(flow: np.ndarray, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -145,17 +140,15 @@ class DepthFitMotion(_RecomputingMotion):
         if self._depth is None:  # the previous frame's depth, set after its own _revise
             return sample
         z = self._depth
-        grid = np.stack([m._FIT_XS, m._FIT_YS], axis=1).astype(np.float64)
-        nearest = np.argmin(((grid[:, None, :] - before[None, :, :2]) ** 2).sum(axis=2), axis=1)
+        nearest = np.argmin(((_FIT_GRID[:, None, :] - before[None, :, :2]) ** 2).sum(axis=2), axis=1)
         params, dist = fit_with_depth(flow, z[nearest])
 
         def head(points: np.ndarray, depth: np.ndarray) -> np.ndarray:
             return m.rigid_at(params[:6], points) + np.stack([params[6] * depth, params[7] * depth], axis=1)
 
         centres = region_centres(before)
-        owners = np.concatenate([[i] * len(r.landmarks) for i, r in enumerate(REGIONS)])
-        region_z = np.bincount(owners, weights=z[np.concatenate([r.landmarks for r in REGIONS])]) / np.bincount(owners)
-        pts, samples = _disc_samples(flow, centres)
+        region_z = region_centres(np.column_stack([z, z]))[:, 0]  # each region's mean depth, as its centre
+        pts, samples = m.disc_samples(flow, centres)
         residual = np.linalg.norm(samples - head(pts, region_z[m._DISC_OWNER]), axis=1)
         flows = np.add.reduceat(samples, m._DISC_STARTS, axis=0) / m._DISC_SIZES[:, None] - head(centres, region_z)
         moving = np.add.reduceat(residual, m._DISC_STARTS) / m._DISC_SIZES
