@@ -121,7 +121,7 @@ def recall_by_noise(rows: list[dict[str, Any]]) -> dict[str, str]:
         for ev in row["truth"]["events"]:
             if ev["kind"] == "micro":
                 level = row["noise"][min(max(ev["onset_frame"] - 1, 0), len(row["noise"]) - 1)]
-                b = next((i for i, hi in enumerate(edges[1:]) if level < hi), len(hits) - 1)
+                b = int(np.searchsorted(NOISE_BINS_PX, level, side="right"))  # NaN (no face) sorts last
                 hits[b][0] += id(ev) in matched
                 hits[b][1] += 1
     return {f"{lo:g}-{hi:g} px": f"{h}/{n}" for (lo, hi), (h, n) in zip(itertools.pairwise(edges), hits, strict=True)}
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                                   v=v, still=args.still, seconds=args.seconds)
             per_spotter, c, gates, noise = replay(video, faces, configs, args.variant)
             cpu, frames = cpu + c, frames + sum(f is not None for _, f in faces)
-            worst = {g: max(worst.get(g, 0.0), v) for g, v in gates.items()}
+            worst = {g: max(worst.get(g, 0.0), share) for g, share in gates.items()}
             line = []
             for total, row, preds in zip(totals, rows, per_spotter, strict=True):
                 s = score_video(preds, tru)
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 row.append({"predictions": preds, "truth": tru, "noise": noise})
                 line.append(f"{s.micro.tp}/{s.micro.truth} pred {s.micro.predicted}")
             print(f"{stem:40} {tru['condition']:30} micro {' | '.join(line)} "
-                  f"gates {json.dumps({g: round(v, 2) for g, v in gates.items() if v})}", flush=True)
+                  f"gates {json.dumps({g: round(share, 2) for g, share in gates.items() if share})}", flush=True)
     results = []
     for total, row in zip(totals, rows, strict=True):
         o = total.summary()
@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             path = clip_path(args.cache, clip)
             faces = _track(models, path, args.work / f"{clip.name}.faces.pkl")
             per_spotter, _, gates, _ = replay(path, faces, configs, args.variant)
-            unlabeled_worst = {g: max(unlabeled_worst.get(g, 0.0), v) for g, v in gates.items()}
+            unlabeled_worst = {g: max(unlabeled_worst.get(g, 0.0), share) for g, share in gates.items()}
             half = calibration_half(clip.identity)
             micro[half] = [m + sum(p["kind"] == "micro" for p in preds)
                            for m, preds in zip(micro[half], per_spotter, strict=True)]

@@ -10,6 +10,7 @@ import pytest
 from bench.spotting.replay import recall_by_noise
 from bench.spotting.variants import VARIANTS, fit_with_depth
 from inference import motion
+from inference.spotting import Spotter
 
 pytestmark = pytest.mark.unit
 
@@ -34,11 +35,11 @@ def test_depth_fit_removes_the_parallax_an_affine_fit_leaves() -> None:
     assert left.max() > 0.3  # what the shipped affine fit leaves at the nose
 
 
-def test_every_variant_builds() -> None:
-    assert "shipped" in VARIANTS
+def test_every_variant_builds_a_spotter_and_a_motion_extractor() -> None:
+    assert VARIANTS["shipped"] == (Spotter, motion.MotionExtractor)
     for spotter_cls, motion_cls in VARIANTS.values():
-        spotter_cls()
-        motion_cls()
+        assert isinstance(spotter_cls(), Spotter)  # constructing runs each variant's reset()
+        assert isinstance(motion_cls(), motion.MotionExtractor)
 
 
 def test_recall_by_noise_bins_each_event_by_the_noise_before_its_onset() -> None:
