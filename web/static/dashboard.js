@@ -13,7 +13,10 @@
   const ROOM_WINDOW_MS = 5 * 60000;   // meeting engagement line: the last five minutes
   const ROOM_MIN_WINDOW_MS = 60000;   // ...stretched over at least one minute while younger
   const ROOM_SAMPLE_MS = 2000;        // one room sample every 2 s
-  const STALE_MS = 15000;             // an engagement value older than this is not "current"
+  // The cue streams speak only on change and repeat an unchanged value every 30 s
+  // (inference/engagement.py, REFRESH_S), so a value holds until the next one of its kind; a
+  // stream silent for longer than that refresh plus 5 s of slack has stopped.
+  const HOLD_MS = 35000;
   const FEED_MAX = 40;                // expression entries kept on screen
   const HISTORY_MAX = 600;            // points kept per participant series
   const RECONNECT_MIN_MS = 1000;      // reconnect backoff: 1 s doubling up to 30 s, with jitter
@@ -101,42 +104,66 @@
   }
 
   function drawLine(canvas, points, opts) {
-    // points: [{x in 0..1, y in lo..hi}]
+    // points: [{x in 0..1, y in lo..hi, or null for a gap}]; data-points says how many it drew
     const { ctx, w, h } = sizeCanvas(canvas);
     ctx.clearRect(0, 0, w, h);
-    const pad = 3, lo = opts.lo, hi = opts.hi;
+    const pad = 4, lo = opts.lo, hi = opts.hi;
     const py = (v) => pad + (h - 2 * pad) * (1 - (clamp(v, lo, hi) - lo) / (hi - lo));
+    const px = (x) => pad + (w - 2 * pad) * clamp(x, 0, 1);
     if (opts.midline !== undefined) {
       ctx.strokeStyle = "#e3dfd8"; ctx.lineWidth = 1; ctx.setLineDash([3, 4]);
       ctx.beginPath(); ctx.moveTo(0, py(opts.midline)); ctx.lineTo(w, py(opts.midline)); ctx.stroke();
       ctx.setLineDash([]);
     }
-    if (points.length < 2) {
-      if (points.length === 1) {
+    // Runs of known values; a gap (nobody in view) splits the line.
+    const runs = [];
+    let run = [];
+    for (const p of points) {
+      if (p.y == null) { if (run.length) runs.push(run); run = []; } else run.push(p);
+    }
+    if (run.length) runs.push(run);
+    let drawn = 0;
+    for (const r of runs) {
+      drawn += r.length;
+      if (r.length === 1) {  // a single value: a dot wholly inside the chart, not half cut off at its edge
         ctx.fillStyle = opts.color;
-        ctx.beginPath(); ctx.arc(w - pad, py(points[0].y), 2.5, 0, Math.PI * 2); ctx.fill();
+        ctx.beginPath(); ctx.arc(Math.min(px(r[0].x), w - pad), py(r[0].y), 3, 0, Math.PI * 2); ctx.fill();
+        continue;
       }
-      return;
+      if (opts.fill) {
+        ctx.fillStyle = opts.fill;
+        ctx.beginPath(); ctx.moveTo(px(r[0].x), h);
+        for (const p of r) ctx.lineTo(px(p.x), py(p.y));
+        ctx.lineTo(px(r[r.length - 1].x), h); ctx.closePath(); ctx.fill();
+      }
+      ctx.strokeStyle = opts.color; ctx.lineWidth = opts.width || 2; ctx.lineJoin = "round";
+      ctx.beginPath();
+      r.forEach((p, i) => (i ? ctx.lineTo(px(p.x), py(p.y)) : ctx.moveTo(px(p.x), py(p.y))));
+      ctx.stroke();
     }
-    const px = (x) => pad + (w - 2 * pad) * clamp(x, 0, 1);
-    if (opts.fill) {
-      ctx.fillStyle = opts.fill;
-      ctx.beginPath(); ctx.moveTo(px(points[0].x), h);
-      for (const p of points) ctx.lineTo(px(p.x), py(p.y));
-      ctx.lineTo(px(points[points.length - 1].x), h); ctx.closePath(); ctx.fill();
-    }
-    ctx.strokeStyle = opts.color; ctx.lineWidth = opts.width || 2; ctx.lineJoin = "round";
-    ctx.beginPath();
-    points.forEach((p, i) => (i ? ctx.lineTo(px(p.x), py(p.y)) : ctx.moveTo(px(p.x), py(p.y))));
-    ctx.stroke();
+    canvas.dataset.points = String(drawn);
   }
 
-  function sparkPoints(series) {
-    // The last minute; while a meeting is younger than that, its whole history fills the width.
+  function sparkPoints(series, now) {
+    // series: [{at (wall clock ms), v}]. The last minute; while a meeting is younger than that, its
+    // whole history fills the width. A value holds until the next one (the streams speak on change),
+    // so each is drawn as a step and the last one runs on to now while its stream is alive.
     if (!series.length) return [];
-    const end = series[series.length - 1].t;
-    const span = clamp(end - series[0].t, SPARK_MIN_WINDOW_S, SPARK_WINDOW_S);
-    return series.filter((p) => p.t >= end - span).map((p) => ({ x: 1 - (end - p.t) / span, y: p.v }));
+    const last = series[series.length - 1];
+    const end = now - last.at < HOLD_MS ? now : last.at;
+    const span = clamp(end - series[0].at, SPARK_MIN_WINDOW_S * 1000, SPARK_WINDOW_S * 1000);
+    const x = (at) => 1 - (end - at) / span;
+    const pts = [];
+    let before = null;
+    for (const p of series) {
+      if (p.at < end - span) { before = p; continue; }
+      if (pts.length) pts.push({ x: x(p.at), y: pts[pts.length - 1].y });
+      else if (before) pts.push({ x: 0, y: before.v }, { x: x(p.at), y: before.v });
+      pts.push({ x: x(p.at), y: p.v });
+    }
+    if (!pts.length && before) pts.push({ x: 0, y: before.v });
+    if (pts.length && end > last.at) pts.push({ x: 1, y: pts[pts.length - 1].y });
+    return pts;
   }
 
   // --- participants ------------------------------------------------------------------------------
@@ -162,7 +189,7 @@
       attention: node.querySelector(".attention"),
       speaking: node.querySelector(".speaking"),
       role: node.querySelector("select.role"),
-      engagement: [], sentiment: [], engagementWall: [], seen: {},
+      engagement: [], sentiment: [], heldWall: [], seen: {},
       dirty: true,
     };
     node.dataset.participant = id;
@@ -218,11 +245,13 @@
     p.seen[cue.type] = cue.t;
     switch (cue.type) {
       case "engagement":
-        push(p.engagement, { t: cue.t, v: cue.value });
-        push(p.engagementWall, { at: now, v: cue.value });
+        push(p.engagement, { at: now, v: cue.value });
+        if (!state.room.length && !firstSample) {  // the room line starts with the first value, not 2 s later
+          firstSample = setTimeout(() => { firstSample = 0; sampleRoom(); }, 0);
+        }
         break;
       case "sentiment":
-        push(p.sentiment, { t: cue.t, v: cue.value });
+        push(p.sentiment, { at: now, v: cue.value });
         break;
       case "presence":
         p.present = cue.value >= 0.5;
@@ -243,7 +272,8 @@
   function renderPerson(p) {
     const e = p.engagement[p.engagement.length - 1];
     p.engValue.textContent = e ? pct(e.v) : "–";
-    drawLine(p.engSpark, sparkPoints(p.engagement), { lo: 0, hi: 1, color: "#2f7d78", fill: "rgba(47,125,120,0.10)" });
+    const now = Date.now();
+    drawLine(p.engSpark, sparkPoints(p.engagement, now), { lo: 0, hi: 1, color: "#2f7d78", fill: "rgba(47,125,120,0.10)" });
     const allowed = emotionsAllowed();
     p.sentRow.hidden = !allowed;
     if (allowed) {
@@ -254,7 +284,7 @@
         p.sentNum.textContent = `${s.v >= 0 ? "+" : "−"}${Math.abs(s.v).toFixed(2)}`;
         p.sentValue.className = "metric-value " + cls;
       }
-      drawLine(p.sentSpark, sparkPoints(p.sentiment), { lo: -1, hi: 1, color: "#8a5a7a", midline: 0 });
+      drawLine(p.sentSpark, sparkPoints(p.sentiment, now), { lo: -1, hi: 1, color: "#8a5a7a", midline: 0 });
     }
     p.face.className = "face " + (p.present === true ? "present" : p.present === false ? "absent" : "");
     p.faceLabel.textContent = p.present === true ? "face in view" : p.present === false ? "no face in view" : "no signal yet";
@@ -300,9 +330,15 @@
   }
 
   // --- meeting level: room line and dips --------------------------------------------------------------
+  let firstSample = 0;
+
+  // A person's engagement now: their latest value while their face is in view and their stream is
+  // alive (an unchanged value is repeated every 30 s, so a value is not stale merely by being old).
   function currentEngagement(p, now) {
-    const last = p.engagementWall[p.engagementWall.length - 1];
-    return last && now - last.at < STALE_MS ? last.v : null;
+    const info = state.names.get(p.id) || {};
+    if (p.present === false || info.left || info.consent === false) return null;
+    const last = p.engagement[p.engagement.length - 1];
+    return last && now - last.at < HOLD_MS ? last.v : null;
   }
 
   function sampleRoom() {
@@ -310,13 +346,13 @@
     const values = [];
     for (const p of state.people.values()) {
       const v = currentEngagement(p, now);
-      if (v != null) values.push(v);
+      if (v != null) { values.push(v); push(p.heldWall, { at: now, v }); }
+      p.dirty = true;  // held values run on to now on the sparklines
     }
-    if (values.length) {
-      const mean = values.reduce((a, b) => a + b, 0) / values.length;
-      state.room.push({ at: now, value: mean });
-      $("room-value").textContent = pct(mean);
-    }
+    const mean = values.length ? values.reduce((a, b) => a + b, 0) / values.length : null;
+    if (mean != null || state.room.length) state.room.push({ at: now, value: mean });  // null: a gap
+    $("room-value").textContent = mean != null ? pct(mean) : "–";
+    $("room-in-view").textContent = state.people.size ? `${values.length} of ${state.people.size} in view` : "";
     state.room = state.room.filter((s) => now - s.at <= ROOM_WINDOW_MS);
     drawRoom();
     checkDips(now);
@@ -342,8 +378,9 @@
     for (const p of state.people.values()) {
       if (currentEngagement(p, now) == null) { p.node.classList.remove("dipping"); continue; }
       active += 1;
-      const base = mean(p.engagementWall, now - DIP.baselineFrom, now - DIP.baselineTo);
-      const cur = mean(p.engagementWall, now - DIP.current, now);
+      // over the room samples of held values: a steady person sends no cue, yet is still there
+      const base = mean(p.heldWall, now - DIP.baselineFrom, now - DIP.baselineTo);
+      const cur = mean(p.heldWall, now - DIP.current, now);
       const dips = base != null && cur != null && base - cur >= DIP.drop;
       p.node.classList.toggle("dipping", dips);
       if (dips) dipping.push(p);
