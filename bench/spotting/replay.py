@@ -29,12 +29,12 @@ import numpy as np
 from bench.spotting.meetings import REPO, _curve, load_source, make_meeting, render, truth
 from bench.spotting.score import Score, match, score_video
 from bench.spotting.sources import CLIPS, DEFAULT_CACHE, Clip, calibration_half, clip_path, fetch
-from bench.spotting.variants import VARIANTS
 from bridge.config import Settings
 from bridge.models.face import load_face_models
 from inference import spotting
 from inference.analyzer import FaceModels, ParticipantAnalyzer
-from inference.spotting import NOISE_FLOOR_UNITS, THRESHOLD_P, Spot
+from inference.motion import MotionExtractor
+from inference.spotting import NOISE_FLOOR_UNITS, THRESHOLD_P, Spot, Spotter
 from inference.types import FaceObservation
 
 
@@ -55,8 +55,9 @@ def _track(models: FaceModels, video: Path, store: Path) -> list[tuple[float, Fa
     return out
 
 
-def bench_video(models: FaceModels, cache: Path, work: Path, clip: Clip, *, v: int, still: bool,
-                seconds: float) -> tuple[str, Path, dict[str, Any], list[tuple[float, FaceObservation | None]]]:
+def bench_video(
+    models: FaceModels, cache: Path, work: Path, clip: Clip, *, v: int, still: bool, seconds: float
+) -> tuple[str, Path, dict[str, Any], list[tuple[float, FaceObservation | None]]]:
     """Video ``v`` of ``clip`` as the meetings bench renders it (same seed): its name, file, truth
     and tracked faces, rendered and tracked once into ``work``."""
     seed = sum(map(ord, clip.name)) * 100 + v + 50 * still
@@ -72,17 +73,18 @@ def bench_video(models: FaceModels, cache: Path, work: Path, clip: Clip, *, v: i
     return stem, video, tru, _track(models, video, work / f"{stem}.faces.pkl")
 
 
-def replay(video: Path, faces: list[tuple[float, FaceObservation | None]],
-           configs: tuple[tuple[float, float], ...] = (), variant: str = "shipped",
-           ) -> tuple[list[list[dict[str, Any]]], float, dict[str, float], list[float]]:
+def replay(
+    video: Path,
+    faces: list[tuple[float, FaceObservation | None]],
+    configs: tuple[tuple[float, float], ...] = (),
+) -> tuple[list[list[dict[str, Any]]], float, dict[str, float], list[float]]:
     """Motion and spotting over a tracked video: per spotter (the default one, or one per
     (noise floor, threshold p) in ``configs``, all fed the same motion) its micro/macro intervals as
     frame indices; the CPU seconds motion and the first spotter took; the first spotter's worst
     share of time per gate (over the regions); and its face noise after each frame (canonical px,
-    NaN where no face). ``variant``: a name in variants.VARIANTS."""
-    spotter_cls, motion_cls = VARIANTS[variant]
-    motion = motion_cls()
-    spotters = [spotter_cls(noise_floor_units=f, threshold_p=p) for f, p in configs] if configs else [spotter_cls()]
+    NaN where no face)."""
+    motion = MotionExtractor()
+    spotters = [Spotter(noise_floor_units=f, threshold_p=p) for f, p in configs] if configs else [Spotter()]
     times = [t for t, _ in faces]
     found: list[list[Any]] = [[] for _ in spotters]
     cpu = 0.0
@@ -133,9 +135,15 @@ def spot_frames(s: Spot, times: list[float]) -> dict[str, Any]:
     def frame_of(x: float) -> int:
         return int(np.searchsorted(times, x - 1e-6))
 
-    return {"kind": s.kind, "onset_frame": frame_of(s.onset_t), "apex_frame": frame_of(s.apex_t),
-            "offset_frame": frame_of(s.offset_t), "regions": list(s.regions), "strength": s.strength,
-            "noise_px": s.noise_px}
+    return {
+        "kind": s.kind,
+        "onset_frame": frame_of(s.onset_t),
+        "apex_frame": frame_of(s.apex_t),
+        "offset_frame": frame_of(s.offset_t),
+        "regions": list(s.regions),
+        "strength": s.strength,
+        "noise_px": s.noise_px,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -151,8 +159,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--single", type=float, default=None, help="SINGLE_REGION_FLOOR_UNITS for this run")
     ap.add_argument("--warmup", type=float, default=None, help="NOISE_WARMUP_S for this run")
     ap.add_argument("--occlusion-px", type=float, default=None, help="REGION_OCCLUSION_PX for this run")
-    ap.add_argument("--variant", default="shipped", choices=sorted(VARIANTS),
-                    help="a spotter or motion variant from bench/spotting/variants.py (not shipped)")
     ap.add_argument("--work", type=Path, default=REPO / "out" / "spotting-replay")
     args = ap.parse_args(argv)
     if args.single is not None:
@@ -175,9 +181,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     unlabeled_worst: dict[str, float] = {}
     for clip in [c for c in CLIPS if c.role == args.split]:
         for v in range(1 if args.still else args.videos_per_face):
-            stem, video, tru, faces = bench_video(models, args.cache, args.work, clip,
-                                                  v=v, still=args.still, seconds=args.seconds)
-            per_spotter, c, gates, noise = replay(video, faces, configs, args.variant)
+            stem, video, tru, faces = bench_video(
+                models, args.cache, args.work, clip, v=v, still=args.still, seconds=args.seconds
+            )
+            per_spotter, c, gates, noise = replay(video, faces, configs)
             cpu, frames = cpu + c, frames + sum(f is not None for _, f in faces)
             worst = {g: max(worst.get(g, 0.0), share) for g, share in gates.items()}
             line = []
@@ -186,15 +193,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 total.add(s)
                 row.append({"predictions": preds, "truth": tru, "noise": noise})
                 line.append(f"{s.micro.tp}/{s.micro.truth} pred {s.micro.predicted}")
-            print(f"{stem:40} {tru['condition']:30} micro {' | '.join(line)} "
-                  f"gates {json.dumps({g: round(share, 2) for g, share in gates.items() if share})}", flush=True)
+            print(
+                f"{stem:40} {tru['condition']:30} micro {' | '.join(line)} "
+                f"gates {json.dumps({g: round(share, 2) for g, share in gates.items() if share})}",
+                flush=True,
+            )
     results = []
     for total, row in zip(totals, rows, strict=True):
         o = total.summary()
-        results.append({"micro": [o["micro_precision"], o["micro_recall"], o["micro_f1"]],
-                        "found": o["micro_tp"], "truth": o["micro_truth"], "predicted": o["micro_pred"],
-                        "curve": {k: v["found"] for k, v in _curve(row).items()},
-                        "found_by_face_noise": recall_by_noise(row)})
+        results.append(
+            {
+                "micro": [o["micro_precision"], o["micro_recall"], o["micro_f1"]],
+                "found": o["micro_tp"],
+                "truth": o["micro_truth"],
+                "predicted": o["micro_pred"],
+                "curve": {k: v["found"] for k, v in _curve(row).items()},
+                "found_by_face_noise": recall_by_noise(row),
+            }
+        )
     if args.unlabeled:
         # per half of the unlabeled people (sources.calibration_half): the calibration half may steer
         # choices, the other half only checks them
@@ -203,22 +219,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for clip in [c for c in CLIPS if c.role == "unlabeled"]:
             path = clip_path(args.cache, clip)
             faces = _track(models, path, args.work / f"{clip.name}.faces.pkl")
-            per_spotter, _, gates, _ = replay(path, faces, configs, args.variant)
+            per_spotter, _, gates, _ = replay(path, faces, configs)
             unlabeled_worst = {g: max(unlabeled_worst.get(g, 0.0), share) for g, share in gates.items()}
             half = calibration_half(clip.identity)
-            micro[half] = [m + sum(p["kind"] == "micro" for p in preds)
-                           for m, preds in zip(micro[half], per_spotter, strict=True)]
+            micro[half] = [
+                m + sum(p["kind"] == "micro" for p in preds) for m, preds in zip(micro[half], per_spotter, strict=True)
+            ]
             half_seconds[half] += faces[-1][0] - faces[0][0]
         seconds = sum(half_seconds.values())
         for k, res in enumerate(results):
             res["unlabeled_micro_per_min"] = round((micro[True][k] + micro[False][k]) / (seconds / 60), 2)
-            res["unlabeled_micro"] = {"calibration half": f"{micro[True][k]} in {half_seconds[True] / 60:.2f} min",
-                                      "check half": f"{micro[False][k]} in {half_seconds[False] / 60:.2f} min"}
-    out = {"ms_per_frame_cpu": round(1000 * cpu / max(frames, 1), 3),
-           "worst_gate_share": {g: round(v, 3) for g, v in worst.items()},
-           "unlabeled_worst_gate_share": {g: round(v, 3) for g, v in unlabeled_worst.items()} or None,
-           "unlabeled_minutes": round(seconds / 60, 2) if args.unlabeled else None,
-           "by_floor_p": {f"{f:g} {p:g}": r for (f, p), r in zip(configs, results, strict=True)}}
+            res["unlabeled_micro"] = {
+                "calibration half": f"{micro[True][k]} in {half_seconds[True] / 60:.2f} min",
+                "check half": f"{micro[False][k]} in {half_seconds[False] / 60:.2f} min",
+            }
+    out = {
+        "ms_per_frame_cpu": round(1000 * cpu / max(frames, 1), 3),
+        "worst_gate_share": {g: round(v, 3) for g, v in worst.items()},
+        "unlabeled_worst_gate_share": {g: round(v, 3) for g, v in unlabeled_worst.items()} or None,
+        "unlabeled_minutes": round(seconds / 60, 2) if args.unlabeled else None,
+        "by_floor_p": {f"{f:g} {p:g}": r for (f, p), r in zip(configs, results, strict=True)},
+    }
     print(json.dumps(out))
     return out
 
