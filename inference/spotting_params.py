@@ -21,7 +21,7 @@ class SpotterParams:
     112-px aligned face, ~35-px IOD), scores in matched-template noise units."""
 
     # --- windows ---
-    # micro window k = (N-1)/2 frames for this N: CAS(ME)^2's micro mean is 0.4 s, issue 4 asked ~0.3 s; the doc
+    # micro window k = (N-1)/2 frames for this N: CAS(ME)^2's micro mean is 0.4 s, the issue asked ~0.3 s; the doc
     micro_n_s: float = 0.3
     # macro windows' k: CAS(ME)^2 macro mean 35 frames at 30 fps -> 0.6 s; 1.2 s reaches ~2.4 s (docs/sources.md)
     macro_k_s: tuple[float, ...] = (0.6, 1.2)
