@@ -15,15 +15,23 @@ import numpy as np
 
 from inference.emotion_cnn import FER_LABELS, FER_TO_EMOTION
 from inference.regions import EMOTION_AUS, REGION_INDEX
-from inference.spotting import MIN_NOISE_PX, Spot
+from inference.spotting import Spot
+from inference.spotting_params import DEFAULT_PARAMS
 
 # A signal whose AU prototype and CNN name different emotions (see CNN_MIN_CHANGE).
 UNCLEAR = "unclear"
 # Valence of each emotion on Russell's circumplex (Russell 1980; placements of Posner et al. 2005),
 # rounded; surprise is near neutral valence.
 VALENCE: dict[str, float] = {
-    "happiness": 0.8, "surprise": 0.1, "sadness": -0.6, "fear": -0.7, "anger": -0.8,
-    "disgust": -0.7, "contempt": -0.5, "neutral": 0.0, UNCLEAR: 0.0,
+    "happiness": 0.8,
+    "surprise": 0.1,
+    "sadness": -0.6,
+    "fear": -0.7,
+    "anger": -0.8,
+    "disgust": -0.7,
+    "contempt": -0.5,
+    "neutral": 0.0,
+    UNCLEAR: 0.0,
 }
 # An AU "moved" when its displacement reaches this many canonical pixels (112-px face; the
 # face's inter-ocular distance is ~35 px there, so ~1.5 % of it).
@@ -133,8 +141,8 @@ def supporting_aus(au: dict[str, float], emotion: str) -> tuple[str, ...]:
 
 def calibration_inputs(strength: float, noise_px: float) -> tuple[float, float]:
     """What the CALIBRATION curve reads: log peak strength and log motion noise (floored where the
-    spotter floors them)."""
-    return math.log(max(strength, 1.0)), math.log(max(noise_px, MIN_NOISE_PX))
+    shipped spotter floors them: the curve was fitted on its signals)."""
+    return math.log(max(strength, 1.0)), math.log(max(noise_px, DEFAULT_PARAMS.min_noise_px))
 
 
 def calibrated(strength: float, noise_px: float) -> float:

@@ -7,7 +7,9 @@ the meetings bench's videos (the same seeds as ``bench.spotting.meetings``), tra
 caches the faces; every later run only decodes the frames and reruns motion and spotting, several
 times faster than the full bench. Scores are micro recall per amplitude bin and predicted micro
 events (no emotion classification: intervals only). The full bench (``meetings``) stays the
-figure that counts; this is the loop for choosing settings on the tune identities.
+figure that counts; this is the loop for choosing settings on the tune identities. The settings
+to compare are built from the shipped ones (``dataclasses.replace(DEFAULT_PARAMS, ...)``, see
+``spotter_variants``), each handed to its own Spotter, all fed the same motion.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import math
 import pickle
 import sys
 import time
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +33,12 @@ import numpy as np
 from bench.spotting.meetings import REPO, _curve, load_source, make_meeting, render, truth
 from bench.spotting.score import Score, match, score_video
 from bench.spotting.sources import CLIPS, DEFAULT_CACHE, Clip, calibration_half, clip_path, fetch
-from bench.spotting.variants import VARIANTS
 from bridge.config import Settings
 from bridge.models.face import load_face_models
-from inference import spotting
 from inference.analyzer import FaceModels, ParticipantAnalyzer
-from inference.spotting import NOISE_FLOOR_UNITS, THRESHOLD_P, Spot
+from inference.motion import MotionExtractor
+from inference.spotting import Spot, Spotter
+from inference.spotting_params import DEFAULT_PARAMS, SpotterParams
 from inference.types import FaceObservation
 
 
@@ -55,8 +59,9 @@ def _track(models: FaceModels, video: Path, store: Path) -> list[tuple[float, Fa
     return out
 
 
-def bench_video(models: FaceModels, cache: Path, work: Path, clip: Clip, *, v: int, still: bool,
-                seconds: float) -> tuple[str, Path, dict[str, Any], list[tuple[float, FaceObservation | None]]]:
+def bench_video(
+    models: FaceModels, cache: Path, work: Path, clip: Clip, *, v: int, still: bool, seconds: float
+) -> tuple[str, Path, dict[str, Any], list[tuple[float, FaceObservation | None]]]:
     """Video ``v`` of ``clip`` as the meetings bench renders it (same seed): its name, file, truth
     and tracked faces, rendered and tracked once into ``work``."""
     seed = sum(map(ord, clip.name)) * 100 + v + 50 * still
@@ -72,17 +77,17 @@ def bench_video(models: FaceModels, cache: Path, work: Path, clip: Clip, *, v: i
     return stem, video, tru, _track(models, video, work / f"{stem}.faces.pkl")
 
 
-def replay(video: Path, faces: list[tuple[float, FaceObservation | None]],
-           configs: tuple[tuple[float, float], ...] = (), variant: str = "shipped",
-           ) -> tuple[list[list[dict[str, Any]]], float, dict[str, float], list[float]]:
-    """Motion and spotting over a tracked video: per spotter (the default one, or one per
-    (noise floor, threshold p) in ``configs``, all fed the same motion) its micro/macro intervals as
-    frame indices; the CPU seconds motion and the first spotter took; the first spotter's worst
-    share of time per gate (over the regions); and its face noise after each frame (canonical px,
-    NaN where no face). ``variant``: a name in variants.VARIANTS."""
-    spotter_cls, motion_cls = VARIANTS[variant]
-    motion = motion_cls()
-    spotters = [spotter_cls(noise_floor_units=f, threshold_p=p) for f, p in configs] if configs else [spotter_cls()]
+def replay(
+    video: Path,
+    faces: list[tuple[float, FaceObservation | None]],
+    params: Sequence[SpotterParams] = (DEFAULT_PARAMS,),
+) -> tuple[list[list[dict[str, Any]]], float, dict[str, float], list[float]]:
+    """Motion and spotting over a tracked video: per spotter (one per ``params``, all fed the same
+    motion) its micro/macro intervals as frame indices; the CPU seconds motion and the first
+    spotter took; the first spotter's worst share of time per gate (over the regions); and its face
+    noise after each frame (canonical px, NaN where no face)."""
+    motion = MotionExtractor()
+    spotters = [Spotter(prm) for prm in params]
     times = [t for t, _ in faces]
     found: list[list[Any]] = [[] for _ in spotters]
     cpu = 0.0
@@ -133,12 +138,35 @@ def spot_frames(s: Spot, times: list[float]) -> dict[str, Any]:
     def frame_of(x: float) -> int:
         return int(np.searchsorted(times, x - 1e-6))
 
-    return {"kind": s.kind, "onset_frame": frame_of(s.onset_t), "apex_frame": frame_of(s.apex_t),
-            "offset_frame": frame_of(s.offset_t), "regions": list(s.regions), "strength": s.strength,
-            "noise_px": s.noise_px}
+    return {
+        "kind": s.kind,
+        "onset_frame": frame_of(s.onset_t),
+        "apex_frame": frame_of(s.apex_t),
+        "offset_frame": frame_of(s.offset_t),
+        "regions": list(s.regions),
+        "strength": s.strength,
+        "noise_px": s.noise_px,
+    }
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def spotter_variants(args: argparse.Namespace) -> tuple[SpotterParams, ...]:
+    """The settings a run compares: one per (noise floor, threshold p) of ``--floors`` x ``--ps``
+    (the shipped ones where not given), each with ``--single``, ``--warmup`` and ``--occlusion-px``
+    where given and the shipped value of everything else."""
+    base = DEFAULT_PARAMS
+    if args.single is not None:
+        # --single is the units a region alone needs where the templates need the shipped floor
+        base = replace(base, single_region_weight=DEFAULT_PARAMS.noise_floor_units / args.single)
+    if args.warmup is not None:
+        base = replace(base, noise_warmup_s=args.warmup)
+    if args.occlusion_px is not None:
+        base = replace(base, region_occlusion_px=args.occlusion_px)
+    floors = [float(x) for x in args.floors.split(",") if x] or [base.noise_floor_units]
+    ps = [float(x) for x in args.ps.split(",") if x] or [base.threshold_p]
+    return tuple(replace(base, noise_floor_units=f, threshold_p=p) for f in floors for p in ps)
+
+
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--split", default="tune", choices=("heldout", "tune"))
@@ -146,28 +174,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--videos-per-face", type=int, default=1)
     ap.add_argument("--still", action="store_true", help="the still faces instead of the moving ones")
     ap.add_argument("--unlabeled", action="store_true", help="also count micro events on the unlabeled clips")
-    ap.add_argument("--floors", default="", help="comma-separated noise floors to compare (NOISE_FLOOR_UNITS)")
-    ap.add_argument("--ps", default="", help="comma-separated adaptive-threshold shares to compare (THRESHOLD_P)")
-    ap.add_argument("--single", type=float, default=None, help="SINGLE_REGION_FLOOR_UNITS for this run")
-    ap.add_argument("--warmup", type=float, default=None, help="NOISE_WARMUP_S for this run")
-    ap.add_argument("--occlusion-px", type=float, default=None, help="REGION_OCCLUSION_PX for this run")
-    ap.add_argument("--variant", default="shipped", choices=sorted(VARIANTS),
-                    help="a spotter or motion variant from bench/spotting/variants.py (not shipped)")
+    ap.add_argument("--floors", default="", help="comma-separated noise floors to compare (noise_floor_units)")
+    ap.add_argument("--ps", default="", help="comma-separated adaptive-threshold shares to compare (threshold_p)")
+    ap.add_argument(
+        "--single",
+        type=float,
+        default=None,
+        help="units a region alone needs at the shipped floor for this run (14 shipped; single_region_weight)",
+    )
+    ap.add_argument("--warmup", type=float, default=None, help="noise_warmup_s for this run")
+    ap.add_argument("--occlusion-px", type=float, default=None, help="region_occlusion_px for this run")
     ap.add_argument("--work", type=Path, default=REPO / "out" / "spotting-replay")
-    args = ap.parse_args(argv)
-    if args.single is not None:
-        spotting.SINGLE_REGION_FLOOR_UNITS = args.single
-    if args.warmup is not None:
-        spotting.NOISE_WARMUP_S = args.warmup
-    if args.occlusion_px is not None:
-        spotting.REGION_OCCLUSION_PX = args.occlusion_px
+    return ap
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parser().parse_args(argv)
+    variants = spotter_variants(args)
     models = load_face_models(Settings().model_dir, prefer_gpu=False, emotion=False)
     fetch(args.cache)
     args.work.mkdir(parents=True, exist_ok=True)
-    floors = [float(x) for x in args.floors.split(",") if x] or [NOISE_FLOOR_UNITS]
-    ps = [float(x) for x in args.ps.split(",") if x] or [THRESHOLD_P]
-    configs = tuple((f, p) for f in floors for p in ps)
-    n = len(configs)
+    n = len(variants)
     rows: list[list[dict[str, Any]]] = [[] for _ in range(n)]
     totals = [Score() for _ in range(n)]
     cpu, frames = 0.0, 0
@@ -175,9 +202,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     unlabeled_worst: dict[str, float] = {}
     for clip in [c for c in CLIPS if c.role == args.split]:
         for v in range(1 if args.still else args.videos_per_face):
-            stem, video, tru, faces = bench_video(models, args.cache, args.work, clip,
-                                                  v=v, still=args.still, seconds=args.seconds)
-            per_spotter, c, gates, noise = replay(video, faces, configs, args.variant)
+            stem, video, tru, faces = bench_video(
+                models, args.cache, args.work, clip, v=v, still=args.still, seconds=args.seconds
+            )
+            per_spotter, c, gates, noise = replay(video, faces, variants)
             cpu, frames = cpu + c, frames + sum(f is not None for _, f in faces)
             worst = {g: max(worst.get(g, 0.0), share) for g, share in gates.items()}
             line = []
@@ -186,15 +214,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 total.add(s)
                 row.append({"predictions": preds, "truth": tru, "noise": noise})
                 line.append(f"{s.micro.tp}/{s.micro.truth} pred {s.micro.predicted}")
-            print(f"{stem:40} {tru['condition']:30} micro {' | '.join(line)} "
-                  f"gates {json.dumps({g: round(share, 2) for g, share in gates.items() if share})}", flush=True)
+            print(
+                f"{stem:40} {tru['condition']:30} micro {' | '.join(line)} "
+                f"gates {json.dumps({g: round(share, 2) for g, share in gates.items() if share})}",
+                flush=True,
+            )
     results = []
     for total, row in zip(totals, rows, strict=True):
         o = total.summary()
-        results.append({"micro": [o["micro_precision"], o["micro_recall"], o["micro_f1"]],
-                        "found": o["micro_tp"], "truth": o["micro_truth"], "predicted": o["micro_pred"],
-                        "curve": {k: v["found"] for k, v in _curve(row).items()},
-                        "found_by_face_noise": recall_by_noise(row)})
+        results.append(
+            {
+                "micro": [o["micro_precision"], o["micro_recall"], o["micro_f1"]],
+                "found": o["micro_tp"],
+                "truth": o["micro_truth"],
+                "predicted": o["micro_pred"],
+                "curve": {k: v["found"] for k, v in _curve(row).items()},
+                "found_by_face_noise": recall_by_noise(row),
+            }
+        )
     if args.unlabeled:
         # per half of the unlabeled people (sources.calibration_half): the calibration half may steer
         # choices, the other half only checks them
@@ -203,22 +240,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for clip in [c for c in CLIPS if c.role == "unlabeled"]:
             path = clip_path(args.cache, clip)
             faces = _track(models, path, args.work / f"{clip.name}.faces.pkl")
-            per_spotter, _, gates, _ = replay(path, faces, configs, args.variant)
+            per_spotter, _, gates, _ = replay(path, faces, variants)
             unlabeled_worst = {g: max(unlabeled_worst.get(g, 0.0), share) for g, share in gates.items()}
             half = calibration_half(clip.identity)
-            micro[half] = [m + sum(p["kind"] == "micro" for p in preds)
-                           for m, preds in zip(micro[half], per_spotter, strict=True)]
+            micro[half] = [
+                m + sum(p["kind"] == "micro" for p in preds) for m, preds in zip(micro[half], per_spotter, strict=True)
+            ]
             half_seconds[half] += faces[-1][0] - faces[0][0]
         seconds = sum(half_seconds.values())
         for k, res in enumerate(results):
             res["unlabeled_micro_per_min"] = round((micro[True][k] + micro[False][k]) / (seconds / 60), 2)
-            res["unlabeled_micro"] = {"calibration half": f"{micro[True][k]} in {half_seconds[True] / 60:.2f} min",
-                                      "check half": f"{micro[False][k]} in {half_seconds[False] / 60:.2f} min"}
-    out = {"ms_per_frame_cpu": round(1000 * cpu / max(frames, 1), 3),
-           "worst_gate_share": {g: round(v, 3) for g, v in worst.items()},
-           "unlabeled_worst_gate_share": {g: round(v, 3) for g, v in unlabeled_worst.items()} or None,
-           "unlabeled_minutes": round(seconds / 60, 2) if args.unlabeled else None,
-           "by_floor_p": {f"{f:g} {p:g}": r for (f, p), r in zip(configs, results, strict=True)}}
+            res["unlabeled_micro"] = {
+                "calibration half": f"{micro[True][k]} in {half_seconds[True] / 60:.2f} min",
+                "check half": f"{micro[False][k]} in {half_seconds[False] / 60:.2f} min",
+            }
+    out = {
+        "ms_per_frame_cpu": round(1000 * cpu / max(frames, 1), 3),
+        "worst_gate_share": {g: round(v, 3) for g, v in worst.items()},
+        "unlabeled_worst_gate_share": {g: round(v, 3) for g, v in unlabeled_worst.items()} or None,
+        "unlabeled_minutes": round(seconds / 60, 2) if args.unlabeled else None,
+        "by_floor_p": {
+            f"{prm.noise_floor_units:g} {prm.threshold_p:g}": r for prm, r in zip(variants, results, strict=True)
+        },
+    }
     print(json.dumps(out))
     return out
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import FrozenInstanceError, replace
 
 import numpy as np
 import pytest
@@ -12,7 +13,6 @@ from inference.motion import MotionSample
 from inference.regions import REGION_INDEX, REGIONS, TEMPLATE_NAMES
 from inference.spotting import (
     MICRO_MAX_S,
-    NOISE_FLOOR_UNITS,
     Spot,
     Spotter,
     SpotterStats,
@@ -21,13 +21,15 @@ from inference.spotting import (
     micro_k_s,
     oscillation_hz,
 )
+from inference.spotting_params import DEFAULT_PARAMS
 
 pytestmark = pytest.mark.unit
 R = len(REGIONS)
 
 
-def _stream(fps: float, seconds: float, displacement: callable, seed: int = 0,  # type: ignore[valid-type]
-            drop: float = 0.0) -> list[MotionSample]:
+def _stream(
+    fps: float, seconds: float, displacement: Callable[[float], np.ndarray], seed: int = 0, drop: float = 0.0
+) -> list[MotionSample]:
     """Samples whose region positions follow ``displacement(t) -> (R, 2)`` plus flow noise."""
     rng = np.random.default_rng(seed)
     out, prev = [], np.zeros((R, 2))
@@ -39,17 +41,30 @@ def _stream(fps: float, seconds: float, displacement: callable, seed: int = 0,  
         pos = displacement(t)
         flow = pos - prev + rng.normal(0, 0.03, (R, 2))
         prev = pos
-        out.append(MotionSample(t=t, flow=flow.astype(np.float32), chained=bool(out), eye_openness=0.28,
-                                mouth_open=0.1, brightness=120.0, outliers=0.0, turn=0.0, nod=0.5, fer_crop=crop))
+        out.append(
+            MotionSample(
+                t=t,
+                flow=flow.astype(np.float32),
+                chained=bool(out),
+                eye_openness=0.28,
+                mouth_open=0.1,
+                brightness=120.0,
+                outliers=0.0,
+                turn=0.0,
+                nod=0.5,
+                fer_crop=crop,
+            )
+        )
     return out
 
 
-def _bump(region: str, onset: float, duration: float, vec: tuple[float, float]) -> callable:  # type: ignore[valid-type]
+def _bump(region: str, onset: float, duration: float, vec: tuple[float, float]) -> Callable[[float], np.ndarray]:
     def f(t: float) -> np.ndarray:
         d = np.zeros((R, 2))
         if onset < t < onset + duration:
             d[REGION_INDEX[region]] = np.array(vec) * math.sin(math.pi * (t - onset) / duration)
         return d
+
     return f
 
 
@@ -60,7 +75,7 @@ def _spots(samples: list[MotionSample], fps: float) -> list[Spot]:
 
 @pytest.mark.parametrize("fps", [10.0, 15.0, 30.0, 60.0])
 def test_a_short_movement_is_one_micro_event_at_any_rate(fps: float) -> None:
-    # (the first seconds calibrate each region's noise: NOISE_WARMUP_S)
+    # (the first seconds calibrate each region's noise: noise_warmup_s)
     spots = _spots(_stream(fps, 12.0, _bump("mouth_corner_R", 6.0, 0.3, (-1.0, -1.5))), fps)
     assert len(spots) == 1
     s = spots[0]
@@ -161,8 +176,8 @@ def test_matched_score_ignores_gated_regions() -> None:
 def test_a_small_action_over_several_regions_is_spotted() -> None:
     # Each region moves by less than a region alone needs (one region moving so is not spotted);
     # together, as the surprise template reads them, they stand out. The per-axis noise of the
-    # 2-frame micro window at 15 fps is 0.03 x sqrt(2) px, near the floor of MIN_NOISE_PX.
-    px = 0.9 * NOISE_FLOOR_UNITS * 0.03 * math.sqrt(2)
+    # 2-frame micro window at 15 fps is 0.03 x sqrt(2) px, near the floor of min_noise_px.
+    px = 0.9 * DEFAULT_PARAMS.noise_floor_units * 0.03 * math.sqrt(2)
 
     def act(t: float) -> np.ndarray:
         return _surprise(px) * (math.sin(math.pi * (t - 6.0) / 0.3) if 6.0 < t < 6.3 else 0.0)
@@ -175,15 +190,17 @@ def test_a_small_action_over_several_regions_is_spotted() -> None:
 
 
 def test_micro_window_follows_the_rate() -> None:
-    assert micro_k_s(15.0) == pytest.approx(2 / 15)
-    assert micro_k_s(30.0) == pytest.approx(4 / 30)
-    assert micro_k_s(10.0) == pytest.approx(1 / 10)
+    n_s = DEFAULT_PARAMS.micro_n_s
+    assert micro_k_s(15.0, n_s) == pytest.approx(2 / 15)
+    assert micro_k_s(30.0, n_s) == pytest.approx(4 / 30)
+    assert micro_k_s(10.0, n_s) == pytest.approx(1 / 10)
 
 
 def test_oscillation_rate() -> None:
     t = np.arange(0, 1.5, 1 / 15)
-    assert oscillation_hz(t, np.sin(2 * math.pi * 4 * t), 0.2) == pytest.approx(4.0, rel=0.25)
-    assert oscillation_hz(t, np.sin(2 * math.pi * 0.5 * t), 0.2) == 0.0  # less than two cycles
+    cycles = DEFAULT_PARAMS.talk_min_cycles
+    assert oscillation_hz(t, np.sin(2 * math.pi * 4 * t), 0.2, cycles) == pytest.approx(4.0, rel=0.25)
+    assert oscillation_hz(t, np.sin(2 * math.pi * 0.5 * t), 0.2, cycles) == 0.0  # less than two cycles
 
 
 _HAND = np.array([r.mouth for r in REGIONS], np.float32) * 4.0  # px per frame where the hand passes
@@ -231,8 +248,10 @@ def test_blink_gate_is_calibrated_to_the_persons_own_eyes() -> None:
     # Narrow eyes: small openness with jitter that is a large share of it. The gate must not sit
     # on permanently (issue 11: ~1,200 firings in 30 s on such a face).
     rng = np.random.default_rng(5)
-    samples = [replace(s, eye_openness=float(0.12 + rng.normal(0, 0.02)))
-               for s in _stream(15.0, 30.0, lambda t: np.zeros((R, 2)))]
+    samples = [
+        replace(s, eye_openness=float(0.12 + rng.normal(0, 0.02)))
+        for s in _stream(15.0, 30.0, lambda t: np.zeros((R, 2)))
+    ]
     sp = Spotter(fps_hint=15.0)
     for x in samples:
         sp.push(x)
@@ -266,14 +285,55 @@ def test_gate_warnings_name_the_gate_and_the_regions() -> None:
 
     quiet = SpotterStats(windows=100, gated={"head": {"chin": 0.1}, "talk": {"lip_lower": 0.25}}, noise={})
     assert quiet.warnings() == []
-    loud = SpotterStats(windows=100, gated={"head": {"chin": 0.45, "glabella": 0.5}, "talk": {"lip_lower": 0.1}},
-                        noise={})
+    loud = SpotterStats(
+        windows=100, gated={"head": {"chin": 0.45, "glabella": 0.5}, "talk": {"lip_lower": 0.1}}, noise={}
+    )
     (line,) = loud.warnings()
     assert "head gate" in line and "50 %" in line and "glabella" in line and "chin" in line
 
 
 def test_an_action_soon_after_the_stream_starts_is_spotted() -> None:
-    # The noise scale needs some history (NOISE_WARMUP_S), but not so much that the first
+    # The noise scale needs some history (noise_warmup_s), but not so much that the first
     # seconds of every stream are blind (issue 11: the still faces' first action, at 1.5 s).
     spots = _spots(_stream(15.0, 6.0, _bump("brow_inner_L", 1.5, 0.3, (0.0, -2.0))), 15.0)
     assert len(spots) == 1 and spots[0].onset_t == pytest.approx(1.5, abs=0.15)
+
+
+def _weak_surprise() -> list[MotionSample]:
+    """A surprise about 1.35x the default floor (the small action above)."""
+    px = 0.9 * DEFAULT_PARAMS.noise_floor_units * 0.03 * math.sqrt(2)
+
+    def act(t: float) -> np.ndarray:
+        return _surprise(px) * (math.sin(math.pi * (t - 6.0) / 0.3) if 6.0 < t < 6.3 else 0.0)
+
+    return _stream(15.0, 12.0, act)
+
+
+def test_each_spotter_reads_its_own_params() -> None:
+    # Two spotters fed the same samples in turn: a floor 1.5x higher drops the weak event the default
+    # one spots, and neither leaks its settings into the other.
+    strict = Spotter(replace(DEFAULT_PARAMS, noise_floor_units=1.5 * DEFAULT_PARAMS.noise_floor_units), fps_hint=15.0)
+    shipped = Spotter(fps_hint=15.0)
+    found: dict[str, list[Spot]] = {"strict": [], "shipped": []}
+    for x in _weak_surprise():
+        found["strict"] += strict.push(x)
+        found["shipped"] += shipped.push(x)
+    assert [s.kind for s in found["shipped"]] == ["micro"]
+    assert found["strict"] == []
+    assert shipped.params is DEFAULT_PARAMS
+
+
+def test_a_looser_occlusion_limit_lets_the_hand_through() -> None:
+    # The hand moves the mouth regions 4 px a frame: over the default 3-px limit, under 5 px.
+    samples = _hand_over_mouth(_stream(15.0, 12.0, _bump("lip_lower", 6.0, 0.3, (0.0, 2.5))))
+    assert _spots(samples, 15.0) == []
+    loose = Spotter(replace(DEFAULT_PARAMS, region_occlusion_px=5.0), fps_hint=15.0)
+    spots = [s for x in samples for s in loose.push(x)]
+    assert len(spots) == 1 and "lip_lower" in spots[0].regions
+
+
+def test_params_are_frozen() -> None:
+    with pytest.raises(FrozenInstanceError):
+        DEFAULT_PARAMS.noise_floor_units = 11.0  # type: ignore[misc]
+    changed = replace(DEFAULT_PARAMS, noise_floor_units=11.0)
+    assert changed.noise_floor_units == 11.0 and DEFAULT_PARAMS.noise_floor_units == 10.0
