@@ -46,10 +46,10 @@ from bench.spotting.generate import yaw_warp
 from bench.spotting.run import analyse_file
 from bench.spotting.score import Score, match, score_video
 from bench.spotting.sources import CLIPS, DEFAULT_CACHE, Clip, calibration_half, clip_path, fetch
-from bridge.commands.analyze import event_json
 from bridge.config import Settings
 from bridge.demo.actions import AU_MOVES, EMOTION_AUS, EMOTIONS, Action, contempt_aus
 from bridge.demo.puppet import displacement_controls, warp
+from bridge.media.fileanalysis import event_json
 from bridge.models.face import load_face_models
 from inference.analyzer import FaceModels, ParticipantAnalyzer
 

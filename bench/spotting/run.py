@@ -20,10 +20,10 @@ import numpy as np
 
 from bench.spotting.generate import CLIP_NEUTRAL_FRAMES, TIERS, make_scenario, render, truth, write_truth
 from bench.spotting.score import Score, score_video
-from bridge.commands.analyze import event_json
 from bridge.config import Settings
 from bridge.demo.puppet import face_landmarks
 from bridge.demo.scene import astronaut
+from bridge.media.fileanalysis import event_json
 from bridge.models.face import load_face_models
 from inference.analyzer import FaceModels, ParticipantAnalyzer, SpottedExpression
 
