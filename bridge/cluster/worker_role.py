@@ -253,8 +253,12 @@ class WorkerRole:
                 try:
                     checked = await check_target(request.url, parse_allow(self.settings.join_allow))
                 except (TargetRefused, ValueError) as exc:
-                    log.error("meeting %s: target refused on this worker (%s); request %s dropped",
-                              request.meeting_id, exc, request.id)
+                    log.error(
+                        "meeting %s: target refused on this worker (%s); request %s dropped",
+                        request.meeting_id,
+                        exc,
+                        request.id,
+                    )
                     return True
                 self._addresses[request.meeting_id] = checked.address
             if self.participants + request.participants > self.capacity:

@@ -44,10 +44,17 @@ INNER_STOP_S = 20.0
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("demo", help="serve + a synthetic participant joining over WebRTC, until Ctrl-C")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)")
-    p.add_argument("--context", default="customer",
-                   choices=["customer", "public", "research", "clinical", "workplace", "education"])
-    p.add_argument("--netns", choices=["auto", "on", "off"], default="auto",
-                   help="run WebRTC inside a private network namespace (auto: when one can be made)")
+    p.add_argument(
+        "--context",
+        default="customer",
+        choices=["customer", "public", "research", "clinical", "workplace", "education"],
+    )
+    p.add_argument(
+        "--netns",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="run WebRTC inside a private network namespace (auto: when one can be made)",
+    )
     # Internal: the Unix socket the service inside the namespace also listens on.
     p.add_argument("--unix-socket", type=Path, default=None, help=argparse.SUPPRESS)
     p.set_defaults(run=run)
@@ -92,10 +99,19 @@ async def _serve_demo(args: argparse.Namespace, settings: Settings) -> int:
         print(created.dashboard_url, flush=True)
         async with printing_cues(service.bus.subscribe(meeting_id)):
             ws_base = f"ws://{settings.host}:{settings.port}"
-            client = await join_room(ws_base, meeting_id, created.join_token, name="Demo participant",
-                                     consent=True, tracks=[SyntheticFaceTrack(frames, fps=FPS)])
-            print(f"synthetic participant {client.participant_id} joined over WebRTC ({client.bot}); "
-                  "Ctrl-C ends the meeting", file=sys.stderr)
+            client = await join_room(
+                ws_base,
+                meeting_id,
+                created.join_token,
+                name="Demo participant",
+                consent=True,
+                tracks=[SyntheticFaceTrack(frames, fps=FPS)],
+            )
+            print(
+                f"synthetic participant {client.participant_id} joined over WebRTC ({client.bot}); "
+                "Ctrl-C ends the meeting",
+                file=sys.stderr,
+            )
             async with stop_on_signals() as stop:
                 try:
                     with contextlib.suppress(TimeoutError):
@@ -107,9 +123,11 @@ async def _serve_demo(args: argparse.Namespace, settings: Settings) -> int:
                     await service.end_meeting(meeting_id)
                     # stderr is where the log goes (and a journal keeps it): no token here; the dashboard
                     # link on stdout carries it, and `microcue report` needs none
-                    print(f"meeting ended; report: microcue report {meeting_id} --format html (or "
-                          f"{settings.base_url}/api/meetings/{meeting_id}/report.html with the dashboard's token)",
-                          file=sys.stderr)
+                    print(
+                        f"meeting ended; report: microcue report {meeting_id} --format html (or "
+                        f"{settings.base_url}/api/meetings/{meeting_id}/report.html with the dashboard's token)",
+                        file=sys.stderr,
+                    )
     return 0
 
 
@@ -128,8 +146,18 @@ async def _demo_in_namespace(args: argparse.Namespace, settings: Settings) -> in
 
     with tempfile.TemporaryDirectory(prefix="microcue-demo-") as tmp:
         sock_path = Path(tmp) / "service.sock"
-        inner = [sys.executable, "-m", "web.cli", "demo", "--netns", "off", "--context", args.context,
-                 "--unix-socket", str(sock_path)]
+        inner = [
+            sys.executable,
+            "-m",
+            "web.cli",
+            "demo",
+            "--netns",
+            "off",
+            "--context",
+            args.context,
+            "--unix-socket",
+            str(sock_path),
+        ]
         if args.duration is not None:
             inner += ["--duration", str(args.duration)]
         try:
@@ -165,6 +193,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             return asyncio.run(_demo_in_namespace(args, settings))
         if args.netns == "on":
             raise NetnsError(problem)
-        print(f"microcue demo: no private network namespace ({problem}); WebRTC uses this machine's "
-              "own addresses", file=sys.stderr)
+        print(
+            f"microcue demo: no private network namespace ({problem}); WebRTC uses this machine's own addresses",
+            file=sys.stderr,
+        )
     return asyncio.run(_serve_demo(args, settings))
