@@ -42,7 +42,7 @@ from bridge.bus.mqtt import MqttBus
 from bridge.config import Settings
 from inference.cues import Cue
 from web.app import create_app
-from web.commands.serve import WS_MAX_SIZE
+from web.commands.harness import WS_MAX_SIZE
 from web.ws.live import LiveOptions
 
 #: Connections per client process: 10 x 200 msg/s = 2000 msg/s, comfortably within one Python process.

@@ -46,10 +46,10 @@ from bench.spotting.generate import yaw_warp
 from bench.spotting.run import analyse_file
 from bench.spotting.score import Score, match, score_video
 from bench.spotting.sources import CLIPS, DEFAULT_CACHE, Clip, calibration_half, clip_path, fetch
-from bridge.commands.analyze import event_json
 from bridge.config import Settings
 from bridge.demo.actions import AU_MOVES, EMOTION_AUS, EMOTIONS, Action, contempt_aus
 from bridge.demo.puppet import displacement_controls, warp
+from bridge.media.fileanalysis import event_json
 from bridge.models.face import load_face_models
 from inference.analyzer import FaceModels, ParticipantAnalyzer
 
@@ -142,11 +142,24 @@ def make_meeting(clip: Clip, seconds: float, seed: int, still: bool = False) -> 
     if still:
         cond = Condition("h264", 1000, 15, 0.0, 1.5, 0.0, 0.0)
     else:
-        cond = Condition(str(rng.choice(CODECS)), int(rng.choice(BITRATES_KBPS)), int(rng.choice(FPS)),
-                         DROP_SHARE if rng.random() < 0.5 else 0.0, float(rng.uniform(1.0, 4.0)),
-                         float(rng.uniform(0.0, 0.03)), float(rng.uniform(0.0, 0.12)))
-    m = Meeting(clip.name, clip.identity, "still" if still else clip.role, seconds, cond,
-                float(rng.uniform(*IOD_PX)), still=still)
+        cond = Condition(
+            str(rng.choice(CODECS)),
+            int(rng.choice(BITRATES_KBPS)),
+            int(rng.choice(FPS)),
+            DROP_SHARE if rng.random() < 0.5 else 0.0,
+            float(rng.uniform(1.0, 4.0)),
+            float(rng.uniform(0.0, 0.03)),
+            float(rng.uniform(0.0, 0.12)),
+        )
+    m = Meeting(
+        clip.name,
+        clip.identity,
+        "still" if still else clip.role,
+        seconds,
+        cond,
+        float(rng.uniform(*IOD_PX)),
+        still=still,
+    )
     t = 1.5
     lo, hi = STILL_MICRO_IOD if still else MICRO_IOD
     while t < seconds - 3.5:
@@ -156,14 +169,20 @@ def make_meeting(clip: Clip, seconds: float, seed: int, still: bool = False) -> 
         duration = float(rng.uniform(*(MACRO_S if macro else MICRO_S)))
         amp = float(rng.uniform(*MACRO_IOD)) if macro else float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
         apex_at = float(rng.uniform(0.35, 0.6))
-        m.actions.append(Action("macro" if macro else "micro", emotion, aus, t, t + apex_at * duration,
-                                t + duration, amp))
+        m.actions.append(
+            Action("macro" if macro else "micro", emotion, aus, t, t + apex_at * duration, t + duration, amp)
+        )
         t += duration + float(rng.uniform(1.5, 3.0))
     if not still:
         for _ in range(int(seconds / 15)):
             m.hands.append((float(rng.uniform(1.0, seconds - 2.0)), float(rng.uniform(0.8, 1.5))))
-            m.turns.append((float(rng.uniform(1.0, seconds - 4.0)), float(rng.uniform(0.6, 1.2)),
-                            float(rng.choice([-1, 1]) * rng.uniform(5, 15))))
+            m.turns.append(
+                (
+                    float(rng.uniform(1.0, seconds - 4.0)),
+                    float(rng.uniform(0.6, 1.2)),
+                    float(rng.choice([-1, 1]) * rng.uniform(5, 15)),
+                )
+            )
     return m
 
 
@@ -200,8 +219,17 @@ def _hand(frame: np.ndarray, lm: np.ndarray, m: Meeting, t: float, iod: float) -
             mouth = lm[[13, 14]].mean(0)
             cx = mouth[0] + (x - 0.5) * 5 * iod
             cy = mouth[1] + 0.3 * iod
-            cv2.ellipse(frame, (int(cx), int(cy)), (int(0.9 * iod), int(1.3 * iod)), 20, 0, 360,
-                        (205, 160, 135), -1, cv2.LINE_AA)
+            cv2.ellipse(
+                frame,
+                (int(cx), int(cy)),
+                (int(0.9 * iod), int(1.3 * iod)),
+                20,
+                0,
+                360,
+                (205, 160, 135),
+                -1,
+                cv2.LINE_AA,
+            )
 
 
 def render(m: Meeting, src: Source, out: Path, seed: int) -> list[float]:
@@ -211,8 +239,9 @@ def render(m: Meeting, src: Source, out: Path, seed: int) -> list[float]:
     first = next(lm for lm in src.landmarks if lm is not None)
     scale = m.target_iod / _iod(first)
     centre = first.mean(0)
-    affine = np.array([[scale, 0, FRAME[0] / 2 - scale * centre[0]],
-                       [0, scale, FRAME[1] / 2 - scale * centre[1]]], np.float64)
+    affine = np.array(
+        [[scale, 0, FRAME[0] / 2 - scale * centre[0]], [0, scale, FRAME[1] / 2 - scale * centre[1]]], np.float64
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     kept: list[float] = []
     n = int(m.seconds * cond.fps)
@@ -223,8 +252,11 @@ def render(m: Meeting, src: Source, out: Path, seed: int) -> list[float]:
         stream.pix_fmt = "yuv420p"
         stream.bit_rate = cond.kbps * 1000
         stream.codec_context.time_base = Fraction(1, cond.fps)
-        stream.options = ({"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"} if vp8
-                          else {"preset": "veryfast", "tune": "zerolatency"})
+        stream.options = (
+            {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
+            if vp8
+            else {"preset": "veryfast", "tune": "zerolatency"}
+        )
         for i in range(n):
             t = i / cond.fps
             if i > 0 and rng.random() < cond.drops:
@@ -260,20 +292,42 @@ def truth(m: Meeting, kept: list[float]) -> dict[str, Any]:
         return int(np.argmin(np.abs(times - t)))
 
     return {
-        "clip": m.clip, "identity": m.identity, "split": m.split, "condition": m.condition.label,
-        "fps": m.condition.fps, "frames": len(kept), "distractor_only": [],
-        "events": [{"kind": a.kind, "emotion": a.emotion, "aus": list(a.aus), "onset_frame": fi(a.onset),
-                    "apex_frame": fi(a.apex), "offset_frame": fi(a.offset), "onset_s": a.onset,
-                    "apex_s": a.apex, "offset_s": a.offset, "amplitude_iod": a.amplitude} for a in m.actions],
+        "clip": m.clip,
+        "identity": m.identity,
+        "split": m.split,
+        "condition": m.condition.label,
+        "fps": m.condition.fps,
+        "frames": len(kept),
+        "distractor_only": [],
+        "events": [
+            {
+                "kind": a.kind,
+                "emotion": a.emotion,
+                "aus": list(a.aus),
+                "onset_frame": fi(a.onset),
+                "apex_frame": fi(a.apex),
+                "offset_frame": fi(a.offset),
+                "onset_s": a.onset,
+                "apex_s": a.apex,
+                "offset_s": a.offset,
+                "amplitude_iod": a.amplitude,
+            }
+            for a in m.actions
+        ],
     }
 
 
 def analyse(models: FaceModels, path: Path) -> dict[str, Any]:
     analyzer, found, times, wall = analyse_file(models, path)
     stats = analyzer.spotter.stats()
-    return {"predictions": [event_json(f, times) for f in found], "frames": len(times),
-            "seconds": (times[-1] - times[0]) if len(times) > 1 else 0.0,
-            "wall_s": wall, "gated": stats.gated, "noise": stats.noise}
+    return {
+        "predictions": [event_json(f, times) for f in found],
+        "frames": len(times),
+        "seconds": (times[-1] - times[0]) if len(times) > 1 else 0.0,
+        "wall_s": wall,
+        "gated": stats.gated,
+        "noise": stats.noise,
+    }
 
 
 def _curve(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -287,8 +341,10 @@ def _curve(rows: list[dict[str, Any]]) -> dict[str, Any]:
                 if lo <= ev["amplitude_iod"] < hi:
                     hits[point][0] += id(ev) in matched
                     hits[point][1] += 1
-    return {str(p): {"recall": round(h / n, 3) if n else None, "found": h, "events": n}
-            for p, (h, n) in sorted(hits.items())}
+    return {
+        str(p): {"recall": round(h / n, 3) if n else None, "found": h, "events": n}
+        for p, (h, n) in sorted(hits.items())
+    }
 
 
 def _emotions_found(rows: list[dict[str, Any]]) -> dict[str, int]:
@@ -310,8 +366,13 @@ def _reliability(rows: list[dict[str, Any]], unlabeled: list[dict[str, Any]]) ->
     table = []
     for lo, hi in itertools.pairwise(CONF_BINS):
         inside = [ok for c, ok in pairs if lo <= c < hi]
-        table.append({"bin": f"{lo:.1f}-{min(hi, 1.0):.1f}", "signals": len(inside),
-                      "true_share": round(sum(inside) / len(inside), 3) if inside else None})
+        table.append(
+            {
+                "bin": f"{lo:.1f}-{min(hi, 1.0):.1f}",
+                "signals": len(inside),
+                "true_share": round(sum(inside) / len(inside), 3) if inside else None,
+            }
+        )
     return table
 
 
@@ -328,7 +389,6 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     total = Score()
     by_cond: dict[str, Score] = defaultdict(Score)
     for row in rows:
-
         s = score_video(row["predictions"], row["truth"])
         total.add(s)
         c = row["truth"]["condition"]
@@ -336,16 +396,25 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         rate = "<=350" if kbps <= 350 else "600-1000"
         band = "still" if row["truth"]["split"] == "still" else f"{codec} {rate} kbit/s"
         by_cond[band].add(s)
-    return {"overall": total.summary(), "by_condition": {k: v.summary() for k, v in sorted(by_cond.items())},
-            "curve": _curve(rows), "emotions_found": _emotions_found(rows), "worst_gate_share": _gates(rows)}
+    return {
+        "overall": total.summary(),
+        "by_condition": {k: v.summary() for k, v in sorted(by_cond.items())},
+        "curve": _curve(rows),
+        "emotions_found": _emotions_found(rows),
+        "worst_gate_share": _gates(rows),
+    }
 
 
 def main(argv: list[str] | None = None, models: FaceModels | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--mirror", type=Path, default=None)
-    ap.add_argument("--split", default="heldout", choices=("heldout", "tune", "both", "unlabeled"),
-                    help="base faces to inject actions into; 'unlabeled' runs only the false-positive clips")
+    ap.add_argument(
+        "--split",
+        default="heldout",
+        choices=("heldout", "tune", "both", "unlabeled"),
+        help="base faces to inject actions into; 'unlabeled' runs only the false-positive clips",
+    )
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--videos-per-face", type=int, default=2)
     ap.add_argument("--no-unlabeled", action="store_true")
@@ -356,7 +425,6 @@ def main(argv: list[str] | None = None, models: FaceModels | None = None) -> dic
     if args.split == "unlabeled" and args.no_unlabeled:
         ap.error("--split unlabeled and --no-unlabeled leave nothing to run")
     if models is None:
-
         models = load_face_models(Settings().model_dir, prefer_gpu=False, emotion=True)
     fetch(args.cache, args.mirror)
     splits: tuple[str, ...] = {"both": ("tune", "heldout"), "unlabeled": ()}.get(args.split, (args.split,))
@@ -377,61 +445,86 @@ def main(argv: list[str] | None = None, models: FaceModels | None = None) -> dic
             row = analyse(models, video) | {"truth": truth(m, kept), "video": video.name}
             rows.append(row)
             s = summarise([row])["overall"]
-            print(f"{split:8} {video.name:34} {m.condition.label:32} micro {s['micro_tp']}/{s['micro_truth']} "
-                  f"pred {s['micro_pred']} macro {s['macro_tp']}/{s['macro_truth']} "
-                  f"gates {json.dumps({k: round(v, 2) for k, v in _gates([row]).items()})}", flush=True)
+            print(
+                f"{split:8} {video.name:34} {m.condition.label:32} micro {s['micro_tp']}/{s['micro_truth']} "
+                f"pred {s['micro_pred']} macro {s['macro_tp']}/{s['macro_truth']} "
+                f"gates {json.dumps({k: round(v, 2) for k, v in _gates([row]).items()})}",
+                flush=True,
+            )
         moving = [r for r in rows if r["truth"]["split"] != "still"]
         still_rows = [r for r in rows if r["truth"]["split"] == "still"]
-        results["splits"][split] = {"moving": summarise(moving) if moving else None,
-                                    "still": summarise(still_rows) if still_rows else None,
-                                    "rows": rows}
+        results["splits"][split] = {
+            "moving": summarise(moving) if moving else None,
+            "still": summarise(still_rows) if still_rows else None,
+            "rows": rows,
+        }
     if not args.no_unlabeled:
         unl = []
         for clip in [c for c in CLIPS if c.role == "unlabeled"]:
             row = analyse(models, clip_path(args.cache, clip)) | {"video": clip.name, "identity": clip.identity}
             unl.append(row)
             conf = [round(p["confidence"], 2) for p in row["predictions"] if p["kind"] == "micro"]
-            print(f"unlabeled {clip.name:24} {row['seconds']:6.1f} s micro {len(conf)} {conf} "
-                  f"gates {json.dumps({k: round(v, 2) for k, v in _gates([row]).items()})}", flush=True)
+            print(
+                f"unlabeled {clip.name:24} {row['seconds']:6.1f} s micro {len(conf)} {conf} "
+                f"gates {json.dumps({k: round(v, 2) for k, v in _gates([row]).items()})}",
+                flush=True,
+            )
         micro = sum(1 for r in unl for p in r["predictions"] if p["kind"] == "micro")
         minutes = sum(r["seconds"] for r in unl) / 60
-        results["unlabeled"] = {"minutes": round(minutes, 2), "clips": len(unl),
-                                "identities": len({r["identity"] for r in unl}), "micro": micro,
-                                "micro_fp_per_min": round(micro / minutes, 2) if minutes else None,
-                                "worst_gate_share": _gates(unl),
-                                "per_clip": {r["video"]: {"seconds": round(r["seconds"], 1), "identity": r["identity"],
-                                                          "micro": sum(p["kind"] == "micro" for p in r["predictions"]),
-                                                          "gates": _gates([r]), "predictions": r["predictions"]}
-                                             for r in unl}}
+        results["unlabeled"] = {
+            "minutes": round(minutes, 2),
+            "clips": len(unl),
+            "identities": len({r["identity"] for r in unl}),
+            "micro": micro,
+            "micro_fp_per_min": round(micro / minutes, 2) if minutes else None,
+            "worst_gate_share": _gates(unl),
+            "per_clip": {
+                r["video"]: {
+                    "seconds": round(r["seconds"], 1),
+                    "identity": r["identity"],
+                    "micro": sum(p["kind"] == "micro" for p in r["predictions"]),
+                    "gates": _gates([r]),
+                    "predictions": r["predictions"],
+                }
+                for r in unl
+            },
+        }
         for floor in FLOORS:
             shown = sum(1 for r in unl for p in r["predictions"] if p["kind"] == "micro" and p["confidence"] >= floor)
             results["unlabeled"][f"micro_fp_per_min_at_{floor}"] = round(shown / minutes, 2) if minutes else None
         held = results["splits"].get("heldout") or next(iter(results["splits"].values()), None)
         # the calibration half of the unlabeled identities fitted the curve (bench/spotting/calibrate.py)
-        results["reliability"] = _reliability(held["rows"] if held else [],
-                                              [r for r in unl if not calibration_half(r["identity"])])
+        results["reliability"] = _reliability(
+            held["rows"] if held else [], [r for r in unl if not calibration_half(r["identity"])]
+        )
     for split, res in results["splits"].items():
         for part in ("moving", "still"):
             if res[part] is None:
                 continue
             o = res[part]["overall"]
-            print(f"\n[{split} {part}] micro P/R/F1 "
-                  f"{o['micro_precision']:.2f}/{o['micro_recall']:.2f}/{o['micro_f1']:.2f} "
-                  f"({o['micro_tp']}/{o['micro_truth']}, {o['micro_pred']} predicted) macro P/R/F1 "
-                  f"{o['macro_precision']:.2f}/{o['macro_recall']:.2f}/{o['macro_f1']:.2f} emo7 {o['emotion_acc_7']} "
-                  f"emo3 {o['emotion_acc_3']} (matched {o['matched_micro']})")
+            print(
+                f"\n[{split} {part}] micro P/R/F1 "
+                f"{o['micro_precision']:.2f}/{o['micro_recall']:.2f}/{o['micro_f1']:.2f} "
+                f"({o['micro_tp']}/{o['micro_truth']}, {o['micro_pred']} predicted) macro P/R/F1 "
+                f"{o['macro_precision']:.2f}/{o['macro_recall']:.2f}/{o['macro_f1']:.2f} emo7 {o['emotion_acc_7']} "
+                f"emo3 {o['emotion_acc_3']} (matched {o['matched_micro']})"
+            )
             print("  curve", json.dumps(res[part]["curve"]))
             print("  emotions found", json.dumps(res[part]["emotions_found"]))
             print("  worst gate share", json.dumps({k: round(v, 3) for k, v in res[part]["worst_gate_share"].items()}))
             for cond, s in res[part]["by_condition"].items():
-                print(f"  {cond:24} micro F1 {s['micro_f1']:.2f} "
-                      f"(R {s['micro_recall']:.2f}, P {s['micro_precision']:.2f}) "
-                      f"macro F1 {s['macro_f1']:.2f}")
+                print(
+                    f"  {cond:24} micro F1 {s['micro_f1']:.2f} "
+                    f"(R {s['micro_recall']:.2f}, P {s['micro_precision']:.2f}) "
+                    f"macro F1 {s['macro_f1']:.2f}"
+                )
     if "unlabeled" in results:
         u = results["unlabeled"]
-        print(f"\n[unlabeled] {u['clips']} clips, {u['identities']} identities: "
-              f"{u['micro']} micro in {u['minutes']} min = {u['micro_fp_per_min']} per minute; "
-              f"worst gate share {json.dumps({k: round(v, 3) for k, v in u['worst_gate_share'].items()})}")
+        print(
+            f"\n[unlabeled] {u['clips']} clips, {u['identities']} identities: "
+            f"{u['micro']} micro in {u['minutes']} min = {u['micro_fp_per_min']} per minute; "
+            f"worst gate share {json.dumps({k: round(v, 3) for k, v in u['worst_gate_share'].items()})}"
+        )
         print("  per minute at confidence floors", {f: u[f"micro_fp_per_min_at_{f}"] for f in FLOORS})
         print("  reliability", json.dumps(results["reliability"]))
     args.out.mkdir(parents=True, exist_ok=True)

@@ -20,10 +20,10 @@ import numpy as np
 
 from bench.spotting.generate import CLIP_NEUTRAL_FRAMES, TIERS, make_scenario, render, truth, write_truth
 from bench.spotting.score import Score, score_video
-from bridge.commands.analyze import event_json
 from bridge.config import Settings
 from bridge.demo.puppet import face_landmarks
 from bridge.demo.scene import astronaut
+from bridge.media.fileanalysis import event_json
 from bridge.models.face import load_face_models
 from inference.analyzer import FaceModels, ParticipantAnalyzer, SpottedExpression
 
@@ -82,13 +82,14 @@ def main(argv: list[str] | None = None, models: FaceModels | None = None) -> dic
     ap.add_argument("--no-real", action="store_true", help="skip the real clips of tests/data")
     args = ap.parse_args(argv)
     if models is None:
-
         models = load_face_models(Settings().model_dir, prefer_gpu=False, emotion=True)
     src_lm = face_landmarks(models, astronaut())
     clips = clip_frames(models) if TEST_DATA.exists() else None
     results: dict[str, Any] = {"tiers": {}, "real": {}}
-    print(f"{'tier':8} {'videos':>6} {'micro P/R/F1':>18} {'macro P/R/F1':>18} {'emo7':>5} {'emo3':>5} "
-          f"{'FP/min':>6} {'onset err':>9} {'ms/frame':>8}")
+    print(
+        f"{'tier':8} {'videos':>6} {'micro P/R/F1':>18} {'macro P/R/F1':>18} {'emo7':>5} {'emo3':>5} "
+        f"{'FP/min':>6} {'onset err':>9} {'ms/frame':>8}"
+    )
     for name in args.tiers.split(","):
         tier = TIERS[name]
         total = Score()
@@ -109,12 +110,15 @@ def main(argv: list[str] | None = None, models: FaceModels | None = None) -> dic
         summary = total.summary()
         summary["ms_per_frame"] = round(1000 * wall_total / max(frames_total, 1), 2)
         results["tiers"][name] = {"summary": summary, "videos": per_video}
-        print(f"{name:8} {args.videos:>6} "
-              f"{summary['micro_precision']:>5.2f}/{summary['micro_recall']:.2f}/{summary['micro_f1']:.2f} "
-              f"{summary['macro_precision']:>8.2f}/{summary['macro_recall']:.2f}/{summary['macro_f1']:.2f} "
-              f"{summary['emotion_acc_7'] or 0:>5.2f} {summary['emotion_acc_3'] or 0:>5.2f} "
-              f"{summary['fp_per_min_distractors'] or 0:>6.2f} {summary['mean_abs_onset_error_frames'] or 0:>9.2f} "
-              f"{summary['ms_per_frame']:>8.2f}", flush=True)
+        print(
+            f"{name:8} {args.videos:>6} "
+            f"{summary['micro_precision']:>5.2f}/{summary['micro_recall']:.2f}/{summary['micro_f1']:.2f} "
+            f"{summary['macro_precision']:>8.2f}/{summary['macro_recall']:.2f}/{summary['macro_f1']:.2f} "
+            f"{summary['emotion_acc_7'] or 0:>5.2f} {summary['emotion_acc_3'] or 0:>5.2f} "
+            f"{summary['fp_per_min_distractors'] or 0:>6.2f} {summary['mean_abs_onset_error_frames'] or 0:>9.2f} "
+            f"{summary['ms_per_frame']:>8.2f}",
+            flush=True,
+        )
     if not args.no_real and TEST_DATA.exists():
         total_micro, total_min = 0, 0.0
         for clip in REAL_CLIPS:
@@ -122,12 +126,18 @@ def main(argv: list[str] | None = None, models: FaceModels | None = None) -> dic
             micro = [p for p in preds if p["kind"] == "micro"]
             total_micro += len(micro)
             total_min += seconds / 60
-            results["real"][clip] = {"seconds": round(seconds, 2), "micro": len(micro),
-                                     "macro": len(preds) - len(micro), "predictions": preds}
+            results["real"][clip] = {
+                "seconds": round(seconds, 2),
+                "micro": len(micro),
+                "macro": len(preds) - len(micro),
+                "predictions": preds,
+            }
             print(f"real clip {clip}: {seconds:.1f} s, {len(micro)} micro, {len(preds) - len(micro)} macro")
         results["real"]["micro_fp_per_min"] = round(total_micro / total_min, 2) if total_min else None
-        print(f"real clips: {total_micro} micro events in {total_min:.2f} min = "
-              f"{results['real']['micro_fp_per_min']} per minute (all counted as false positives)")
+        print(
+            f"real clips: {total_micro} micro events in {total_min:.2f} min = "
+            f"{results['real']['micro_fp_per_min']} per minute (all counted as false positives)"
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n", encoding="utf-8")
     return results

@@ -26,8 +26,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +38,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bridge.bus import EventBus, Subscription
+from bridge.bus.mqtt import MqttBus
 from bridge.cluster import lease as leases
 from bridge.cluster.distributor import JoinRequest, WorkerLink
 from bridge.config import Settings
@@ -43,6 +46,8 @@ from bridge.rooms import JoinTarget, MeetingAdapter, create_adapter
 from bridge.rooms.builtin import BuiltinRoom, BuiltinRooms, SignalError
 from bridge.rooms.targets import TargetRefused, check_target, parse_allow
 from bridge.service import MeetingService
+from bridge.store import db, migrate
+from bridge.store.errors import SchemaOutdated
 from inference.cues import Cue
 
 log = logging.getLogger("microcue.worker")
@@ -59,6 +64,9 @@ MAX_HOPS = 20
 #: How long a participant's offer waits for the room its worker is taking.
 ROOM_WAIT_S = 5.0
 ROOM_POLL_S = 0.05
+#: Seconds a stopping worker waits for the broker to acknowledge what it published last (its
+#: meetings' final cues); a broker that is gone does not hold the exit up longer than this.
+BUS_FLUSH_S = 5.0
 
 
 class FencedBus:
@@ -245,8 +253,12 @@ class WorkerRole:
                 try:
                     checked = await check_target(request.url, parse_allow(self.settings.join_allow))
                 except (TargetRefused, ValueError) as exc:
-                    log.error("meeting %s: target refused on this worker (%s); request %s dropped",
-                              request.meeting_id, exc, request.id)
+                    log.error(
+                        "meeting %s: target refused on this worker (%s); request %s dropped",
+                        request.meeting_id,
+                        exc,
+                        request.id,
+                    )
                     return True
                 self._addresses[request.meeting_id] = checked.address
             if self.participants + request.participants > self.capacity:
@@ -402,3 +414,47 @@ class WorkerRole:
                 self.requeued += 1
                 log.warning("meeting %s lost its worker; offering it to the group again", request.meeting_id)
                 await self.link.publish_join(JoinRequest(**{**request.as_dict(), "hops": 0}))
+
+
+class WorkerSchemaOutdated(SchemaOutdated):
+    """The schema check of a worker, whose advice differs: it never migrates, so two never race to."""
+
+    def explain(self) -> str:
+        return (
+            f"the database is at revision {self.current or 'none'}, this worker needs {self.head}: start the web "
+            "role first or run `microcue db upgrade` (workers never migrate, so two never race to)"
+        )
+
+
+def worker_name(settings: Settings) -> str:
+    return settings.worker_id or f"{socket.gethostname()}-{os.getpid()}"
+
+
+@contextlib.asynccontextmanager
+async def running_worker(settings: Settings) -> AsyncIterator[WorkerRole]:
+    """A started worker for the lifetime of the block, as ``running_service`` is for the web side.
+
+    The schema is checked, never migrated. Then the engine, the MQTT bus and the worker start
+    (models load before it says it is ready), and close in reverse, the order that loses no
+    cue: the worker stops its meetings, the bus gets their last cues to the broker (at most
+    ``BUS_FLUSH_S``) and closes, then the engine goes. Draining first is the caller's choice
+    (on SIGTERM), so a failed start closes the same way without one.
+    """
+    await migrate.require_head(settings, outdated=WorkerSchemaOutdated)
+    engine = db.create_engine(settings)
+    sessions = db.create_session_factory(engine)
+    bus = MqttBus(settings.mqtt_url)
+    worker: WorkerRole | None = None
+    try:
+        await bus.start()
+        worker = WorkerRole(settings, bus=bus, sessions=sessions, worker_id=worker_name(settings))
+        await worker.start()
+        yield worker
+    finally:
+        if worker is not None:
+            await worker.aclose()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(BUS_FLUSH_S):
+                await bus.flush()
+        await bus.aclose()
+        await engine.dispose()

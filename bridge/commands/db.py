@@ -9,7 +9,7 @@ import sys
 from bridge.config import Settings
 from bridge.store import migrate
 from bridge.store.db import safe_url
-from bridge.store.errors import DatabaseUnavailable, is_unavailable
+from bridge.store.errors import explain_unavailable
 
 
 def _out(line: str) -> None:
@@ -45,9 +45,5 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    try:
+    with explain_unavailable(settings):
         return asyncio.run(_run(args, settings))
-    except Exception as exc:
-        if is_unavailable(exc):
-            raise DatabaseUnavailable(settings, exc) from exc
-        raise

@@ -15,7 +15,7 @@ from datetime import timedelta
 from bridge.config import Settings
 from bridge.store import migrate, repo
 from bridge.store.db import create_engine, create_session_factory
-from bridge.store.errors import DatabaseUnavailable, SchemaOutdated, is_unavailable
+from bridge.store.errors import explain_unavailable
 
 #: ``30d``, ``12h``, ``90m``: days, hours or minutes, a positive whole number.
 DURATION_RE = re.compile(r"^\s*(\d+)\s*([dhm])\s*$")
@@ -58,9 +58,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 async def _purge(settings: Settings, older_than: timedelta, dry_run: bool) -> repo.Removed:
-    current, head = await migrate.current(settings), migrate.head_revision(settings)
-    if current != head:
-        raise SchemaOutdated(current=current, head=head)
+    await migrate.require_head(settings)
     engine = create_engine(settings)
     try:
         async with create_session_factory(engine)() as session:
@@ -70,14 +68,8 @@ async def _purge(settings: Settings, older_than: timedelta, dry_run: bool) -> re
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    try:
+    with explain_unavailable(settings):
         removed = asyncio.run(_purge(settings, args.older_than, args.dry_run))
-    except SchemaOutdated:
-        raise
-    except Exception as exc:
-        if is_unavailable(exc):
-            raise DatabaseUnavailable(settings, exc) from exc
-        raise
     verb = "would remove" if args.dry_run else "removed"
     age = format_duration(args.older_than)
     _out(f"purge older than {age}: {verb} {len(removed.meeting_ids)} meeting(s)")

@@ -17,7 +17,7 @@ from bridge.config import Settings
 from bridge.errors import MicroCueError
 from bridge.store import migrate
 from bridge.store.db import create_engine, create_session_factory
-from bridge.store.errors import DatabaseUnavailable, SchemaOutdated, is_unavailable
+from bridge.store.errors import explain_unavailable
 
 FORMATS: tuple[str, ...] = ("html", "json", "csv")
 
@@ -33,9 +33,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 async def _load(settings: Settings, meeting_id: str) -> dict[str, Any] | None:
     from bridge.insights.reports.meeting_report import report_data
 
-    current, head = await migrate.current(settings), migrate.head_revision(settings)
-    if current != head:
-        raise SchemaOutdated(current=current, head=head)
+    await migrate.require_head(settings)
     engine = create_engine(settings)
     try:
         async with create_session_factory(engine)() as session:
@@ -52,14 +50,8 @@ def render(data: dict[str, Any], fmt: str) -> str:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    try:
+    with explain_unavailable(settings):
         data = asyncio.run(_load(settings, args.meeting_id))
-    except SchemaOutdated:
-        raise
-    except Exception as exc:
-        if is_unavailable(exc):
-            raise DatabaseUnavailable(settings, exc) from exc
-        raise
     if data is None:
         raise MicroCueError(f"no meeting with id {args.meeting_id!r} in this database (never created, or erased)")
     text = render(data, args.format)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from bridge.config import Settings
@@ -26,9 +29,13 @@ class SchemaOutdated(MicroCueError):
 
     def __init__(self, *, current: str | None, head: str | None) -> None:
         self.current, self.head = current, head
-        super().__init__(
-            f"database schema is at revision {current or 'none (empty database)'}, this MicroCue needs {head}; "
-            "run 'microcue db upgrade'"
+        super().__init__(self.explain())
+
+    def explain(self) -> str:
+        """The line a person reads; a caller with other advice (a worker) subclasses this."""
+        return (
+            f"database schema is at revision {self.current or 'none (empty database)'}, this MicroCue needs "
+            f"{self.head}; run 'microcue db upgrade'"
         )
 
 
@@ -40,3 +47,16 @@ def is_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     return isinstance(exc, UNAVAILABLE_ERRORS)
+
+
+@contextmanager
+def explain_unavailable(settings: Settings) -> Iterator[None]:
+    """Around a command's database work: a database that is not there becomes one clear line
+    (``DatabaseUnavailable``) instead of a traceback from inside the driver; any other failure
+    passes unchanged."""
+    try:
+        yield
+    except Exception as exc:
+        if is_unavailable(exc):
+            raise DatabaseUnavailable(settings, exc) from exc
+        raise

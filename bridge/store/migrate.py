@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection
 from bridge.config import Settings
 from bridge.errors import MicroCueError
 from bridge.store.db import create_engine, safe_url
+from bridge.store.errors import SchemaOutdated
 
 log = logging.getLogger("microcue.store")
 
@@ -84,3 +85,12 @@ async def current(settings: Settings) -> str | None:
             return await connection.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
     finally:
         await engine.dispose()
+
+
+async def require_head(settings: Settings, *, outdated: type[SchemaOutdated] = SchemaOutdated) -> None:
+    """For whoever uses the store but never migrates it (reports, purge, workers): a schema
+    that is not this code's head is one clear line up front, not a failing query later.
+    ``outdated`` is the error to raise, for a caller whose advice differs (a worker's)."""
+    at, head = await current(settings), head_revision(settings)
+    if at != head:
+        raise outdated(current=at, head=head)

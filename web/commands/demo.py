@@ -18,23 +18,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import signal
-import socket
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
-import uvicorn
 
-from bridge import logsafe
 from bridge.config import Settings
 from bridge.demo.netns import NetnsError, netns_address, netns_command, netns_usable
 from bridge.errors import MicroCueError
 from bridge.executor import run_in_background
-from web.commands.serve import WS_MAX_SIZE, bind_tcp
+from web.commands.harness import bind_tcp, bind_unix, cannot_listen, printing_cues, serving, stop_on_signals
 
 #: Length of the scripted loop: three actions a few seconds apart, then it repeats.
 LOOP_S = 12.0
@@ -48,10 +44,17 @@ INNER_STOP_S = 20.0
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("demo", help="serve + a synthetic participant joining over WebRTC, until Ctrl-C")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)")
-    p.add_argument("--context", default="customer",
-                   choices=["customer", "public", "research", "clinical", "workplace", "education"])
-    p.add_argument("--netns", choices=["auto", "on", "off"], default="auto",
-                   help="run WebRTC inside a private network namespace (auto: when one can be made)")
+    p.add_argument(
+        "--context",
+        default="customer",
+        choices=["customer", "public", "research", "clinical", "workplace", "education"],
+    )
+    p.add_argument(
+        "--netns",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="run WebRTC inside a private network namespace (auto: when one can be made)",
+    )
     # Internal: the Unix socket the service inside the namespace also listens on.
     p.add_argument("--unix-socket", type=Path, default=None, help=argparse.SUPPRESS)
     p.set_defaults(run=run)
@@ -77,18 +80,6 @@ def scripted_frames(settings: Settings) -> list[np.ndarray]:
     return to_yuv([render(Pose(), source, centre=centre) for source in frames])
 
 
-def _cue_line(cue: dict[str, object]) -> str:
-    return json.dumps(cue, separators=(",", ":"))
-
-
-def _unix_socket(path: Path) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.bind(str(path))
-    os.chmod(path, 0o600)  # only this user may talk to the service through it
-    sock.listen(128)
-    return sock
-
-
 async def _serve_demo(args: argparse.Namespace, settings: Settings) -> int:
     """The demo itself: service, meeting, synthetic participant, cues on stdout."""
     from bridge.demo.client import join_room
@@ -97,58 +88,46 @@ async def _serve_demo(args: argparse.Namespace, settings: Settings) -> int:
 
     frames = await run_in_background(scripted_frames, settings)
     app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", ws_max_size=WS_MAX_SIZE, server_header=False))
-    logsafe.install()  # after uvicorn set up its handlers: no token in any log line
     sockets = [bind_tcp(settings)]
     if args.unix_socket is not None:
-        sockets.append(_unix_socket(args.unix_socket))
-    serving = asyncio.create_task(server.serve(sockets=sockets), name="demo-server")
-    while not server.started:
-        if serving.done():
-            serving.result()  # re-raises why it could not start
-            raise MicroCueError(f"the service did not start on {settings.host}:{settings.port}")
-        await asyncio.sleep(0.05)
-    service = app.state.service
-    created = await service.create_meeting(title="MicroCue demo", context=args.context)
-    meeting_id = created.meeting.id
-    print(f"meeting {meeting_id} ({args.context}); open the presenter dashboard:", file=sys.stderr)
-    print(created.dashboard_url, flush=True)
-    subscription = service.bus.subscribe(meeting_id)
-
-    async def print_cues() -> None:
-        async for cue in subscription:
-            print(_cue_line(cue.to_dict()), flush=True)
-
-    printer = asyncio.create_task(print_cues(), name="demo-cues")
-    ws_base = f"ws://{settings.host}:{settings.port}"
-    client = await join_room(ws_base, meeting_id, created.join_token,
-                             name="Demo participant", consent=True, tracks=[SyntheticFaceTrack(frames, fps=FPS)])
-    print(f"synthetic participant {client.participant_id} joined over WebRTC ({client.bot}); "
-          "Ctrl-C ends the meeting", file=sys.stderr)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    try:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(args.duration):
-                await stop.wait()
-    finally:
-        await client.aclose()
-        await asyncio.sleep(0.5)  # the participant's last cues (presence 0) reach the bus and the store
-        await service.end_meeting(meeting_id)
-        # stderr is where the log goes (and a journal keeps it): no token here; the dashboard link
-        # on stdout carries it, and `microcue report` needs none
-        print(f"meeting ended; report: microcue report {meeting_id} --format html (or "
-              f"{settings.base_url}/api/meetings/{meeting_id}/report.html with the dashboard's token)",
-              file=sys.stderr)
-        printer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await printer
-        await subscription.aclose()
-        server.should_exit = True
-        await serving
+        sockets.append(bind_unix(args.unix_socket))
+    async with serving(app, settings, sockets, log_level="warning"):
+        service = app.state.service
+        created = await service.create_meeting(title="MicroCue demo", context=args.context)
+        meeting_id = created.meeting.id
+        print(f"meeting {meeting_id} ({args.context}); open the presenter dashboard:", file=sys.stderr)
+        print(created.dashboard_url, flush=True)
+        async with printing_cues(service.bus.subscribe(meeting_id)):
+            ws_base = f"ws://{settings.host}:{settings.port}"
+            client = await join_room(
+                ws_base,
+                meeting_id,
+                created.join_token,
+                name="Demo participant",
+                consent=True,
+                tracks=[SyntheticFaceTrack(frames, fps=FPS)],
+            )
+            print(
+                f"synthetic participant {client.participant_id} joined over WebRTC ({client.bot}); "
+                "Ctrl-C ends the meeting",
+                file=sys.stderr,
+            )
+            async with stop_on_signals() as stop:
+                try:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(args.duration):
+                            await stop.wait()
+                finally:
+                    await client.aclose()
+                    await asyncio.sleep(0.5)  # the participant's last cues (presence 0) reach the bus and the store
+                    await service.end_meeting(meeting_id)
+                    # stderr is where the log goes (and a journal keeps it): no token here; the dashboard
+                    # link on stdout carries it, and `microcue report` needs none
+                    print(
+                        f"meeting ended; report: microcue report {meeting_id} --format html (or "
+                        f"{settings.base_url}/api/meetings/{meeting_id}/report.html with the dashboard's token)",
+                        file=sys.stderr,
+                    )
     return 0
 
 
@@ -167,36 +146,39 @@ async def _demo_in_namespace(args: argparse.Namespace, settings: Settings) -> in
 
     with tempfile.TemporaryDirectory(prefix="microcue-demo-") as tmp:
         sock_path = Path(tmp) / "service.sock"
-        inner = [sys.executable, "-m", "web.cli", "demo", "--netns", "off", "--context", args.context,
-                 "--unix-socket", str(sock_path)]
+        inner = [
+            sys.executable,
+            "-m",
+            "web.cli",
+            "demo",
+            "--netns",
+            "off",
+            "--context",
+            args.context,
+            "--unix-socket",
+            str(sock_path),
+        ]
         if args.duration is not None:
             inner += ["--duration", str(args.duration)]
         try:
             forwarder = await UnixForwarder(settings.host, settings.port, sock_path).__aenter__()
         except OSError as exc:
-            raise MicroCueError(
-                f"cannot listen on {settings.host}:{settings.port} ({exc.strerror}); "
-                "stop what uses that port or pick another with --port / MICROCUE_PORT"
-            ) from exc
+            raise cannot_listen(settings, exc) from exc
         try:
             proc = await asyncio.create_subprocess_exec(*netns_command(inner), env=_settings_env(settings))
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError):
-                    loop.add_signal_handler(sig, stop.set)
-            waiting = asyncio.create_task(proc.wait(), name="demo-inner")
-            stopping = asyncio.create_task(stop.wait(), name="demo-stop")
-            await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            stopping.cancel()
-            if not waiting.done():
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signal.SIGINT)
-                try:
-                    await asyncio.wait_for(asyncio.shield(waiting), INNER_STOP_S)
-                except TimeoutError:
-                    proc.kill()
-            return await waiting
+            async with stop_on_signals() as stop:
+                waiting = asyncio.create_task(proc.wait(), name="demo-inner")
+                stopping = asyncio.create_task(stop.wait(), name="demo-stop")
+                await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                stopping.cancel()
+                if not waiting.done():
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.send_signal(signal.SIGINT)
+                    try:
+                        await asyncio.wait_for(asyncio.shield(waiting), INNER_STOP_S)
+                    except TimeoutError:
+                        proc.kill()
+                return await waiting
         finally:
             await forwarder.__aexit__(None, None, None)
 
@@ -211,6 +193,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             return asyncio.run(_demo_in_namespace(args, settings))
         if args.netns == "on":
             raise NetnsError(problem)
-        print(f"microcue demo: no private network namespace ({problem}); WebRTC uses this machine's "
-              "own addresses", file=sys.stderr)
+        print(
+            f"microcue demo: no private network namespace ({problem}); WebRTC uses this machine's own addresses",
+            file=sys.stderr,
+        )
     return asyncio.run(_serve_demo(args, settings))

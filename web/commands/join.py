@@ -12,19 +12,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import json
 import logging
-import signal
-import sys
 
-from bridge.bus import EventBus, Subscription, create_bus
+from bridge.bus import EventBus, create_bus
 from bridge.config import Settings
 from bridge.errors import MicroCueError, NotBuiltYet, UsageError
 from bridge.rooms import AdapterContext, JoinTarget, MeetingAdapter, create_adapter
 from bridge.rooms.base import analysis_context
 from bridge.rooms.browser import BOT_NAME, available_recipes, check_page_url, load_recipe
 from bridge.store.tables import MEETING_CONTEXTS
+from bridge.tasks import cancel_and_wait
+from web.commands.harness import printing_cues, stop_on_signals
 
 log = logging.getLogger("microcue.join")
 
@@ -107,48 +105,23 @@ def _context(args: argparse.Namespace, settings: Settings, bus: EventBus, meetin
                             track_gaze=not args.no_gaze)
 
 
-async def _print_cues(sub: Subscription) -> None:
-    async for cue in sub:
-        sys.stdout.write(json.dumps(cue.to_dict(), separators=(",", ":")) + "\n")
-        sys.stdout.flush()
-
-
 async def _join(args: argparse.Namespace, target: JoinTarget, settings: Settings) -> int:
     meeting_id = args.meeting_id or f"janus-room-{target.room}"
     bus = create_bus(settings)
     await bus.start()
     adapter: MeetingAdapter | None = None
-    sub = bus.subscribe(meeting_id)
-    printer = asyncio.create_task(_print_cues(sub), name="join-print")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        adapter = create_adapter(target, _context(args, settings, bus, meeting_id))
-        runner = asyncio.create_task(adapter.run(), name="join-adapter")
-        waiter = asyncio.create_task(stop.wait(), name="join-stop")
-        done, _ = await asyncio.wait({runner, waiter}, timeout=args.duration, return_when=asyncio.FIRST_COMPLETED)
-        for task in (runner, waiter):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if runner in done:
-            runner.result()  # a fatal adapter error (e.g. no such room) surfaces here
-        return 0
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-        if adapter is not None:
-            for pid, p in adapter.participants.items():
-                log.info("participant %s: %s", pid, p.stats())
-            await adapter.aclose()
-        await bus.aclose()  # ends the subscription: the printer drains the last cues, then stops
+    async with printing_cues(bus.subscribe(meeting_id), drain_s=PRINT_DRAIN_S):
         try:
-            async with asyncio.timeout(PRINT_DRAIN_S):
-                await printer
-        except TimeoutError:
-            printer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await printer
-        await sub.aclose()
+            async with stop_on_signals() as stop:
+                adapter = create_adapter(target, _context(args, settings, bus, meeting_id))
+                runner = asyncio.create_task(adapter.run(), name="join-adapter")
+                waiter = asyncio.create_task(stop.wait(), name="join-stop")
+                await asyncio.wait({runner, waiter}, timeout=args.duration, return_when=asyncio.FIRST_COMPLETED)
+                await cancel_and_wait(runner, waiter)  # a fatal adapter error (e.g. no such room) surfaces here
+            return 0
+        finally:
+            if adapter is not None:
+                for pid, p in adapter.participants.items():
+                    log.info("participant %s: %s", pid, p.stats())
+                await adapter.aclose()
+            await bus.aclose()  # ends the subscription: the printer prints the last cues, then stops

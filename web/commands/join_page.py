@@ -11,16 +11,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import json
-import signal
 import sys
 
-import uvicorn
-
 from bridge.config import Settings
-from bridge.errors import MicroCueError
 from bridge.rooms.browser import BrowserBot, check_page_url, load_recipe
+from bridge.tasks import cancel_and_wait
+from web.commands.harness import bind_tcp, printing_cues, serving, stop_on_signals
 
 #: Seconds to let the last cues (presence 0 of everyone forwarded) reach the bus before ending.
 SETTLE_S = 1.0
@@ -32,60 +28,38 @@ async def join_page(args: argparse.Namespace, settings: Settings) -> int:
     recipe = load_recipe(args.recipe)
     page_url = check_page_url(args.page)
     app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
-                                           ws_max_size=1024 * 1024))
-    serving = asyncio.create_task(server.serve(), name="join-page-server")
-    while not server.started:
-        if serving.done():
-            serving.result()  # re-raises why it could not start (port taken, ...)
-            raise MicroCueError(f"the service did not start on {settings.host}:{settings.port}")
-        await asyncio.sleep(0.05)
-    service = app.state.service
-    created = await service.create_meeting(title=f"Browser bot: {page_url}"[:200], context=args.context)
-    meeting_id = created.meeting.id
-    print(f"meeting {meeting_id}; presenter dashboard: {created.dashboard_url}", file=sys.stderr)
-    subscription = service.bus.subscribe(meeting_id)
-
-    async def print_cues() -> None:
-        async for cue in subscription:
-            print(json.dumps(cue.to_dict(), separators=(",", ":")), flush=True)
-
-    printer = asyncio.create_task(print_cues(), name="join-page-cues")
-    bot = BrowserBot(page_url, recipe, whip_url=f"{settings.base_url}/whip/{meeting_id}",
-                     join_token=await service.issue_join_token(meeting_id), name=args.name)
-    running = asyncio.create_task(bot.run(), name="join-page-bot")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    waiter = asyncio.create_task(stop.wait(), name="join-page-stop")
-    try:
-        await asyncio.wait({running, waiter}, timeout=args.duration, return_when=asyncio.FIRST_COMPLETED)
-        waiter.cancel()
-        if not running.done():
-            await bot.aclose()  # leaves: forwards end (their participants get presence 0), chromium exits
-        await running  # a failure to join surfaces here
-        return 0
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-        if not running.done():
-            running.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await running
-        await asyncio.sleep(SETTLE_S)
-        await service.end_meeting(meeting_id)
-        for p in await service.participants(meeting_id):
-            print(f"participant {p.id}: {p.display_name}", file=sys.stderr)
-        print(f"meeting ended; report: {settings.base_url}/api/meetings/{meeting_id}/report.html"
-              f"?token={created.presenter_token}", file=sys.stderr)
-        printer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await printer
-        await subscription.aclose()
-        server.should_exit = True
-        await serving
-
-
-
+    async with serving(app, settings, [bind_tcp(settings)], log_level="warning"):
+        service = app.state.service
+        created = await service.create_meeting(title=f"Browser bot: {page_url}"[:200], context=args.context)
+        meeting_id = created.meeting.id
+        print(f"meeting {meeting_id}; presenter dashboard: {created.dashboard_url}", file=sys.stderr)
+        async with printing_cues(service.bus.subscribe(meeting_id)):
+            bot = BrowserBot(
+                page_url,
+                recipe,
+                whip_url=f"{settings.base_url}/whip/{meeting_id}",
+                join_token=await service.issue_join_token(meeting_id),
+                name=args.name,
+            )
+            running = asyncio.create_task(bot.run(), name="join-page-bot")
+            try:
+                async with stop_on_signals() as stop:
+                    waiter = asyncio.create_task(stop.wait(), name="join-page-stop")
+                    await asyncio.wait({running, waiter}, timeout=args.duration, return_when=asyncio.FIRST_COMPLETED)
+                    waiter.cancel()
+                    if not running.done():
+                        await bot.aclose()  # leaves: forwards end (their participants get presence 0), chromium exits
+                    await running  # a failure to join surfaces here
+                return 0
+            finally:
+                if not running.done():  # a bot that failed has raised already; the meeting still ends
+                    await cancel_and_wait(running)
+                await asyncio.sleep(SETTLE_S)
+                await service.end_meeting(meeting_id)
+                for p in await service.participants(meeting_id):
+                    print(f"participant {p.id}: {p.display_name}", file=sys.stderr)
+                print(
+                    f"meeting ended; report: {settings.base_url}/api/meetings/{meeting_id}/report.html"
+                    f"?token={created.presenter_token}",
+                    file=sys.stderr,
+                )

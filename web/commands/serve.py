@@ -12,25 +12,16 @@ import argparse
 import asyncio
 import ipaddress
 import logging
-import socket
 import sys
 
-from bridge import logsafe
 from bridge.config import Settings
-from bridge.errors import MicroCueError, UsageError
+from bridge.errors import UsageError
 from bridge.store import migrate
-from bridge.store.errors import DatabaseUnavailable, is_unavailable
+from bridge.store.errors import explain_unavailable
+from web.commands.harness import bind_tcp, run_server
 
 log = logging.getLogger("microcue.serve")
 
-#: Largest websocket message uvicorn accepts from any client (it closes with 1009 above it).
-#: Presenters send tiny control messages and signalling carries SDP of a few kB; 1 MiB leaves
-#: room for large SDP while bounding what one client can make the server buffer (uvicorn's default is 16 MiB).
-WS_MAX_SIZE = 1024 * 1024
-#: Seconds uvicorn lets open connections finish at shutdown before closing them.
-GRACEFUL_SHUTDOWN_S = 5
-#: Pending connections the kernel queues for us.
-LISTEN_BACKLOG = 2048
 #: Process roles: everything in one (the embedded default), or the API side and the bridge
 #: workers as separate processes that share only the broker and the database.
 ROLES = ("all", "web", "worker")
@@ -57,36 +48,12 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def bind_tcp(settings: Settings) -> socket.socket:
-    """The listening socket, bound here so that a port in use is one clear line, not a uvicorn traceback."""
-    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((settings.host, settings.port))
-    except OSError as exc:
-        sock.close()
-        raise MicroCueError(
-            f"cannot listen on {settings.host}:{settings.port} ({exc.strerror}); "
-            "stop what uses that port or pick another with --port / MICROCUE_PORT"
-        ) from exc
-    sock.listen(LISTEN_BACKLOG)
-    sock.set_inheritable(True)
-    return sock
-
-
 def _migrate(settings: Settings) -> None:
-    try:
+    with explain_unavailable(settings):
         asyncio.run(migrate.upgrade(settings))
-    except Exception as exc:
-        if is_unavailable(exc):
-            raise DatabaseUnavailable(settings, exc) from exc
-        raise
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
-
     from web.app import create_app
 
     role = getattr(args, "role", "all")
@@ -95,7 +62,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
         return worker.run(args, settings)
     if role == "web":
-        from web.commands.worker import check_settings
+        from bridge.cluster import check_settings
 
         check_settings(settings, who="the web role")
     if not _is_loopback(settings.host) and not settings.api_key:
@@ -105,22 +72,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         )
     _migrate(settings)
     sock = bind_tcp(settings)
-    config = uvicorn.Config(
-        create_app(settings, apply_migrations=False, role="web" if role == "web" else "all"),
-        ws_max_size=WS_MAX_SIZE,
-        log_level=settings.log_level.lower(),
-        lifespan="on",
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-        server_header=False,
-    )
-    # uvicorn.Config set up its own handlers just now; its access log prints every query string.
-    logsafe.install()
-    server = uvicorn.Server(config)
-    print(f"MicroCue serving on {settings.base_url} (API docs: {settings.base_url}/docs)", file=sys.stderr)
     try:
-        server.run(sockets=[sock])
+        app = create_app(settings, apply_migrations=False, role="web" if role == "web" else "all")
+        print(f"MicroCue serving on {settings.base_url} (API docs: {settings.base_url}/docs)", file=sys.stderr)
+        run_server(app, settings, [sock], lifespan="on")
     finally:
         sock.close()
-    if not server.started:
-        raise MicroCueError("the service failed to start; the log above says why")
     return 0

@@ -18,16 +18,11 @@ import signal
 import socket
 import sys
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
+from bridge.cluster import check_settings
 from bridge.config import Settings
-from bridge.errors import MicroCueError, UsageError
-from bridge.store import db, migrate
-from bridge.store.errors import DatabaseUnavailable, is_unavailable
-from web.commands.serve import WS_MAX_SIZE
-
-if TYPE_CHECKING:
-    import uvicorn
+from bridge.store.errors import explain_unavailable
+from web.commands.harness import bind_tcp, serving, stop_on_signals
 
 log = logging.getLogger("microcue.worker")
 
@@ -43,113 +38,43 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     check_settings(settings)
-    from web.commands.serve import bind_tcp
-
     sock = bind_tcp(settings)
     try:
-        asyncio.run(serve_worker(settings, sock))
-    except Exception as exc:
-        if is_unavailable(exc):  # one clear line, not a traceback from inside asyncpg
-            raise DatabaseUnavailable(settings, exc) from exc
-        raise
+        with explain_unavailable(settings):  # one clear line, not a traceback from inside asyncpg
+            asyncio.run(serve_worker(settings, sock))
     finally:
         sock.close()
     return 0
 
 
-def check_settings(settings: Settings, who: str = "a worker") -> None:
-    """Workers and the web role meet only on the broker and in PostgreSQL: both must be set."""
-    if not settings.mqtt_url:
-        raise UsageError(f"{who} needs the MQTT broker: set MICROCUE_MQTT_URL (mqtt://host:1883)")
-    if not settings.database_url or db.is_sqlite(settings.effective_database_url):
-        raise UsageError(f"{who} needs PostgreSQL for meeting leases: set MICROCUE_DATABASE_URL=postgresql://...")
-
-
-def worker_name(settings: Settings) -> str:
-    return settings.worker_id or f"{socket.gethostname()}-{os.getpid()}"
-
-
-async def _check_schema(settings: Settings) -> None:
-    current, head = await migrate.current(settings), migrate.head_revision(settings)
-    if current != head:
-        raise MicroCueError(
-            f"the database is at revision {current or 'none'}, this worker needs {head}: start the web role "
-            "first or run `microcue db upgrade` (workers never migrate, so two never race to)"
-        )
-
-
 async def serve_worker(settings: Settings, sock: socket.socket) -> None:
-    import uvicorn
-
-    from bridge.bus.mqtt import MqttBus
-    from bridge.cluster.worker_role import WorkerRole
+    from bridge.cluster.worker_role import running_worker
     from web.worker_app import create_worker_app
 
-    await _check_schema(settings)
-    engine = db.create_engine(settings)
-    sessions = db.create_session_factory(engine)
-    bus = MqttBus(settings.mqtt_url)
-    await bus.start()
-    worker = WorkerRole(settings, bus=bus, sessions=sessions, worker_id=worker_name(settings))
-    await worker.start()
-    server = _quiet_server(
-        uvicorn.Config(
-            create_worker_app(worker),
-            lifespan="off",
-            log_level=settings.log_level.lower(),
-            server_header=False,
-            ws_max_size=WS_MAX_SIZE,
+    # Signals are taken once the worker has started (until then one ends the process at once)
+    # and given back when the HTTP side has stopped, before the worker's own teardown.
+    async with (
+        running_worker(settings) as worker,
+        stop_on_signals(on_second=_exit_without_draining) as stop,
+        serving(create_worker_app(worker), settings, [sock], lifespan="off"),
+    ):
+        print(
+            f"MicroCue worker {worker.worker_id} ready (capacity {worker.capacity} participants, "
+            f"health on http://{settings.host}:{settings.port}/readyz)",
+            file=sys.stderr,
+            flush=True,
         )
-    )
-    http = asyncio.create_task(server.serve(sockets=[sock]), name="worker-http")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    signals = 0
-
-    def on_signal(sig: signal.Signals) -> None:
-        nonlocal signals
-        signals += 1
-        if signals > 1:  # asked twice: no more waiting for the drain
-            log.warning("second %s: exiting without draining", sig.name)
-            os._exit(1)
-        log.info("%s: draining meetings to the other workers", sig.name)
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal, sig)
-    print(
-        f"MicroCue worker {worker.worker_id} ready (capacity {worker.capacity} participants, "
-        f"health on http://{settings.host}:{settings.port}/readyz)",
-        file=sys.stderr,
-        flush=True,
-    )
-    try:
         await stop.wait()
+        log.info("%s: draining meetings to the other workers", stop.signal.name if stop.signal else "stop")
         with _logged("drain"):
             async with asyncio.timeout(DRAIN_TIMEOUT_S):
                 await worker.drain()
-    finally:
-        server.should_exit = True
-        await worker.aclose()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(5):
-                await bus.flush()
-        await bus.aclose()
-        await engine.dispose()
-        await asyncio.wait([http])
 
 
-def _quiet_server(config: uvicorn.Config) -> uvicorn.Server:
-    """uvicorn's server without its signal handling: the worker drains before it exits, while
-    ``uvicorn.Server.serve`` would re-raise SIGTERM as soon as it stops listening."""
-    import uvicorn
-
-    class Server(uvicorn.Server):
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:
-            yield
-
-    return Server(config)
+def _exit_without_draining(sig: signal.Signals) -> None:
+    """Asked twice: no more waiting for the drain."""
+    log.warning("second %s: exiting without draining", sig.name)
+    os._exit(1)
 
 
 @contextlib.contextmanager
