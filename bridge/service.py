@@ -262,6 +262,12 @@ class MeetingService:
         self._allowed_cache[meeting_id] = allowed
         return allowed
 
+    async def emotions_allowed(self, meeting_id: str) -> bool:
+        """Whether the meeting's purpose decision lets its analyzers infer emotions (what an
+        adapter's analysis runs under); MeetingNotFound for a meeting that is not stored."""
+        meeting = await self.get_meeting(meeting_id)
+        return policy.for_meeting(meeting.context, meeting.policy, self.settings).emotions_allowed
+
     async def admit_cue(self, cue: Cue) -> bool:
         """The store writer's gate: a cue kind the meeting's policy withholds is never stored,
         whoever published it (a bridge, or any client of the MQTT broker). When the database

@@ -26,6 +26,7 @@ from bridge.cluster.web_role import ClusterBots, ClusterRooms
 from bridge.config import Settings, get_settings
 from bridge.errors import NotBuiltYet, UsageError
 from bridge.insights.summary import make_summary_hook
+from bridge.media.analysis import Analysis
 from bridge.rooms.bots import BotManager
 from bridge.rooms.builtin import BuiltinRooms
 from bridge.rooms.targets import TargetRefused
@@ -128,13 +129,14 @@ def create_app(
             app.state.live_options = live_options or LiveOptions()
             app.state.metrics_registry = _service_metrics(service, hub)
             app.state.bus_started = True
-            app.state.rooms = BuiltinRooms(settings, service)  # loads models only on a first local join
+            analysis = app.state.analysis = Analysis(settings)  # loads models only on a first local join or bot
+            app.state.rooms = BuiltinRooms(settings, service, analysis)
             bots: BotManager | ClusterBots
             if role == "web":  # no bridge here: bots and built-in rooms run on the workers
                 bots = ClusterBots(settings.mqtt_url, service.sessions)
                 app.state.cluster_rooms = ClusterRooms(settings.mqtt_url, service.sessions)
             else:
-                bots = BotManager(app.state.rooms)
+                bots = BotManager(service, analysis)
             app.state.bots = bots
             app.state.whip_sessions = {}
             if service.bot_hook is None:
@@ -154,6 +156,7 @@ def create_app(
                 app.state.bus_started = False
                 await bots.aclose()
                 await app.state.rooms.aclose()
+                await analysis.aclose()
                 await hub.aclose()
 
     app = FastAPI(

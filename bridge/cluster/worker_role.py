@@ -42,6 +42,7 @@ from bridge.bus.mqtt import MqttBus
 from bridge.cluster import lease as leases
 from bridge.cluster.distributor import JoinRequest, WorkerLink
 from bridge.config import Settings
+from bridge.media.analysis import Analysis
 from bridge.rooms import JoinTarget, MeetingAdapter, create_adapter
 from bridge.rooms.builtin import BuiltinRoom, BuiltinRooms, SignalError
 from bridge.rooms.targets import TargetRefused, check_target, parse_allow
@@ -113,8 +114,10 @@ class HeldMeeting:
 class WorkerRooms(BuiltinRooms):
     """Built-in rooms of a worker: only meetings this worker holds a lease on are served here."""
 
-    def __init__(self, settings: Settings, service: MeetingService, held: dict[str, HeldMeeting]) -> None:
-        super().__init__(settings, service)
+    def __init__(
+        self, settings: Settings, service: MeetingService, analysis: Analysis, held: dict[str, HeldMeeting]
+    ) -> None:
+        super().__init__(settings, service, analysis)
         self.held = held
 
     async def wait_held(self, meeting_id: str) -> bool:
@@ -145,7 +148,10 @@ class WorkerRole:
         bus: EventBus,
         sessions: async_sessionmaker[AsyncSession],
         worker_id: str,
+        analysis: Analysis,
     ) -> None:
+        """``analysis``: the process's models and pool, which the worker loads at start and its
+        builder closes after it (``running_worker``)."""
         self.settings = settings
         self.bus = bus
         self.sessions = sessions
@@ -156,7 +162,8 @@ class WorkerRole:
         self.held: dict[str, HeldMeeting] = {}
         #: the address each taken Janus target was checked at, until its bot connects there
         self._addresses: dict[str, str] = {}
-        self.rooms = WorkerRooms(settings, self.service, self.held)
+        self.analysis = analysis
+        self.rooms = WorkerRooms(settings, self.service, self.analysis, self.held)
         self.link = WorkerLink(settings.mqtt_url, worker_id, self.on_join, self.status)
         self._lock = asyncio.Lock()  # capacity check and acquire happen as one step
         self._loops: list[asyncio.Task[None]] = []
@@ -189,7 +196,7 @@ class WorkerRole:
 
     async def start(self) -> None:
         """Loads the models first (seconds), so a worker that says it is ready takes meetings at once."""
-        await self.rooms.load_models()
+        await self.analysis.load()
         await self.link.start()
         self._loops = [
             asyncio.create_task(self._renew_loop(), name="lease-renew"),
@@ -299,8 +306,13 @@ class WorkerRole:
     async def _adapter(self, request: JoinRequest, lease: leases.Lease) -> MeetingAdapter:
         # built-in rooms have a consent page (nobody analysed before saying yes); a bot in an
         # external meeting announces itself by its display name instead
-        ctx = await self.rooms.context(request.meeting_id, consent=request.kind != "builtin")
-        ctx.bus = FencedBus(self.bus, lease)
+        allowed = await self.service.emotions_allowed(request.meeting_id)
+        ctx = await self.analysis.context(
+            request.meeting_id,
+            bus=FencedBus(self.bus, lease),
+            emotions_allowed=allowed,
+            consent=request.kind != "builtin",
+        )
         ctx.t0 = await self._meeting_t0(request.meeting_id)
         if request.kind == "builtin":
             return BuiltinRoom(ctx)
@@ -444,15 +456,17 @@ async def running_worker(settings: Settings) -> AsyncIterator[WorkerRole]:
     engine = db.create_engine(settings)
     sessions = db.create_session_factory(engine)
     bus = MqttBus(settings.mqtt_url)
+    analysis = Analysis(settings)
     worker: WorkerRole | None = None
     try:
         await bus.start()
-        worker = WorkerRole(settings, bus=bus, sessions=sessions, worker_id=worker_name(settings))
+        worker = WorkerRole(settings, bus=bus, sessions=sessions, worker_id=worker_name(settings), analysis=analysis)
         await worker.start()
         yield worker
     finally:
         if worker is not None:
             await worker.aclose()
+        await analysis.aclose()  # after the worker's meetings, whose analyzers use it
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(BUS_FLUSH_S):
                 await bus.flush()

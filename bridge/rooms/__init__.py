@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from bridge.errors import NotBuiltYet, UsageError
-from bridge.rooms.base import AdapterContext, MeetingAdapter, Participant
+from bridge.media.analysis import AdapterContext
+from bridge.rooms.base import MeetingAdapter, Participant
 from bridge.rooms.janus import JanusAdapter
 from bridge.rooms.targets import JoinTarget
 

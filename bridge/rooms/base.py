@@ -1,9 +1,11 @@
-"""MeetingAdapter ABC, the per-participant bundle every adapter uses, and ``create_adapter()``.
+"""MeetingAdapter ABC and the per-participant bundle every adapter uses.
 
 An adapter owns the signalling with one meeting server and the peer connections
 it creates; everything after "a remote track arrived for participant X" is the
 same for every meeting kind, so it lives here in :class:`Participant` (video
-worker + voice worker sharing one cue sequence) and adapters stay thin.
+worker + voice worker sharing one cue sequence) and adapters stay thin. What an adapter
+analyses with comes in its :class:`~bridge.media.analysis.AdapterContext`, built per meeting
+by the process's :class:`~bridge.media.analysis.Analysis`.
 """
 
 from __future__ import annotations
@@ -12,49 +14,16 @@ import abc
 import asyncio
 import itertools
 import logging
-import time
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiortc.mediastreams import MediaStreamTrack
 
-from bridge.bus import EventBus
-from bridge.executor import BlockingExecutor, default_executor
-from bridge.media.analysis_pool import AnalysisPool
+from bridge.media.analysis import AdapterContext
 from bridge.media.peers import KeyframeRequest, PeerSet
 from bridge.media.voice import VoiceWorker
-from bridge.media.worker import Analyzer, ParticipantWorker
-from inference.analyzer import FaceModels, ParticipantAnalyzer
-from inference.voice import SileroVad
+from bridge.media.worker import ParticipantWorker
 
 log = logging.getLogger("microcue.rooms")
-
-
-@dataclass
-class AdapterContext:
-    """What every adapter needs from the service, built once per meeting by the caller."""
-
-    meeting_id: str
-    bus: EventBus
-    #: a fresh analyzer per participant (holds that participant's tracking state)
-    analyzer_factory: Callable[[], Analyzer]
-    #: the shared Silero model; None: audio is drained but not analysed
-    vad: SileroVad | None = None
-    fps: float = 15.0
-    executor: BlockingExecutor = field(default_factory=default_executor)
-    #: media time zero of the meeting (perf_counter seconds)
-    t0: float = field(default_factory=time.perf_counter)
-    #: whether participants are analysed from the start. External meetings have no consent
-    #: page: the bot announces itself by its display name, and an operator may set False and
-    #: grant per participant.
-    consent: bool = True
-    #: what the consent above rests on, shown on the presenter's tiles: "asked" (a consent page,
-    #: per participant) or "announced" (the bot announced itself by its name; nobody was asked)
-    consent_basis: str = "asked"
-    #: called with (participant id, display name) when a participant appears or is renamed, so
-    #: the service can store the name (Janus names otherwise never reach the meeting's records)
-    on_participant: Callable[[str, str], Coroutine[Any, Any, None]] | None = None
 
 
 #: What a participant's tile says about their video (``Participant.video_state``).
@@ -200,28 +169,3 @@ class MeetingAdapter(abc.ABC):
         participants, self.participants = list(self.participants.values()), {}
         await asyncio.gather(*(p.aclose() for p in participants), return_exceptions=True)
 
-
-def analysis_context(
-    *,
-    meeting_id: str,
-    bus: EventBus,
-    models: FaceModels,
-    vad: SileroVad | None,
-    emotions_allowed: bool,
-    fps: float,
-    consent: bool,
-    track_gaze: bool = True,
-    pool: AnalysisPool | None = None,
-    executor: BlockingExecutor | None = None,
-) -> AdapterContext:
-    """The one way an adapter's context is built (built-in rooms, API bots, ``microcue join``,
-    cluster workers): a fresh analyzer per participant under the meeting's purpose decision,
-    in this process or, with ``pool``, in one of its analysis processes."""
-
-    def analyzer() -> Analyzer:
-        if pool is not None:
-            return pool.analyzer(emotions_allowed=emotions_allowed, fps_hint=fps)
-        return ParticipantAnalyzer(models, track_gaze=track_gaze, emotions_allowed=emotions_allowed, fps_hint=fps)
-
-    return AdapterContext(meeting_id=meeting_id, bus=bus, analyzer_factory=analyzer, vad=vad, fps=fps,
-                          consent=consent, executor=executor if executor is not None else default_executor())

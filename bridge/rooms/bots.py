@@ -3,9 +3,10 @@
 The allow-list check happened in MeetingService.request_bot; here a bot is built for the target
 and run as a task owned by this manager (one bot per meeting):
 
-* a Janus VideoRoom or WHEP target gets a MeetingAdapter with the same models and per-meeting
-  purpose policy as the built-in rooms (``BuiltinRooms.context``); its cues go to the
-  service's bus, so the dashboard, store and reports see them like any other meeting's;
+* a Janus VideoRoom or WHEP target gets a MeetingAdapter with the process's analysis (the same
+  models as the built-in rooms, ``bridge.media.analysis``) under the meeting's purpose policy;
+  its cues go to the service's bus, so the dashboard, store and reports see them like any
+  other meeting's;
 * a web page gets the browser bot (``bridge/rooms/browser.py``), which forwards each remote
   participant into the meeting's built-in room over WHIP with a join token issued here.
 """
@@ -18,10 +19,11 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Protocol
 
 from bridge.errors import MicroCueError, NotBuiltYet
+from bridge.media.analysis import Analysis
 from bridge.rooms import create_adapter
 from bridge.rooms.browser import BrowserBot, load_recipe
-from bridge.rooms.builtin import BuiltinRooms
 from bridge.rooms.targets import JoinTarget
+from bridge.service import MeetingService
 from bridge.store import repo
 from bridge.tasks import cancel_and_wait
 
@@ -44,8 +46,9 @@ class Bot(Protocol):
 
 
 class BotManager:
-    def __init__(self, rooms: BuiltinRooms) -> None:
-        self.rooms = rooms
+    def __init__(self, service: MeetingService, analysis: Analysis) -> None:
+        self.service = service
+        self.analysis = analysis
         self.bots: dict[str, tuple[Bot, asyncio.Task[None]]] = {}
         # One bot per meeting: the check and the start are one step, so two concurrent
         # ``POST .../bot`` calls cannot both start one.
@@ -70,8 +73,10 @@ class BotManager:
             # MICROCUE_JANUS_CONSENT: "announced" analyses everyone once the bot's name says it
             # analyses faces; "required" analyses nobody (tracks are drained) until consent is
             # granted per person.
-            announced = self.rooms.settings.janus_consent == "announced"
-            ctx = await self.rooms.context(meeting_id, consent=announced)
+            announced = self.service.settings.janus_consent == "announced"
+            allowed = await self.service.emotions_allowed(meeting_id)
+            ctx = await self.analysis.context(meeting_id, bus=self.service.bus, emotions_allowed=allowed,
+                                              consent=announced)
             ctx.consent_basis = "announced"
             ctx.on_participant = self._recorder(meeting_id, consent=announced)
             # connects to the address the target check resolved, never to the name again
@@ -83,7 +88,7 @@ class BotManager:
 
     def _recorder(self, meeting_id: str, *, consent: bool) -> Callable[[str, str], Coroutine[Any, Any, None]]:
         """Stores each participant of the external meeting under their display name there."""
-        service = self.rooms.service
+        service = self.service
 
         async def record(participant_id: str, display: str) -> None:
             async with service.sessions() as session:
@@ -98,7 +103,7 @@ class BotManager:
 
     async def _browser_bot(self, meeting_id: str, target: JoinTarget) -> BrowserBot:
         recipe = load_recipe(target.recipe or "")
-        service = self.rooms.service
+        service = self.service
         # the bot's own invitation: what it forwards arrives like any WHIP publisher's
         token = await service.issue_join_token(meeting_id)
         whip = f"{service.settings.base_url}/whip/{meeting_id}"

@@ -30,18 +30,12 @@ from av.packet import Packet
 
 from bridge.config import Settings
 from bridge.errors import MicroCueError
-from bridge.executor import BlockingExecutor, run_in_background, size_inference_pool
-from bridge.media.analysis_pool import AnalysisPool, ModelOptions, pool_threads
+from bridge.media.analysis import AdapterContext, Analysis
 from bridge.media.peers import keyframe_requester, without_receive_estimate
-from bridge.models.face import load_face_models
-from bridge.policy import for_meeting
-from bridge.rooms.base import AdapterContext, MeetingAdapter, analysis_context
+from bridge.rooms.base import MeetingAdapter
 from bridge.rooms.ice import DEFAULT_ICE_ALLOW, Network, candidate_allowed, filter_candidates, parse_networks
 from bridge.service import MeetingService
 from bridge.store import repo
-from inference.analyzer import FaceModels
-from inference.models import ModelSet
-from inference.voice import SileroVad
 
 log = logging.getLogger("microcue.rooms.builtin")
 
@@ -471,46 +465,14 @@ def _offer_error(exc: Exception) -> SignalError:
 
 
 class BuiltinRooms:
-    """Every built-in room of a service process; models are loaded once, on the first join."""
+    """Every built-in room of a service process; they share the process's ``analysis``, which
+    loads its models on the first join."""
 
-    def __init__(self, settings: Settings, service: MeetingService) -> None:
+    def __init__(self, settings: Settings, service: MeetingService, analysis: Analysis) -> None:
         self.settings = settings
         self.service = service
+        self.analysis = analysis
         self.rooms: dict[str, BuiltinRoom] = {}
-        self._models: FaceModels | None = None
-        self._vad: SileroVad | None = None
-        self._lock = asyncio.Lock()
-        # MICROCUE_ANALYSIS_PROCESSES > 0: analyzers live in worker processes, fed by their own threads
-        self._pool: AnalysisPool | None = None
-        self._pool_executor: BlockingExecutor | None = None
-
-    async def load_models(self) -> tuple[FaceModels, SileroVad | None]:
-        async with self._lock:
-            if self._models is None:
-                def load() -> tuple[FaceModels, SileroVad]:
-                    size_inference_pool(self.settings.inference_threads)
-                    models = load_face_models(self.settings.model_dir, runtime=self.settings.model_runtime,
-                                              batching=self.settings.batching)
-                    vad = SileroVad(ModelSet(self.settings.model_dir, prefer_gpu=False).session("vad"))
-                    if self.settings.analysis_processes:
-                        options = ModelOptions(self.settings.model_dir, runtime=self.settings.model_runtime)
-                        self._pool = AnalysisPool(self.settings.analysis_processes, options)
-                        self._pool_executor = BlockingExecutor(pool_threads(self.settings.analysis_processes))
-                    return models, vad
-
-                models, self._vad = await run_in_background(load)
-                self._models = models
-            return self._models, self._vad
-
-    async def context(self, meeting_id: str, *, consent: bool) -> AdapterContext:
-        """What a meeting's adapter needs: the shared models, the service's bus, and an analyzer
-        per participant under the meeting's purpose policy (built-in rooms and API bots alike)."""
-        meeting = await self.service.get_meeting(meeting_id)
-        models, vad = await self.load_models()
-        allowed = for_meeting(meeting.context, meeting.policy, self.settings).emotions_allowed
-        return analysis_context(meeting_id=meeting_id, bus=self.service.bus, models=models, vad=vad,
-                                emotions_allowed=allowed, fps=self.settings.analysis_fps, consent=consent,
-                                pool=self._pool, executor=self._pool_executor)
 
     async def _time_zero(self, meeting_id: str) -> float:
         """perf_counter() of the meeting's time zero: now for a new room; for a room this process
@@ -529,7 +491,8 @@ class BuiltinRooms:
         if room is not None:
             return room
         # built-in rooms have a consent page: nobody is analysed before saying yes
-        ctx = await self.context(meeting_id, consent=False)
+        allowed = await self.service.emotions_allowed(meeting_id)
+        ctx = await self.analysis.context(meeting_id, bus=self.service.bus, emotions_allowed=allowed, consent=False)
         ctx.t0 = await self._time_zero(meeting_id)
         room = self.rooms.get(meeting_id)  # another join may have created it meanwhile
         if room is None:
@@ -574,8 +537,3 @@ class BuiltinRooms:
     async def aclose(self) -> None:
         rooms, self.rooms = list(self.rooms.values()), {}
         await asyncio.gather(*(r.aclose() for r in rooms), return_exceptions=True)
-        if self._pool is not None:
-            await run_in_background(self._pool.close)
-            self._pool = None
-        if self._pool_executor is not None:
-            self._pool_executor.shutdown()

@@ -40,8 +40,9 @@ from aiortc import sdp as aiortc_sdp
 from websockets.asyncio.client import ClientConnection
 
 from bridge.errors import MicroCueError
+from bridge.media.analysis import AdapterContext
 from bridge.media.peers import keyframe_requester
-from bridge.rooms.base import AdapterContext, MeetingAdapter
+from bridge.rooms.base import MeetingAdapter
 
 log = logging.getLogger("microcue.janus")
 

@@ -44,7 +44,8 @@ async def test_a_participant_publishes_and_cues_arrive_only_with_consent(netns: 
             room = rooms.rooms[m["id"]]
             assert room.participants[no.participant_id].video.stats.as_dict()["analysed"] == 0
             assert room.participants[yes.participant_id].video.stats.as_dict()["analysed"] > 0
-            assert (rooms._pool is not None) == (processes > 0)  # MICROCUE_ANALYSIS_PROCESSES was honoured
+            pool = server.app.state.analysis.pool
+            assert (pool is not None) == (processes > 0)  # MICROCUE_ANALYSIS_PROCESSES was honoured
             people = (await asyncio.to_thread(
                 httpx.get, f"{server.base_url}/api/meetings/{m['id']}/participants",
                 headers={"Authorization": f"Bearer {m['presenter_token']}"}, timeout=30)).json()

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from bridge.bus import InProcessBus
-from bridge.rooms.base import AdapterContext
+from bridge.rooms import AdapterContext
 from bridge.rooms.janus import JanusAdapter, JanusError
 from inference.analyzer import AnalysisStep, FrameMetrics
 from inference.cues import Cue

@@ -30,7 +30,8 @@ from bridge.cluster.worker_role import FencedBus, WorkerRole
 from bridge.config import Settings
 from bridge.errors import UsageError
 from bridge.insights.summary import make_summary_hook
-from bridge.rooms.base import AdapterContext, MeetingAdapter
+from bridge.media.analysis import Analysis
+from bridge.rooms import AdapterContext, MeetingAdapter
 from bridge.service import MeetingService, running_service
 from bridge.store import db
 from tests.services import MOSQUITTO, require_service
@@ -211,7 +212,10 @@ class _TestWorker(WorkerRole):
     """The real worker logic on the real database; meetings are stand-ins, the broker a list."""
 
     def __init__(self, settings: Settings, service: MeetingService, name: str, people: dict[str, int]) -> None:
-        super().__init__(settings, bus=service.bus, sessions=service.sessions, worker_id=name)
+        # the stand-in meetings analyse nothing: the process's analysis is never loaded
+        super().__init__(
+            settings, bus=service.bus, sessions=service.sessions, worker_id=name, analysis=Analysis(settings)
+        )
         self.people = people
         self.published: list[JoinRequest] = []
 

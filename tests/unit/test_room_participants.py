@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from bridge.bus import InProcessBus
-from bridge.rooms.base import VIDEO_NONE, AdapterContext
+from bridge.rooms import AdapterContext
+from bridge.rooms.base import VIDEO_NONE
 from bridge.rooms.janus import JanusAdapter
 
 pytestmark = pytest.mark.unit

@@ -13,16 +13,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
-from bridge.bus import EventBus, create_bus
+from bridge.bus import create_bus
 from bridge.config import Settings
-from bridge.errors import MicroCueError, NotBuiltYet, UsageError
-from bridge.rooms import AdapterContext, JoinTarget, MeetingAdapter, create_adapter
-from bridge.rooms.base import analysis_context
+from bridge.errors import NotBuiltYet, UsageError
+from bridge.rooms import JoinTarget, MeetingAdapter, create_adapter
 from bridge.rooms.browser import BOT_NAME, available_recipes, check_page_url, load_recipe
 from bridge.store.tables import MEETING_CONTEXTS
 from bridge.tasks import cancel_and_wait
 from web.commands.harness import printing_cues, stop_on_signals
+
+if TYPE_CHECKING:
+    from bridge.media.analysis import Analysis
 
 log = logging.getLogger("microcue.join")
 
@@ -80,29 +83,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(_join(args, target, settings))
 
 
-def _context(args: argparse.Namespace, settings: Settings, bus: EventBus, meeting_id: str) -> AdapterContext:
-    """Load the models (fetching them on first use) and build what the adapter needs."""
-    from bridge.executor import size_inference_pool
-    from bridge.models.face import load_face_models
+def _analysis(args: argparse.Namespace, settings: Settings) -> Analysis:
+    """The bot's models: without the iris model under ``--no-gaze``, the VAD under ``--no-voice``,
+    the emotion model where the purpose allows no emotion cues; analysed in this process."""
+    from bridge.media.analysis import Analysis
     from bridge.policy import for_meeting
-    from inference.models import ModelError, ModelSet
-    from inference.voice import SileroVad
 
     allowed = for_meeting(args.context, None, settings).emotions_allowed
-    size_inference_pool(settings.inference_threads)
-    models = load_face_models(settings.model_dir, gaze=not args.no_gaze, emotion=allowed,
-                              runtime=settings.model_runtime, batching=settings.batching)
-    vad = None
-    if not args.no_voice:
-        try:  # the VAD is tiny: CPU always, no GPU round trip per 32 ms window
-            vad = SileroVad(ModelSet(settings.model_dir, prefer_gpu=False).session("vad"))
-        except ModelError as exc:
-            raise MicroCueError(str(exc)) from exc
-    # MICROCUE_JANUS_CONSENT: "announced" analyses everyone once the bot's display name says it
-    # analyses faces; "required" analyses nobody (tracks are drained, never analysed).
-    return analysis_context(meeting_id=meeting_id, bus=bus, models=models, vad=vad, emotions_allowed=allowed,
-                            fps=settings.analysis_fps, consent=settings.janus_consent == "announced",
-                            track_gaze=not args.no_gaze)
+    return Analysis(settings, gaze=not args.no_gaze, emotion=allowed, voice=not args.no_voice, processes=0)
 
 
 async def _join(args: argparse.Namespace, target: JoinTarget, settings: Settings) -> int:
@@ -110,10 +98,19 @@ async def _join(args: argparse.Namespace, target: JoinTarget, settings: Settings
     bus = create_bus(settings)
     await bus.start()
     adapter: MeetingAdapter | None = None
+    analysis = _analysis(args, settings)
     async with printing_cues(bus.subscribe(meeting_id), drain_s=PRINT_DRAIN_S):
         try:
             async with stop_on_signals() as stop:
-                adapter = create_adapter(target, _context(args, settings, bus, meeting_id))
+                # MICROCUE_JANUS_CONSENT: "announced" analyses everyone once the bot's display name says
+                # it analyses faces; "required" analyses nobody (tracks are drained, never analysed).
+                ctx = await analysis.context(
+                    meeting_id,
+                    bus=bus,
+                    emotions_allowed=analysis.emotion,
+                    consent=settings.janus_consent == "announced",
+                )
+                adapter = create_adapter(target, ctx)
                 runner = asyncio.create_task(adapter.run(), name="join-adapter")
                 waiter = asyncio.create_task(stop.wait(), name="join-stop")
                 await asyncio.wait({runner, waiter}, timeout=args.duration, return_when=asyncio.FIRST_COMPLETED)
@@ -124,4 +121,5 @@ async def _join(args: argparse.Namespace, target: JoinTarget, settings: Settings
                 for pid, p in adapter.participants.items():
                     log.info("participant %s: %s", pid, p.stats())
                 await adapter.aclose()
+            await analysis.aclose()
             await bus.aclose()  # ends the subscription: the printer prints the last cues, then stops
