@@ -29,10 +29,10 @@ from bridge import policy, tokens
 from bridge.bus import EventBus, create_bus
 from bridge.config import Settings
 from bridge.errors import MicroCueError, NotBuiltYet
-from bridge.rooms.targets import JoinTarget, TargetRefused, check_target, parse_allow
 from bridge.store import db, migrate, repo
 from bridge.store.tables import Meeting, Participant
 from bridge.store.writer import StoreWriter
+from bridge.targets import JoinTarget, TargetRefused, check_target, parse_allow
 from bridge.tokens import TokenKind
 from inference.cues import CUE_TYPES, EMOTION_CUE_TYPES, Cue
 
@@ -326,7 +326,7 @@ class MeetingService:
 
     async def request_bot(self, meeting_id: str, target: JoinTarget) -> Mapping[str, Any]:
         """The target check first (scheme, host:port allow-list, resolved once to a permitted
-        address: ``bridge.rooms.targets``), then the hook a bridge installs, which connects to
+        address: ``bridge.targets``), then the hook a bridge installs, which connects to
         that checked address only."""
         if target.kind == "whep":  # nothing would connect anywhere: say so before any check
             raise NotBuiltYet("joining over WHEP is not built yet in this version; use 'janus' or 'page'")

@@ -29,7 +29,6 @@ from bridge.insights.summary import make_summary_hook
 from bridge.media.analysis import Analysis
 from bridge.rooms.bots import BotManager
 from bridge.rooms.builtin import BuiltinRooms
-from bridge.rooms.targets import TargetRefused
 from bridge.service import (
     FeatureUnavailable,
     HostNotAllowed,
@@ -40,6 +39,7 @@ from bridge.service import (
     TooManyMeetings,
     running_service,
 )
+from bridge.targets import TargetRefused
 from web.hub import LiveHub
 from web.limits import BodyLimitMiddleware
 from web.ratelimit import RateLimiter
@@ -192,7 +192,7 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _target_refused(_request: Request, exc: Exception) -> JSONResponse:
-    """A bot target refused by ``bridge.rooms.targets``: 403 or 422 as the check says, never 500."""
+    """A bot target refused by ``bridge.targets``: 403 or 422 as the check says, never 500."""
     code = exc.status if isinstance(exc, TargetRefused) else status.HTTP_403_FORBIDDEN
     return JSONResponse({"detail": str(exc)}, status_code=code)
 

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bridge.cluster.distributor import JoinPublisher, JoinRequest
 from bridge.cluster.lease import Holder, LeaseStore
 from bridge.errors import NotBuiltYet
-from bridge.rooms.targets import JoinTarget
+from bridge.targets import JoinTarget
 
 log = logging.getLogger("microcue.cluster.web")
 

@@ -45,10 +45,10 @@ from bridge.config import Settings
 from bridge.media.analysis import Analysis
 from bridge.rooms import JoinTarget, MeetingAdapter, create_adapter
 from bridge.rooms.builtin import BuiltinRoom, BuiltinRooms, SignalError
-from bridge.rooms.targets import TargetRefused, check_target, parse_allow
 from bridge.service import MeetingService
 from bridge.store import db, migrate
 from bridge.store.errors import SchemaOutdated
+from bridge.targets import TargetRefused, check_target, parse_allow
 from inference.cues import Cue
 
 log = logging.getLogger("microcue.worker")
@@ -256,7 +256,7 @@ class WorkerRole:
             if request.kind == "janus":
                 # The web role checked the target already; a request from anyone else who can
                 # publish on the broker must not send a bot anywhere either: the same check again
-                # (bridge/rooms/targets.py), and the bot connects to the address it resolved.
+                # (bridge/targets.py), and the bot connects to the address it resolved.
                 try:
                     checked = await check_target(request.url, parse_allow(self.settings.join_allow))
                 except (TargetRefused, ValueError) as exc:

@@ -1,10 +1,10 @@
 """Meeting adapters: how the bot gets into a meeting, one module per meeting kind.
 
 ``create_adapter`` is the factory (the shape of aiortc's ``contrib/signaling.py``): a
-:class:`~bridge.rooms.targets.JoinTarget` in, the :class:`~bridge.rooms.base.MeetingAdapter`
+:class:`~bridge.targets.JoinTarget` in, the :class:`~bridge.rooms.base.MeetingAdapter`
 that joins it out. Built-in rooms (``builtin``) are not joined but hosted, and the browser bot
 (``browser``) forwards a web meeting's people over WHIP into one; ``bots`` runs bots for the
-service, ``targets`` checks where a bot may go.
+service; ``bridge.targets`` checks where a bot may go.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from bridge.errors import NotBuiltYet, UsageError
 from bridge.media.analysis import AdapterContext
 from bridge.rooms.base import MeetingAdapter, Participant
 from bridge.rooms.janus import JanusAdapter
-from bridge.rooms.targets import JoinTarget
+from bridge.targets import JoinTarget
 
 __all__ = ["AdapterContext", "JoinTarget", "MeetingAdapter", "Participant", "create_adapter"]
 

@@ -22,9 +22,9 @@ from bridge.errors import MicroCueError, NotBuiltYet
 from bridge.media.analysis import Analysis
 from bridge.rooms import create_adapter
 from bridge.rooms.browser import BrowserBot, load_recipe
-from bridge.rooms.targets import JoinTarget
 from bridge.service import MeetingService
 from bridge.store import repo
+from bridge.targets import JoinTarget
 from bridge.tasks import cancel_and_wait
 
 #: Janus allows long display names; the store keeps this many characters (as the join page).

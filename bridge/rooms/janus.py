@@ -76,7 +76,7 @@ BOT_DISPLAY = "MicroCue bot - analysing faces (ask the host to opt out)"
 
 class _NoRedirects(websockets.asyncio.client.connect):
     """``websockets.connect`` that follows no redirect: a 3xx from the server is an error, so a
-    checked target cannot send the bot somewhere else (bridge/rooms/targets.py)."""
+    checked target cannot send the bot somewhere else (bridge/targets.py)."""
 
     def process_redirect(self, exc: Exception) -> Exception | str:
         return exc

@@ -112,7 +112,7 @@ async def test_browser_bot_joins_the_janus_demo_page_and_forwards_each_publisher
     bob = publishers[1]
     port = _free_port()
     page_port = urlsplit(demo_page).port
-    # host:port pairs; localhost resolves to loopback, which must be listed as itself (bridge/rooms/targets.py)
+    # host:port pairs; localhost resolves to loopback, which must be listed as itself (bridge/targets.py)
     allow = f"localhost:{page_port},127.0.0.1:{page_port},[::1]:{page_port}"
     settings = Settings(data_dir=tmp_path / "data", join_allow=allow, port=port)
     with LiveServer(create_app(settings), port=port) as server:

@@ -20,8 +20,8 @@ import pytest
 from websockets.sync.client import connect as ws_connect
 
 from bridge.config import Settings
-from bridge.rooms.targets import JoinTarget
 from bridge.store import repo
+from bridge.targets import JoinTarget
 from inference.cues import Cue
 from tests.live_server import LiveServer
 from tests.support.postgres import database_settings

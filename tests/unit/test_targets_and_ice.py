@@ -1,4 +1,4 @@
-"""Bot targets (bridge/rooms/targets.py) and client ICE candidates (bridge/rooms/ice.py): what the
+"""Bot targets (bridge/targets.py) and client ICE candidates (bridge/rooms/ice.py): what the
 bridge may be pointed at. Name resolution is faked here; the e2e bot tests use real Janus."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from bridge.rooms import targets
+from bridge import targets
 from bridge.rooms.ice import DEFAULT_ICE_ALLOW, filter_candidates, parse_networks
-from bridge.rooms.targets import TargetRefused, check_target, parse_allow
+from bridge.targets import TargetRefused, check_target, parse_allow
 
 pytestmark = pytest.mark.unit
 

@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, status
 
 from bridge import policy
-from bridge.rooms.targets import JoinTarget
 from bridge.store.tables import Meeting, Participant
+from bridge.targets import JoinTarget
 from bridge.tokens import TokenKind
 from web.deps import ApiKey, CreateLimit, HubDep, PresenterMeeting, ServiceDep
 from web.schemas import (
