@@ -294,6 +294,43 @@ class MeetingService:
         async with self.sessions() as session:
             return await tokens.issue(session=session, meeting_id=meeting_id, kind=TokenKind.JOIN, role=role)
 
+    async def join_participant(
+        self,
+        meeting_id: str,
+        participant_id: str,
+        *,
+        display_name: str,
+        consent: bool,
+        role: str = "participant",
+        resume_secret: str | None = None,
+    ) -> Participant:
+        """Records a participant who joined, or joined again (their first join time is kept), with
+        their consent choice. With ``resume_secret`` they may later rejoin as themselves
+        (``resume_allowed``); only its hash is stored."""
+        resume_hash = None if resume_secret is None else tokens.hash_token(resume_secret)
+        async with self.sessions() as session:
+            return await repo.add_participant(
+                session=session, meeting_id=meeting_id, participant_id=participant_id, display_name=display_name,
+                consent=consent, role=role, resume_hash=resume_hash,
+            )
+
+    async def resume_allowed(self, meeting_id: str, participant_id: str, secret: str) -> bool:
+        """Whether ``secret`` is the one this earlier participant of the meeting was given when they
+        joined, so a new connection may continue as them (their analysis, their timeline)."""
+        async with self.sessions() as session:
+            earlier = await repo.get_participant(session=session, meeting_id=meeting_id, participant_id=participant_id)
+        if earlier is None or earlier.resume_hash is None:
+            return False
+        if not tokens.verify(secret, earlier.resume_hash):
+            log.warning("a resume for participant %s of meeting %s had the wrong secret", participant_id, meeting_id)
+            return False
+        return True
+
+    async def leave_participant(self, meeting_id: str, participant_id: str) -> None:
+        """Records when the participant left (a later join as the same participant clears it)."""
+        async with self.sessions() as session:
+            await repo.participant_left(session=session, meeting_id=meeting_id, participant_id=participant_id)
+
     async def update_participant(
         self, meeting_id: str, participant_id: str, *, role: str | None = None, display_name: str | None = None
     ) -> Participant:

@@ -23,7 +23,6 @@ from bridge.media.analysis import Analysis
 from bridge.rooms import create_adapter
 from bridge.rooms.browser import BrowserBot, load_recipe
 from bridge.service import MeetingService
-from bridge.store import repo
 from bridge.targets import JoinTarget
 from bridge.tasks import cancel_and_wait
 
@@ -91,9 +90,8 @@ class BotManager:
         service = self.service
 
         async def record(participant_id: str, display: str) -> None:
-            async with service.sessions() as session:
-                await repo.add_participant(session=session, meeting_id=meeting_id, participant_id=participant_id,
-                                           display_name=display[:MAX_DISPLAY], consent=consent)
+            await service.join_participant(meeting_id, participant_id, display_name=display[:MAX_DISPLAY],
+                                           consent=consent)
 
         return record
 

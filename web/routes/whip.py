@@ -16,7 +16,8 @@ consent, relayed to the others, with the role of a role-bound invitation.
 * CORS is open (``*``): only bearer tokens authorise, never cookies, so browser publishers on
   any origin work (RFC 9725 section 4.8 notes browsers need it).
 
-The room is used through ``BuiltinRooms.publish/trickle/unpublish`` only.
+The room is used through ``BuiltinRooms.publish/trickle/unpublish`` only, and the participant is
+recorded through ``MeetingService`` (``join_participant``, ``leave_participant``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from fastapi.responses import JSONResponse
 
 from bridge.rooms.builtin import BuiltinRooms, RemoteCandidate, SignalError, check_offer
 from bridge.service import MeetingNotFound, MeetingService
-from bridge.store import repo
 from bridge.tokens import TokenKind, TokenStatus, refusal_message
 from web.deps import ServiceDep
 
@@ -141,21 +141,20 @@ async def publish(
     participant_id = uuid.uuid4().hex[:12]
     display = (name or "").strip()[:MAX_NAME] or DEFAULT_NAME
     rooms: BuiltinRooms = request.app.state.rooms
-    async with service.sessions() as session:
-        await repo.add_participant(session=session, meeting_id=meeting_id, participant_id=participant_id,
-                                   display_name=display, consent=consent == "yes", role=checked or "participant")
+    await service.join_participant(meeting_id, participant_id, display_name=display, consent=consent == "yes",
+                                   role=checked or "participant")
     resource_id = secrets.token_urlsafe(16)
     sessions = _sessions(request)
 
     async def lost() -> None:  # the publisher went without DELETE (closed, crashed, network gone)
         if sessions.pop(resource_id, None) is not None:
-            await _left(service, meeting_id, participant_id)
+            await service.leave_participant(meeting_id, participant_id)
             log.info("WHIP publisher %s of meeting %s lost its connection", participant_id, meeting_id)
 
     try:
         answer = await rooms.publish(meeting_id, participant_id, display, consent == "yes", sdp, on_lost=lost)
     except SignalError as exc:
-        await _left(service, meeting_id, participant_id)
+        await service.leave_participant(meeting_id, participant_id)
         return _error(status.HTTP_400_BAD_REQUEST, str(exc))
     etag = secrets.token_hex(8)
     sessions[resource_id] = WhipSession(
@@ -246,14 +245,9 @@ async def stop(
     _sessions(request).pop(resource_id, None)
     rooms: BuiltinRooms = request.app.state.rooms
     await rooms.unpublish(meeting_id, found.participant_id)
-    await _left(service, meeting_id, found.participant_id)
+    await service.leave_participant(meeting_id, found.participant_id)
     log.info("WHIP publisher %s left meeting %s", found.participant_id, meeting_id)
     return Response(status_code=status.HTTP_200_OK, headers=CORS_HEADERS)
-
-
-async def _left(service: MeetingService, meeting_id: str, participant_id: str) -> None:
-    async with service.sessions() as session:
-        await repo.participant_left(session=session, meeting_id=meeting_id, participant_id=participant_id)
 
 
 def _first(pattern: re.Pattern[str], text: str) -> str | None:

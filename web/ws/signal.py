@@ -41,8 +41,7 @@ from starlette.websockets import WebSocketDisconnect
 from bridge import policy
 from bridge.rooms.builtin import BuiltinRooms, SignalError
 from bridge.service import MeetingNotFound, MeetingService
-from bridge.store import repo
-from bridge.tokens import TokenKind, hash_token, refusal_message, verify
+from bridge.tokens import TokenKind, refusal_message
 from web import ratelimit
 from web.ws.common import CLOSE_FORBIDDEN, CLOSE_TOO_MANY, close, refusal_code, token_from
 from web.ws.sockets import MeetingSockets
@@ -108,12 +107,7 @@ async def _resumable(service: MeetingService, meeting_id: str, claim: Any, prese
     participant_id, secret = claim["participant_id"], claim["secret"]
     if participant_id in present or len(secret) > MAX_RESUME_SECRET:
         return None
-    async with service.sessions() as session:
-        earlier = await repo.get_participant(session=session, meeting_id=meeting_id, participant_id=participant_id)
-    if earlier is None or earlier.resume_hash is None:
-        return None
-    if not verify(secret, earlier.resume_hash):
-        log.warning("a resume for participant %s of meeting %s had the wrong secret", participant_id, meeting_id)
+    if not await service.resume_allowed(meeting_id, participant_id, secret):
         return None
     return participant_id, secret
 
@@ -207,10 +201,8 @@ async def _signal(
                     else:
                         secret = secrets.token_urlsafe(RESUME_SECRET_BYTES)
                     room.join(participant_id, name, consent, notify=send)
-                    async with service.sessions() as session:
-                        await repo.add_participant(session=session, meeting_id=meeting_id,
-                                                   participant_id=participant_id, display_name=name,
-                                                   consent=consent, role=role, resume_hash=hash_token(secret))
+                    await service.join_participant(meeting_id, participant_id, display_name=name, consent=consent,
+                                                   role=role, resume_secret=secret)
                     joined = {"name": name, "consent": consent}
                     await send({"type": "joined", "participant_id": participant_id, "resumed": resumed is not None,
                                 "resume": {"participant_id": participant_id, "secret": secret}})
