@@ -43,7 +43,7 @@ from bridge.config import Settings
 from inference.cues import Cue
 from web.app import create_app
 from web.commands.harness import WS_MAX_SIZE
-from web.ws.live import LiveOptions
+from web.state import LiveOptions
 
 #: Connections per client process: 10 x 200 msg/s = 2000 msg/s, comfortably within one Python process.
 CONNS_PER_PROCESS = 10
@@ -79,7 +79,7 @@ async def _serve(port: int, data_dir: str, stuck_timeout_s: float, mqtt_url: str
         if not line or line[0] == "quit":
             break
         _, meeting_id, rate, duration, padding = line
-        bus = app.state.service.bus
+        bus = app.state.web.service.bus
         n = int(float(rate) * float(duration))
         detail = "x" * int(padding)
         start = time.monotonic()

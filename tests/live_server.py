@@ -83,7 +83,7 @@ class LiveServer:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def publish(self, *cues: Cue) -> None:
-        bus = self.app.state.service.bus
+        bus = self.app.state.web.service.bus
 
         async def publish_all() -> None:
             for cue in cues:

@@ -46,9 +46,8 @@ from web.ratelimit import RateLimiter
 from web.routes import health, meetings, pages, reports, whip
 from web.routes.pages import STATIC_DIR
 from web.security import SecurityMiddleware
+from web.state import LiveOptions, WebState
 from web.ws import live, signal, signal_proxy
-from web.ws.live import LiveOptions
-from web.ws.sockets import MeetingSockets
 
 log = logging.getLogger("microcue.web")
 
@@ -123,39 +122,42 @@ def create_app(
             service.summary_hook = make_summary_hook(service.sessions, settings)
             hub = LiveHub(service.bus, min_confidence=settings.min_confidence)
             await hub.start()
-            app.state.settings = settings
-            app.state.service = service
-            app.state.hub = hub
-            app.state.live_options = live_options or LiveOptions()
-            app.state.metrics_registry = _service_metrics(service, hub)
-            app.state.bus_started = True
-            analysis = app.state.analysis = Analysis(settings)  # loads models only on a first local join or bot
-            app.state.rooms = BuiltinRooms(settings, service, analysis)
+            analysis = Analysis(settings)  # loads models only on a first local join or bot
+            rooms = BuiltinRooms(settings, service, analysis)
             bots: BotManager | ClusterBots
+            cluster_rooms = None
             if role == "web":  # no bridge here: bots and built-in rooms run on the workers
                 bots = ClusterBots(settings.mqtt_url, service.sessions)
-                app.state.cluster_rooms = ClusterRooms(settings.mqtt_url, service.sessions)
+                cluster_rooms = ClusterRooms(settings.mqtt_url, service.sessions)
             else:
                 bots = BotManager(service, analysis)
-            app.state.bots = bots
-            app.state.whip_sessions = {}
+            state = app.state.web = WebState(
+                settings=settings,
+                service=service,
+                rooms=rooms,
+                hub=hub,
+                live_options=live_options or LiveOptions(),
+                metrics_registry=_service_metrics(service, hub),
+                bus_started=True,
+                analysis=analysis,
+                bots=bots,
+                cluster_rooms=cluster_rooms,
+                rate_limiter=RateLimiter.from_settings(settings),
+            )
             if service.bot_hook is None:
                 service.bot_hook = bots
                 service.bot_recall = bots.close_meeting
-            app.state.signal_sockets = MeetingSockets()
-            app.state.rate_limiter = RateLimiter.from_settings(settings)
             # End and erase stop everything of the meeting: rooms, bots, signalling and live sockets.
             service.closers.extend(
-                [app.state.rooms.close_meeting, bots.close_meeting, app.state.signal_sockets.close_meeting,
-                 hub.close_meeting]
+                [rooms.close_meeting, bots.close_meeting, state.signal_sockets.close_meeting, hub.close_meeting]
             )
             log.info("MicroCue %s role ready on %s (bus: %s)", role, settings.base_url, type(service.bus).__name__)
             try:
                 yield
             finally:
-                app.state.bus_started = False
+                state.bus_started = False
                 await bots.aclose()
-                await app.state.rooms.aclose()
+                await rooms.aclose()
                 await analysis.aclose()
                 await hub.aclose()
 

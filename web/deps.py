@@ -1,5 +1,9 @@
 """FastAPI dependencies as ``Annotated`` aliases, so route signatures stay plain.
 
+The app's parts come from its :class:`~web.state.WebState` (``StateDep``, ``ServiceDep``,
+``RoomsDep``, ``BotsDep`` ...); websocket handlers, which the worker's app also calls directly,
+read it with ``web.state.web_state``.
+
 Each auth failure maps to exactly one HTTPException with a message that says
 what was expected. Presenter tokens come as ``Authorization: Bearer <token>``
 or ``?token=``; the API key (when ``MICROCUE_API_KEY`` is set) as
@@ -14,33 +18,53 @@ from typing import Annotated
 from fastapi import Depends, Header, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from bridge.cluster.web_role import ClusterBots
 from bridge.config import Settings
+from bridge.rooms.bots import BotManager
+from bridge.rooms.builtin import BuiltinRooms
 from bridge.service import MeetingService
 from bridge.tokens import TokenCheck, TokenKind, TokenStatus, refusal_message, same_secret
 from web import ratelimit
 from web.hub import LiveHub
+from web.state import WebState, WhipSession, web_state
 
 _bearer = HTTPBearer(auto_error=False, description="Presenter token, or the API key where one is required")
 
 
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+StateDep = Annotated[WebState, Depends(web_state)]
 
 
-def _service(request: Request) -> MeetingService:
-    service: MeetingService = request.app.state.service
-    return service
+def _settings(state: StateDep) -> Settings:
+    return state.settings
 
 
-def _hub(request: Request) -> LiveHub:
-    hub: LiveHub = request.app.state.hub
-    return hub
+def _service(state: StateDep) -> MeetingService:
+    return state.service
+
+
+def _hub(state: StateDep) -> LiveHub:
+    return state.live_hub()
+
+
+def _rooms(state: StateDep) -> BuiltinRooms:
+    return state.rooms
+
+
+def _bots(state: StateDep) -> BotManager | ClusterBots | None:
+    return state.bots
+
+
+def _whip_sessions(state: StateDep) -> dict[str, WhipSession]:
+    return state.whip_sessions
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
 ServiceDep = Annotated[MeetingService, Depends(_service)]
 HubDep = Annotated[LiveHub, Depends(_hub)]
+RoomsDep = Annotated[BuiltinRooms, Depends(_rooms)]
+#: None in an app that runs no bots (a worker's)
+BotsDep = Annotated[BotManager | ClusterBots | None, Depends(_bots)]
+WhipSessionsDep = Annotated[dict[str, WhipSession], Depends(_whip_sessions)]
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 TokenQuery = Annotated[str | None, Query(description="Presenter token, for links opened in a browser")]
 
@@ -67,10 +91,11 @@ async def require_api_key(
 
 
 async def require_presenter(
-    request: Request, meeting_id: str, service: ServiceDep, bearer: BearerDep, token: TokenQuery = None
+    request: Request, meeting_id: str, state: StateDep, bearer: BearerDep, token: TokenQuery = None
 ) -> str:
     """The meeting's presenter token, from the header or the query; returns the meeting id."""
-    ratelimit.check(request, "token")
+    ratelimit.check(state.rate_limiter, request, "token")
+    service = state.service
     candidates = [c for c in (bearer.credentials if bearer else None, token) if c]
     results: list[TokenCheck] = []
     for candidate in candidates:
@@ -86,8 +111,8 @@ async def require_presenter(
     raise _unauthorized(refusal_message(results[0], TokenKind.PRESENTER))
 
 
-def limit_creation(request: Request) -> None:
-    ratelimit.check(request, "create")
+def limit_creation(request: Request, state: StateDep) -> None:
+    ratelimit.check(state.rate_limiter, request, "create")
 
 
 ApiKey = Annotated[None, Depends(require_api_key)]

@@ -67,13 +67,9 @@ def _address(conn: Request | WebSocket) -> str:
     return conn.client.host if conn.client else "unknown"
 
 
-def limiter_of(conn: Request | WebSocket) -> RateLimiter | None:
-    return getattr(conn.app.state, "rate_limiter", None)
-
-
-def check(request: Request, scope: str) -> None:
-    """Raises 429 when this address went over the ``scope`` limit."""
-    limiter = limiter_of(request)
+def check(limiter: RateLimiter | None, request: Request, scope: str) -> None:
+    """Raises 429 when this address went over the ``scope`` limit (an app without a limiter
+    has none: a worker's, where every client is the web role's proxy)."""
     if limiter is None:
         return
     wait = limiter.retry_after(scope, _address(request))
@@ -85,6 +81,5 @@ def check(request: Request, scope: str) -> None:
         )
 
 
-def websocket_allowed(websocket: WebSocket, scope: str) -> bool:
-    limiter = limiter_of(websocket)
+def websocket_allowed(limiter: RateLimiter | None, websocket: WebSocket, scope: str) -> bool:
     return limiter is None or not limiter.retry_after(scope, _address(websocket))

@@ -17,6 +17,7 @@ from fastapi import FastAPI, WebSocket
 
 from bridge.cluster.health import create_health_app
 from bridge.cluster.worker_role import WorkerRole
+from web.state import WebState
 from web.ws import signal
 from web.ws.common import close
 from web.ws.signal_proxy import CLOSE_RECONNECT
@@ -25,12 +26,15 @@ from web.ws.sockets import MeetingSockets
 
 def create_worker_app(worker: WorkerRole) -> FastAPI:
     app = FastAPI(title="MicroCue worker", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.settings = worker.settings
-    app.state.service = worker.service
-    app.state.rooms = worker.rooms
     # the signalling handler's per-meeting socket cap; rate limits per address stay with the web
     # role, which sees the clients (here every connection comes from the web role's proxy)
-    app.state.signal_sockets = MeetingSockets()
+    app.state.web = WebState(
+        settings=worker.settings,
+        service=worker.service,
+        rooms=worker.rooms,
+        signal_sockets=MeetingSockets(),
+        analysis=worker.analysis,
+    )
     sockets: dict[str, set[WebSocket]] = {}
 
     @app.websocket("/ws/rooms/{meeting_id}/signal")

@@ -127,7 +127,7 @@ async def test_browser_bot_joins_the_janus_demo_page_and_forwards_each_publisher
             r = await api.post(f"/{m['id']}/bot", headers=auth, json={"page": demo_page, "recipe": "janus-videoroom"})
             assert r.status_code == 202, r.text
             assert r.json()["detail"] == {"status": "joining", "kind": "page"}
-            bot = server.app.state.bots.running(m["id"])
+            bot = server.app.state.web.bots.running(m["id"])
             assert bot is not None
 
             names: dict[str, str] = {}  # participant id -> display name
@@ -172,7 +172,7 @@ async def test_browser_bot_joins_the_janus_demo_page_and_forwards_each_publisher
             # sent again, then the meeting ends: the bot leaves with it
             r = await api.post(f"/{m['id']}/bot", headers=auth, json={"page": demo_page, "recipe": "janus-videoroom"})
             assert r.status_code == 202, r.text
-            again = server.app.state.bots.running(m["id"])
+            again = server.app.state.web.bots.running(m["id"])
             # the event belongs to the server's loop: wait for it there
             await asyncio.to_thread(server.call, asyncio.wait_for(again.joined.wait(), 60), 70)
             assert again.workdir is not None and _chromium_running(again.workdir)

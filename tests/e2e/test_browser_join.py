@@ -30,7 +30,7 @@ async def test_chromium_participant_publishes_and_cues_arrive(netns: str, tmp_pa
     args = fake_camera_args(tmp_path)
     with LiveServer(create_app(Settings(data_dir=tmp_path))) as server:
         m = create_meeting(server)
-        url = m["join_url"].replace(server.app.state.settings.base_url, server.base_url)
+        url = m["join_url"].replace(server.app.state.web.settings.base_url, server.base_url)
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=args)
             try:

@@ -108,7 +108,7 @@ async def test_three_chromium_participants_hold_a_meeting(netns: str, tmp_path: 
     args = fake_camera_args(tmp_path)
     with LiveServer(create_app(Settings(data_dir=tmp_path))) as server:
         m = create_meeting(server)
-        url = m["join_url"].replace(server.app.state.settings.base_url, server.base_url)
+        url = m["join_url"].replace(server.app.state.web.settings.base_url, server.base_url)
         ann, ben, cy = Person("Ann"), Person("Ben"), Person("Cy")
         ben_again = Person("Ben")
         everyone = [ann, ben, cy, ben_again]
@@ -116,7 +116,7 @@ async def test_three_chromium_participants_hold_a_meeting(netns: str, tmp_path: 
 
         async def sample() -> None:  # the bridge's own counters, twice a second
             while not stop_sampling.is_set():
-                room = server.app.state.rooms.rooms.get(m["id"])
+                room = server.app.state.web.rooms.rooms.get(m["id"])
                 now = time.perf_counter()
                 for p in everyone:
                     worker = room.participants.get(p.participant_id) if room and p.participant_id else None
@@ -132,7 +132,7 @@ async def test_three_chromium_participants_hold_a_meeting(netns: str, tmp_path: 
                 await _join(context, url, ann)
                 await _join(context, url, ben)
                 await _join(context, url, cy)
-                room = server.app.state.rooms.rooms[m["id"]]
+                room = server.app.state.web.rooms.rooms[m["id"]]
                 t0 = room.ctx.t0
                 for person, others in ((ann, {"Ben", "Cy"}), (ben, {"Ann", "Cy"}), (cy, {"Ann", "Ben"})):
                     await _sees(person, others)
@@ -151,7 +151,7 @@ async def test_three_chromium_participants_hold_a_meeting(netns: str, tmp_path: 
                 await ann.page.screenshot(path=str(ARTIFACTS / "builtin_three_browsers_ann.png"), full_page=True)
                 # the presenter's dashboard (in chromium) names everyone and shows their consent
                 board = await context.new_page()
-                await board.goto(m["dashboard_url"].replace(server.app.state.settings.base_url, server.base_url))
+                await board.goto(m["dashboard_url"].replace(server.app.state.web.settings.base_url, server.base_url))
                 for p in (ann, cy, ben_again):
                     tile = board.locator(f'.tile[data-participant="{p.participant_id}"]')
                     await tile.locator(".name", has_text=p.name).wait_for(timeout=30_000)
@@ -214,7 +214,7 @@ async def test_chromium_participants_come_back_as_themselves_after_a_restart(
             context = await browser.new_context()
             try:
                 m = create_meeting(first)
-                url = m["join_url"].replace(first.app.state.settings.base_url, first.base_url)
+                url = m["join_url"].replace(first.app.state.web.settings.base_url, first.base_url)
                 for name in order:
                     await _join(context, url, people[name])
                 for person in people.values():
@@ -240,7 +240,7 @@ async def test_chromium_participants_come_back_as_themselves_after_a_restart(
                 back = time.perf_counter() - restarted
                 for person in people.values():
                     await _sees(person, set(people) - {person.name})
-                room = second.app.state.rooms.rooms[m["id"]]
+                room = second.app.state.web.rooms.rooms[m["id"]]
                 deadline = time.monotonic() + 30
                 while not all(pid in room.participants and room.participants[pid].video.stats.analysed > 15
                               for pid in (p.participant_id for p in people.values())):

@@ -40,11 +40,11 @@ async def test_a_participant_publishes_and_cues_arrive_only_with_consent(netns: 
             got = await cues_for(server, m, yes.participant_id, {"presence", "engagement"})
             assert {"presence", "engagement"} <= got
             # the participant who declined is relayed but never analysed
-            rooms = server.app.state.rooms
+            rooms = server.app.state.web.rooms
             room = rooms.rooms[m["id"]]
             assert room.participants[no.participant_id].video.stats.as_dict()["analysed"] == 0
             assert room.participants[yes.participant_id].video.stats.as_dict()["analysed"] > 0
-            pool = server.app.state.analysis.pool
+            pool = server.app.state.web.analysis.pool
             assert (pool is not None) == (processes > 0)  # MICROCUE_ANALYSIS_PROCESSES was honoured
             people = (await asyncio.to_thread(
                 httpx.get, f"{server.base_url}/api/meetings/{m['id']}/participants",
@@ -154,7 +154,7 @@ async def test_participants_see_each_other_through_the_bridge(netns: str, tmp_pa
             assert (frame.width, frame.height) == tile
             # the first is still analysed from its one stream: no new track, no reset, one offer per connection
             assert "engagement" in await cues_for(server, m, first.participant_id, {"engagement"})
-            room = server.app.state.rooms.rooms[m["id"]]
+            room = server.app.state.web.rooms.rooms[m["id"]]
             stats = room.stats()
             for who in (first, second):
                 assert stats[who.participant_id]["offers"] == {"publish": 1, "subscribe": 1}

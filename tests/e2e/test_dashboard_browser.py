@@ -54,7 +54,7 @@ def create_meeting(server: LiveServer, context: str) -> dict[str, Any]:
 
 
 def add_people(server: LiveServer, meeting_id: str) -> None:
-    service = server.app.state.service
+    service = server.app.state.web.service
 
     async def join() -> None:
         async with service.sessions() as s:
@@ -178,7 +178,7 @@ async def test_dashboard_shows_tiles_and_micro_expressions(server: LiveServer, b
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     started = time.monotonic()
-    await page.goto(m["dashboard_url"].replace(server.app.state.settings.base_url, server.base_url))
+    await page.goto(m["dashboard_url"].replace(server.app.state.web.settings.base_url, server.base_url))
     await page.wait_for_selector(".connection.live", timeout=10_000)
     feeder = asyncio.create_task(asyncio.to_thread(stream_cues, server, m["id"], 9.0))
     tile = page.locator('.tile[data-participant="p1"]')
@@ -216,7 +216,7 @@ async def test_workplace_dashboard_shows_policy_and_no_emotions(server: LiveServ
     m = create_meeting(server, "workplace")
     add_people(server, m["id"])
     page = await browser.new_page(viewport={"width": 1280, "height": 800})
-    await page.goto(m["dashboard_url"].replace(server.app.state.settings.base_url, server.base_url))
+    await page.goto(m["dashboard_url"].replace(server.app.state.web.settings.base_url, server.base_url))
     await page.wait_for_selector(".connection.live", timeout=10_000)
     await asyncio.to_thread(stream_cues, server, m["id"], 4.0)
     await page.locator('.tile[data-participant="p1"] .engagement .metric-value').filter(has_text="%").wait_for()
@@ -236,7 +236,7 @@ async def test_dashboard_token_leaves_the_address_bar_and_a_reload_still_works(s
     """The token shows during screen sharing and lands in the history while it is in the URL."""
     m = create_meeting(server, "customer")
     page = await browser.new_page(viewport={"width": 1280, "height": 800})
-    await page.goto(m["dashboard_url"].replace(server.app.state.settings.base_url, server.base_url))
+    await page.goto(m["dashboard_url"].replace(server.app.state.web.settings.base_url, server.base_url))
     await page.wait_for_selector(".connection.live", timeout=10_000)
     assert "token" not in page.url and page.url.endswith(f"/meetings/{m['id']}/dashboard")
     await page.reload()
@@ -282,7 +282,7 @@ async def test_alert_when_several_people_dip_together(server: LiveServer, browse
     add_people(server, m["id"])
     page = await browser.new_page(viewport={"width": 1280, "height": 800})
     await page.clock.install()
-    await page.goto(m["dashboard_url"].replace(server.app.state.settings.base_url, server.base_url))
+    await page.goto(m["dashboard_url"].replace(server.app.state.web.settings.base_url, server.base_url))
     await page.wait_for_selector(".connection.live", timeout=10_000)
     seq = 0
 
@@ -317,7 +317,7 @@ async def test_alert_when_several_people_dip_together(server: LiveServer, browse
 
 async def test_join_page_discloses_and_hands_consent_to_the_webrtc_hook(server: LiveServer, browser: Any) -> None:
     m = create_meeting(server, "education")
-    url = m["join_url"].replace(server.app.state.settings.base_url, server.base_url)
+    url = m["join_url"].replace(server.app.state.web.settings.base_url, server.base_url)
     page = await browser.new_page()
     await page.goto(url)
     await page.wait_for_selector("#disclosure:not([hidden])")

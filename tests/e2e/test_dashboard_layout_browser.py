@@ -114,7 +114,7 @@ def sales_meeting(server: LiveServer, people: list[Person]) -> dict[str, Any]:
     )
     assert r.status_code == 201, r.text
     m: dict[str, Any] = r.json()
-    service = server.app.state.service
+    service = server.app.state.web.service
 
     async def join() -> None:
         async with service.sessions() as s:
@@ -205,7 +205,7 @@ async def test_tiles_fit_and_the_room_chart_draws(count: int, server: LiveServer
     await page.add_init_script(path=str(CHECKS))
     await as_a_bot_reports(page, people)
     await page.clock.install()  # time flows as usual until run_for jumps it ahead
-    await page.goto(m["dashboard_url"].replace(server.app.state.settings.base_url, server.base_url))
+    await page.goto(m["dashboard_url"].replace(server.app.state.web.settings.base_url, server.base_url))
     await page.wait_for_selector(".connection.live", timeout=10_000)
     await page.wait_for_function(f"() => document.querySelectorAll('#tiles .tile').length === {count}", timeout=10_000)
 

@@ -80,7 +80,7 @@ class Room:
         return time.perf_counter()
 
     def adapter(self) -> Any:
-        running = self.server.app.state.bots.bots.get(self.m["id"])
+        running = self.server.app.state.web.bots.bots.get(self.m["id"])
         return running[0] if running else None
 
     async def _sample(self) -> None:
@@ -108,7 +108,7 @@ class Room:
     async def check_dashboard(self, browser: Any, expected: set[str]) -> None:
         page = await browser.new_page()
         try:
-            await page.goto(self.m["dashboard_url"].replace(self.server.app.state.settings.base_url,
+            await page.goto(self.m["dashboard_url"].replace(self.server.app.state.web.settings.base_url,
                                                             self.server.base_url))
             for name in expected:
                 tile = page.locator(".tile", has=page.locator(".name", has_text=name)).first
@@ -170,7 +170,7 @@ async def test_bot_joining_first_follows_people_who_come_leave_and_return(
     room: Room, demo: str, browser: Any
 ) -> None:
     await room.send_bot()
-    await asyncio.wait_for(room.server.app.state.bots.bots[room.m["id"]][0].connected.wait(), 30)
+    await asyncio.wait_for(room.server.app.state.web.bots.bots[room.m["id"]][0].connected.wait(), 30)
     context = await browser.new_context()
     pages, joined = {}, {}
     for name in NAMES:

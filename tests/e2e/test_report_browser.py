@@ -44,7 +44,7 @@ def ended_meeting(server: LiveServer, context: str) -> tuple[str, str]:
     )
     assert r.status_code == 201, r.text
     mid, token = r.json()["id"], r.json()["presenter_token"]
-    service = server.app.state.service
+    service = server.app.state.web.service
 
     async def people() -> None:
         async with service.sessions() as s:

@@ -39,7 +39,7 @@ def running_call(server: LiveServer) -> dict[str, Any]:
     )
     assert r.status_code == 201, r.text
     m: dict[str, Any] = r.json()
-    service = server.app.state.service
+    service = server.app.state.web.service
 
     async def people() -> None:
         async with service.sessions() as s:
@@ -65,7 +65,7 @@ async def test_roles_set_on_tiles_drive_the_coaching(server: LiveServer, browser
     m = running_call(server)
     mid, token = m["id"], m["presenter_token"]
     page = await browser.new_page(viewport={"width": 1280, "height": 900})
-    await page.goto(m["dashboard_url"].replace(server.app.state.settings.base_url, server.base_url))
+    await page.goto(m["dashboard_url"].replace(server.app.state.web.settings.base_url, server.base_url))
     await page.wait_for_selector(".connection.live", timeout=10_000)
     roles = page.locator("#coaching-roles")
     await roles.filter(has_text="needs at least one participant with role 'rep'").wait_for(timeout=10_000)

@@ -42,7 +42,7 @@ def _bearer(token: str) -> dict[str, str]:
 
 async def _received(server: LiveServer) -> int:
     """Cues the store writer took from the bus (one meeting per test, so: that meeting's)."""
-    writer = server.app.state.service.writer
+    writer = server.app.state.web.service.writer
     return int(writer.received)
 
 
@@ -55,7 +55,7 @@ async def test_end_and_erase_stop_a_builtin_room(netns: str, tmp_path: Path, act
                                  tracks=[SyntheticFaceTrack(frames)])
         try:
             assert "presence" in await cues_for(server, m, client.participant_id, {"presence"})
-            room = server.app.state.rooms.rooms[m["id"]]
+            room = server.app.state.web.rooms.rooms[m["id"]]
             url = f"{server.base_url}/api/meetings/{m['id']}"
             started = time.monotonic()
             if action == "end":
@@ -70,7 +70,7 @@ async def test_end_and_erase_stop_a_builtin_room(netns: str, tmp_path: Path, act
                         await client.ws.recv()
             assert closed.value.rcvd is not None and closed.value.rcvd.code == (4409 if action == "end" else 4410)
             assert time.monotonic() - started < STOP_WITHIN_S + 1.0  # + the HTTP round trip under load
-            assert m["id"] not in server.app.state.rooms.rooms
+            assert m["id"] not in server.app.state.web.rooms.rooms
             assert not room.members and not room.participants and len(room.peers) == 0
             before = await _received(server)
             await asyncio.sleep(QUIET_S)
@@ -85,7 +85,7 @@ async def test_participants_are_removed_on_leave_and_200_cycles_leave_nothing(
     """Each join/leave used to leave an analyzer, VAD state and tasks behind in the room."""
     with LiveServer(create_app(Settings(data_dir=tmp_path))) as server:
         m = create_meeting(server)
-        rooms = server.app.state.rooms
+        rooms = server.app.state.web.rooms
 
         async def cycle(i: int) -> None:
             room = await rooms.room(m["id"])
@@ -142,14 +142,14 @@ async def test_a_janus_bot_is_recalled_and_stops_at_the_end(
         r = await asyncio.to_thread(httpx.post, bot_url, json=body, headers=headers, timeout=60)
         assert r.status_code == 202, r.text
         # the bot's display name says that it analyses faces (who is in the room sees it)
-        assert "analysing faces" in server.app.state.service.bot_hook.bots[m["id"]][0].display
+        assert "analysing faces" in server.app.state.web.service.bot_hook.bots[m["id"]][0].display
         assert "presence" in await cues_for(server, m, "101", {"presence"})
 
         started = time.monotonic()
         r = await asyncio.to_thread(httpx.delete, bot_url, headers=headers, timeout=30)
         assert r.status_code == 200 and r.json()["status"] == "left"
         assert time.monotonic() - started < STOP_WITHIN_S + 1.0
-        assert m["id"] not in server.app.state.service.bot_hook.bots
+        assert m["id"] not in server.app.state.web.service.bot_hook.bots
         before = await _received(server)
         await asyncio.sleep(QUIET_S)
         assert await _received(server) == before, "the recalled bot kept producing cues"
@@ -161,7 +161,7 @@ async def test_a_janus_bot_is_recalled_and_stops_at_the_end(
         r = await asyncio.to_thread(httpx.post, f"{server.base_url}/api/meetings/{m['id']}/end", headers=headers,
                                     timeout=30)
         assert r.status_code == 200
-        assert m["id"] not in server.app.state.service.bot_hook.bots
+        assert m["id"] not in server.app.state.web.service.bot_hook.bots
         before = await _received(server)
         await asyncio.sleep(QUIET_S)
         assert await _received(server) == before, "the bot kept producing cues after the end"
@@ -188,7 +188,7 @@ async def test_concurrent_bot_requests_start_one_bot_and_bad_targets_are_4xx(
         ]:
             r = await asyncio.to_thread(httpx.post, bot_url, json=target, headers=headers, timeout=30)
             assert r.status_code == code, (target, r.text)
-        assert len(server.app.state.service.bot_hook.bots) == 1
+        assert len(server.app.state.web.service.bot_hook.bots) == 1
 
 
 async def test_the_bot_connects_to_the_checked_address_and_follows_no_redirect(janus: JanusServer) -> None:

@@ -62,7 +62,7 @@ def test_meeting_lifecycle(client: httpx.Client, server: LiveServer, settings: S
     assert client.get(f"/api/meetings/{mid}?token={token}").status_code == 200
 
     # Cues published on the bus reach the store through the app's writer.
-    service = server.app.state.service
+    service = server.app.state.web.service
     cue = Cue(type="engagement", t=1.0, value=0.7, meeting_id=mid, participant_id="p1", seq=1)
     server.call(service.bus.publish(cue))
 
@@ -132,7 +132,7 @@ def test_participants_invitations(client: httpx.Client, server: LiveServer) -> N
     assert client.get(f"/api/meetings/{mid}", headers=bearer(link["join_token"])).status_code == 403
     assert client.get(f"/api/join/{mid}?token={token}").status_code == 403  # presenter token is not a join token
 
-    service = server.app.state.service
+    service = server.app.state.web.service
 
     async def joined() -> None:
         async with service.sessions() as s:
@@ -226,7 +226,7 @@ def test_api_key_guards_creation_and_bots(settings: Settings) -> None:
         assert client.post(bot, json=janus, headers=bearer(m["presenter_token"])).status_code == 401
         assert client.post(bot, json=janus, headers=bearer("operator-key")).status_code == 401
         # Both (key as header, token as query): allowed host, but no bridge hook (a web-only process).
-        server.app.state.service.bot_hook = None
+        server.app.state.web.service.bot_hook = None
         r = client.post(f"{bot}?token={m['presenter_token']}", json=janus, headers=bearer("operator-key"))
         assert r.status_code == 501 and r.json()["detail"] == "bot joining not available in this build"
         headers = {**bearer(m["presenter_token"]), "X-API-Key": "operator-key"}
@@ -247,7 +247,7 @@ def test_api_key_guards_creation_and_bots(settings: Settings) -> None:
             assert client.post(bot, json=invalid, headers=headers).status_code == 422, invalid
 
         # The service's own bots: WHEP is not built (501, nothing loaded); a page host must be allowed too.
-        server.app.state.service.bot_hook = server.app.state.bots
+        server.app.state.web.service.bot_hook = server.app.state.web.bots
         r = client.post(bot, json={"whep": "https://janus.example/whep/1"}, headers=headers)
         assert r.status_code == 501 and "WHEP is not built yet" in r.json()["detail"]
         r = client.post(bot, json={"page": "https://meet.evil.example/r", "recipe": "janus-videoroom"}, headers=headers)
@@ -260,7 +260,7 @@ def test_api_key_guards_creation_and_bots(settings: Settings) -> None:
             seen.append((meeting_id, target))
             return {"worker": "bridge-1"}
 
-        server.app.state.service.bot_hook = join
+        server.app.state.web.service.bot_hook = join
         r = client.post(bot, json=janus, headers=headers)
         assert r.status_code == 202 and r.json()["detail"] == {"worker": "bridge-1"}
         # the hook gets the address the check resolved: the bot connects there, not to a new DNS answer

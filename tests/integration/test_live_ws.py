@@ -30,7 +30,7 @@ from tests.live_server import LiveServer
 from tests.services import MOSQUITTO, require_service
 from web.app import create_app
 from web.hub import LiveHub
-from web.ws.live import LiveOptions
+from web.state import LiveOptions
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -90,14 +90,14 @@ async def recv_cues(ws: ClientConnection, n: int, wait_s: float = 5.0) -> list[d
 
 
 def hub(server: LiveServer) -> LiveHub:
-    live_hub: LiveHub = server.app.state.hub
+    live_hub: LiveHub = server.app.state.web.hub
     return live_hub
 
 
 async def test_snapshot_then_streamed_cues(server: LiveServer) -> None:
     m = create_meeting(server)
     mid = m["id"]
-    service = server.app.state.service
+    service = server.app.state.web.service
 
     async def join() -> None:
         async with service.sessions() as s:
@@ -381,7 +381,7 @@ async def test_mqtt_bus_cues_from_another_process_reach_the_feed_and_the_store(t
                 assert [c["seq"] for c in got] == [0, 1, 2, 3, 4]
         finally:
             await worker_bus.aclose()
-        service = server.app.state.service
+        service = server.app.state.web.service
 
         async def stored() -> int:
             async with service.sessions() as s:

@@ -79,7 +79,7 @@ def run_meeting(server: LiveServer, client: httpx.Client, *, context: str = "cus
     r = client.post("/api/meetings", json={"title": "Discovery call, Acme", "kind": "sales", "context": context})
     assert r.status_code == 201, r.text
     mid, token = r.json()["id"], r.json()["presenter_token"]
-    service = server.app.state.service
+    service = server.app.state.web.service
 
     async def people() -> None:
         async with service.sessions() as s:
@@ -107,7 +107,7 @@ def run_meeting(server: LiveServer, client: httpx.Client, *, context: str = "cus
 
 
 def stored_summary(server: LiveServer, mid: str) -> dict[str, Any] | None:
-    service = server.app.state.service
+    service = server.app.state.web.service
 
     async def get() -> dict[str, Any] | None:
         async with service.sessions() as s:
@@ -212,10 +212,10 @@ def test_workplace_report_has_no_emotion_figures(server: LiveServer, client: htt
     """Even with emotion cues in the store (a producer writing to the database directly, past the
     writer's policy gate), a workplace report shows none."""
     mid, token, _ = run_meeting(server, client, context="workplace")
-    assert server.app.state.service.writer.withheld > 0  # the gate dropped what was published
+    assert server.app.state.web.service.writer.withheld > 0  # the gate dropped what was published
 
     async def write_past_the_gate() -> None:
-        async with server.app.state.service.sessions() as s:
+        async with server.app.state.web.service.sessions() as s:
             emotional = [c for c in sales_call(mid) if c.type in EMOTION_CUE_TYPES]
             await repo.insert_cues(session=s, cues=emotional)
 

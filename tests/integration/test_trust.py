@@ -138,7 +138,7 @@ def test_tokens_expire_and_can_be_revoked(settings: Settings) -> None:
         assert c.get(f"/api/meetings/{mid}", headers=_bearer(token)).status_code == 200
 
         async def age(days: int) -> None:
-            async with server.app.state.service.sessions() as s:
+            async with server.app.state.web.service.sessions() as s:
                 ended = utcnow() - timedelta(days=days)
                 await s.execute(update(Meeting).where(Meeting.id == mid).values(ended_at=ended))
                 await s.commit()
@@ -202,7 +202,7 @@ def test_end_and_erase_close_signalling_and_live_sockets_within_2_s(tmp_path: Pa
             assert _closed_code(signal_ws, 2.0) == code
             assert _closed_code(live_ws, 2.0) == code
             assert time.monotonic() - started < 2.0
-            assert server.app.state.signal_sockets.count(mid) == 0
+            assert server.app.state.web.signal_sockets.count(mid) == 0
         finally:
             signal_ws.close()
             live_ws.close()
@@ -228,7 +228,7 @@ def _cue(meeting_id: str, kind: str, seq: int) -> Cue:
 
 
 def _stored_types(server: LiveServer, mid: str, want: int) -> list[str]:
-    service = server.app.state.service
+    service = server.app.state.web.service
 
     async def stored() -> list[str]:
         async with service.sessions() as s:
@@ -253,7 +253,7 @@ def test_writer_drops_withheld_cue_kinds_of_a_workplace_meeting(settings: Settin
         server.publish(*(_cue(sales["id"], k, i) for i, k in enumerate(KINDS, 1)))
         assert sorted(_stored_types(server, work["id"], 3)) == ["attention", "engagement", "presence"]
         assert sorted(_stored_types(server, sales["id"], 6)) == sorted(KINDS)
-        assert server.app.state.service.writer.withheld == 3
+        assert server.app.state.web.service.writer.withheld == 3
 
 
 def test_mqtt_cues_of_any_client_are_filtered_by_policy(tmp_path: Path) -> None:

@@ -92,7 +92,7 @@ async def _serve_demo(args: argparse.Namespace, settings: Settings) -> int:
     if args.unix_socket is not None:
         sockets.append(bind_unix(args.unix_socket))
     async with serving(app, settings, sockets, log_level="warning"):
-        service = app.state.service
+        service = app.state.web.service
         created = await service.create_meeting(title="MicroCue demo", context=args.context)
         meeting_id = created.meeting.id
         print(f"meeting {meeting_id} ({args.context}); open the presenter dashboard:", file=sys.stderr)

@@ -29,7 +29,7 @@ async def join_page(args: argparse.Namespace, settings: Settings) -> int:
     page_url = check_page_url(args.page)
     app = create_app(settings)
     async with serving(app, settings, [bind_tcp(settings)], log_level="warning"):
-        service = app.state.service
+        service = app.state.web.service
         created = await service.create_meeting(title=f"Browser bot: {page_url}"[:200], context=args.context)
         meeting_id = created.meeting.id
         print(f"meeting {meeting_id}; presenter dashboard: {created.dashboard_url}", file=sys.stderr)

@@ -8,6 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from bridge import metrics
 from web.deps import ServiceDep
 from web.schemas import Health, Readiness
+from web.state import web_state
 
 router = APIRouter(tags=["health"])
 
@@ -23,7 +24,7 @@ async def readyz(request: Request, response: Response, service: ServiceDep) -> R
     """Ready when the database answers and the bus was started; an MQTT bus that is
     reconnecting still counts as started (it buffers cues), its state is reported."""
     database = await service.database_ok()
-    bus_started = bool(getattr(request.app.state, "bus_started", False))
+    bus_started = web_state(request).bus_started
     connected = getattr(service.bus, "connected", None)
     ready = database and bus_started
     if not ready:
@@ -40,4 +41,7 @@ async def readyz(request: Request, response: Response, service: ServiceDep) -> R
 @router.get("/metrics", response_class=Response)
 async def prometheus_metrics(request: Request) -> Response:
     """Prometheus text format: process metrics plus this app's bus, writer and hub figures."""
-    return Response(metrics.render(request.app.state.metrics_registry), media_type=CONTENT_TYPE_LATEST)
+    registry = web_state(request).metrics_registry
+    if registry is None:
+        raise RuntimeError("this app has no metrics registry (a worker serves its own /metrics)")
+    return Response(metrics.render(registry), media_type=CONTENT_TYPE_LATEST)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, status
 
 from bridge import policy
+from bridge.cluster.web_role import ClusterBots
+from bridge.rooms.bots import BotManager
+from bridge.rooms.builtin import BuiltinRooms
 from bridge.store.tables import Meeting, Participant
 from bridge.targets import JoinTarget
 from bridge.tokens import TokenKind
-from web.deps import ApiKey, CreateLimit, HubDep, PresenterMeeting, ServiceDep
+from web.deps import ApiKey, BotsDep, CreateLimit, HubDep, PresenterMeeting, RoomsDep, ServiceDep
 from web.schemas import (
     BotAccepted,
     BotRecalled,
@@ -168,24 +171,24 @@ async def update_participant(
 
 
 @router.get("/{meeting_id}/participants", response_model=list[ParticipantPublic], responses=_AUTH_RESPONSES)
-async def list_participants(meeting_id: PresenterMeeting, service: ServiceDep, request: Request
-                            ) -> list[ParticipantPublic]:
+async def list_participants(
+    meeting_id: PresenterMeeting, service: ServiceDep, rooms: RoomsDep, bots: BotsDep
+) -> list[ParticipantPublic]:
     """Who joined, with their consent state; in joining order. While the meeting runs, each also
     says what their consent rests on (asked on the join page, or announced by the bot in an
     external meeting) and whether their video arrives."""
-    live = _live_participants(request, meeting_id)
+    live = _live_participants(rooms, bots, meeting_id)
     return [participant_public(p, live.get(p.id)) for p in await service.participants(meeting_id)]
 
 
-def _live_participants(request: Request, meeting_id: str) -> dict[str, dict[str, Any]]:
+def _live_participants(
+    rooms: BuiltinRooms, bots: BotManager | ClusterBots | None, meeting_id: str
+) -> dict[str, dict[str, Any]]:
     """The running room's or bot's view of each participant (empty when nothing runs)."""
-    state = request.app.state
     live: dict[str, dict[str, Any]] = {}
-    rooms = getattr(state, "rooms", None)
-    room = rooms.rooms.get(meeting_id) if rooms is not None else None
+    room = rooms.rooms.get(meeting_id)
     if room is not None:
         live.update(room.live())
-    bots = getattr(state, "bots", None)
     if bots is not None:
         live.update(bots.live(meeting_id))
     return live

@@ -19,6 +19,7 @@ from inference.cues import CUE_TYPES
 from web import ratelimit
 from web.deps import ServiceDep
 from web.schemas import JoinInfo
+from web.state import web_state
 
 router = APIRouter(include_in_schema=False)
 api_router = APIRouter(prefix="/api/join", tags=["join"])
@@ -77,7 +78,7 @@ async def dashboard(
     tab's sessionStorage and removes it from the address bar (``history.replaceState``), where
     it would show during screen sharing. A reload then comes without ``?token=``: the short-lived
     cookie set here (this page's path only, HttpOnly, SameSite=Strict) lets the page load again."""
-    ratelimit.check(request, "token")
+    ratelimit.check(web_state(request).rate_limiter, request, "token")
     presented = token or request.cookies.get(DASHBOARD_COOKIE)
     check = await service.check_token(presented, meeting_id, TokenKind.PRESENTER)
     if not check.ok:
@@ -106,7 +107,7 @@ async def join_page(
     request: Request, meeting_id: str, service: ServiceDep, token: str | None = Query(default=None)
 ) -> Response:
     """The participant's page: disclosure and consent first, then (when built) the WebRTC join."""
-    ratelimit.check(request, "join")
+    ratelimit.check(web_state(request).rate_limiter, request, "join")
     check = await service.check_token(token, meeting_id, TokenKind.JOIN)
     if not check.ok:
         code = status.HTTP_403_FORBIDDEN if check.authenticated else status.HTTP_401_UNAUTHORIZED
@@ -121,7 +122,7 @@ async def join_info(
     """What the join page shows before consent: the meeting and what is (not) inferred.
 
     Needs a join token of this meeting (``?token=``)."""
-    ratelimit.check(request, "token")
+    ratelimit.check(web_state(request).rate_limiter, request, "token")
     check = await service.check_token(token, meeting_id, TokenKind.JOIN)
     if not check.ok:
         code = status.HTTP_403_FORBIDDEN if check.authenticated else status.HTTP_401_UNAUTHORIZED

@@ -27,16 +27,16 @@ import logging
 import re
 import secrets
 import uuid
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from bridge.rooms.builtin import BuiltinRooms, RemoteCandidate, SignalError, check_offer
+from bridge.rooms.builtin import RemoteCandidate, SignalError, check_offer
 from bridge.service import MeetingNotFound, MeetingService
 from bridge.tokens import TokenKind, TokenStatus, refusal_message
-from web.deps import ServiceDep
+from web.deps import RoomsDep, ServiceDep, WhipSessionsDep
+from web.state import WhipSession
 
 log = logging.getLogger("microcue.web.whip")
 
@@ -55,21 +55,6 @@ CORS_HEADERS = {
 }
 _UFRAG = re.compile(r"^a=ice-ufrag:(\S+)", re.MULTILINE)
 _PWD = re.compile(r"^a=ice-pwd:(\S+)", re.MULTILINE)
-
-
-@dataclass
-class WhipSession:
-    meeting_id: str
-    participant_id: str
-    token_hash: str
-    etag: str
-    ice_ufrag: str | None
-    ice_pwd: str | None
-
-
-def _sessions(request: Request) -> dict[str, WhipSession]:
-    sessions: dict[str, WhipSession] = request.app.state.whip_sessions
-    return sessions
 
 
 def _error(code: int, detail: str, **headers: str) -> JSONResponse:
@@ -109,6 +94,8 @@ async def publish(
     *,
     meeting_id: str,
     service: ServiceDep,
+    rooms: RoomsDep,
+    sessions: WhipSessionsDep,
     consent: Annotated[str | None, Query(description="yes: analyse my camera; no: relay only")] = None,
     name: Annotated[str | None, Query(max_length=MAX_NAME)] = None,
     authorization: Annotated[str | None, Header()] = None,
@@ -140,11 +127,9 @@ async def publish(
         return _error(status.HTTP_400_BAD_REQUEST, str(exc))
     participant_id = uuid.uuid4().hex[:12]
     display = (name or "").strip()[:MAX_NAME] or DEFAULT_NAME
-    rooms: BuiltinRooms = request.app.state.rooms
     await service.join_participant(meeting_id, participant_id, display_name=display, consent=consent == "yes",
                                    role=checked or "participant")
     resource_id = secrets.token_urlsafe(16)
-    sessions = _sessions(request)
 
     async def lost() -> None:  # the publisher went without DELETE (closed, crashed, network gone)
         if sessions.pop(resource_id, None) is not None:
@@ -180,13 +165,14 @@ async def publish(
 
 
 async def _session(
-    request: Request, service: MeetingService, meeting_id: str, resource_id: str, authorization: str | None
+    sessions: dict[str, WhipSession], service: MeetingService, meeting_id: str, resource_id: str,
+    authorization: str | None,
 ) -> WhipSession | JSONResponse:
     token = _bearer(authorization)
     checked = await _check_join_token(service, meeting_id, token)
     if isinstance(checked, JSONResponse):
         return checked
-    found = _sessions(request).get(resource_id)
+    found = sessions.get(resource_id)
     if found is None or found.meeting_id != meeting_id:
         return _error(status.HTTP_404_NOT_FOUND, "no such WHIP session (ended, or never created here)")
     if not secrets.compare_digest(found.token_hash, hashlib.sha256((token or "").encode()).hexdigest()):
@@ -201,12 +187,14 @@ async def trickle(
     meeting_id: str,
     resource_id: str,
     service: ServiceDep,
+    rooms: RoomsDep,
+    sessions: WhipSessionsDep,
     authorization: Annotated[str | None, Header()] = None,
     content_type: Annotated[str | None, Header()] = None,
     if_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """Trickled ICE candidates (``application/trickle-ice-sdpfrag``); ICE restarts get 422."""
-    found = await _session(request, service, meeting_id, resource_id, authorization)
+    found = await _session(sessions, service, meeting_id, resource_id, authorization)
     if isinstance(found, JSONResponse):
         return found
     if _media_type(content_type) != SDPFRAG_TYPE:
@@ -221,7 +209,6 @@ async def trickle(
     if (ufrag is not None and ufrag != found.ice_ufrag) or (pwd is not None and pwd != found.ice_pwd):
         return _error(status.HTTP_422_UNPROCESSABLE_CONTENT, restart)
     candidates, end = parse_sdpfrag(fragment)
-    rooms: BuiltinRooms = request.app.state.rooms
     try:
         await rooms.trickle(meeting_id, found.participant_id, candidates, end=end)
     except SignalError as exc:
@@ -231,19 +218,19 @@ async def trickle(
 
 @router.delete("/whip/{meeting_id}/{resource_id}", response_class=Response)
 async def stop(
-    request: Request,
     *,
     meeting_id: str,
     resource_id: str,
     service: ServiceDep,
+    rooms: RoomsDep,
+    sessions: WhipSessionsDep,
     authorization: Annotated[str | None, Header()] = None,
 ) -> Response:
     """Ends the WHIP session: the publisher leaves the meeting."""
-    found = await _session(request, service, meeting_id, resource_id, authorization)
+    found = await _session(sessions, service, meeting_id, resource_id, authorization)
     if isinstance(found, JSONResponse):
         return found
-    _sessions(request).pop(resource_id, None)
-    rooms: BuiltinRooms = request.app.state.rooms
+    sessions.pop(resource_id, None)
     await rooms.unpublish(meeting_id, found.participant_id)
     await service.leave_participant(meeting_id, found.participant_id)
     log.info("WHIP publisher %s left meeting %s", found.participant_id, meeting_id)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
 
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
@@ -38,14 +37,13 @@ from bridge.tokens import TokenKind, refusal_message
 from inference.cues import EXPRESSION_TYPES
 from web import ratelimit
 from web.hub import (
-    DEFAULT_SEND_QUEUE,
     RECENT_EXPRESSIONS,
     SEED_STATE_CUES,
     STATE_TYPES,
     LiveConnection,
-    LiveHub,
     encode,
 )
+from web.state import LiveOptions, web_state
 from web.ws.common import (
     CLOSE_FORBIDDEN,
     CLOSE_TOO_BIG,
@@ -60,27 +58,12 @@ log = logging.getLogger("microcue.web.live")
 
 router = APIRouter()
 
-@dataclass(frozen=True, slots=True)
-class LiveOptions:
-    """Tunables of the live feed; tests shorten the timers."""
-
-    #: Seconds between heartbeats: below the 30-60 s idle timeouts of common proxies and load balancers.
-    heartbeat_s: float = 15.0
-    #: Messages queued per connection before the oldest are skipped.
-    send_queue: int = DEFAULT_SEND_QUEUE
-    #: Seconds one send may block (the client reads nothing) before the connection is closed.
-    stuck_timeout_s: float = 10.0
-    #: Largest client message accepted: clients only send tiny control messages.
-    max_message_bytes: int = 4096
-
-
 @router.websocket("/ws/meetings/{meeting_id}/live")
 async def live_feed(websocket: WebSocket, meeting_id: str) -> None:
     """Presenter feed: snapshot, then cues; see the module docstring for the protocol."""
-    service: MeetingService = websocket.app.state.service
-    hub: LiveHub = websocket.app.state.hub
-    options: LiveOptions = websocket.app.state.live_options
-    if not ratelimit.websocket_allowed(websocket, "token"):
+    state = web_state(websocket)
+    service, hub, options = state.service, state.live_hub(), state.live_options
+    if not ratelimit.websocket_allowed(state.rate_limiter, websocket, "token"):
         await websocket.accept()
         await close(websocket, CLOSE_TOO_MANY, "too many connections from this address; retry in a minute")
         return

@@ -43,8 +43,8 @@ from bridge.rooms.builtin import BuiltinRooms, SignalError
 from bridge.service import MeetingNotFound, MeetingService
 from bridge.tokens import TokenKind, refusal_message
 from web import ratelimit
+from web.state import web_state
 from web.ws.common import CLOSE_FORBIDDEN, CLOSE_TOO_MANY, close, refusal_code, token_from
-from web.ws.sockets import MeetingSockets
 
 log = logging.getLogger("microcue.signal")
 router = APIRouter()
@@ -114,10 +114,9 @@ async def _resumable(service: MeetingService, meeting_id: str, claim: Any, prese
 
 @router.websocket("/ws/rooms/{meeting_id}/signal")
 async def signal(websocket: WebSocket, meeting_id: str) -> None:
-    service: MeetingService = websocket.app.state.service
-    rooms: BuiltinRooms = websocket.app.state.rooms
-    sockets: MeetingSockets = websocket.app.state.signal_sockets
-    if not ratelimit.websocket_allowed(websocket, "join"):
+    state = web_state(websocket)
+    service, rooms, sockets = state.service, state.rooms, state.signal_sockets
+    if not ratelimit.websocket_allowed(state.rate_limiter, websocket, "join"):
         await websocket.accept()
         await close(websocket, CLOSE_TOO_MANY, "too many joins from this address; retry in a minute")
         return

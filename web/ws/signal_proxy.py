@@ -24,8 +24,9 @@ from fastapi import APIRouter, WebSocket
 from websockets.asyncio.client import ClientConnection
 
 from bridge.cluster.web_role import ClusterRooms
-from bridge.service import MeetingNotFound, MeetingService
+from bridge.service import MeetingNotFound
 from bridge.tokens import TokenKind, refusal_message
+from web.state import web_state
 from web.ws.common import CLOSE_FORBIDDEN, close, refusal_code, token_from
 from web.ws.signal import MAX_MESSAGE_BYTES
 
@@ -44,8 +45,10 @@ _RESERVED = frozenset({1005, 1006, 1015})
 
 @router.websocket("/ws/rooms/{meeting_id}/signal")
 async def signal_proxy(websocket: WebSocket, meeting_id: str) -> None:
-    service: MeetingService = websocket.app.state.service
-    rooms: ClusterRooms = websocket.app.state.cluster_rooms
+    state = web_state(websocket)
+    service, rooms = state.service, state.cluster_rooms
+    if rooms is None:
+        raise RuntimeError("signalling is proxied only by the web role, which locates the rooms' workers")
     check = await service.check_token(token_from(websocket), meeting_id, TokenKind.JOIN)
     if not check.ok:
         await websocket.accept()
