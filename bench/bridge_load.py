@@ -277,10 +277,13 @@ async def run_one(
             def on_step(_: Any, i: int = i, analyzer: IndexedAnalyzer = analyzer) -> None:
                 done[i].append((analyzer.last_index, time.perf_counter()))
 
+            def factory(analyzer: IndexedAnalyzer = analyzer) -> IndexedAnalyzer:
+                return analyzer
+
             worker = ParticipantWorker(
                 meeting_id="bench",
                 participant_id=f"p{i}",
-                analyzer_factory=lambda a=analyzer: a,
+                analyzer_factory=factory,
                 bus=bus,
                 fps=FPS,
                 executor=executor,

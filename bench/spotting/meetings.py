@@ -273,7 +273,8 @@ def render(m: Meeting, src: Source, out: Path, seed: int) -> list[float]:
                     _hand(img, lm, m, t, _iod(lm))
             frame = cv2.warpAffine(img, affine, FRAME, flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
             gain = 1.0 + cond.drift * math.sin(2 * math.pi * t / 17.0) + cond.flicker * rng.standard_normal()
-            noisy = frame.astype(np.float32) * gain + rng.normal(0, cond.noise, frame.shape).astype(np.float32)
+            grain = rng.normal(0, cond.noise, size=tuple(frame.shape)).astype(np.float32)
+            noisy = frame.astype(np.float32) * gain + grain
             vf = av.VideoFrame.from_ndarray(np.clip(noisy, 0, 255).astype(np.uint8), format="rgb24")
             vf.pts = i
             vf.time_base = Fraction(1, cond.fps)
