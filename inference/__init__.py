@@ -5,7 +5,8 @@ runs the same in the bridge, in ``microcue analyze`` and in the benchmarks. The 
 
 * :class:`ParticipantAnalyzer` turns one participant's frames into :class:`AnalysisStep` s and
   :class:`Cue` s, with the :class:`FaceModels` that ``ModelSet`` loads (``ModelError`` says what
-  is missing); its :class:`Spotter` finds micro- and macro-expressions (:class:`Spot`);
+  is missing); its :class:`Spotter` finds micro- and macro-expressions (:class:`Spot`) under
+  a :class:`SpotterParams` (``DEFAULT_PARAMS`` is what ships);
 * :class:`SileroVad` is the voice activity model the voice stream runs;
 * :class:`Cue` is the one cue schema (``docs/contracts.md``), ``CUE_TYPES`` its kinds and
   ``EMOTION_CUE_TYPES`` those a meeting's purpose may withhold.
@@ -25,10 +26,12 @@ if TYPE_CHECKING:
     from inference.cues import CUE_TYPES, EMOTION_CUE_TYPES, Cue
     from inference.models import ModelError, ModelSet
     from inference.spotting import Spot, Spotter
+    from inference.spotting_params import DEFAULT_PARAMS, SpotterParams
     from inference.voice import SileroVad
 
 __all__ = [
     "CUE_TYPES",
+    "DEFAULT_PARAMS",
     "EMOTION_CUE_TYPES",
     "AnalysisStep",
     "Cue",
@@ -39,6 +42,7 @@ __all__ = [
     "SileroVad",
     "Spot",
     "Spotter",
+    "SpotterParams",
 ]
 
 #: Where each name lives.
@@ -53,6 +57,8 @@ _LAZY = {
     "ModelSet": "inference.models",
     "Spot": "inference.spotting",
     "Spotter": "inference.spotting",
+    "DEFAULT_PARAMS": "inference.spotting_params",
+    "SpotterParams": "inference.spotting_params",
     "SileroVad": "inference.voice",
 }
 

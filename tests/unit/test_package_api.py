@@ -24,6 +24,7 @@ def test_inference_exports_its_public_api() -> None:
         "FaceModels": "inference.analyzer",
         "Cue": "inference.cues",
         "Spotter": "inference.spotting",
+        "SpotterParams": "inference.spotting_params",
         "SileroVad": "inference.voice",
     }
     for name, module in homes.items():
