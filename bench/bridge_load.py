@@ -109,7 +109,6 @@ def publisher_main(conn: Connection, n: int, live_encode: bool) -> None:
 
 async def _publish(conn: Connection, n: int, live_encode: bool) -> None:
 
-
     yuv = to_yuv(face_loop_frames(seconds=LOOP_S, fps=FPS), stamp_index=True)
     packets = encode_vp8(yuv, FPS)  # encoded once: replaying costs the publishers ~nothing
     peers = PeerSet()
@@ -249,7 +248,14 @@ async def measure_window(
 
 
 async def run_one(
-    n: int, models: Any, warmup: float, seconds: float, rss_base: int, *, live_encode: bool, tries: int,
+    n: int,
+    models: Any,
+    warmup: float,
+    seconds: float,
+    rss_base: int,
+    *,
+    live_encode: bool,
+    tries: int,
     pool: Any = None,
 ) -> Result:
 
@@ -271,8 +277,11 @@ async def run_one(
 
         for i, sdp in enumerate(offers):
             pc = peers.create(f"bridge-{i}")
-            analyzer = (IndexedRemoteAnalyzer(pool.analyzer(fps_hint=FPS)) if pool is not None
-                        else IndexedAnalyzer(ParticipantAnalyzer(models, fps_hint=FPS)))
+            analyzer = (
+                IndexedRemoteAnalyzer(pool.analyzer(fps_hint=FPS))
+                if pool is not None
+                else IndexedAnalyzer(ParticipantAnalyzer(models, fps_hint=FPS))
+            )
 
             def on_step(_: Any, i: int = i, analyzer: IndexedAnalyzer = analyzer) -> None:
                 done[i].append((analyzer.last_index, time.perf_counter()))
@@ -385,7 +394,13 @@ def machine() -> str:
 
 
 async def main_async(
-    counts: list[int], warmup: float, seconds: float, *, gaze: bool, live_encode: bool, tries: int,
+    counts: list[int],
+    warmup: float,
+    seconds: float,
+    *,
+    gaze: bool,
+    live_encode: bool,
+    tries: int,
     processes: int = 0,
 ) -> list[Result]:
 
@@ -408,8 +423,12 @@ async def main_async(
             pool.close()
     if models is not None and isinstance(models.landmarks, BatchingModel):  # MICROCUE_BATCHING=on
         lm = models.landmarks
-        print(f"batching scheduler: FaceMesh {lm.items} crops in {lm.batches} batches "
-              f"(mean {lm.items / max(1, lm.batches):.2f})", file=sys.stderr, flush=True)
+        print(
+            f"batching scheduler: FaceMesh {lm.items} crops in {lm.batches} batches "
+            f"(mean {lm.items / max(1, lm.batches):.2f})",
+            file=sys.stderr,
+            flush=True,
+        )
     return results
 
 
@@ -427,7 +446,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     parser.add_argument(
-        "--processes", type=int, default=None,
+        "--processes",
+        type=int,
+        default=None,
         help="analysis processes (bridge.media.analysis_pool); 0 analyses in the bridge process itself "
         "(default: MICROCUE_ANALYSIS_PROCESSES, 0)",
     )
@@ -437,7 +458,6 @@ def main(argv: list[str] | None = None) -> int:
         return subprocess.run(cmd, cwd=REPO, check=False).returncode
     counts = [int(c) for c in args.counts.split(",") if c.strip()]
     if args.processes is None:
-
         args.processes = Settings().analysis_processes
     results = asyncio.run(
         main_async(

@@ -105,25 +105,38 @@ def main(argv: list[str] | None = None) -> None:
         video = args.video
         if video is None:
             video = Path(tmp) / "face.mp4"
-            write_video(video, frames_for(lambda t: Pose(dx=60 * math.sin(t), angle=8 * math.sin(0.7 * t)),
-                                          args.seconds, 15.0, noise=3.0), 15.0)
+            write_video(
+                video,
+                frames_for(
+                    lambda t: Pose(dx=60 * math.sin(t), angle=8 * math.sin(0.7 * t)), args.seconds, 15.0, noise=3.0
+                ),
+                15.0,
+            )
         frames, decode_fps = decode(video)
     h, w = frames[0].shape[:2]
-    print(f"video: {video.name if args.video else 'synthetic'} {w}x{h}, {len(frames)} frames; "
-          f"PyAV decode alone: {decode_fps:.0f} frames/s (ceiling)")
-    print(f"{'threads':>7} {'gaze':>5} {'detector':>9} {'landmarks':>9} {'pipeline':>9} {'models':>7} "
-          f"{'overhead':>8} {'vs det+lm':>9} {'det runs':>8}")
+    print(
+        f"video: {video.name if args.video else 'synthetic'} {w}x{h}, {len(frames)} frames; "
+        f"PyAV decode alone: {decode_fps:.0f} frames/s (ceiling)"
+    )
+    print(
+        f"{'threads':>7} {'gaze':>5} {'detector':>9} {'landmarks':>9} {'pipeline':>9} {'models':>7} "
+        f"{'overhead':>8} {'vs det+lm':>9} {'det runs':>8}"
+    )
     for n in (int(x) for x in args.threads.split(",")):
         models = ModelSet(model_dir, threads=n, prefer_gpu=False)
         for gaze in (False, True):
             r = bench(frames, models, gaze)
-            print(f"{n:>7} {gaze!s:>5} {r['detector_ms']:8.2f}  {r['landmarks_ms']:8.2f}  "
-                  f"{r['pipeline_mean_ms']:8.2f}  "
-                  f"{r['model_mean_ms']:6.2f}  {r['overhead_ratio']:7.2f}x {r['vs_det_plus_mesh']:8.2f}x "
-                  f"{r['detector_runs']:>8}")
-    print("ms are per frame (median for single models, mean for the pipeline); 'models' is the mean time inside "
-          "onnxruntime per frame; overhead = pipeline / models; 'vs det+lm' = pipeline / (detector + landmarks "
-          "run every frame).")
+            print(
+                f"{n:>7} {gaze!s:>5} {r['detector_ms']:8.2f}  {r['landmarks_ms']:8.2f}  "
+                f"{r['pipeline_mean_ms']:8.2f}  "
+                f"{r['model_mean_ms']:6.2f}  {r['overhead_ratio']:7.2f}x {r['vs_det_plus_mesh']:8.2f}x "
+                f"{r['detector_runs']:>8}"
+            )
+    print(
+        "ms are per frame (median for single models, mean for the pipeline); 'models' is the mean time inside "
+        "onnxruntime per frame; overhead = pipeline / models; 'vs det+lm' = pipeline / (detector + landmarks "
+        "run every frame)."
+    )
 
 
 if __name__ == "__main__":

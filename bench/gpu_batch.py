@@ -38,8 +38,7 @@ from inference.runtime import Model, OrtModel
 
 #: model -> calls per analysed frame at 15 fps (iris: 2 eyes every 3rd frame; detector: 1/s;
 #: emotion: ~3 Hz sentiment), from inference.tracking and inference.analyzer.
-CALLS_PER_FRAME: dict[str, float] = {"face_landmarks": 1.0, "iris": 2 / 3, "face_detector": 1 / 15,
-                                     "emotion": 1 / 5}
+CALLS_PER_FRAME: dict[str, float] = {"face_landmarks": 1.0, "iris": 2 / 3, "face_detector": 1 / 15, "emotion": 1 / 5}
 PARITY = 1e-4
 FPS = 15.0
 
@@ -111,10 +110,11 @@ def scheduler_table(model_dir: os.PathLike[str], thread_counts: list[int], secon
     plain = models.model("face_landmarks")
     ort_one = OrtModel("face_landmarks", models.session("face_landmarks"))
     engine = "CUDA" if cuda else "CPU"
-    print(f"\nFaceMesh crops/s from N participant threads, one crop per call (load average "
-          f"{os.getloadavg()[0]:.2f})")
-    print(f"| participants | unbatched ({plain.runtime}) | onnxruntime {engine} batch 1 | scheduler (onnxruntime "
-          f"{engine} batch N) | scheduler / batch 1 | mean batch |")
+    print(f"\nFaceMesh crops/s from N participant threads, one crop per call (load average {os.getloadavg()[0]:.2f})")
+    print(
+        f"| participants | unbatched ({plain.runtime}) | onnxruntime {engine} batch 1 | scheduler (onnxruntime "
+        f"{engine} batch N) | scheduler / batch 1 | mean batch |"
+    )
     print("| --- | --- | --- | --- | --- | --- |")
     for n in thread_counts:
         direct = threaded_crops_per_s(plain, n, seconds)
@@ -122,8 +122,7 @@ def scheduler_table(model_dir: os.PathLike[str], thread_counts: list[int], secon
         batched: BatchingModel = load_batched(models, "face_landmarks")
         through = threaded_crops_per_s(batched, n, seconds)
         mean = batched.items / max(1, batched.batches)
-        print(f"| {n} | {direct:,.0f} | {one:,.0f} | {through:,.0f} | {through / one:.2f} | {mean:.1f} |",
-              flush=True)
+        print(f"| {n} | {direct:,.0f} | {one:,.0f} | {through:,.0f} | {through / one:.2f} | {mean:.1f} |", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,8 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", default="1,8,32,128")
     parser.add_argument("--seconds", type=float, default=3.0, help="timing per model and batch size")
     parser.add_argument("--cpu", action="store_true", help="the CPU even where a GPU works")
-    parser.add_argument("--scheduler", default="", metavar="N,N,...",
-                        help="also compare FaceMesh from this many participant threads, batched and not")
+    parser.add_argument(
+        "--scheduler",
+        default="",
+        metavar="N,N,...",
+        help="also compare FaceMesh from this many participant threads, batched and not",
+    )
     args = parser.parse_args(argv)
 
     model_dir = Settings().model_dir.expanduser()
@@ -141,8 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     batches = [int(b) for b in args.batches.split(",")]
     rng = np.random.default_rng(0)
     per_item: dict[str, dict[int, float]] = {}
-    print(f"device: {'CUDA (' + ort.get_device() + ')' if cuda else 'CPU, one thread'}; "
-          f"load average {os.getloadavg()[0]:.2f}", flush=True)
+    print(
+        f"device: {'CUDA (' + ort.get_device() + ')' if cuda else 'CPU, one thread'}; "
+        f"load average {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
     for name, calls in CALLS_PER_FRAME.items():
         base = onnx.load(str(model_dir / MODEL_FILES[name]))
         model = base if name == "emotion" else dynamic_batch(base)  # the emotion CNN is batched already
@@ -150,19 +156,30 @@ def main(argv: list[str] | None = None) -> int:
         shape = [d if isinstance(d, int) else 1 for d in ref_sess.get_inputs()[0].shape]
         x_all = rng.uniform(0, 1, (max(batches), *shape[1:])).astype(np.float32)
         ref_name = ref_sess.get_inputs()[0].name
-        ref = [np.concatenate(o) for o in zip(*[ref_sess.run(None, {ref_name: x_all[i : i + 1]})
-                                                for i in range(min(8, len(x_all)))], strict=True)]
+        ref = [
+            np.concatenate(o)
+            for o in zip(
+                *[ref_sess.run(None, {ref_name: x_all[i : i + 1]}) for i in range(min(8, len(x_all)))], strict=True
+            )
+        ]
         got = sess.run(None, {sess.get_inputs()[0].name: x_all[:8]})
         worst = max(float(np.abs(a - b).max()) for a, b in zip(ref, got, strict=True))
         status = "ok" if worst <= PARITY else "MISMATCH"
         per_item[name] = {b: per_item_seconds(sess, x_all[:b], args.seconds, cuda) for b in batches}
         cells = " | ".join(f"{1 / per_item[name][b]:,.0f}/s" for b in batches)
-        print(f"| {name} ({calls:.2f} per face-frame) | {cells} | batch 8 vs batch 1: {worst:.1e} {status} |",
-              flush=True)
-    print("| face-frames/s (all four models) | " + " | ".join(
-        f"{1 / sum(CALLS_PER_FRAME[n] * per_item[n][b] for n in per_item):,.0f}" for b in batches) + " |")
-    print("| 15-fps participants | " + " | ".join(
-        f"{1 / sum(CALLS_PER_FRAME[n] * per_item[n][b] for n in per_item) / FPS:,.0f}" for b in batches) + " |")
+        print(
+            f"| {name} ({calls:.2f} per face-frame) | {cells} | batch 8 vs batch 1: {worst:.1e} {status} |", flush=True
+        )
+    print(
+        "| face-frames/s (all four models) | "
+        + " | ".join(f"{1 / sum(CALLS_PER_FRAME[n] * per_item[n][b] for n in per_item):,.0f}" for b in batches)
+        + " |"
+    )
+    print(
+        "| 15-fps participants | "
+        + " | ".join(f"{1 / sum(CALLS_PER_FRAME[n] * per_item[n][b] for n in per_item) / FPS:,.0f}" for b in batches)
+        + " |"
+    )
     print(f"(columns: batch {', '.join(map(str, batches))})")
     if args.scheduler:
         scheduler_table(model_dir, [int(n) for n in args.scheduler.split(",")], args.seconds, cuda)

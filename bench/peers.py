@@ -79,8 +79,14 @@ def _pinned(core: int) -> None:
 
 
 def run_mediapipe(python: Path, clip: Path, core: int) -> dict[str, float]:
-    proc = subprocess.run([str(python), str(MEDIAPIPE_SCRIPT), str(clip)], capture_output=True, text=True,
-                          timeout=RUN_TIMEOUT_S, preexec_fn=lambda: _pinned(core), check=False)
+    proc = subprocess.run(
+        [str(python), str(MEDIAPIPE_SCRIPT), str(clip)],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        preexec_fn=lambda: _pinned(core),
+        check=False,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"mediapipe on {clip} failed:\n{proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -88,14 +94,24 @@ def run_mediapipe(python: Path, clip: Path, core: int) -> dict[str, float]:
 
 def run_microcue(clip: Path, core: int, out: Path) -> dict[str, float]:
     cmd = [sys.executable, "-m", "web.cli", "analyze", str(clip), "--json", str(out), "--quiet"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, cwd=REPO,
-                          preexec_fn=lambda: _pinned(core), check=False)
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        cwd=REPO,
+        preexec_fn=lambda: _pinned(core),
+        check=False,
+    )
     if proc.returncode not in (0, 5):  # 5: no face found (still timed)
         raise RuntimeError(f"microcue analyze on {clip} failed:\n{proc.stderr[-2000:]}")
     data = json.loads(out.read_text())
-    return {"frames": data["frames"], "ms_per_frame": data["analysis"]["ms_per_frame"],
-            "cpu_ms_per_frame": data["analysis"]["cpu_ms_per_frame"],
-            "face_frames": round(data["participants"][0]["face_present_ratio"] * data["frames"])}
+    return {
+        "frames": data["frames"],
+        "ms_per_frame": data["analysis"]["ms_per_frame"],
+        "cpu_ms_per_frame": data["analysis"]["cpu_ms_per_frame"],
+        "face_frames": round(data["participants"][0]["face_present_ratio"] * data["frames"]),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="microcue-peers-") as tmp:
         tmpdir = Path(tmp)
         clips = list(args.clips) or [synthetic_clip(tmpdir)] + [
-            p for name in REAL_CLIPS if (p := REPO / "tests" / "data" / name).is_file()]
+            p for name in REAL_CLIPS if (p := REPO / "tests" / "data" / name).is_file()
+        ]
         load0 = os.getloadavg()
         rows = []
         for clip in clips:
@@ -118,31 +135,46 @@ def main(argv: list[str] | None = None) -> int:
             for r in range(args.rounds):
                 order = ("mp", "mc") if r % 2 == 0 else ("mc", "mp")  # ABBA: drift hits both alike
                 for side in order:
-                    res = (run_mediapipe(python, clip, args.core) if side == "mp"
-                           else run_microcue(clip, args.core, tmpdir / "out.json"))
+                    res = (
+                        run_mediapipe(python, clip, args.core)
+                        if side == "mp"
+                        else run_microcue(clip, args.core, tmpdir / "out.json")
+                    )
                     wall[side].append(res["ms_per_frame"])
                     cpu[side].append(res["cpu_ms_per_frame"])
                     faces[side] = (res["face_frames"], res["frames"])
-                print(f"{clip.name} round {r + 1}: mediapipe {wall['mp'][-1]:.2f} ms ({cpu['mp'][-1]:.2f} CPU), "
-                      f"microcue {wall['mc'][-1]:.2f} ms ({cpu['mc'][-1]:.2f} CPU) per frame "
-                      f"(load {os.getloadavg()[0]:.2f})", file=sys.stderr, flush=True)
+                print(
+                    f"{clip.name} round {r + 1}: mediapipe {wall['mp'][-1]:.2f} ms ({cpu['mp'][-1]:.2f} CPU), "
+                    f"microcue {wall['mc'][-1]:.2f} ms ({cpu['mc'][-1]:.2f} CPU) per frame "
+                    f"(load {os.getloadavg()[0]:.2f})",
+                    file=sys.stderr,
+                    flush=True,
+                )
             ratio = median(c / m for c, m in zip(wall["mc"], wall["mp"], strict=True))
             cpu_ratio = median(c / m for c, m in zip(cpu["mc"], cpu["mp"], strict=True))
             rows.append((clip, wall, cpu, ratio, cpu_ratio, faces))
         load1 = os.getloadavg()
-    print(f"one core (#{args.core}) for both, {args.rounds} rounds alternating, PyAV decode included; "
-          f"load average {load0[0]:.2f} before, {load1[0]:.2f} after")
-    print("| clip | frames | MediaPipe FaceMesh+iris ms/frame (wall / CPU) | microcue analyze ms/frame (wall / CPU) "
-          "| ratio wall / CPU | microcue frames/s on one core (wall / CPU) | face found (MediaPipe / microcue) |")
+    print(
+        f"one core (#{args.core}) for both, {args.rounds} rounds alternating, PyAV decode included; "
+        f"load average {load0[0]:.2f} before, {load1[0]:.2f} after"
+    )
+    print(
+        "| clip | frames | MediaPipe FaceMesh+iris ms/frame (wall / CPU) | microcue analyze ms/frame (wall / CPU) "
+        "| ratio wall / CPU | microcue frames/s on one core (wall / CPU) | face found (MediaPipe / microcue) |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for clip, wall, cpu, ratio, cpu_ratio, faces in rows:
         (mf, n), (cf, _) = faces["mp"], faces["mc"]
         mc_wall, mc_cpu, mp_wall, mp_cpu = (median(v) for v in (wall["mc"], cpu["mc"], wall["mp"], cpu["mp"]))
-        print(f"| {clip.name} | {n} | {mp_wall:.2f} / {mp_cpu:.2f} | {mc_wall:.2f} / {mc_cpu:.2f} "
-              f"| {ratio:.2f}x / {cpu_ratio:.2f}x | {1000 / mc_wall:.0f} / {1000 / mc_cpu:.0f} | {mf} / {cf} |")
+        print(
+            f"| {clip.name} | {n} | {mp_wall:.2f} / {mp_cpu:.2f} | {mc_wall:.2f} / {mc_cpu:.2f} "
+            f"| {ratio:.2f}x / {cpu_ratio:.2f}x | {1000 / mc_wall:.0f} / {1000 / mc_cpu:.0f} | {mf} / {cf} |"
+        )
     worst = max(max(r[3], r[4]) for r in rows)
-    print(f"goal: ratio <= {GOAL_RATIO:g}x ({'met' if worst <= GOAL_RATIO else 'not met'}: worst {worst:.2f}x); "
-          f">= {GOAL_FPS_640x480:g} frames/s on one core for 640x480 (see the 640x480 row)")
+    print(
+        f"goal: ratio <= {GOAL_RATIO:g}x ({'met' if worst <= GOAL_RATIO else 'not met'}: worst {worst:.2f}x); "
+        f">= {GOAL_FPS_640x480:g} frames/s on one core for 640x480 (see the 640x480 row)"
+    )
     return 0
 
 

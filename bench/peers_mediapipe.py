@@ -23,8 +23,13 @@ import mediapipe as mp
 def main(argv: list[str]) -> int:
     (clip,) = argv
     # refine_landmarks=True adds the iris model: 478 points, the same three models microcue runs.
-    mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1, refine_landmarks=True,
-                                           min_detection_confidence=0.5, min_tracking_confidence=0.5)
+    mesh = mp.solutions.face_mesh.FaceMesh(
+        static_image_mode=False,
+        max_num_faces=1,
+        refine_landmarks=True,
+        min_detection_confidence=0.5,
+        min_tracking_confidence=0.5,
+    )
     frames = faces = 0
     with av.open(clip) as container:
         started, cpu_started = time.perf_counter(), time.process_time()
@@ -35,10 +40,18 @@ def main(argv: list[str]) -> int:
         seconds = time.perf_counter() - started
         cpu = time.process_time() - cpu_started
     mesh.close()
-    print(json.dumps({"frames": frames, "seconds": round(seconds, 4),
-                      "ms_per_frame": round(1000 * seconds / max(frames, 1), 3),
-                      "cpu_ms_per_frame": round(1000 * cpu / max(frames, 1), 3), "face_frames": faces,
-                      "mediapipe": mp.__version__}))
+    print(
+        json.dumps(
+            {
+                "frames": frames,
+                "seconds": round(seconds, 4),
+                "ms_per_frame": round(1000 * seconds / max(frames, 1), 3),
+                "cpu_ms_per_frame": round(1000 * cpu / max(frames, 1), 3),
+                "face_frames": faces,
+                "mediapipe": mp.__version__,
+            }
+        )
+    )
     return 0
 
 

@@ -76,8 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()
     loaded = load_all(str(model_dir))
     auto = ModelSet(model_dir, threads=1, prefer_gpu=False)
-    print(f"one core (#{args.core}), one thread, batch 1; load average before: "
-          f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
+    print(
+        f"one core (#{args.core}), one thread, batch 1; load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
+        flush=True,
+    )
     print("| model | " + " | ".join(RUNTIMES) + " | fastest | auto picks |")
     print("| --- |" + " --- |" * (len(RUNTIMES) + 2))
     for name, models in loaded.items():

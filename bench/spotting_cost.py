@@ -34,9 +34,13 @@ BUDGET_MS = 3.0  # issue 4: spotting plus features at most 3 ms per frame on one
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=20.0)
-    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                    help="cpu: this thread's CPU time (time.thread_time), which other processes on a "
-                         "shared machine do not inflate; everything here runs on the calling thread")
+    ap.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="cpu: this thread's CPU time (time.thread_time), which other processes on a "
+        "shared machine do not inflate; everything here runs on the calling thread",
+    )
     args = ap.parse_args(argv)
     clock = time.thread_time if args.clock == "cpu" else time.perf_counter
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
@@ -81,13 +85,17 @@ def main(argv: list[str] | None = None) -> None:
     warm = rest[30:]
     mean = 1000 * statistics.mean(warm)
     p95 = 1000 * float(np.percentile(warm, 95))
-    print(f"[{args.clock} clock, load average {os.getloadavg()[0]:.2f}] "
-          f"{len(frames)} frames at 15 fps on 1 core: spotting + features mean {mean:.2f} ms, "
-          f"median {1000 * statistics.median(warm):.2f} ms, p95 {p95:.2f} ms per frame "
-          f"(budget {BUDGET_MS} ms: {'met' if mean <= BUDGET_MS else 'NOT met'})")
-    print(f"for comparison, per frame: face tracker (FaceMesh, detector, iris) "
-          f"{1000 * statistics.mean(tracker_time[30:]):.2f} ms, emotion CNN (sentiment at 3 Hz and the "
-          f"onset/apex crops of each event) {1000 * statistics.mean(cnn_per_frame[30:]):.2f} ms")
+    print(
+        f"[{args.clock} clock, load average {os.getloadavg()[0]:.2f}] "
+        f"{len(frames)} frames at 15 fps on 1 core: spotting + features mean {mean:.2f} ms, "
+        f"median {1000 * statistics.median(warm):.2f} ms, p95 {p95:.2f} ms per frame "
+        f"(budget {BUDGET_MS} ms: {'met' if mean <= BUDGET_MS else 'NOT met'})"
+    )
+    print(
+        f"for comparison, per frame: face tracker (FaceMesh, detector, iris) "
+        f"{1000 * statistics.mean(tracker_time[30:]):.2f} ms, emotion CNN (sentiment at 3 Hz and the "
+        f"onset/apex crops of each event) {1000 * statistics.mean(cnn_per_frame[30:]):.2f} ms"
+    )
 
 
 if __name__ == "__main__":

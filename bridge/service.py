@@ -90,9 +90,7 @@ class HostNotAllowed(MicroCueError):
 
 class TooManyMeetings(MicroCueError):
     def __init__(self, limit: int) -> None:
-        super().__init__(
-            f"this service already runs {limit} meetings (MICROCUE_MAX_MEETINGS); end one or try later"
-        )
+        super().__init__(f"this service already runs {limit} meetings (MICROCUE_MAX_MEETINGS); end one or try later")
 
 
 class FeatureUnavailable(MicroCueError):
@@ -310,8 +308,13 @@ class MeetingService:
         resume_hash = None if resume_secret is None else tokens.hash_token(resume_secret)
         async with self.sessions() as session:
             return await repo.add_participant(
-                session=session, meeting_id=meeting_id, participant_id=participant_id, display_name=display_name,
-                consent=consent, role=role, resume_hash=resume_hash,
+                session=session,
+                meeting_id=meeting_id,
+                participant_id=participant_id,
+                display_name=display_name,
+                consent=consent,
+                role=role,
+                resume_hash=resume_hash,
             )
 
     async def resume_allowed(self, meeting_id: str, participant_id: str, secret: str) -> bool:
@@ -339,8 +342,11 @@ class MeetingService:
         await self.get_meeting(meeting_id)
         async with self.sessions() as session:
             row = await repo.update_participant(
-                session=session, meeting_id=meeting_id, participant_id=participant_id,
-                role=role, display_name=display_name,
+                session=session,
+                meeting_id=meeting_id,
+                participant_id=participant_id,
+                role=role,
+                display_name=display_name,
             )
         if row is None:
             raise ParticipantNotFound(meeting_id, participant_id)

@@ -102,8 +102,9 @@ def is_public(address: str) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
-async def check_target(url: str, allow: frozenset[tuple[str, int]], *, schemes: tuple[str, ...] = ("ws", "wss")
-                       ) -> CheckedTarget:
+async def check_target(
+    url: str, allow: frozenset[tuple[str, int]], *, schemes: tuple[str, ...] = ("ws", "wss")
+) -> CheckedTarget:
     """The target, checked and resolved once; ``TargetRefused`` saying why not otherwise."""
     try:
         parts = urlsplit(url)

@@ -27,13 +27,15 @@ MOUTH_RIGHT, MOUTH_LEFT = 61, 291
 
 def five_points(landmarks: np.ndarray) -> np.ndarray:
     pts = landmarks[:, :2].astype(np.float64)
-    return np.stack([
-        pts[list(RIGHT_EYE_RING)].mean(0),
-        pts[list(LEFT_EYE_RING)].mean(0),
-        pts[NOSE_TIP],
-        pts[MOUTH_RIGHT],
-        pts[MOUTH_LEFT],
-    ])
+    return np.stack(
+        [
+            pts[list(RIGHT_EYE_RING)].mean(0),
+            pts[list(LEFT_EYE_RING)].mean(0),
+            pts[NOSE_TIP],
+            pts[MOUTH_RIGHT],
+            pts[MOUTH_LEFT],
+        ]
+    )
 
 
 def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:

@@ -119,8 +119,9 @@ class ParticipantAnalyzer:
     attention and engagement from attention.
     """
 
-    def __init__(self, models: FaceModels, *, track_gaze: bool = True, emotions_allowed: bool = True,
-                 fps_hint: float = 15.0) -> None:
+    def __init__(
+        self, models: FaceModels, *, track_gaze: bool = True, emotions_allowed: bool = True, fps_hint: float = 15.0
+    ) -> None:
         self.tracker = FaceTracker(
             FaceDetector(models.detector),
             FaceMesh(models.landmarks),
@@ -173,8 +174,10 @@ class ParticipantAnalyzer:
         else:
             self.motion.reset()
         inputs = EngagementInputs(
-            t=t, present=face is not None,
-            yaw=face.pose.yaw if face else 0.0, pitch=face.pose.pitch if face else 0.0,
+            t=t,
+            present=face is not None,
+            yaw=face.pose.yaw if face else 0.0,
+            pitch=face.pose.pitch if face else 0.0,
             gaze=self.gaze_baseline.deviation(t, face.gaze) if face else None,
             eye_openness=float(np.mean(face.eye_openness)) if face else 0.0,
             motion_px=motion_px,

@@ -11,8 +11,12 @@ from inference.runtime import Model, as_model, check_outputs
 FER_LABELS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 # FER label -> cue emotion (docs/contracts.md schema); neutral has none.
 FER_TO_EMOTION: dict[str, str] = {
-    "angry": "anger", "disgust": "disgust", "fear": "fear", "happy": "happiness",
-    "sad": "sadness", "surprise": "surprise",
+    "angry": "anger",
+    "disgust": "disgust",
+    "fear": "fear",
+    "happy": "happiness",
+    "sad": "sadness",
+    "surprise": "surprise",
 }
 FER_INPUT = 64
 

@@ -88,8 +88,10 @@ def components(x: EngagementInputs) -> dict[str, float]:
     gaze = 1.0 if x.gaze is None else 1.0 - math.hypot(*x.gaze) / GAZE_OFF_SCREEN
     eyes = (x.eye_openness - EAR_CLOSED) / (EAR_OPEN - EAR_CLOSED)
     expressivity = x.motion_px / EXPRESSIVITY_PX
-    return {k: float(np.clip(v, 0.0, 1.0)) for k, v in
-            {"frontal": frontal, "gaze": gaze, "eyes": eyes, "expressivity": expressivity}.items()}
+    return {
+        k: float(np.clip(v, 0.0, 1.0))
+        for k, v in {"frontal": frontal, "gaze": gaze, "eyes": eyes, "expressivity": expressivity}.items()
+    }
 
 
 def engagement(x: EngagementInputs, with_expressivity: bool = True) -> float:
@@ -111,8 +113,9 @@ def attention(x: EngagementInputs) -> float:
 
 def cnn_valence(probs: np.ndarray) -> float:
     """Expected valence under the CNN's class probabilities (neutral counts as 0)."""
-    return float(sum(p * VALENCE[FER_TO_EMOTION.get(label, "neutral")] for label, p in
-                     zip(FER_LABELS, probs, strict=True)))
+    return float(
+        sum(p * VALENCE[FER_TO_EMOTION.get(label, "neutral")] for label, p in zip(FER_LABELS, probs, strict=True))
+    )
 
 
 class _Stream:
@@ -170,8 +173,14 @@ class StreamCues:
         present = present_share >= 0.5  # noqa: PLR2004 - majority of the second
         if present != self._presence:
             self._presence = present
-            out.append(Cue(type="presence", t=round(x.t, 3), value=1.0 if present else 0.0,
-                           detail="face in view" if present else "no face in view"))
+            out.append(
+                Cue(
+                    type="presence",
+                    t=round(x.t, 3),
+                    value=1.0 if present else 0.0,
+                    detail="face in view" if present else "no face in view",
+                )
+            )
         eng = float(np.mean([engagement(f, self.emotions_allowed) for f in frames]))
         att = float(np.mean([attention(f) for f in frames]))
         for kind, value in (("engagement", eng), ("attention", att)):

@@ -50,8 +50,9 @@ def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return np.asarray(inter / np.maximum(area + areas - inter, 1e-9))
 
 
-def weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, iou: float = NMS_IOU
-                 ) -> list[tuple[np.ndarray, np.ndarray, float]]:
+def weighted_nms(
+    boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, iou: float = NMS_IOU
+) -> list[tuple[np.ndarray, np.ndarray, float]]:
     """MediaPipe's weighted NMS: overlapping candidates are averaged by score, not discarded,
     which steadies the box from frame to frame."""
     order = np.argsort(-scores)

@@ -38,8 +38,9 @@ def crop(rgb: np.ndarray, roi: Roi, size: int, flip: bool = False) -> tuple[np.n
     m = roi.crop_to_image(size)
     if flip:  # mirror the crop's x axis: u -> size - u
         m = m @ np.array([[-1.0, 0.0, size], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
-    patch = cv2.warpAffine(rgb, m, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                           borderMode=cv2.BORDER_CONSTANT)
+    patch = cv2.warpAffine(
+        rgb, m, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT
+    )
     return patch.astype(np.float32) * (1.0 / 255.0), m
 
 
@@ -96,8 +97,12 @@ class IrisModel:
 
     def _eye(self, rgb: np.ndarray, a: np.ndarray, b: np.ndarray, flip: bool) -> np.ndarray:
         v = b - a
-        roi = Roi(float((a[0] + b[0]) / 2), float((a[1] + b[1]) / 2),
-                  float(np.hypot(*v)) * IRIS_ROI_SCALE, math.atan2(float(v[1]), float(v[0])))
+        roi = Roi(
+            float((a[0] + b[0]) / 2),
+            float((a[1] + b[1]) / 2),
+            float(np.hypot(*v)) * IRIS_ROI_SCALE,
+            math.atan2(float(v[1]), float(v[0])),
+        )
         patch, m = crop(rgb, roi, IRIS_INPUT, flip=flip)
         iris = self._model(patch[None])[self._iris]
         centre = np.asarray(iris, dtype=np.float64).reshape(5, 3)[0, :2]

@@ -119,8 +119,9 @@ def _file_sha(entry: dict[str, object], file: str) -> str | None:
     return str(entry["sha256"]) if entry.get("file", file) == file and "sha256" in entry else None
 
 
-def verify_models(model_dir: Path, names: Iterable[str] | None = None, *, runtime: str = ONNXRUNTIME
-                  ) -> dict[str, Path]:
+def verify_models(
+    model_dir: Path, names: Iterable[str] | None = None, *, runtime: str = ONNXRUNTIME
+) -> dict[str, Path]:
     """Paths of the requested models in the format ``runtime`` reads, each proven identical to
     what the fetch wrote.
 
@@ -141,8 +142,9 @@ def verify_models(model_dir: Path, names: Iterable[str] | None = None, *, runtim
         file = runtime_files(entry, name).get(runtime)
         expected = _file_sha(entry, file) if file is not None else None
         if file is None or expected is None:
-            raise ModelError(f"the model cache in {model_dir} has no file of {name!r} for {runtime}; "
-                             f"{FETCH_HINT} --force")
+            raise ModelError(
+                f"the model cache in {model_dir} has no file of {name!r} for {runtime}; {FETCH_HINT} --force"
+            )
         path = model_dir / file
         if not path.is_file():
             raise ModelError(f"model file {path} is missing; {FETCH_HINT}")
@@ -206,8 +208,9 @@ def available_providers(prefer_gpu: bool = True) -> list[str]:
     return [_CPU]
 
 
-def create_session(path: Path, *, threads: int = 1, prefer_gpu: bool = True,
-                   graph: bytes | None = None) -> ort.InferenceSession:
+def create_session(
+    path: Path, *, threads: int = 1, prefer_gpu: bool = True, graph: bytes | None = None
+) -> ort.InferenceSession:
     """An inference session tuned for many small concurrent calls rather than one big one.
 
     ``graph``: serialized ONNX derived from the verified file at ``path`` (the batched graphs of
@@ -240,8 +243,9 @@ class ModelSet:
     (``inference.runtime.CPU_PREFERENCE``).
     """
 
-    def __init__(self, model_dir: Path, threads: int = 1, prefer_gpu: bool = True,
-                 runtime: RuntimeChoice = "auto") -> None:
+    def __init__(
+        self, model_dir: Path, threads: int = 1, prefer_gpu: bool = True, runtime: RuntimeChoice = "auto"
+    ) -> None:
         self.model_dir = Path(model_dir)
         self.threads = threads
         self.prefer_gpu = prefer_gpu
@@ -270,8 +274,9 @@ class ModelSet:
     def runtime_for(self, name: str) -> str:
         """The engine ``model(name)`` uses here (raises ``ModelError`` when the one asked for cannot)."""
         try:
-            return choose_runtime(name, self.device, formats=formats_in_cache(self.model_dir, name),
-                                  requested=self.runtime)
+            return choose_runtime(
+                name, self.device, formats=formats_in_cache(self.model_dir, name), requested=self.runtime
+            )
         except ModelRuntimeError as exc:
             raise ModelError(str(exc)) from exc
 

@@ -83,8 +83,9 @@ class MotionSample:
 
 def _fit_grid() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     c = (CANONICAL_SIZE - 1) / 2.0
-    ys, xs = np.mgrid[RIGID_GRID_STEP // 2 : CANONICAL_SIZE : RIGID_GRID_STEP,
-                      RIGID_GRID_STEP // 2 : CANONICAL_SIZE : RIGID_GRID_STEP]
+    ys, xs = np.mgrid[
+        RIGID_GRID_STEP // 2 : CANONICAL_SIZE : RIGID_GRID_STEP, RIGID_GRID_STEP // 2 : CANONICAL_SIZE : RIGID_GRID_STEP
+    ]
     # the face ellipse of the canonical crop; corners hold background and hair
     inside = ((xs - c) / (0.46 * CANONICAL_SIZE)) ** 2 + ((ys - c - 4) / (0.52 * CANONICAL_SIZE)) ** 2 <= 1.0
     xy = np.stack([xs[inside] - c, ys[inside] - c], axis=1).astype(np.float64)
@@ -143,8 +144,9 @@ def disc_samples(flow: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.
     return pts.astype(np.float64), flow[pts[:, 1], pts[:, 0]].astype(np.float64)
 
 
-def region_flows(flow: np.ndarray, canonical_landmarks: np.ndarray,
-                 regions: tuple[Region, ...] = REGIONS) -> tuple[np.ndarray, float, np.ndarray]:
+def region_flows(
+    flow: np.ndarray, canonical_landmarks: np.ndarray, regions: tuple[Region, ...] = REGIONS
+) -> tuple[np.ndarray, float, np.ndarray]:
     """(R, 2) mean flow per region, minus the head's rigid motion at each region's centre
     (the mean of a linear field over a disc is its value at the centre), the outlier share, and
     (R,) the mean magnitude of the residual flow inside each region (see MotionSample)."""
@@ -193,8 +195,13 @@ class MotionExtractor:
             flows, outliers = np.zeros((len(REGIONS), 2), dtype=np.float32), 0.0
             motion = np.zeros(len(REGIONS))
         self._prev = (t, face.track_id, crop, canon)
-        fer = cv2.warpAffine(grey, similarity(five_points(face.landmarks), FER_TEMPLATE), (FER_SIZE, FER_SIZE),
-                             flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+        fer = cv2.warpAffine(
+            grey,
+            similarity(five_points(face.landmarks), FER_TEMPLATE),
+            (FER_SIZE, FER_SIZE),
+            flags=cv2.INTER_AREA,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
         eyes = canon[[33, 133, 362, 263]].mean(0)
         iod = float(np.linalg.norm(canon[[362, 263]].mean(0) - canon[[33, 133]].mean(0))) + 1e-6
         turn, nod = ((canon[NOSE_TIP] - eyes) / iod).tolist()

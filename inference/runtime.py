@@ -94,8 +94,14 @@ def installed(runtime: str) -> bool:
     return True
 
 
-def choose_runtime(name: str, device: Device, *, formats: frozenset[str], requested: RuntimeChoice = "auto",
-                   is_installed: Callable[[str], bool] = installed) -> str:
+def choose_runtime(
+    name: str,
+    device: Device,
+    *,
+    formats: frozenset[str],
+    requested: RuntimeChoice = "auto",
+    is_installed: Callable[[str], bool] = installed,
+) -> str:
     """The engine for model ``name`` on ``device``.
 
     ``requested`` forces one engine for every model it can read (LiteRT has no file for the
@@ -104,11 +110,11 @@ def choose_runtime(name: str, device: Device, *, formats: frozenset[str], reques
     """
     if requested != "auto":
         if requested not in RUNTIMES:
-            raise ModelRuntimeError(
-                f"unknown model runtime {requested!r}; choose one of auto, {', '.join(RUNTIMES)}")
+            raise ModelRuntimeError(f"unknown model runtime {requested!r}; choose one of auto, {', '.join(RUNTIMES)}")
         if not is_installed(requested):
             raise ModelRuntimeError(
-                f"runtime {requested} is not installed here; reinstall microcue with its dependencies")
+                f"runtime {requested} is not installed here; reinstall microcue with its dependencies"
+            )
         if RUNTIME_FORMAT[requested] in formats:
             return requested
     order = CUDA_PREFERENCE if device == "cuda" else CPU_PREFERENCE.get(name, (ONNXRUNTIME,))
@@ -187,8 +193,7 @@ class LiteRtModel:
         self.name = name
         self._content = Path(path).read_bytes()
         self._threads = max(1, int(threads))
-        self._make: Callable[[], Any] = lambda: Interpreter(model_content=self._content,
-                                                             num_threads=self._threads)
+        self._make: Callable[[], Any] = lambda: Interpreter(model_content=self._content, num_threads=self._threads)
         self._local = threading.local()
         first = self._interpreter()  # fail at load time, not on the first frame
         (inp,) = first.get_input_details()
@@ -279,8 +284,10 @@ def load_model(name: str, runtime: str, path: Path, *, threads: int = 1) -> Mode
         if runtime == LITERT:
             return LiteRtModel(name, path, threads)
     except Exception as exc:
-        raise ModelRuntimeError(f"{runtime} cannot load {path} ({type(exc).__name__}: {exc}); delete {path} and "
-                            "fetch again (`microcue models fetch --force`)") from exc
+        raise ModelRuntimeError(
+            f"{runtime} cannot load {path} ({type(exc).__name__}: {exc}); delete {path} and "
+            "fetch again (`microcue models fetch --force`)"
+        ) from exc
     raise ModelRuntimeError(f"unknown model runtime {runtime!r}")
 
 

@@ -9,8 +9,18 @@ import numpy as np
 
 from inference.analyzer import FrameMetrics
 
-_NUMERIC = ("confidence", "yaw", "pitch", "roll", "eye_openness", "gaze_x", "gaze_y", "engagement", "attention",
-            "sentiment")
+_NUMERIC = (
+    "confidence",
+    "yaw",
+    "pitch",
+    "roll",
+    "eye_openness",
+    "gaze_x",
+    "gaze_y",
+    "engagement",
+    "attention",
+    "sentiment",
+)
 
 
 @dataclass

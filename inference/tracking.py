@@ -43,14 +43,17 @@ def box_iou(a: tuple[float, float, float, float], b: tuple[float, float, float, 
 
 
 def landmark_box(points: np.ndarray) -> tuple[float, float, float, float]:
-    return (float(points[:, 0].min()), float(points[:, 1].min()),
-            float(points[:, 0].max()), float(points[:, 1].max()))
+    return (float(points[:, 0].min()), float(points[:, 1].min()), float(points[:, 0].max()), float(points[:, 1].max()))
 
 
 def smooth_roi(old: Roi, new: Roi, share: float) -> Roi:
     turn = math.remainder(new.angle - old.angle, math.tau)
-    return Roi(old.cx + share * (new.cx - old.cx), old.cy + share * (new.cy - old.cy),
-               old.size + share * (new.size - old.size), old.angle + share * turn)
+    return Roi(
+        old.cx + share * (new.cx - old.cx),
+        old.cy + share * (new.cy - old.cy),
+        old.size + share * (new.size - old.size),
+        old.angle + share * turn,
+    )
 
 
 @dataclass
@@ -64,8 +67,14 @@ class _Track:
 class FaceTracker:
     """Per-camera state; call once per frame, in media-time order."""
 
-    def __init__(self, detector: FaceDetector, mesh: FaceMesh, iris: IrisModel | None = None,
-                 max_faces: int = MAX_FACES, redetect_interval_s: float = REDETECT_INTERVAL_S) -> None:
+    def __init__(
+        self,
+        detector: FaceDetector,
+        mesh: FaceMesh,
+        iris: IrisModel | None = None,
+        max_faces: int = MAX_FACES,
+        redetect_interval_s: float = REDETECT_INTERVAL_S,
+    ) -> None:
         self.detector, self.mesh, self.iris = detector, mesh, iris
         self.max_faces = max_faces
         self.redetect_interval_s = redetect_interval_s

@@ -86,8 +86,9 @@ def collect(args: argparse.Namespace) -> list[Signal]:
     pairs: list[Signal] = []
     for clip in [c for c in CLIPS if c.role == "tune"]:
         for v, still in [(v, False) for v in range(args.videos_per_face)] + [(0, True)]:
-            stem, video, tru, faces = bench_video(models, args.cache, args.work, clip,
-                                                  v=v, still=still, seconds=args.seconds)
+            stem, video, tru, faces = bench_video(
+                models, args.cache, args.work, clip, v=v, still=still, seconds=args.seconds
+            )
             preds = [p for p in replay(video, faces)[0][0] if p["kind"] == "micro"]
             matched = {id(p) for p, _ in match(preds, tru["events"], "micro")[1]}
             pairs += [(p["strength"], p["noise_px"], id(p) in matched, "still" if still else "talking") for p in preds]
@@ -125,24 +126,39 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         w = np.array([w_noise[0], 0.0, w_noise[1]])
     fitted = probability(w, feats)
     table = []
-    for name, values, bins in (("strength", strength, STRENGTH_BINS),
-                               ("noise_px", noise, (0.0, *np.quantile(noise, [1 / 3, 2 / 3]).round(3), math.inf))):
+    for name, values, bins in (
+        ("strength", strength, STRENGTH_BINS),
+        ("noise_px", noise, (0.0, *np.quantile(noise, [1 / 3, 2 / 3]).round(3), math.inf)),
+    ):
         for lo, hi in itertools.pairwise(bins):
             inside = (values >= lo) & (values < hi)
             if inside.any():
-                table.append({name: f"{lo:g}-{hi:g}", "signals": int(inside.sum()),
-                              "true_share": round(float(y[inside].mean()), 3),
-                              "fitted_mean": round(float(fitted[inside].mean()), 3)})
-    by_source = {src: [sum(1 for p in pairs if p[3] == src and p[2]), sum(1 for p in pairs if p[3] == src)]
-                 for src in ("talking", "still", "unlabeled")}
+                table.append(
+                    {
+                        name: f"{lo:g}-{hi:g}",
+                        "signals": int(inside.sum()),
+                        "true_share": round(float(y[inside].mean()), 3),
+                        "fitted_mean": round(float(fitted[inside].mean()), 3),
+                    }
+                )
+    by_source = {
+        src: [sum(1 for p in pairs if p[3] == src and p[2]), sum(1 for p in pairs if p[3] == src)]
+        for src in ("talking", "still", "unlabeled")
+    }
     coefficients = tuple(round(float(v), 3) for v in w)
-    out = {"signals": len(pairs), "true": int(y.sum()), "by_source_true_of_all": by_source,
-           "coefficients": coefficients, "strength_dropped_for_a_negative_slope": strength_dropped,
-           "log_loss": {"curve": round(log_loss(w, feats, y), 3),
-                        "strength only": round(log_loss(w_strength, feats[:, :1], y), 3),
-                        "constant": round(log_loss(np.array([math.log(y.mean() / (1 - y.mean()))]),
-                                                   feats[:, :0], y), 3)},
-           "table": table}
+    out = {
+        "signals": len(pairs),
+        "true": int(y.sum()),
+        "by_source_true_of_all": by_source,
+        "coefficients": coefficients,
+        "strength_dropped_for_a_negative_slope": strength_dropped,
+        "log_loss": {
+            "curve": round(log_loss(w, feats, y), 3),
+            "strength only": round(log_loss(w_strength, feats[:, :1], y), 3),
+            "constant": round(log_loss(np.array([math.log(y.mean() / (1 - y.mean()))]), feats[:, :0], y), 3),
+        },
+        "table": table,
+    }
     print(json.dumps(out, indent=1))
     print(f"CALIBRATION = {coefficients}")
     return out

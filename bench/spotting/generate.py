@@ -78,8 +78,9 @@ def make_scenario(tier: Tier, seconds: float = 60.0, fps: float = 15.0, seed: in
         duration = rng.uniform(1.0, 2.5) if macro else rng.uniform(0.25, 0.45)
         apex_at = rng.uniform(0.4, 0.6) if not macro else rng.uniform(0.3, 0.5)
         amp = rng.uniform(*tier.amplitude) * (1.6 if macro else 1.0)
-        sc.actions.append(Action("macro" if macro else "micro", emotion, aus, t, t + apex_at * duration,
-                                 t + duration, amp))
+        sc.actions.append(
+            Action("macro" if macro else "micro", emotion, aus, t, t + apex_at * duration, t + duration, amp)
+        )
         t += duration + rng.uniform(2.0, 4.0)
     sc.distractor_only.append((events_end, seconds))
     n_blinks = int(tier.blinks_per_min * seconds / 60)
@@ -99,8 +100,13 @@ def make_scenario(tier: Tier, seconds: float = 60.0, fps: float = 15.0, seed: in
         talk_left -= end - start
     if tier.yaw_turns:
         for tt in np.arange(5.0, seconds - 2, 12.0):
-            sc.turns.append((float(tt + rng.uniform(0, 3)), float(rng.uniform(0.8, 1.5)),
-                             float(rng.choice([-1, 1]) * rng.uniform(10, 20))))
+            sc.turns.append(
+                (
+                    float(tt + rng.uniform(0, 3)),
+                    float(rng.uniform(0.8, 1.5)),
+                    float(rng.choice([-1, 1]) * rng.uniform(10, 20)),
+                )
+            )
     return sc
 
 
@@ -154,8 +160,9 @@ def _pose_at(sc: Scenario, t: float, rng_phase: np.ndarray) -> Pose:
     )
 
 
-def source_frames(sc: Scenario, clip_frames: list[tuple[np.ndarray, np.ndarray]] | None,
-                  astronaut_landmarks: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, tuple[float, float]]]:
+def source_frames(
+    sc: Scenario, clip_frames: list[tuple[np.ndarray, np.ndarray]] | None, astronaut_landmarks: np.ndarray
+) -> Iterator[tuple[np.ndarray, np.ndarray, tuple[float, float]]]:
     """(source image, its landmarks, its face centre) per output frame."""
     n = math.ceil(sc.seconds * sc.fps)
     if sc.use_clip and clip_frames:
@@ -176,8 +183,12 @@ def source_frames(sc: Scenario, clip_frames: list[tuple[np.ndarray, np.ndarray]]
             yield img, astronaut_landmarks, centre
 
 
-def render(sc: Scenario, out: Path, astronaut_landmarks: np.ndarray,
-           clip_frames: list[tuple[np.ndarray, np.ndarray]] | None = None) -> int:
+def render(
+    sc: Scenario,
+    out: Path,
+    astronaut_landmarks: np.ndarray,
+    clip_frames: list[tuple[np.ndarray, np.ndarray]] | None = None,
+) -> int:
     rng = np.random.default_rng(sc.seed + 1000)
     phase = rng.uniform(0, 2 * math.pi, 3)
     tier = sc.tier
@@ -198,8 +209,9 @@ def render(sc: Scenario, out: Path, astronaut_landmarks: np.ndarray,
             face = yaw_warp(face, lm, _turn_at(sc, t))
             scale = 1.3 if not sc.use_clip else 1.0
             m = pose_matrix(Pose(**{**asdict(_pose_at(sc, t, phase)), "scale": scale}), FRAME_SIZE, centre)
-            frame = cv2.warpAffine(face, m, FRAME_SIZE, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                                   borderValue=BACKGROUND).astype(np.float32)
+            frame = cv2.warpAffine(
+                face, m, FRAME_SIZE, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=BACKGROUND
+            ).astype(np.float32)
             gain = 1.0 + tier.light_drift * math.sin(2 * math.pi * t / 23.0) + tier.flicker * rng.standard_normal()
             frame = frame * gain + rng.normal(0, tier.noise, frame.shape)
             rgb = np.clip(frame, 0, 255).astype(np.uint8)
@@ -222,9 +234,18 @@ def truth(sc: Scenario, frames: int) -> dict[str, object]:
         "seed": sc.seed,
         "base": "tests/data/single_face.mp4" if sc.use_clip else "astronaut photograph",
         "events": [
-            {"kind": a.kind, "emotion": a.emotion, "aus": list(a.aus), "onset_frame": fi(a.onset),
-             "apex_frame": fi(a.apex), "offset_frame": fi(a.offset), "onset_s": a.onset, "apex_s": a.apex,
-             "offset_s": a.offset, "amplitude_iod": a.amplitude}
+            {
+                "kind": a.kind,
+                "emotion": a.emotion,
+                "aus": list(a.aus),
+                "onset_frame": fi(a.onset),
+                "apex_frame": fi(a.apex),
+                "offset_frame": fi(a.offset),
+                "onset_s": a.onset,
+                "apex_s": a.apex,
+                "offset_s": a.offset,
+                "amplitude_iod": a.amplitude,
+            }
             for a in sc.actions
         ],
         "distractor_only": [{"start_s": s, "end_s": e} for s, e in sc.distractor_only],

@@ -82,30 +82,41 @@ class Score:
         overall.add(self.micro)
         overall.add(self.macro)
         return {
-            "micro_precision": round(self.micro.precision, 3), "micro_recall": round(self.micro.recall, 3),
-            "micro_f1": round(self.micro.f1, 3), "micro_tp": self.micro.tp, "micro_pred": self.micro.predicted,
+            "micro_precision": round(self.micro.precision, 3),
+            "micro_recall": round(self.micro.recall, 3),
+            "micro_f1": round(self.micro.f1, 3),
+            "micro_tp": self.micro.tp,
+            "micro_pred": self.micro.predicted,
             "micro_truth": self.micro.truth,
-            "macro_precision": round(self.macro.precision, 3), "macro_recall": round(self.macro.recall, 3),
-            "macro_f1": round(self.macro.f1, 3), "macro_tp": self.macro.tp, "macro_pred": self.macro.predicted,
+            "macro_precision": round(self.macro.precision, 3),
+            "macro_recall": round(self.macro.recall, 3),
+            "macro_f1": round(self.macro.f1, 3),
+            "macro_tp": self.macro.tp,
+            "macro_pred": self.macro.predicted,
             "macro_truth": self.macro.truth,
             "overall_f1": round(overall.f1, 3),
             "emotion_acc_7": round(self.emotion_7 / self.emotion_total, 3) if self.emotion_total else None,
             "emotion_acc_3": round(self.emotion_3 / self.emotion_total, 3) if self.emotion_total else None,
             "matched_micro": self.emotion_total,
             "fp_per_min_distractors": round(self.fp_micro / self.fp_minutes, 2) if self.fp_minutes else None,
-            "mean_abs_onset_error_frames": (round(sum(abs(e) for e in self.onset_errors) / len(self.onset_errors), 2)
-                                            if self.onset_errors else None),
+            "mean_abs_onset_error_frames": (
+                round(sum(abs(e) for e in self.onset_errors) / len(self.onset_errors), 2) if self.onset_errors else None
+            ),
         }
 
 
-def match(preds: Sequence[dict[str, Any]], truths: Sequence[dict[str, Any]], kind: str
-           ) -> tuple[Counts, list[tuple[dict[str, Any], dict[str, Any]]]]:
+def match(
+    preds: Sequence[dict[str, Any]], truths: Sequence[dict[str, Any]], kind: str
+) -> tuple[Counts, list[tuple[dict[str, Any], dict[str, Any]]]]:
     """Greedy one-to-one matching by IoU, best pairs first."""
     p = [x for x in preds if x["kind"] == kind]
     t = [x for x in truths if x["kind"] == kind]
     pairs = sorted(
-        ((iou((a["onset_frame"], a["offset_frame"]), (b["onset_frame"], b["offset_frame"])), i, j)
-         for i, a in enumerate(p) for j, b in enumerate(t)),
+        (
+            (iou((a["onset_frame"], a["offset_frame"]), (b["onset_frame"], b["offset_frame"])), i, j)
+            for i, a in enumerate(p)
+            for j, b in enumerate(t)
+        ),
         reverse=True,
     )
     used_p: set[int] = set()

@@ -213,9 +213,7 @@ def _parse_message(topic: str, payload: object) -> Cue:
         raise MalformedCueError(f"cue of meeting {cue.meeting_id!r} on the topic of {meeting_id!r}")
     # Cue does not type-check these two, but dedupe hashes them.
     if not isinstance(cue.participant_id, str) or type(cue.seq) is not int:
-        raise MalformedCueError(
-            f"participant_id must be str and seq int, got {cue.participant_id!r}, {cue.seq!r}"
-        )
+        raise MalformedCueError(f"participant_id must be str and seq int, got {cue.participant_id!r}, {cue.seq!r}")
     return cue
 
 

@@ -131,8 +131,16 @@ async def _expect(ws: Any, kind: str) -> dict[str, Any]:
     return msg
 
 
-async def join_room(ws_base: str, meeting_id: str, join_token: str, *, name: str, consent: bool,
-                    tracks: list[MediaStreamTrack], resume: dict[str, str] | None = None) -> RoomClient:
+async def join_room(
+    ws_base: str,
+    meeting_id: str,
+    join_token: str,
+    *,
+    name: str,
+    consent: bool,
+    tracks: list[MediaStreamTrack],
+    resume: dict[str, str] | None = None,
+) -> RoomClient:
     """Join, publish ``tracks`` and return once the bridge answered (media flows after ICE).
     ``resume``: an earlier client's ``resume`` pair, to rejoin as that participant after a 1012."""
     ws = await websockets.connect(f"{ws_base}/ws/rooms/{meeting_id}/signal?token={join_token}", max_size=2**20)

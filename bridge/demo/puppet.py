@@ -32,7 +32,6 @@ def face_axes(lm: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     return ex, np.array([-ex[1], ex[0]]), iod
 
 
-
 def displacement_controls(lm: np.ndarray, moves: list[tuple[Move, float]]) -> list[list[Control]]:
     """Per move, its (point, displacement, sigma) controls in image pixels."""
     ex, ey, iod = face_axes(lm)
@@ -81,7 +80,6 @@ def warp(image: np.ndarray, groups: list[list[Control]]) -> np.ndarray:
     out = image.copy()
     out[y0:y1, x0:x1] = cv2.remap(image, xs - dx, ys - dy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     return out
-
 
 
 def action_moves(actions: Sequence[Action], t: float) -> list[tuple[Move, float]]:

@@ -49,19 +49,30 @@ class Pose:
     scale: float = 1.3
 
 
-def pose_matrix(pose: Pose, size: tuple[int, int] = FRAME_SIZE,
-                centre: tuple[float, float] = ASTRONAUT_FACE_CENTRE) -> np.ndarray:
+def pose_matrix(
+    pose: Pose, size: tuple[int, int] = FRAME_SIZE, centre: tuple[float, float] = ASTRONAUT_FACE_CENTRE
+) -> np.ndarray:
     m = cv2.getRotationMatrix2D(centre, pose.angle, pose.scale)
     m[0, 2] += size[0] / 2 + pose.dx - centre[0]
     m[1, 2] += size[1] / 2 + pose.dy - centre[1]
     return m
 
 
-def render(pose: Pose, source: np.ndarray | None = None, size: tuple[int, int] = FRAME_SIZE,
-           centre: tuple[float, float] = ASTRONAUT_FACE_CENTRE) -> np.ndarray:
+def render(
+    pose: Pose,
+    source: np.ndarray | None = None,
+    size: tuple[int, int] = FRAME_SIZE,
+    centre: tuple[float, float] = ASTRONAUT_FACE_CENTRE,
+) -> np.ndarray:
     src = astronaut() if source is None else source
-    return cv2.warpAffine(src, pose_matrix(pose, size, centre), size, flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=BACKGROUND)
+    return cv2.warpAffine(
+        src,
+        pose_matrix(pose, size, centre),
+        size,
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=BACKGROUND,
+    )
 
 
 def add_noise(frame: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
@@ -70,16 +81,16 @@ def add_noise(frame: np.ndarray, sigma: float, rng: np.random.Generator) -> np.n
     return np.clip(noisy, 0, 255).astype(np.uint8)
 
 
-def frames_for(poses: Callable[[float], Pose], seconds: float, fps: float, noise: float = 0.0,
-               seed: int = 0) -> Iterator[np.ndarray]:
+def frames_for(
+    poses: Callable[[float], Pose], seconds: float, fps: float, noise: float = 0.0, seed: int = 0
+) -> Iterator[np.ndarray]:
     rng = np.random.default_rng(seed)
     for i in range(math.ceil(seconds * fps)):
         frame = render(poses(i / fps))
         yield add_noise(frame, noise, rng) if noise > 0 else frame
 
 
-def write_video(path: Path, frames: Iterable[np.ndarray], fps: float, codec: str = "libx264",
-                crf: int = 18) -> int:
+def write_video(path: Path, frames: Iterable[np.ndarray], fps: float, codec: str = "libx264", crf: int = 18) -> int:
     """Encode RGB frames; returns how many were written. H.264 at crf 18 is visually lossless;
     higher crf imitates a webcam stream."""
     path.parent.mkdir(parents=True, exist_ok=True)

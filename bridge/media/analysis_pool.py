@@ -64,8 +64,9 @@ def _worker_main(conn: Connection, options: ModelOptions) -> None:
     """Worker process: load the models once, then serve requests until "stop" or EOF."""
     cv2.setNumThreads(1)  # one core per process: parallelism comes from the participants
     try:
-        models = load_face_models(options.model_dir, prefer_gpu=False, gaze=options.gaze,
-                                  emotion=options.emotion, runtime=options.runtime)  # type: ignore[arg-type]
+        models = load_face_models(
+            options.model_dir, prefer_gpu=False, gaze=options.gaze, emotion=options.emotion, runtime=options.runtime
+        )  # type: ignore[arg-type]
     except Exception as exc:
         conn.send(("err", exc))
         return
@@ -113,8 +114,9 @@ class _Shard:
 
     def _start(self) -> None:
         self.conn, child = self._ctx.Pipe()
-        self.proc = self._ctx.Process(target=_worker_main, args=(child, self._options),
-                                      name=f"microcue-analysis-{self.index}", daemon=True)
+        self.proc = self._ctx.Process(
+            target=_worker_main, args=(child, self._options), name=f"microcue-analysis-{self.index}", daemon=True
+        )
         self.proc.start()
         child.close()
         if not self.conn.poll(START_TIMEOUT_S):
@@ -184,8 +186,7 @@ class RemoteAnalyzer:
         """``frame``: RGB (H, W, 3) or, cheaper to send, yuv420p planes (H * 3/2, W)."""
         with self._shard.lock:
             self._ensure()
-            return self._shard.call(("push", self._id, frame.shape, layout, t), np.ascontiguousarray(frame),
-                                    reply=True)
+            return self._shard.call(("push", self._id, frame.shape, layout, t), np.ascontiguousarray(frame), reply=True)
 
     def push(self, rgb: np.ndarray, t: float) -> AnalysisStep:
         return self.push_frame(rgb, "rgb24", t)

@@ -180,5 +180,8 @@ def without_receive_estimate(answer: str) -> str:
     the bridge had room for 14-15 (tests/e2e/test_builtin_browsers.py). Without REMB the
     browser relies on its loss-based estimate from our RTCP receiver reports, which a slow
     event loop does not distort."""
-    return "".join(line for line in answer.splitlines(keepends=True)
-                   if not (line.startswith("a=extmap:") and ABS_SEND_TIME in line))
+    return "".join(
+        line
+        for line in answer.splitlines(keepends=True)
+        if not (line.startswith("a=extmap:") and ABS_SEND_TIME in line)
+    )

@@ -67,8 +67,10 @@ def probe(path: Path) -> VideoInfo:
                 raise VideoError(f"{path}: the file has no video stream")
             stream = container.streams.video[0]
             if stream.codec_context is None:  # the container names a codec no decoder handles
-                raise VideoError(f"{path}: the video codec is not supported (no decoder in this FFmpeg build); "
-                                 "convert the file to H.264, VP8/VP9 or HEVC first")
+                raise VideoError(
+                    f"{path}: the video codec is not supported (no decoder in this FFmpeg build); "
+                    "convert the file to H.264, VP8/VP9 or HEVC first"
+                )
             codec = stream.codec_context.name
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
             return VideoInfo(
@@ -152,8 +154,7 @@ def read_frames(info: VideoInfo) -> Iterator[DecodedFrame]:
     if _one_cpu():
         items: Iterator[object] = _decode_items(info.path, stop, info.fps)
     else:
-        worker = threading.Thread(target=_decode, args=(info.path, q, stop, info.fps), name="video-decode",
-                                  daemon=True)
+        worker = threading.Thread(target=_decode, args=(info.path, q, stop, info.fps), name="video-decode", daemon=True)
         worker.start()
         items = iter(q.get, None)  # the decoder always ends with _DecodeEnd or an exception
     decoded = 0

@@ -355,8 +355,12 @@ class ParticipantWorker:
                 sent = 0
             self.stats.keyframe_requests += sent
             if sent:
-                log.info("no video for %.1f s: keyframe requested (%d so far)", silent,
-                         self.stats.keyframe_requests, extra=self._log_extra)
+                log.info(
+                    "no video for %.1f s: keyframe requested (%d so far)",
+                    silent,
+                    self.stats.keyframe_requests,
+                    extra=self._log_extra,
+                )
             await asyncio.sleep(wait)
             wait = min(wait * 2, KEYFRAME_MAX_WAIT_S)
 

@@ -123,8 +123,9 @@ def batching_on(choice: BatchingChoice, device: Device) -> bool:
     return choice == "on" or (choice == "auto" and device == "cuda")
 
 
-def load_batched(models: ModelSet, name: str, *, window_s: float = WINDOW_S,
-                 max_batch: int = MAX_BATCH) -> BatchingModel:
+def load_batched(
+    models: ModelSet, name: str, *, window_s: float = WINDOW_S, max_batch: int = MAX_BATCH
+) -> BatchingModel:
     """``name``'s verified ONNX file with a dynamic batch axis, on onnxruntime (CUDA with I/O
     binding where it works), behind one scheduler. The graph is rewritten in memory at load
     (tens of milliseconds), so the model cache and its manifest stay as fetched."""
@@ -133,6 +134,7 @@ def load_batched(models: ModelSet, name: str, *, window_s: float = WINDOW_S,
     batch_dim = graph.graph.input[0].type.tensor_type.shape.dim[0]
     if batch_dim.HasField("dim_value"):  # the emotion CNN's Keras export is batch-free already
         graph = dynamic_batch(graph)
-    session = create_session(path, threads=models.threads, prefer_gpu=models.prefer_gpu,
-                             graph=graph.SerializeToString())
+    session = create_session(
+        path, threads=models.threads, prefer_gpu=models.prefer_gpu, graph=graph.SerializeToString()
+    )
     return BatchingModel(OrtModel(name, session), window_s=window_s, max_batch=max_batch)

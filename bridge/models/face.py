@@ -18,9 +18,16 @@ from inference.runtime import Model, RuntimeChoice
 log = logging.getLogger(__name__)
 
 
-def load_face_models(model_dir: Path, *, threads: int = 1, prefer_gpu: bool = True,
-                     gaze: bool = True, emotion: bool = True, runtime: RuntimeChoice | None = None,
-                     batching: BatchingChoice | None = None) -> FaceModels:
+def load_face_models(
+    model_dir: Path,
+    *,
+    threads: int = 1,
+    prefer_gpu: bool = True,
+    gaze: bool = True,
+    emotion: bool = True,
+    runtime: RuntimeChoice | None = None,
+    batching: BatchingChoice | None = None,
+) -> FaceModels:
     """Fetch lazily (with a progress line) on first use, then open verified models, each on the
     runtime that is fastest for it on this device. ``runtime`` forces one (parity checks);
     None takes ``MICROCUE_MODEL_RUNTIME``. With batching on (``batching``, or

@@ -88,7 +88,7 @@ class Participant:
             self.voice.consent = consent
 
     def video_state(self) -> str:
-        """"waiting for video" while attached with no frame yet or the watchdog waits for a keyframe."""
+        """ "waiting for video" while attached with no frame yet or the watchdog waits for a keyframe."""
         if not self.video.attached:
             return VIDEO_NONE
         if self.video.stats.waiting_for_keyframe or self.video.stats.received == 0:
@@ -97,8 +97,12 @@ class Participant:
 
     def live(self) -> dict[str, Any]:
         """What the presenter's tile shows besides cues: consent basis and video state."""
-        return {"display": self.display, "consent": self.video.consent, "consent_basis": self.ctx.consent_basis,
-                "video": self.video_state()}
+        return {
+            "display": self.display,
+            "consent": self.video.consent,
+            "consent_basis": self.ctx.consent_basis,
+            "video": self.video_state(),
+        }
 
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = {"display": self.display, **self.video.stats.as_dict()}
@@ -168,4 +172,3 @@ class MeetingAdapter(abc.ABC):
         await self.peers.aclose()
         participants, self.participants = list(self.participants.values()), {}
         await asyncio.gather(*(p.aclose() for p in participants), return_exceptions=True)
-

@@ -74,8 +74,9 @@ class BotManager:
             # granted per person.
             announced = self.service.settings.janus_consent == "announced"
             allowed = await self.service.emotions_allowed(meeting_id)
-            ctx = await self.analysis.context(meeting_id, bus=self.service.bus, emotions_allowed=allowed,
-                                              consent=announced)
+            ctx = await self.analysis.context(
+                meeting_id, bus=self.service.bus, emotions_allowed=allowed, consent=announced
+            )
             ctx.consent_basis = "announced"
             ctx.on_participant = self._recorder(meeting_id, consent=announced)
             # connects to the address the target check resolved, never to the name again
@@ -90,8 +91,9 @@ class BotManager:
         service = self.service
 
         async def record(participant_id: str, display: str) -> None:
-            await service.join_participant(meeting_id, participant_id, display_name=display[:MAX_DISPLAY],
-                                           consent=consent)
+            await service.join_participant(
+                meeting_id, participant_id, display_name=display[:MAX_DISPLAY], consent=consent
+            )
 
         return record
 
@@ -137,4 +139,3 @@ class BotManager:
     async def aclose(self) -> None:
         for meeting_id in list(self.bots):
             await self.close_meeting(meeting_id, "service stopping")
-

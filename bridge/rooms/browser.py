@@ -252,8 +252,9 @@ class BrowserBot:
                     page.on("console", lambda msg: log.debug("page: %s", msg.text[:300]))
                     page.on("pageerror", lambda exc: log.warning("page error: %s", exc))
                     await page.add_init_script(
-                        script=init_script(whip_url=self.whip_url, join_token=self.join_token, recipe=self.recipe,
-                                           name=self.name)
+                        script=init_script(
+                            whip_url=self.whip_url, join_token=self.join_token, recipe=self.recipe, name=self.name
+                        )
                     )
                     try:
                         await page.goto(self.page_url, timeout=STEP_TIMEOUT_S * 1000)

@@ -93,8 +93,10 @@ def check_offer_limits(sdp: str) -> None:
     bundles = [g for g in parsed.group if g.semantic == "BUNDLE"]
     mids = {m.rtp.muxId for m in media}
     if not bundles or not mids <= {str(i) for i in bundles[0].items}:
-        raise SignalError("the offer could not be used: it has no BUNDLE group covering every media section "
-                          "(a=group:BUNDLE), which the bridge requires")
+        raise SignalError(
+            "the offer could not be used: it has no BUNDLE group covering every media section "
+            "(a=group:BUNDLE), which the bridge requires"
+        )
 
 
 Notify = Callable[[dict[str, Any]], Coroutine[Any, Any, None]]
@@ -292,10 +294,15 @@ class BuiltinRoom(MeetingAdapter):
 
     def stats(self) -> dict[str, dict[str, Any]]:
         """Per participant: the offers each connection took and the worker's counters."""
-        return {pid: {"display": m.display, "offers": dict(m.offers),
-                      "connections": sum(pc is not None for pc in (m.up, m.down)),
-                      **(self.participants[pid].stats() if pid in self.participants else {})}
-                for pid, m in self.members.items()}
+        return {
+            pid: {
+                "display": m.display,
+                "offers": dict(m.offers),
+                "connections": sum(pc is not None for pc in (m.up, m.down)),
+                **(self.participants[pid].stats() if pid in self.participants else {}),
+            }
+            for pid, m in self.members.items()
+        }
 
     # ---- upstream: what a participant publishes --------------------------------------------
 
@@ -320,8 +327,11 @@ class BuiltinRoom(MeetingAdapter):
             member.published.append(track)
             # the analysis reads its own relayed copy: the original feeds every subscriber
             transceiver = next((t for t in pc.getTransceivers() if t.receiver.track is track), None)
-            participant.attach(member.relay.subscribe(track, buffered=False), self.peers,
-                               keyframe_requester(transceiver) if transceiver is not None else None)
+            participant.attach(
+                member.relay.subscribe(track, buffered=False),
+                self.peers,
+                keyframe_requester(transceiver) if transceiver is not None else None,
+            )
             self.ready.set()
             for other_id in self.members:
                 if other_id != participant_id and self._place(other_id, participant_id, track):
@@ -417,8 +427,9 @@ class BuiltinRoom(MeetingAdapter):
             return publisher.relay.subscribe(track, buffered=False)
         tile = publisher.outgoing.get(track.id)
         if tile is None:
-            tile = publisher.outgoing[track.id] = TileTrack(publisher.relay.subscribe(track, buffered=False),
-                                                            RELAY_MAX_WIDTH)
+            tile = publisher.outgoing[track.id] = TileTrack(
+                publisher.relay.subscribe(track, buffered=False), RELAY_MAX_WIDTH
+            )
         return publisher.tile_relay.subscribe(tile, buffered=False)
 
     def _place(self, receiver_id: str, publisher_id: str, track: MediaStreamTrack) -> bool:
@@ -438,9 +449,16 @@ class BuiltinRoom(MeetingAdapter):
         member = self.members.get(participant_id)
         if member is None or member.notify is None or member.down is None:
             return
-        slots = [{"mid": s.transceiver.mid, "kind": s.track.kind, "participant_id": s.owner,
-                  "name": self.members[s.owner].display if s.owner in self.members else None}
-                 for s in member.slots if s.owner is not None]
+        slots = [
+            {
+                "mid": s.transceiver.mid,
+                "kind": s.track.kind,
+                "participant_id": s.owner,
+                "name": self.members[s.owner].display if s.owner in self.members else None,
+            }
+            for s in member.slots
+            if s.owner is not None
+        ]
         task = asyncio.create_task(member.notify({"type": "slots", "slots": slots}), name=f"slots-{participant_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -502,8 +520,16 @@ class BuiltinRooms:
 
     # --- one publisher without signalling (WHIP): the whole use other ingest paths make of a room --
 
-    async def publish(self, meeting_id: str, participant_id: str, display: str, consent: bool, sdp: object,
-                      *, on_lost: OnLost | None = None) -> str:
+    async def publish(
+        self,
+        meeting_id: str,
+        participant_id: str,
+        display: str,
+        consent: bool,
+        sdp: object,
+        *,
+        on_lost: OnLost | None = None,
+    ) -> str:
         """A publisher's SDP offer in, the bridge's answer out (with all its ICE candidates);
         ``on_lost`` runs when the publisher's connection goes without a goodbye."""
         room = await self.room(meeting_id)

@@ -58,7 +58,7 @@ def filter_candidates(sdp: str, networks: Iterable[Network]) -> str:
     dropped = 0
     for line in sdp.split("\r\n") if "\r\n" in sdp else sdp.split("\n"):
         if line.startswith("a=candidate:"):
-            fields = line[len("a=candidate:"):].split()
+            fields = line[len("a=candidate:") :].split()
             if len(fields) < CANDIDATE_FIELDS or not candidate_allowed(fields[ADDRESS_FIELD], nets):
                 dropped += 1
                 continue

@@ -251,7 +251,13 @@ class JanusAdapter(MeetingAdapter):
     kind = "janus"
 
     def __init__(
-        self, url: str, room: int, ctx: AdapterContext, *, keepalive_s: float = KEEPALIVE_S, display: str = BOT_DISPLAY,
+        self,
+        url: str,
+        room: int,
+        ctx: AdapterContext,
+        *,
+        keepalive_s: float = KEEPALIVE_S,
+        display: str = BOT_DISPLAY,
         address: str | None = None,
     ) -> None:
         super().__init__(ctx)
@@ -471,8 +477,9 @@ class JanusAdapter(MeetingAdapter):
             router = getattr(receiver.transport, "_rtp_router", None)
             if router is None or router.ssrc_table.get(ssrc) is receiver:
                 continue
-            router.register_receiver(receiver, ssrcs=[ssrc],
-                                     payload_types=[c.payloadType for c in transceiver._codecs], mid=transceiver.mid)
+            router.register_receiver(
+                receiver, ssrcs=[ssrc], payload_types=[c.payloadType for c in transceiver._codecs], mid=transceiver.mid
+            )
             log.info("mid %s reused by Janus: now carries SSRC %s", transceiver.mid, ssrc)
 
     def _route_tracks(self, pc: RTCPeerConnection) -> None:

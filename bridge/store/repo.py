@@ -403,9 +403,7 @@ async def store_token(
         _check("role", role, ASSIGNABLE_ROLES)
     if not TOKEN_HASH_RE.match(token_hash):
         raise ValueError("token_hash must be a lowercase hex SHA-256 (64 characters), not the token itself")
-    token = Token(
-        id=new_id(), meeting_id=meeting_id, kind=kind, token_hash=token_hash, created_at=utcnow(), role=role
-    )
+    token = Token(id=new_id(), meeting_id=meeting_id, kind=kind, token_hash=token_hash, created_at=utcnow(), role=role)
     session.add(token)
     await session.commit()
     return token

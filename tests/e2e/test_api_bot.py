@@ -33,8 +33,11 @@ async def test_the_api_sends_a_bot_into_a_janus_room(
     with LiveServer(create_app(Settings(data_dir=tmp_path / "data", join_allow=allow))) as server:
         m = create_meeting(server)
         r = await asyncio.to_thread(
-            httpx.post, f"{server.base_url}/api/meetings/{m['id']}/bot", json={"janus": janus.url, "room": ROOM},
-            headers={"Authorization": f"Bearer {m['presenter_token']}"}, timeout=60,
+            httpx.post,
+            f"{server.base_url}/api/meetings/{m['id']}/bot",
+            json={"janus": janus.url, "room": ROOM},
+            headers={"Authorization": f"Bearer {m['presenter_token']}"},
+            timeout=60,
         )
         assert r.status_code == 202, r.text
         assert r.json()["detail"]["kind"] == "janus"

@@ -66,8 +66,9 @@ def demo_page(janus: JanusServer) -> Iterator[str]:
     """videoroomtest.html served from localhost, its settings.js pointing at the test's Janus."""
     if not (DEMOS / "videoroomtest.html").exists():
         pytest.fail(f"{DEMOS}/videoroomtest.html is missing: install Debian's janus-demos (make system-deps)")
-    settings = (f'var server = "ws://{janus.addr}:{PORT}";\n'
-                "var iceServers = null;\nvar token = null;\nvar apisecret = null;\n")
+    settings = (
+        f'var server = "ws://{janus.addr}:{PORT}";\nvar iceServers = null;\nvar token = null;\nvar apisecret = null;\n'
+    )
     handler = type("Handler", (_DemoHandler,), {"settings_js": settings.encode()})
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(DEMOS)))
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
@@ -102,7 +103,11 @@ def _chromium_running(workdir: Path) -> list[int]:
 
 
 async def test_browser_bot_joins_the_janus_demo_page_and_forwards_each_publisher(
-    janus: JanusServer, publishers: list[Publisher], face_yuv: list[np.ndarray], demo_page: str, netns: str,
+    janus: JanusServer,
+    publishers: list[Publisher],
+    face_yuv: list[np.ndarray],
+    demo_page: str,
+    netns: str,
     tmp_path: Path,
 ) -> None:
     for feed, name in ((101, "Alice"), (102, "Bob")):
@@ -182,7 +187,11 @@ async def test_browser_bot_joins_the_janus_demo_page_and_forwards_each_publisher
 
 
 async def test_join_page_command_prints_cues_and_leaves_when_the_page_ends_the_call(
-    janus: JanusServer, publishers: list[Publisher], face_yuv: list[np.ndarray], demo_page: str, netns: str,
+    janus: JanusServer,
+    publishers: list[Publisher],
+    face_yuv: list[np.ndarray],
+    demo_page: str,
+    netns: str,
     tmp_path: Path,
 ) -> None:
     """``microcue join --page URL --recipe janus-videoroom``: cues of both publishers on stdout; Janus
@@ -193,9 +202,25 @@ async def test_join_page_command_prints_cues_and_leaves_when_the_page_ends_the_c
         publishers.append(publisher)
         await publisher.start()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "web.cli", "--data-dir", str(tmp_path / "data"), "--port", str(_free_port()),
-        "join", "--context", "customer", "--page", demo_page, "--recipe", "janus-videoroom", "--duration", "240",
-        cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "web.cli",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--port",
+        str(_free_port()),
+        "join",
+        "--context",
+        "customer",
+        "--page",
+        demo_page,
+        "--recipe",
+        "janus-videoroom",
+        "--duration",
+        "240",
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     assert proc.stdout is not None and proc.stderr is not None
     present: set[str] = set()

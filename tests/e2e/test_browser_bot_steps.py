@@ -71,8 +71,9 @@ def chat_page(tmp_path: Path) -> Iterator[str]:
 async def test_bot_announces_in_chat_keeps_mic_muted_and_leaves_when_the_call_ends(
     chromium_path: str, chat_page: str
 ) -> None:
-    bot = BrowserBot(chat_page, RECIPE, whip_url="http://127.0.0.1:9/whip/none", join_token="unused",
-                     executable=chromium_path)
+    bot = BrowserBot(
+        chat_page, RECIPE, whip_url="http://127.0.0.1:9/whip/none", join_token="unused", executable=chromium_path
+    )
     running = asyncio.create_task(bot.run())
     try:
         async with asyncio.timeout(60):

@@ -51,8 +51,14 @@ async def test_chromium_participant_publishes_and_cues_arrive(netns: str, tmp_pa
                             if msg["type"] == "cue" and msg["cue"]["participant_id"] == participant_id:
                                 seen.add(msg["cue"]["type"])
                 # someone joins after the browser: the bridge asks it to re-offer and relays them
-                other = await join_room(server.ws_url, m["id"], m["join_token"], name="Bo", consent=True,
-                                        tracks=[SyntheticFaceTrack(to_yuv(face_loop_frames(seconds=1.0)))])
+                other = await join_room(
+                    server.ws_url,
+                    m["id"],
+                    m["join_token"],
+                    name="Bo",
+                    consent=True,
+                    tracks=[SyntheticFaceTrack(to_yuv(face_loop_frames(seconds=1.0)))],
+                )
                 try:
                     await page.wait_for_selector("#remote-media video", timeout=30_000)
                     # polled with evaluate: wait_for_function evaluates a string in the page, which the
@@ -61,7 +67,8 @@ async def test_chromium_participant_publishes_and_cues_arrive(netns: str, tmp_pa
                     async with asyncio.timeout(30):
                         while not playing:
                             playing = await page.evaluate(
-                                "() => (document.querySelector('#remote-media video')?.videoWidth || 0) > 0")
+                                "() => (document.querySelector('#remote-media video')?.videoWidth || 0) > 0"
+                            )
                             await asyncio.sleep(0.2)
                     assert playing
                 finally:

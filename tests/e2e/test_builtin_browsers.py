@@ -159,9 +159,26 @@ async def test_three_chromium_participants_hold_a_meeting(netns: str, tmp_path: 
                 await board.close()
                 # one connection per direction per participant, each offered once (page and bridge agree)
                 stats = room.stats()
-                _record("room stats: " + repr({p.name: {k: stats[p.participant_id].get(k) for k in (
-                    "received", "analysed", "dropped", "resolution_changes", "keyframe_requests", "resets")}
-                    for p in (ann, cy, ben_again)}) + f" executor lag max {room.ctx.executor.stats.max_lag_s:.3f} s")
+                _record(
+                    "room stats: "
+                    + repr(
+                        {
+                            p.name: {
+                                k: stats[p.participant_id].get(k)
+                                for k in (
+                                    "received",
+                                    "analysed",
+                                    "dropped",
+                                    "resolution_changes",
+                                    "keyframe_requests",
+                                    "resets",
+                                )
+                            }
+                            for p in (ann, cy, ben_again)
+                        }
+                    )
+                    + f" executor lag max {room.ctx.executor.stats.max_lag_s:.3f} s"
+                )
                 for p in (ann, cy, ben_again):
                     negotiations = await p.page.evaluate("window.MicroCueJoin.session.negotiations")
                     assert negotiations == {"publish": 1, "subscribe": 1}, (p.name, negotiations)
@@ -177,15 +194,26 @@ async def test_three_chromium_participants_hold_a_meeting(netns: str, tmp_path: 
                 stop_sampling.set()
                 await sampler
                 await browser.close()
-        rates = {f"{p.name}{'(again)' if p is ben_again else ''}": round(_rate_after(p, WITHIN_S, p.left or 0.0), 1)
-                 for p in everyone}
+        rates = {
+            f"{p.name}{'(again)' if p is ben_again else ''}": round(_rate_after(p, WITHIN_S, p.left or 0.0), 1)
+            for p in everyone
+        }
         _record(f"analysed fps from {WITHIN_S} s after joining: {rates}; load average {_loadavg()}")
-        r = await asyncio.to_thread(httpx.post, f"{server.base_url}/api/meetings/{m['id']}/end",
-                                    headers={"Authorization": f"Bearer {m['presenter_token']}"}, timeout=60)
+        r = await asyncio.to_thread(
+            httpx.post,
+            f"{server.base_url}/api/meetings/{m['id']}/end",
+            headers={"Authorization": f"Bearer {m['presenter_token']}"},
+            timeout=60,
+        )
         assert r.status_code == 200, r.text
-        summary = (await asyncio.to_thread(httpx.get, f"{server.base_url}/api/meetings/{m['id']}/summary",
-                                           headers={"Authorization": f"Bearer {m['presenter_token']}"},
-                                           timeout=60)).json()
+        summary = (
+            await asyncio.to_thread(
+                httpx.get,
+                f"{server.base_url}/api/meetings/{m['id']}/summary",
+                headers={"Authorization": f"Bearer {m['presenter_token']}"},
+                timeout=60,
+            )
+        ).json()
         present = {p["participant_id"]: p["time_present_s"] for p in summary["summary"]["participants"]}
         shares = {}
         for p in everyone:
@@ -199,7 +227,8 @@ async def test_three_chromium_participants_hold_a_meeting(netns: str, tmp_path: 
 
 @pytest.mark.parametrize("order", [("Ann", "Ben"), ("Ben", "Ann")], ids=["ann-first", "ben-first"])
 async def test_chromium_participants_come_back_as_themselves_after_a_restart(
-        netns: str, tmp_path: Path, order: tuple[str, str]) -> None:
+    netns: str, tmp_path: Path, order: tuple[str, str]
+) -> None:
     """The service restarts under two chromium participants: uvicorn closes their signalling with
     1012, each page reconnects on its own, rejoins as the same participant (resume) and offers
     again; both see each other again and both are analysed again by the new process."""
@@ -226,30 +255,41 @@ async def test_chromium_participants_come_back_as_themselves_after_a_restart(
                 for person in people.values():
                     try:
                         await person.page.wait_for_function(
-                            "() => (window.MicroCueJoin.session || {}).reconnects === 1", timeout=60_000)
+                            "() => (window.MicroCueJoin.session || {}).reconnects === 1", timeout=60_000
+                        )
                     except PlaywrightTimeout:
                         status = await person.page.text_content("#status")
-                        raise AssertionError(f"{person.name}'s page did not come back: {status!r}; "
-                                             f"console: {person.console[-10:]}") from None
+                        raise AssertionError(
+                            f"{person.name}'s page did not come back: {status!r}; console: {person.console[-10:]}"
+                        ) from None
                     await person.page.wait_for_selector("#status:has-text('You are in the meeting')", timeout=30_000)
                     session = await person.page.evaluate(
                         "(() => { const s = window.MicroCueJoin.session;"
-                        " return {id: s.participantId, resumed: s.resumed, negotiations: s.negotiations}; })()")
-                    assert session == {"id": person.participant_id, "resumed": True,
-                                       "negotiations": {"publish": 1, "subscribe": 1}}, (person.name, session)
+                        " return {id: s.participantId, resumed: s.resumed, negotiations: s.negotiations}; })()"
+                    )
+                    assert session == {
+                        "id": person.participant_id,
+                        "resumed": True,
+                        "negotiations": {"publish": 1, "subscribe": 1},
+                    }, (person.name, session)
                 back = time.perf_counter() - restarted
                 for person in people.values():
                     await _sees(person, set(people) - {person.name})
                 room = second.app.state.web.rooms.rooms[m["id"]]
                 deadline = time.monotonic() + 30
-                while not all(pid in room.participants and room.participants[pid].video.stats.analysed > 15
-                              for pid in (p.participant_id for p in people.values())):
-                    assert time.monotonic() < deadline, {pid: w.video.stats.as_dict()
-                                                         for pid, w in room.participants.items()}
+                while not all(
+                    pid in room.participants and room.participants[pid].video.stats.analysed > 15
+                    for pid in (p.participant_id for p in people.values())
+                ):
+                    assert time.monotonic() < deadline, {
+                        pid: w.video.stats.as_dict() for pid, w in room.participants.items()
+                    }
                     await asyncio.sleep(0.5)
                 assert set(room.participants) == {p.participant_id for p in people.values()}
-                _record(f"restart under {' then '.join(order)}: both pages back in the meeting "
-                        f"{back:.1f} s after the old process stopped; load average {_loadavg()}")
+                _record(
+                    f"restart under {' then '.join(order)}: both pages back in the meeting "
+                    f"{back:.1f} s after the old process stopped; load average {_loadavg()}"
+                )
         finally:
             await browser.close()
 

@@ -26,15 +26,18 @@ pytest_plugins = ["tests.support.service"]
 
 
 @pytest.mark.parametrize("processes", [0, 1], ids=["in-process", "analysis-process"])
-async def test_a_participant_publishes_and_cues_arrive_only_with_consent(netns: str, tmp_path: Path,
-                                                                         processes: int) -> None:
+async def test_a_participant_publishes_and_cues_arrive_only_with_consent(
+    netns: str, tmp_path: Path, processes: int
+) -> None:
     frames = to_yuv(face_loop_frames(seconds=2.0))
     with LiveServer(create_app(Settings(data_dir=tmp_path, analysis_processes=processes))) as server:
         m = create_meeting(server)
-        yes = await join_room(server.ws_url, m["id"], m["join_token"], name="Ada", consent=True,
-                              tracks=[SyntheticFaceTrack(frames)])
-        no = await join_room(server.ws_url, m["id"], m["join_token"], name="Bo", consent=False,
-                             tracks=[SyntheticFaceTrack(frames)])
+        yes = await join_room(
+            server.ws_url, m["id"], m["join_token"], name="Ada", consent=True, tracks=[SyntheticFaceTrack(frames)]
+        )
+        no = await join_room(
+            server.ws_url, m["id"], m["join_token"], name="Bo", consent=False, tracks=[SyntheticFaceTrack(frames)]
+        )
         try:
             assert "MicroCue bot" in yes.bot  # the bot announces itself
             got = await cues_for(server, m, yes.participant_id, {"presence", "engagement"})
@@ -46,9 +49,14 @@ async def test_a_participant_publishes_and_cues_arrive_only_with_consent(netns: 
             assert room.participants[yes.participant_id].video.stats.as_dict()["analysed"] > 0
             pool = server.app.state.web.analysis.pool
             assert (pool is not None) == (processes > 0)  # MICROCUE_ANALYSIS_PROCESSES was honoured
-            people = (await asyncio.to_thread(
-                httpx.get, f"{server.base_url}/api/meetings/{m['id']}/participants",
-                headers={"Authorization": f"Bearer {m['presenter_token']}"}, timeout=30)).json()
+            people = (
+                await asyncio.to_thread(
+                    httpx.get,
+                    f"{server.base_url}/api/meetings/{m['id']}/participants",
+                    headers={"Authorization": f"Bearer {m['presenter_token']}"},
+                    timeout=30,
+                )
+            ).json()
             names = {p["display_name"]: p["consent"] for p in people}
             assert names == {"Ada": True, "Bo": False}
         finally:
@@ -56,8 +64,9 @@ async def test_a_participant_publishes_and_cues_arrive_only_with_consent(netns: 
             await no.aclose()
 
 
-async def _raw(server: LiveServer, m: dict[str, Any], messages: list[str], token: str | None = None
-               ) -> tuple[list[dict[str, Any]], int | None]:
+async def _raw(
+    server: LiveServer, m: dict[str, Any], messages: list[str], token: str | None = None
+) -> tuple[list[dict[str, Any]], int | None]:
     url = f"{server.ws_url}/ws/rooms/{m['id']}/signal?token={token or m['join_token']}"
     got: list[dict[str, Any]] = []
     async with websockets.connect(url, max_size=2**22) as ws:
@@ -76,7 +85,8 @@ JOIN = json.dumps({"type": "join", "name": "Eve", "consent": True})
 UNKNOWN_CODEC = (
     "v=0\r\no=- 1 1 IN IP4 10.254.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n"
     "m=video 9 UDP/TLS/RTP/SAVPF 120\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=sendrecv\r\na=rtpmap:120 FANCY/90000\r\n"
-    "a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=fingerprint:sha-256 " + ":".join(["AA"] * 32)
+    "a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=fingerprint:sha-256 "
+    + ":".join(["AA"] * 32)
     + "\r\na=setup:actpass\r\na=rtcp-mux\r\n"
 )
 AUDIO_ONLY = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
@@ -89,14 +99,20 @@ AUDIO_ONLY = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS
         ([JOIN, json.dumps({"type": "offer", "sdp": "hello"})], "not SDP", 4400),
         ([JOIN, json.dumps({"type": "offer", "sdp": AUDIO_ONLY})], "no video", 4400),
         ([JOIN, json.dumps({"type": "offer", "sdp": "v=0\r\nm=video x\r\n" + "a=x\r\n" * 15000})], "bytes", 4400),
-        ([JOIN, json.dumps({"type": "offer", "sdp": "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nbroken"})],
-         "could not be used", 4400),
+        (
+            [JOIN, json.dumps({"type": "offer", "sdp": "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nbroken"})],
+            "could not be used",
+            4400,
+        ),
         ([JOIN, json.dumps({"type": "offer", "sdp": UNKNOWN_CODEC})], "no codec in common", 4400),
         (["{not json"], "not JSON", 4400),
         ([json.dumps({"type": "dance"})], "unknown message type", 4400),
         (["x" * 200_000], "more than", 1009),
-        ([json.dumps({"type": "join", "name": "x", "consent": True, "resume": "me, as before"})],
-         "'resume' must be", 4400),
+        (
+            [json.dumps({"type": "join", "name": "x", "consent": True, "resume": "me, as before"})],
+            "'resume' must be",
+            4400,
+        ),
     ],
 )
 async def test_bad_signalling_is_refused_clearly_and_others_are_unaffected(
@@ -105,8 +121,9 @@ async def test_bad_signalling_is_refused_clearly_and_others_are_unaffected(
     frames = to_yuv(face_loop_frames(seconds=2.0))
     with LiveServer(create_app(Settings(data_dir=tmp_path))) as server:
         m = create_meeting(server)
-        good = await join_room(server.ws_url, m["id"], m["join_token"], name="Ok", consent=True,
-                               tracks=[SyntheticFaceTrack(frames)])
+        good = await join_room(
+            server.ws_url, m["id"], m["join_token"], name="Ok", consent=True, tracks=[SyntheticFaceTrack(frames)]
+        )
         try:
             got, close_code = await _raw(server, m, messages)
             errors = [g["message"] for g in got if g.get("type") == "error"]
@@ -124,8 +141,12 @@ async def test_wrong_token_and_ended_meeting_are_refused(netns: str, tmp_path: P
         assert code == 4401
         _, code = await _raw(server, m, [], token=m["presenter_token"])  # presenter token is not a join token
         assert code == 4403
-        await asyncio.to_thread(httpx.post, f"{server.base_url}/api/meetings/{m['id']}/end",
-                                headers={"Authorization": f"Bearer {m['presenter_token']}"}, timeout=30)
+        await asyncio.to_thread(
+            httpx.post,
+            f"{server.base_url}/api/meetings/{m['id']}/end",
+            headers={"Authorization": f"Bearer {m['presenter_token']}"},
+            timeout=30,
+        )
         with pytest.raises(JoinRefused, match="ended"):
             await join_room(server.ws_url, m["id"], m["join_token"], name="Late", consent=True, tracks=[])
 
@@ -134,10 +155,12 @@ async def test_participants_see_each_other_through_the_bridge(netns: str, tmp_pa
     frames = to_yuv(face_loop_frames(seconds=2.0))
     with LiveServer(create_app(Settings(data_dir=tmp_path))) as server:
         m = create_meeting(server)
-        first = await join_room(server.ws_url, m["id"], m["join_token"], name="First", consent=True,
-                                tracks=[SyntheticFaceTrack(frames)])
-        second = await join_room(server.ws_url, m["id"], m["join_token"], name="Second", consent=True,
-                                 tracks=[SyntheticFaceTrack(frames)])
+        first = await join_room(
+            server.ws_url, m["id"], m["join_token"], name="First", consent=True, tracks=[SyntheticFaceTrack(frames)]
+        )
+        second = await join_room(
+            server.ws_url, m["id"], m["join_token"], name="Second", consent=True, tracks=[SyntheticFaceTrack(frames)]
+        )
         try:
             # each is put in the other's receive slots, without any renegotiation
             def carries(pid: str) -> Callable[[dict[str, dict[str, Any]]], bool]:
@@ -190,14 +213,23 @@ async def test_a_restarted_service_takes_its_participants_back_as_themselves(net
     port, clients = first.port, []
     try:
         m = create_meeting(first)
-        ada = await join_room(first.ws_url, m["id"], m["join_token"], name="Ada", consent=True,
-                              tracks=[SyntheticFaceTrack(frames)])
+        ada = await join_room(
+            first.ws_url, m["id"], m["join_token"], name="Ada", consent=True, tracks=[SyntheticFaceTrack(frames)]
+        )
         clients.append(ada)
         assert ada.resume is not None and ada.resume["participant_id"] == ada.participant_id and not ada.resumed
-        forged = await join_room(first.ws_url, m["id"], m["join_token"], name="Eve", consent=True, tracks=[],
-                                 resume={"participant_id": ada.participant_id, "secret": "guessed"})
-        twice = await join_room(first.ws_url, m["id"], m["join_token"], name="Ada", consent=True, tracks=[],
-                                resume=ada.resume)  # Ada is still here: nobody is analysed twice
+        forged = await join_room(
+            first.ws_url,
+            m["id"],
+            m["join_token"],
+            name="Eve",
+            consent=True,
+            tracks=[],
+            resume={"participant_id": ada.participant_id, "secret": "guessed"},
+        )
+        twice = await join_room(
+            first.ws_url, m["id"], m["join_token"], name="Ada", consent=True, tracks=[], resume=ada.resume
+        )  # Ada is still here: nobody is analysed twice
         clients += [forged, twice]
         for other in (forged, twice):
             assert not other.resumed and other.participant_id != ada.participant_id
@@ -207,16 +239,28 @@ async def test_a_restarted_service_takes_its_participants_back_as_themselves(net
     code, _ = await ada.closed(10.0)
     assert code == 1012, code  # "service restart": what the join page reconnects on
     with LiveServer(create_app(settings), port=port) as second:
-        again = await join_room(second.ws_url, m["id"], m["join_token"], name="Ada", consent=True,
-                                tracks=[SyntheticFaceTrack(frames)], resume=ada.resume)
+        again = await join_room(
+            second.ws_url,
+            m["id"],
+            m["join_token"],
+            name="Ada",
+            consent=True,
+            tracks=[SyntheticFaceTrack(frames)],
+            resume=ada.resume,
+        )
         clients.append(again)
         try:
             assert again.resumed and again.participant_id == ada.participant_id
             after = await _next_cue_t(second, m, ada.participant_id)
             assert after > before, (before, after)  # the timeline goes on; it does not restart at 0
-            people = (await asyncio.to_thread(
-                httpx.get, f"{second.base_url}/api/meetings/{m['id']}/participants",
-                headers={"Authorization": f"Bearer {m['presenter_token']}"}, timeout=30)).json()
+            people = (
+                await asyncio.to_thread(
+                    httpx.get,
+                    f"{second.base_url}/api/meetings/{m['id']}/participants",
+                    headers={"Authorization": f"Bearer {m['presenter_token']}"},
+                    timeout=30,
+                )
+            ).json()
             assert sorted(p["display_name"] for p in people) == ["Ada", "Ada", "Eve"]  # Ada once, plus the two
         finally:
             for c in clients:

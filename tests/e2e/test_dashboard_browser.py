@@ -231,8 +231,9 @@ async def test_workplace_dashboard_shows_policy_and_no_emotions(server: LiveServ
     assert_not_blank(shot)
 
 
-async def test_dashboard_token_leaves_the_address_bar_and_a_reload_still_works(server: LiveServer,
-                                                                              browser: Any) -> None:
+async def test_dashboard_token_leaves_the_address_bar_and_a_reload_still_works(
+    server: LiveServer, browser: Any
+) -> None:
     """The token shows during screen sharing and lands in the history while it is in the URL."""
     m = create_meeting(server, "customer")
     page = await browser.new_page(viewport={"width": 1280, "height": 800})

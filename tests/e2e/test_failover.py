@@ -338,8 +338,9 @@ async def _lost_cues(observed: dict[Any, Any], database: str, roles: dict[str, R
 
 async def _summary(web: str, meeting_id: str, presenter: str) -> dict[str, Any]:
     async with httpx.AsyncClient(timeout=60) as client:
-        r = await client.get(f"{web}/api/meetings/{meeting_id}/summary",
-                             headers={"Authorization": f"Bearer {presenter}"})
+        r = await client.get(
+            f"{web}/api/meetings/{meeting_id}/summary", headers={"Authorization": f"Bearer {presenter}"}
+        )
     assert r.status_code == 200, r.text
     summary: dict[str, Any] = r.json()["summary"]
     return summary

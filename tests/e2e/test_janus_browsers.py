@@ -73,8 +73,13 @@ class Room:
         self._task: asyncio.Task[None] | None = None
 
     async def send_bot(self) -> float:
-        r = await asyncio.to_thread(httpx.post, f"{self.server.base_url}/api/meetings/{self.m['id']}/bot",
-                                    json={"janus": self.janus.url, "room": ROOM}, headers=self.auth, timeout=60)
+        r = await asyncio.to_thread(
+            httpx.post,
+            f"{self.server.base_url}/api/meetings/{self.m['id']}/bot",
+            json={"janus": self.janus.url, "room": ROOM},
+            headers=self.auth,
+            timeout=60,
+        )
         assert r.status_code == 202, r.text
         self._task = asyncio.create_task(self._sample())
         return time.perf_counter()
@@ -108,8 +113,9 @@ class Room:
     async def check_dashboard(self, browser: Any, expected: set[str]) -> None:
         page = await browser.new_page()
         try:
-            await page.goto(self.m["dashboard_url"].replace(self.server.app.state.web.settings.base_url,
-                                                            self.server.base_url))
+            await page.goto(
+                self.m["dashboard_url"].replace(self.server.app.state.web.settings.base_url, self.server.base_url)
+            )
             for name in expected:
                 tile = page.locator(".tile", has=page.locator(".name", has_text=name)).first
                 await tile.wait_for(timeout=30_000)
@@ -125,11 +131,15 @@ class Room:
 
     async def summary_names(self) -> set[str]:
         await self.stop()
-        r = await asyncio.to_thread(httpx.post, f"{self.server.base_url}/api/meetings/{self.m['id']}/end",
-                                    headers=self.auth, timeout=60)
+        r = await asyncio.to_thread(
+            httpx.post, f"{self.server.base_url}/api/meetings/{self.m['id']}/end", headers=self.auth, timeout=60
+        )
         assert r.status_code == 200, r.text
-        body = (await asyncio.to_thread(httpx.get, f"{self.server.base_url}/api/meetings/{self.m['id']}/summary",
-                                        headers=self.auth, timeout=60)).json()
+        body = (
+            await asyncio.to_thread(
+                httpx.get, f"{self.server.base_url}/api/meetings/{self.m['id']}/summary", headers=self.auth, timeout=60
+            )
+        ).json()
         return {p["display_name"] for p in body["summary"]["participants"]}
 
     async def stop(self) -> None:
@@ -157,8 +167,10 @@ async def test_bot_joining_last_analyses_everyone_already_there(room: Room, demo
     subscribed = await room.send_bot()
     await room.wait_window(subscribed)
     rates = {name: round(room.rate(name, subscribed), 1) for name in NAMES}
-    stats = {p.display: {k: v for k, v in p.stats().items() if "latency" not in k}
-             for p in room.adapter().participants.values()}
+    stats = {
+        p.display: {k: v for k, v in p.stats().items() if "latency" not in k}
+        for p in room.adapter().participants.values()
+    }
     _record(f"bot joined last: analysed fps {rates}; load average {_loadavg()}; stats {stats}")
     assert all(s["received"] > 0 for s in stats.values()), stats  # nobody lost (was: 0 frames for one)
     await room.check_dashboard(browser, set(NAMES))
@@ -166,9 +178,7 @@ async def test_bot_joining_last_analyses_everyone_already_there(room: Room, demo
     assert all(rate >= MIN_FPS for rate in rates.values()), (rates, _loadavg())
 
 
-async def test_bot_joining_first_follows_people_who_come_leave_and_return(
-    room: Room, demo: str, browser: Any
-) -> None:
+async def test_bot_joining_first_follows_people_who_come_leave_and_return(room: Room, demo: str, browser: Any) -> None:
     await room.send_bot()
     await asyncio.wait_for(room.server.app.state.web.bots.bots[room.m["id"]][0].connected.wait(), 30)
     context = await browser.new_context()
@@ -192,8 +202,10 @@ async def test_bot_joining_first_follows_people_who_come_leave_and_return(
     assert room.ids["Bob"] != old_bob
     await room.wait_window(back)
     rates["Bob (back)"] = round(room.rate("Bob", back), 1)
-    stats = {f"{p.display}#{pid}": {k: v for k, v in p.stats().items() if "latency" not in k}
-             for pid, p in room.adapter().participants.items()}
+    stats = {
+        f"{p.display}#{pid}": {k: v for k, v in p.stats().items() if "latency" not in k}
+        for pid, p in room.adapter().participants.items()
+    }
     _record(f"bot joined first: analysed fps {rates}; load average {_loadavg()}; stats {stats}")
     assert room.adapter().participants[room.ids["Bob"]].video.stats.received > 0, stats
     await room.check_dashboard(browser, set(NAMES))

@@ -44,8 +44,9 @@ def running_call(server: LiveServer) -> dict[str, Any]:
     async def people() -> None:
         async with service.sessions() as s:
             for pid, name in (("rep", "Rita Seller"), ("buyer", "Ben Client")):
-                await repo.add_participant(session=s, meeting_id=m["id"], participant_id=pid, display_name=name,
-                                           consent=True)
+                await repo.add_participant(
+                    session=s, meeting_id=m["id"], participant_id=pid, display_name=name, consent=True
+                )
 
     async def stored() -> int:
         async with service.sessions() as s:
@@ -81,8 +82,9 @@ async def test_roles_set_on_tiles_drive_the_coaching(server: LiveServer, browser
     await page.screenshot(path=str(png), full_page=True)
     assert not_blank(png) > MIN_PIXEL_STDDEV, f"{png} looks blank"
 
-    api = httpx.AsyncClient(base_url=f"{server.base_url}/api/meetings/{mid}", timeout=30,
-                            headers={"Authorization": f"Bearer {token}"})
+    api = httpx.AsyncClient(
+        base_url=f"{server.base_url}/api/meetings/{mid}", timeout=30, headers={"Authorization": f"Bearer {token}"}
+    )
     people = (await api.get("/participants")).json()
     assert {p["id"]: p["role"] for p in people} == {"rep": "rep", "buyer": "buyer"}
     r = await api.post("/end")

@@ -51,8 +51,9 @@ async def test_end_and_erase_stop_a_builtin_room(netns: str, tmp_path: Path, act
     frames = to_yuv(face_loop_frames(seconds=2.0))
     with LiveServer(create_app(Settings(data_dir=tmp_path))) as server:
         m = create_meeting(server)
-        client = await join_room(server.ws_url, m["id"], m["join_token"], name="Ada", consent=True,
-                                 tracks=[SyntheticFaceTrack(frames)])
+        client = await join_room(
+            server.ws_url, m["id"], m["join_token"], name="Ada", consent=True, tracks=[SyntheticFaceTrack(frames)]
+        )
         try:
             assert "presence" in await cues_for(server, m, client.participant_id, {"presence"})
             room = server.app.state.web.rooms.rooms[m["id"]]
@@ -158,8 +159,9 @@ async def test_a_janus_bot_is_recalled_and_stops_at_the_end(
         r = await asyncio.to_thread(httpx.post, bot_url, json=body, headers=headers, timeout=60)
         assert r.status_code == 202, r.text
         assert "presence" in await cues_for(server, m, "101", {"presence"})
-        r = await asyncio.to_thread(httpx.post, f"{server.base_url}/api/meetings/{m['id']}/end", headers=headers,
-                                    timeout=30)
+        r = await asyncio.to_thread(
+            httpx.post, f"{server.base_url}/api/meetings/{m['id']}/end", headers=headers, timeout=30
+        )
         assert r.status_code == 200
         assert m["id"] not in server.app.state.web.service.bot_hook.bots
         before = await _received(server)
@@ -176,8 +178,9 @@ async def test_concurrent_bot_requests_start_one_bot_and_bad_targets_are_4xx(
         bot_url = f"{server.base_url}/api/meetings/{m['id']}/bot"
         headers = _bearer(m["presenter_token"])
         body = {"janus": janus.url, "room": ROOM}
-        replies = await asyncio.gather(*(
-            asyncio.to_thread(httpx.post, bot_url, json=body, headers=headers, timeout=60) for _ in range(4)))
+        replies = await asyncio.gather(
+            *(asyncio.to_thread(httpx.post, bot_url, json=body, headers=headers, timeout=60) for _ in range(4))
+        )
         statuses = sorted(r.json()["detail"]["status"] for r in replies)
         assert statuses == ["already joined"] * 3 + ["joining"], statuses
         host, port = allow.rsplit(":", 1)
@@ -194,7 +197,6 @@ async def test_concurrent_bot_requests_start_one_bot_and_bad_targets_are_4xx(
 async def test_the_bot_connects_to_the_checked_address_and_follows_no_redirect(janus: JanusServer) -> None:
     """Resolve once: the URL's name is never looked up again (``.invalid`` cannot resolve, RFC
     6761), the bot goes to the address the target check returned. And a 302 is not followed."""
-
 
     host, port = janus.url.split("//", 1)[1].rsplit(":", 1)
     session = JanusSession(f"ws://rebound.invalid:{port}", address=host)

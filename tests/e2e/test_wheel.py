@@ -45,7 +45,10 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     dist = root / "dist"
     build = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(dist), str(REPO)],
-        capture_output=True, text=True, timeout=INSTALL_S, check=False,
+        capture_output=True,
+        text=True,
+        timeout=INSTALL_S,
+        check=False,
     )
     assert build.returncode == 0, build.stderr
     (wheel,) = dist.glob("microcue-*.whl")
@@ -53,7 +56,10 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     install = subprocess.run(
         [str(venv / "bin" / "pip"), "install", "--quiet", str(wheel)],
-        capture_output=True, text=True, timeout=INSTALL_S, check=False,
+        capture_output=True,
+        text=True,
+        timeout=INSTALL_S,
+        check=False,
     )
     assert install.returncode == 0, install.stderr
     yield venv / "bin" / "microcue"
@@ -68,23 +74,41 @@ def user_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def test_wheel_carries_what_the_console_script_needs(installed: Path, user_env: dict[str, str],
-                                                    tmp_path: Path) -> None:
+def test_wheel_carries_what_the_console_script_needs(installed: Path, user_env: dict[str, str], tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     # The installed package, not the checkout, is what runs.
-    where = subprocess.run([str(installed.parent / "python"), "-c", "import bridge; print(bridge.__file__)"],
-                           cwd=elsewhere, env=user_env, capture_output=True, text=True, check=True)
+    where = subprocess.run(
+        [str(installed.parent / "python"), "-c", "import bridge; print(bridge.__file__)"],
+        cwd=elsewhere,
+        env=user_env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert str(REPO) not in where.stdout, where.stdout
 
-    upgrade = subprocess.run([str(installed), "db", "upgrade"], cwd=elsewhere, env=user_env,
-                             capture_output=True, text=True, timeout=120, check=False)
+    upgrade = subprocess.run(
+        [str(installed), "db", "upgrade"],
+        cwd=elsewhere,
+        env=user_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert upgrade.returncode == 0, upgrade.stderr
     assert (tmp_path / "data" / "microcue.db").is_file()
 
     port = _free_port()
-    serve = subprocess.Popen([str(installed), "--port", str(port), "serve"], cwd=elsewhere, env=user_env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    serve = subprocess.Popen(
+        [str(installed), "--port", str(port), "serve"],
+        cwd=elsewhere,
+        env=user_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + SERVE_UP_S
         health = None
@@ -110,7 +134,12 @@ def test_installed_demo_produces_cues(installed: Path, user_env: dict[str, str],
     elsewhere.mkdir()
     demo = subprocess.run(
         [str(installed), "--port", str(_free_port()), "demo", "--duration", "10", "--netns", "on"],
-        cwd=elsewhere, env=user_env, capture_output=True, text=True, timeout=300, check=False,
+        cwd=elsewhere,
+        env=user_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert demo.returncode == 0, demo.stderr[-4000:]
     lines = demo.stdout.splitlines()

@@ -115,8 +115,10 @@ async def test_third_party_whip_client_publishes_a_participant(netns: str, tmp_p
                 local = (await page.evaluate("window.pc.localDescription.sdp")).splitlines()
                 ufrag = next(line for line in local if line.startswith("a=ice-ufrag:"))
                 pwd = next(line for line in local if line.startswith("a=ice-pwd:"))
-                fragment = (f"{ufrag}\r\n{pwd}\r\nm=video 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n"
-                            "a=candidate:1 1 udp 2122260223 10.254.0.1 50000 typ host\r\n")
+                fragment = (
+                    f"{ufrag}\r\n{pwd}\r\nm=video 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n"
+                    "a=candidate:1 1 udp 2122260223 10.254.0.1 50000 typ host\r\n"
+                )
                 etag = await page.evaluate("window.whip.etag")
                 taken = await api.patch(resource, headers={**bearer, **frag, "If-Match": etag}, content=fragment)
                 assert taken.status_code == 204, taken.text
@@ -140,8 +142,9 @@ async def test_third_party_whip_client_publishes_a_participant(netns: str, tmp_p
                 assert (await api.delete(resource, headers=bearer)).status_code == 404  # already ended
 
                 # a publisher that goes without DELETE (its connection closed) leaves too
-                second = await page.evaluate("([u, t]) => window.publish(u, t)",
-                                             [endpoint.replace("OBS%20Ana", "Gone"), token])
+                second = await page.evaluate(
+                    "([u, t]) => window.publish(u, t)", [endpoint.replace("OBS%20Ana", "Gone"), token]
+                )
                 people = (await api.get(f"/api/meetings/{m['id']}/participants", headers=presenter)).json()
                 gone = next(p["id"] for p in people if p["display_name"] == "Gone")
                 async with asyncio.timeout(60):  # analysed: presence 1

@@ -46,8 +46,9 @@ def _same(a: AnalysisStep, b: AnalysisStep) -> None:
     assert a.metrics == b.metrics
 
 
-def test_remote_analyzer_matches_the_in_process_one(pool: AnalysisPool, face_models: FaceModels,
-                                                    frames: list[np.ndarray]) -> None:
+def test_remote_analyzer_matches_the_in_process_one(
+    pool: AnalysisPool, face_models: FaceModels, frames: list[np.ndarray]
+) -> None:
     local, remote = ParticipantAnalyzer(face_models, fps_hint=15), pool.analyzer(fps_hint=15)
     local_yuv, remote_yuv = ParticipantAnalyzer(face_models, fps_hint=15), pool.analyzer(fps_hint=15)
     try:
@@ -104,8 +105,9 @@ async def test_real_peer_video_is_analysed_in_a_worker_process(netns: str, pool:
 
         @bridge.on("track")
         def on_track(track: MediaStreamTrack) -> None:
-            worker = ParticipantWorker(meeting_id="m-pool", participant_id="alice", analyzer_factory=remote,
-                                       bus=bus, fps=15, executor=executor)
+            worker = ParticipantWorker(
+                meeting_id="m-pool", participant_id="alice", analyzer_factory=remote, bus=bus, fps=15, executor=executor
+            )
             worker.attach(track)
             workers.append(worker)
 

@@ -65,8 +65,9 @@ def test_writes_valid_json_with_the_face_found(
     assert "brow_inner_R" in spotting["noise"]
 
 
-def test_context_is_stated_and_workplace_withholds_emotions(face_models: FaceModels, face_clip: Path,
-                                                            tmp_path: Path) -> None:
+def test_context_is_stated_and_workplace_withholds_emotions(
+    face_models: FaceModels, face_clip: Path, tmp_path: Path
+) -> None:
     """``analyze`` defaults to ``research`` and says so; ``--context workplace`` withholds every
     emotion, sentiment and micro-expression output in the JSON, the report and the summary line."""
     out = tmp_path / "research.json"

@@ -415,6 +415,9 @@ def test_roles_invitations_and_patch(client: httpx.Client, server: LiveServer) -
     assert wrong.status_code == 422
     missing = client.patch(f"/api/meetings/{mid}/participants/nobody", headers=bearer(token), json={"role": "rep"})
     assert missing.status_code == 404 and "nobody" in missing.json()["detail"]
-    assert client.patch(
-        f"/api/meetings/{mid}/participants/{pid}", headers=bearer(join_token), json={"role": "rep"}
-    ).status_code == 403
+    assert (
+        client.patch(
+            f"/api/meetings/{mid}/participants/{pid}", headers=bearer(join_token), json={"role": "rep"}
+        ).status_code
+        == 403
+    )

@@ -231,9 +231,7 @@ class Collector:
 # -- tests ---------------------------------------------------------------------------
 
 
-async def test_round_trip_of_100_cues_in_order(
-    request: pytest.FixtureRequest, buses: BusFactory
-) -> None:
+async def test_round_trip_of_100_cues_in_order(request: pytest.FixtureRequest, buses: BusFactory) -> None:
     meeting = unique_meeting(request)
     pub = await buses()
     sub_bus = await buses()
@@ -253,9 +251,7 @@ async def test_round_trip_of_100_cues_in_order(
     assert await got.ended()  # closing the bus ends its subscriptions' iteration
 
 
-async def test_wildcard_subscription_gets_every_meeting(
-    request: pytest.FixtureRequest, buses: BusFactory
-) -> None:
+async def test_wildcard_subscription_gets_every_meeting(request: pytest.FixtureRequest, buses: BusFactory) -> None:
     a, b = unique_meeting(request) + "-a", unique_meeting(request) + "-b"
     pub = await buses()
     sub_bus = await buses()
@@ -354,9 +350,7 @@ async def test_cues_published_but_never_acknowledged_are_resent_after_reconnect(
 
 
 @pytest.mark.usefixtures("controllable_broker")
-async def test_broker_restart_mid_stream_loses_nothing(
-    request: pytest.FixtureRequest, buses: BusFactory
-) -> None:
+async def test_broker_restart_mid_stream_loses_nothing(request: pytest.FixtureRequest, buses: BusFactory) -> None:
     meeting = unique_meeting(request)
     pub = await buses()
     sub_bus = await buses()

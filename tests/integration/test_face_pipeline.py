@@ -53,8 +53,10 @@ def test_landmarks_are_steady_on_a_still_face(face_models: FaceModels, report: C
     jitter = np.sqrt(((pts - pts.mean(0)) ** 2).sum(-1)).mean()
     worst = np.sqrt(((pts - pts.mean(0)) ** 2).sum(-1)).max()
     face_width = float(np.ptp(pts[0, :, 0]))
-    report(f"landmark jitter on a still face (noise sigma 3): mean {jitter:.2f} px, worst {worst:.2f} px, "
-           f"face width {face_width:.0f} px")
+    report(
+        f"landmark jitter on a still face (noise sigma 3): mean {jitter:.2f} px, worst {worst:.2f} px, "
+        f"face width {face_width:.0f} px"
+    )
     assert jitter < 1.0
     assert len({r.primary.track_id for r in results}) == 1  # type: ignore[union-attr]
 
@@ -78,8 +80,10 @@ def test_tracks_through_translation_and_rotation(face_models: FaceModels, report
         offset = c0 - np.array([320 + poses[0].dx, 240 + poses[0].dy])
         expected = np.array([320 + p.dx, 240 + p.dy]) + m[:, :2] @ offset
         errors.append(float(np.linalg.norm(_centre(r) - expected)))
-    report(f"tracking through motion: face in {100 * present:.1f} % of 90 frames, centre error "
-           f"mean {np.mean(errors):.1f} px, max {np.max(errors):.1f} px, track ids {sorted(ids)}")
+    report(
+        f"tracking through motion: face in {100 * present:.1f} % of 90 frames, centre error "
+        f"mean {np.mean(errors):.1f} px, max {np.max(errors):.1f} px, track ids {sorted(ids)}"
+    )
     assert present >= 0.95
     assert len(ids) == 1
     assert np.mean(errors) < 4.0
@@ -135,8 +139,7 @@ def test_face_lost_when_it_leaves_and_found_when_it_returns(face_models: FaceMod
     assert back.track_id != first.track_id  # a new appearance is a new track
 
 
-def test_several_faces_get_stable_ids_and_the_largest_is_followed(face_models: FaceModels, test_data: Path
-                                                                   ) -> None:
+def test_several_faces_get_stable_ids_and_the_largest_is_followed(face_models: FaceModels, test_data: Path) -> None:
     img = cv2.cvtColor(cv2.imread(str(test_data / "multi_face.jpg")), cv2.COLOR_BGR2RGB)
     results = _run(face_models, [img] * 5)
     ids = [tuple(sorted(f.track_id for f in r.faces)) for r in results]

@@ -79,5 +79,3 @@ def test_fer_astronaut_smile_is_happy(fer_onnx: ort.InferenceSession) -> None:
     probs = fer_onnx.run(None, {"input": _preprocess(_astronaut_face()[None])})[0][0]
     assert FER_LABELS[int(probs.argmax())] == "happy"
     assert probs[FER_LABELS.index("happy")] > 0.9
-
-

@@ -30,8 +30,12 @@ JSON = st.recursive(
     lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=10), c, max_size=5),
     max_leaves=15,
 )
-NO_LIMITS = {"rate_create_per_min": 1_000_000, "rate_join_per_min": 1_000_000, "rate_token_per_min": 1_000_000,
-             "max_meetings": 1_000_000}
+NO_LIMITS = {
+    "rate_create_per_min": 1_000_000,
+    "rate_join_per_min": 1_000_000,
+    "rate_token_per_min": 1_000_000,
+    "max_meetings": 1_000_000,
+}
 
 
 @pytest.fixture(scope="module")
@@ -71,16 +75,32 @@ def test_fuzz_api_bodies(server: LiveServer, report: Callable[[str], None]) -> N
         st.fixed_dictionaries({}, optional={"token": JSON, "kind": JSON.filter(lambda k: k != "presenter")}),
         # near-valid bodies, so the handlers behind validation are fuzzed too
         st.fixed_dictionaries(
-            {"title": st.text(min_size=1, max_size=60),
-             "context": st.sampled_from(["customer", "workplace", "education", "research", "boardroom"])},
-            optional={"kind": st.sampled_from(["general", "sales", "x"]), "retention_days": st.integers(-5, 4000)}),
+            {
+                "title": st.text(min_size=1, max_size=60),
+                "context": st.sampled_from(["customer", "workplace", "education", "research", "boardroom"]),
+            },
+            optional={"kind": st.sampled_from(["general", "sales", "x"]), "retention_days": st.integers(-5, 4000)},
+        ),
         st.fixed_dictionaries(
-            {"janus": st.sampled_from(["ws://192.0.2.1:8188", "wss://janus.invalid", "http://192.0.2.1:8188",
-                                       "ws://127.0.0.1:1", "ws://[::1]:8188", "ws://user:pw@192.0.2.1:8188"]),
-             "room": st.integers(-1, 2**65)}),
-        st.one_of(st.fixed_dictionaries({"token": st.text(min_size=1, max_size=300)}),
-                  # not "presenter": that would lock the fuzzer out of its own meeting
-                  st.fixed_dictionaries({"kind": st.sampled_from(["join", "admin"])})),
+            {
+                "janus": st.sampled_from(
+                    [
+                        "ws://192.0.2.1:8188",
+                        "wss://janus.invalid",
+                        "http://192.0.2.1:8188",
+                        "ws://127.0.0.1:1",
+                        "ws://[::1]:8188",
+                        "ws://user:pw@192.0.2.1:8188",
+                    ]
+                ),
+                "room": st.integers(-1, 2**65),
+            }
+        ),
+        st.one_of(
+            st.fixed_dictionaries({"token": st.text(min_size=1, max_size=300)}),
+            # not "presenter": that would lock the fuzzer out of its own meeting
+            st.fixed_dictionaries({"kind": st.sampled_from(["join", "admin"])}),
+        ),
     )
 
     @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -107,13 +127,17 @@ def test_fuzz_signalling_over_a_live_socket(server: LiveServer, report: Callable
     target = create_meeting(server)
     codes: dict[int | None, int] = {}
     cases = 0
-    messages = st.lists(st.one_of(
-        st.text(max_size=200),
-        JSON.map(json.dumps),
-        st.just(json.dumps({"type": "join", "name": "F", "consent": True})),
-        st.builds(lambda sdp: json.dumps({"type": "offer", "sdp": sdp}), st.text(max_size=300)),
-        st.binary(max_size=50),
-    ), min_size=1, max_size=3)
+    messages = st.lists(
+        st.one_of(
+            st.text(max_size=200),
+            JSON.map(json.dumps),
+            st.just(json.dumps({"type": "join", "name": "F", "consent": True})),
+            st.builds(lambda sdp: json.dumps({"type": "offer", "sdp": sdp}), st.text(max_size=300)),
+            st.binary(max_size=50),
+        ),
+        min_size=1,
+        max_size=3,
+    )
 
     @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(messages)

@@ -188,9 +188,13 @@ async def test_revoking_the_presenter_token_closes_the_feeds_it_opened(server: L
     m, other = create_meeting(server), create_meeting(server)
     async with connect(feed_url(server, m)) as ws, connect(feed_url(server, other)) as untouched:
         assert (await recv(ws))["type"] == "snapshot" and (await recv(untouched))["type"] == "snapshot"
-        r = await asyncio.to_thread(httpx.post, f"{server.base_url}/api/meetings/{m['id']}/tokens/revoke",
-                                    json={"kind": "presenter"}, timeout=30,
-                                    headers={"Authorization": f"Bearer {m['presenter_token']}"})
+        r = await asyncio.to_thread(
+            httpx.post,
+            f"{server.base_url}/api/meetings/{m['id']}/tokens/revoke",
+            json={"kind": "presenter"},
+            timeout=30,
+            headers={"Authorization": f"Bearer {m['presenter_token']}"},
+        )
         assert r.status_code == 200 and r.json()["revoked"] == 1
         with pytest.raises(ConnectionClosed) as closed:
             async with asyncio.timeout(5 * FAST.heartbeat_s + 5):

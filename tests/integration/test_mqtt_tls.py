@@ -37,12 +37,39 @@ def _openssl(*args: str, cwd: Path) -> None:
 
 
 def _cert(cwd: Path, name: str, cn: str, *, san: str | None = None) -> None:
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-subj", f"/CN={cn}",
-             "-out", f"{name}.csr", cwd=cwd)
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        f"{name}.key",
+        "-subj",
+        f"/CN={cn}",
+        "-out",
+        f"{name}.csr",
+        cwd=cwd,
+    )
     ext = cwd / f"{name}.ext"
     ext.write_text(f"subjectAltName={san}\n" if san else "basicConstraints=CA:FALSE\n")
-    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-             "-days", "2", "-out", f"{name}.crt", "-extfile", str(ext), cwd=cwd)
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        f"{name}.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-out",
+        f"{name}.crt",
+        "-extfile",
+        str(ext),
+        cwd=cwd,
+    )
 
 
 @pytest.fixture
@@ -54,8 +81,22 @@ def tls_broker(tmp_path: Path) -> Iterator[tuple[int, Path]]:
         pytest.skip(message)
     d = tmp_path / "pki"
     d.mkdir()
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-subj", "/CN=test-ca",
-             "-days", "2", "-out", "ca.crt", cwd=d)
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-subj",
+        "/CN=test-ca",
+        "-days",
+        "2",
+        "-out",
+        "ca.crt",
+        cwd=d,
+    )
     _cert(d, "server", "localhost", san="IP:127.0.0.1,DNS:localhost")
     _cert(d, "bridge", "bridge")
     _cert(d, "reader", "reader")

@@ -298,7 +298,6 @@ def _serve(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
 async def _publish_mqtt(cues: list[Cue]) -> None:
     """As a bridge worker in another process: QoS 1 on the meeting's topic (bridge/bus/mqtt.py)."""
 
-
     async with aiomqtt.Client(MOSQUITTO[0], MOSQUITTO[1], identifier=f"crash-test-{uuid.uuid4().hex[:8]}") as client:
         for cue in cues:
             payload = json.dumps(cue.to_dict(), separators=(",", ":"))

@@ -65,8 +65,9 @@ def _models(model_dir: Path, runtime: str, name: str) -> Model:
 
 
 @pytest.mark.parametrize("runtime", OTHERS)
-def test_detector_boxes_agree(model_dir: Path, frames: list[np.ndarray], runtime: str,
-                              report: Callable[[str], None]) -> None:
+def test_detector_boxes_agree(
+    model_dir: Path, frames: list[np.ndarray], runtime: str, report: Callable[[str], None]
+) -> None:
     ref = FaceDetector(_models(model_dir, ONNXRUNTIME, "face_detector"))
     other = FaceDetector(_models(model_dir, runtime, "face_detector"))
     worst, faces = 0.0, 0
@@ -74,8 +75,11 @@ def test_detector_boxes_agree(model_dir: Path, frames: list[np.ndarray], runtime
         a, b = ref(rgb), other(rgb)
         assert len(a) == len(b)
         for da, db in zip(a, b, strict=True):
-            worst = max(worst, float(np.abs(np.subtract(da.box, db.box)).max()),
-                        float(np.abs(da.keypoints - db.keypoints).max()))
+            worst = max(
+                worst,
+                float(np.abs(np.subtract(da.box, db.box)).max()),
+                float(np.abs(da.keypoints - db.keypoints).max()),
+            )
             faces += 1
     assert faces >= len(frames) - 2  # a face in (almost) every frame, or the test proves nothing
     report(f"detector {runtime} vs onnxruntime: {faces} faces, worst box/keypoint difference {worst:.1e} px")
@@ -83,8 +87,9 @@ def test_detector_boxes_agree(model_dir: Path, frames: list[np.ndarray], runtime
 
 
 @pytest.mark.parametrize("runtime", OTHERS)
-def test_landmarks_and_iris_agree(model_dir: Path, frames: list[np.ndarray], runtime: str,
-                                  report: Callable[[str], None]) -> None:
+def test_landmarks_and_iris_agree(
+    model_dir: Path, frames: list[np.ndarray], runtime: str, report: Callable[[str], None]
+) -> None:
     detector = FaceDetector(_models(model_dir, ONNXRUNTIME, "face_detector"))
     ref_mesh, mesh = (FaceMesh(_models(model_dir, r, "face_landmarks")) for r in (ONNXRUNTIME, runtime))
     ref_iris, iris = (IrisModel(_models(model_dir, r, "iris")) for r in (ONNXRUNTIME, runtime))
@@ -101,21 +106,22 @@ def test_landmarks_and_iris_agree(model_dir: Path, frames: list[np.ndarray], run
         worst_iris = max(worst_iris, float(np.abs(ref_iris(rgb, pa) - iris(rgb, pa)).max()))
         checked += 1
     assert checked >= len(frames) - 2
-    report(f"FaceMesh {runtime} vs onnxruntime: {checked} faces, worst landmark {worst_mesh:.1e} px, "
-           f"iris {worst_iris:.1e} px, presence {worst_presence:.2e}")
+    report(
+        f"FaceMesh {runtime} vs onnxruntime: {checked} faces, worst landmark {worst_mesh:.1e} px, "
+        f"iris {worst_iris:.1e} px, presence {worst_presence:.2e}"
+    )
     assert worst_mesh <= LANDMARK_PX
     assert worst_iris <= LANDMARK_PX
     assert worst_presence <= EMOTION_PROB
 
 
-def test_emotion_probabilities_agree(model_dir: Path, frames: list[np.ndarray],
-                                     report: Callable[[str], None]) -> None:
+def test_emotion_probabilities_agree(model_dir: Path, frames: list[np.ndarray], report: Callable[[str], None]) -> None:
     detector = FaceDetector(_models(model_dir, ONNXRUNTIME, "face_detector"))
     crops = []
     for rgb in frames:
         for det in detector(rgb)[:1]:
             x0, y0, x1, y1 = (round(v) for v in det.box)
-            grey = cv2.cvtColor(rgb[max(0, y0):y1, max(0, x0):x1], cv2.COLOR_RGB2GRAY)
+            grey = cv2.cvtColor(rgb[max(0, y0) : y1, max(0, x0) : x1], cv2.COLOR_RGB2GRAY)
             crops.append(cv2.resize(grey, (FER_INPUT, FER_INPUT), interpolation=cv2.INTER_AREA))
     batch = np.stack(crops)
     ref = EmotionCNN(_models(model_dir, ONNXRUNTIME, "emotion"))(batch)
@@ -130,16 +136,23 @@ def test_emotion_probabilities_agree(model_dir: Path, frames: list[np.ndarray],
 def test_auto_picks_litert_for_the_face_models_on_the_cpu(model_dir: Path) -> None:
     models = ModelSet(model_dir, prefer_gpu=False)
     assert {n: models.runtime_for(n) for n in ("face_detector", "face_landmarks", "iris", "emotion")} == {
-        "face_detector": LITERT, "face_landmarks": LITERT, "iris": LITERT, "emotion": ONNXRUNTIME}
+        "face_detector": LITERT,
+        "face_landmarks": LITERT,
+        "iris": LITERT,
+        "emotion": ONNXRUNTIME,
+    }
 
 
-@pytest.mark.parametrize(("name", "file"), [("face_detector", "face_detection_short_range.onnx"),
-                                            ("face_landmarks", "face_landmark.onnx"),
-                                            ("iris", "iris_landmark.onnx")])
-def test_dynamic_batch_graphs_match_batch_1(model_dir: Path, frames: list[np.ndarray], name: str,
-                                            file: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "file"),
+    [
+        ("face_detector", "face_detection_short_range.onnx"),
+        ("face_landmarks", "face_landmark.onnx"),
+        ("iris", "iris_landmark.onnx"),
+    ],
+)
+def test_dynamic_batch_graphs_match_batch_1(model_dir: Path, frames: list[np.ndarray], name: str, file: str) -> None:
     """Issue 14's batching: the batch-N graph gives batch-1's outputs, within 1e-4, on real faces."""
-
 
     base = onnx.load(str(model_dir / file))
     one = ort.InferenceSession(base.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -147,27 +160,35 @@ def test_dynamic_batch_graphs_match_batch_1(model_dir: Path, frames: list[np.nda
     _, _, h, w = one.get_inputs()[0].shape
     batch = np.stack([cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA) for rgb in frames])
     x = np.ascontiguousarray((batch.astype(np.float32) / 255.0).transpose(0, 3, 1, 2))
-    ref = [np.concatenate(o) for o in zip(*[one.run(None, {one.get_inputs()[0].name: x[i : i + 1]})
-                                            for i in range(len(x))], strict=True)]
+    ref = [
+        np.concatenate(o)
+        for o in zip(*[one.run(None, {one.get_inputs()[0].name: x[i : i + 1]}) for i in range(len(x))], strict=True)
+    ]
     got = many.run(None, {many.get_inputs()[0].name: x})
     assert many.get_inputs()[0].shape[0] == "N" and got[0].shape[0] == len(frames)
     for a, b in zip(ref, got, strict=True):
         np.testing.assert_allclose(b, a, atol=1e-4, rtol=0)
 
 
-def test_batching_scheduler_gives_every_participant_its_own_landmarks(model_dir: Path,
-                                                                     frames: list[np.ndarray]) -> None:
+def test_batching_scheduler_gives_every_participant_its_own_landmarks(
+    model_dir: Path, frames: list[np.ndarray]
+) -> None:
     """FaceMesh through bridge.models.batching from one thread per face equals each face alone."""
 
-
-
     base = onnx.load(str(model_dir / "face_landmark.onnx"))
-    alone = OrtModel("face_landmarks", ort.InferenceSession(base.SerializeToString(),
-                                                            providers=["CPUExecutionProvider"]))
-    batched = BatchingModel(OrtModel("face_landmarks", ort.InferenceSession(
-        dynamic_batch(base).SerializeToString(), providers=["CPUExecutionProvider"])), window_s=0.05)
-    crops = [cv2.resize(rgb, (192, 192), interpolation=cv2.INTER_AREA)[None].astype(np.float32) / 255.0
-             for rgb in frames]
+    alone = OrtModel(
+        "face_landmarks", ort.InferenceSession(base.SerializeToString(), providers=["CPUExecutionProvider"])
+    )
+    batched = BatchingModel(
+        OrtModel(
+            "face_landmarks",
+            ort.InferenceSession(dynamic_batch(base).SerializeToString(), providers=["CPUExecutionProvider"]),
+        ),
+        window_s=0.05,
+    )
+    crops = [
+        cv2.resize(rgb, (192, 192), interpolation=cv2.INTER_AREA)[None].astype(np.float32) / 255.0 for rgb in frames
+    ]
     with ThreadPoolExecutor(len(crops)) as pool:
         got = list(pool.map(batched, crops))
     for crop, out in zip(crops, got, strict=True):
@@ -184,13 +205,14 @@ def _one_face(models: FaceModels, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarr
     points, _ = FaceMesh(models.landmarks)(rgb, roi_from_detection(det))
     iris = IrisModel(models.iris)(rgb, points)
     x0, y0, x1, y1 = (round(v) for v in det.box)
-    grey = cv2.cvtColor(rgb[max(0, y0):y1, max(0, x0):x1], cv2.COLOR_RGB2GRAY)
+    grey = cv2.cvtColor(rgb[max(0, y0) : y1, max(0, x0) : x1], cv2.COLOR_RGB2GRAY)
     probs = EmotionCNN(models.emotion)(cv2.resize(grey, (FER_INPUT, FER_INPUT), interpolation=cv2.INTER_AREA)[None])
     return det.keypoints, points, iris, probs
 
 
-def test_batched_face_models_serve_every_participant_as_batch_1_would(model_dir: Path,
-                                                                     frames: list[np.ndarray]) -> None:
+def test_batched_face_models_serve_every_participant_as_batch_1_would(
+    model_dir: Path, frames: list[np.ndarray]
+) -> None:
     """MICROCUE_BATCHING=on: all four models go through one scheduler each, and participants
     calling from their own threads at once get what the unbatched onnxruntime models give."""
     batched = load_face_models(model_dir, prefer_gpu=False, batching="on")

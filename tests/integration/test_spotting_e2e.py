@@ -37,7 +37,10 @@ def _analyse(models: FaceModels, path: Path) -> tuple[list[object], list[float]]
 
 @pytest.mark.parametrize("side", ["R", "L"])
 def test_unilateral_lip_corner_of_300_ms_is_a_micro_contempt(
-    face_models: FaceModels, astronaut_landmarks: np.ndarray, tmp_path: Path, side: str,
+    face_models: FaceModels,
+    astronaut_landmarks: np.ndarray,
+    tmp_path: Path,
+    side: str,
     report: Callable[[str], None],
 ) -> None:
     onset = 3.0
@@ -49,9 +52,11 @@ def test_unilateral_lip_corner_of_300_ms_is_a_micro_contempt(
     assert len(found) == 1, [(f.spot.kind, f.spot.onset_t, f.expression.emotion) for f in found]  # type: ignore[attr-defined]
     spot, expression = found[0].spot, found[0].expression  # type: ignore[attr-defined]
     onset_frame = int(np.abs(np.array(times) - spot.onset_t).argmin())
-    report(f"injected 300 ms AU12{side}+AU14{side}: spotted {spot.kind} {expression.emotion} "
-           f"onset frame {onset_frame} (truth {round(onset * FPS)}), aus {expression.aus}, "
-           f"confidence {expression.confidence}")
+    report(
+        f"injected 300 ms AU12{side}+AU14{side}: spotted {spot.kind} {expression.emotion} "
+        f"onset frame {onset_frame} (truth {round(onset * FPS)}), aus {expression.aus}, "
+        f"confidence {expression.confidence}"
+    )
     assert spot.kind == "micro"
     assert abs(onset_frame - round(onset * FPS)) <= 2
     assert expression.emotion == "contempt"

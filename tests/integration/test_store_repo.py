@@ -117,8 +117,19 @@ async def populate(session: AsyncSession, meeting_id: str, *, hash_char: str) ->
     await repo.save_summary(session=session, meeting_id=meeting_id, body={"cues": 8})
     await repo.store_token(session=session, meeting_id=meeting_id, kind="presenter", token_hash=hash_char * 64)
     await repo.store_token(session=session, meeting_id=meeting_id, kind="join", token_hash="f" + hash_char * 63)
-    session.add(LeaseRow(meeting_id=meeting_id, token=1, holder="w1", holder_url="http://w1:8080", acquired_at=NOW,
-                         renewed_at=NOW, expires_at=NOW, released=True, request={"meeting_id": meeting_id}))
+    session.add(
+        LeaseRow(
+            meeting_id=meeting_id,
+            token=1,
+            holder="w1",
+            holder_url="http://w1:8080",
+            acquired_at=NOW,
+            renewed_at=NOW,
+            expires_at=NOW,
+            released=True,
+            request={"meeting_id": meeting_id},
+        )
+    )
     await session.commit()
 
 
@@ -341,14 +352,24 @@ async def test_delete_meeting_removes_every_row_and_only_those(sessions: async_s
         await populate(session, "m2", hash_char="b")
         before = await total_rows(session)
         assert before == {
-            "meetings": 2, "participants": 4, "cues": 16, "summaries": 2, "tokens": 4, "meeting_leases": 2
+            "meetings": 2,
+            "participants": 4,
+            "cues": 16,
+            "summaries": 2,
+            "tokens": 4,
+            "meeting_leases": 2,
         }
         kept = await repo.count_rows(session=session, meeting_id="m2")
 
         removed = await repo.delete_meeting(session=session, meeting_id="m1")
         assert removed.meeting_ids == ("m1",)
         assert removed.rows == {
-            "cues": 8, "participants": 2, "summaries": 1, "tokens": 2, "meeting_leases": 1, "meetings": 1
+            "cues": 8,
+            "participants": 2,
+            "summaries": 1,
+            "tokens": 2,
+            "meeting_leases": 1,
+            "meetings": 1,
         }
     async with sessions() as session:
         assert await repo.count_rows(session=session, meeting_id="m1") == dict.fromkeys(TABLES, 0)

@@ -184,8 +184,11 @@ async def test_writer_buffers_through_an_outage_and_catches_up(store: Store) -> 
             await admin.execute(f'ALTER DATABASE "{store.database}" ALLOW_CONNECTIONS false')
             await terminate_all_from(admin, store.database)
             await publish_paced(bus, range(500, N_CUES))
-            await wait_until(lambda: writer.received == N_CUES and writer.retries >= 3, WAIT_S,
-                             "all received, retries failing meanwhile")
+            await wait_until(
+                lambda: writer.received == N_CUES and writer.retries >= 3,
+                WAIT_S,
+                "all received, retries failing meanwhile",
+            )
             assert writer.written == 500 and writer.pending == N_CUES - 500 and writer.dropped == 0
 
             await admin.execute(f'ALTER DATABASE "{store.database}" ALLOW_CONNECTIONS true')

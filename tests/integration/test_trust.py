@@ -68,9 +68,21 @@ def test_no_token_in_the_service_log(tmp_path: Path) -> None:
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "web.cli", "--data-dir", str(tmp_path), "--port", str(port),
-         "--log-level", "INFO", "serve"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "web.cli",
+            "--data-dir",
+            str(tmp_path),
+            "--port",
+            str(port),
+            "--log-level",
+            "INFO",
+            "serve",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 30
@@ -211,8 +223,9 @@ def test_end_and_erase_close_signalling_and_live_sockets_within_2_s(tmp_path: Pa
 def test_recalling_a_bot_that_is_not_there_is_404(tmp_path: Path) -> None:
     with LiveServer(create_app(Settings(data_dir=tmp_path))) as server:
         m = _create(server.base_url)
-        r = httpx.delete(f"{server.base_url}/api/meetings/{m['id']}/bot", headers=_bearer(m["presenter_token"]),
-                         timeout=30)
+        r = httpx.delete(
+            f"{server.base_url}/api/meetings/{m['id']}/bot", headers=_bearer(m["presenter_token"]), timeout=30
+        )
         assert r.status_code == 404 and "no bot" in r.json()["detail"]
         assert httpx.delete(f"{server.base_url}/api/meetings/{m['id']}/bot", timeout=30).status_code == 401
 
@@ -222,8 +235,18 @@ def test_recalling_a_bot_that_is_not_there_is_404(tmp_path: Path) -> None:
 
 def _cue(meeting_id: str, kind: str, seq: int) -> Cue:
     if kind in ("micro_expression", "macro_expression"):
-        return Cue(type=kind, t=float(seq), meeting_id=meeting_id, participant_id="p1", seq=seq,  # type: ignore[arg-type]
-                   onset_s=0.0, apex_s=0.1, offset_s=0.3, emotion="happiness", confidence=0.9)
+        return Cue(
+            type=kind,
+            t=float(seq),
+            meeting_id=meeting_id,
+            participant_id="p1",
+            seq=seq,  # type: ignore[arg-type]
+            onset_s=0.0,
+            apex_s=0.1,
+            offset_s=0.3,
+            emotion="happiness",
+            confidence=0.9,
+        )
     return Cue(type=kind, t=float(seq), meeting_id=meeting_id, participant_id="p1", seq=seq, value=0.5)  # type: ignore[arg-type]
 
 
@@ -291,8 +314,9 @@ def test_the_stricter_of_stored_and_current_policy_decides_live_and_store(tmp_pa
         assert not set(_stored_types(server, m["id"], 3)) & EMOTION_CUE_TYPES
         strict = _create(server.base_url, "workplace")
     with LiveServer(create_app(loose)) as server:
-        got = httpx.get(f"{server.base_url}/api/meetings/{strict['id']}",
-                        headers=_bearer(strict["presenter_token"]), timeout=30)
+        got = httpx.get(
+            f"{server.base_url}/api/meetings/{strict['id']}", headers=_bearer(strict["presenter_token"]), timeout=30
+        )
         assert got.json()["policy"]["emotions_allowed"] is False
         with ws_connect(f"{server.ws_url}/ws/meetings/{strict['id']}/live?token={strict['presenter_token']}") as ws:
             snap = json.loads(ws.recv(timeout=10))
@@ -308,9 +332,16 @@ def test_every_page_carries_the_security_headers_and_host_is_checked(tmp_path: P
     with LiveServer(create_app(Settings(data_dir=tmp_path))) as server, httpx.Client(timeout=30) as c:
         m = _create(server.base_url)
         b, t = server.base_url, m["presenter_token"]
-        for path in (f"/join/{m['id']}?token={m['join_token']}", f"/meetings/{m['id']}/dashboard?token={t}",
-                     f"/api/meetings/{m['id']}/report.html?token={t}", f"/api/meetings/{m['id']}/report.csv?token={t}",
-                     "/healthz", "/nowhere", "/static/join.js", f"/join/{m['id']}?token=bad"):
+        for path in (
+            f"/join/{m['id']}?token={m['join_token']}",
+            f"/meetings/{m['id']}/dashboard?token={t}",
+            f"/api/meetings/{m['id']}/report.html?token={t}",
+            f"/api/meetings/{m['id']}/report.csv?token={t}",
+            "/healthz",
+            "/nowhere",
+            "/static/join.js",
+            f"/join/{m['id']}?token=bad",
+        ):
             r = c.get(b + path)
             csp = r.headers.get("content-security-policy", "")
             assert "frame-ancestors 'none'" in csp, path
@@ -351,8 +382,10 @@ def test_meeting_cap_and_creation_rate_limit(tmp_path: Path) -> None:
 def test_token_check_rate_limit(tmp_path: Path) -> None:
     with LiveServer(create_app(Settings(data_dir=tmp_path, rate_token_per_min=5))) as server:
         m = _create(server.base_url)
-        codes = [httpx.get(f"{server.base_url}/api/meetings/{m['id']}?token=guess{i}", timeout=30).status_code
-                 for i in range(7)]
+        codes = [
+            httpx.get(f"{server.base_url}/api/meetings/{m['id']}?token=guess{i}", timeout=30).status_code
+            for i in range(7)
+        ]
         assert codes[:5] == [401] * 5 and codes[5:] == [429, 429]
         with ws_connect(f"{server.ws_url}/ws/meetings/{m['id']}/live?token=x") as ws:
             assert _closed_code(ws, 5.0) == 4429

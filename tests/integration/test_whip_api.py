@@ -22,9 +22,10 @@ SDP = {"Content-Type": "application/sdp"}
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[httpx.Client]:
-    with LiveServer(create_app(Settings(data_dir=tmp_path))) as live, httpx.Client(
-        base_url=live.base_url, timeout=30
-    ) as c:
+    with (
+        LiveServer(create_app(Settings(data_dir=tmp_path))) as live,
+        httpx.Client(base_url=live.base_url, timeout=30) as c,
+    ):
         yield c
 
 
@@ -66,7 +67,9 @@ def test_sdpfrag_parsing() -> None:
         "a=end-of-candidates\r\n"
     )
     candidates, end = parse_sdpfrag(frag)
-    assert candidates == [("0", "candidate:1 1 udp 2122260223 10.0.0.1 5000 typ host"),
-                          ("1", "candidate:2 1 udp 1 10.0.0.2 6000 typ host")]
+    assert candidates == [
+        ("0", "candidate:1 1 udp 2122260223 10.0.0.1 5000 typ host"),
+        ("1", "candidate:2 1 udp 1 10.0.0.2 6000 typ host"),
+    ]
     assert end is True
     assert parse_sdpfrag("a=ice-ufrag:x\r\n") == ([], False)

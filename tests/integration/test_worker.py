@@ -479,8 +479,14 @@ async def test_watchdog_asks_for_a_keyframe_with_backoff_until_video_comes(
         @bridge.on("track")
         def on_track(track: MediaStreamTrack) -> None:
             transceiver = next(t for t in bridge.getTransceivers() if t.receiver.track is track)
-            worker = ParticipantWorker(meeting_id=MEETING, participant_id="late", analyzer_factory=CountingAnalyzer,
-                                       bus=bus, fps=15, executor=executor)
+            worker = ParticipantWorker(
+                meeting_id=MEETING,
+                participant_id="late",
+                analyzer_factory=CountingAnalyzer,
+                bus=bus,
+                fps=15,
+                executor=executor,
+            )
             worker.attach(track, keyframe_requester(transceiver))
             workers.append(worker)
 

@@ -58,5 +58,9 @@ def fake_camera_args(folder: Path) -> list[str]:
     y4m = folder / "face.y4m"
     if not y4m.exists():
         write_y4m(y4m)
-    return [*CHROMIUM_ARGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-video-capture={y4m}"]
+    return [
+        *CHROMIUM_ARGS,
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={y4m}",
+    ]

@@ -22,8 +22,9 @@ def create_meeting(server: LiveServer, context: str = "customer") -> dict[str, A
     return m
 
 
-async def cues_for(server: LiveServer, m: dict[str, Any], participant_id: str, want: set[str],
-                    seconds: float = 90.0) -> set[str]:
+async def cues_for(
+    server: LiveServer, m: dict[str, Any], participant_id: str, want: set[str], seconds: float = 90.0
+) -> set[str]:
     seen: set[str] = set()
     async with websockets.connect(f"{server.ws_url}/ws/meetings/{m['id']}/live?token={m['presenter_token']}") as ws:
         async with asyncio.timeout(seconds):

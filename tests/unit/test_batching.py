@@ -107,7 +107,13 @@ def test_batching_choice_and_the_inference_pool_follow_the_settings(monkeypatch:
     """auto batches on CUDA only; MICROCUE_INFERENCE_THREADS and the command's flag size the pool
     whose threads feed the scheduler."""
     assert [batching_on(c, d) for c in ("auto", "on", "off") for d in ("cpu", "cuda")] == [
-        False, True, True, True, False, False]
+        False,
+        True,
+        True,
+        True,
+        False,
+        False,
+    ]
     with pytest.raises(ValueError, match="auto, on or off"):
         batching_on("yes", "cpu")  # type: ignore[arg-type]
     monkeypatch.setattr(executor, "_default", None)

@@ -44,8 +44,12 @@ def test_bad_recipe_names_are_refused(name: str, message: str) -> None:
 
 @pytest.mark.parametrize(
     ("url", "message"),
-    [("ftp://host/x", "http(s) URL"), ("http:///x", "http(s) URL"), ("https://a:b@host/", "user name"),
-     ("https://host/" + "x" * 3000, "characters")],
+    [
+        ("ftp://host/x", "http(s) URL"),
+        ("http:///x", "http(s) URL"),
+        ("https://a:b@host/", "user name"),
+        ("https://host/" + "x" * 3000, "characters"),
+    ],
 )
 def test_page_urls_are_checked(url: str, message: str) -> None:
     with pytest.raises(UsageError) as info:
@@ -62,7 +66,7 @@ def test_the_card_is_a_still_y4m(tmp_path: Path) -> None:
     assert header.startswith(f"YUV4MPEG2 W{width} H{height}".encode())
     frame = len(b"FRAME\n") + width * height * 3 // 2
     assert len(rest) % frame == 0 and len(rest) // frame >= 1
-    y = rest[len(b"FRAME\n"): len(b"FRAME\n") + width * height]
+    y = rest[len(b"FRAME\n") : len(b"FRAME\n") + width * height]
     assert len(set(y)) > 10  # text on the card, not a flat picture
 
 

@@ -47,7 +47,12 @@ async def test_subscribe_filters_by_meeting_and_none_gets_everything() -> None:
     assert [c.seq for c in await take(only_a, 3)] == [0, 1, 2]
     assert [c.seq for c in await take(only_b, 3)] == [100, 101, 102]
     assert [(c.meeting_id, c.seq) for c in await take(every, 6)] == [
-        ("A", 0), ("B", 100), ("A", 1), ("B", 101), ("A", 2), ("B", 102)
+        ("A", 0),
+        ("B", 100),
+        ("A", 1),
+        ("B", 101),
+        ("A", 2),
+        ("B", 102),
     ]
     assert only_a.pending == only_b.pending == every.pending == 0
     assert (bus.published, bus.delivered, bus.dropped) == (6, 12, 0)

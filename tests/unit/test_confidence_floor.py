@@ -15,8 +15,17 @@ pytestmark = pytest.mark.unit
 
 
 def _expr(t: float, confidence: float | None, emotion: str = "anger") -> Cue:
-    return Cue(type="micro_expression", t=t, meeting_id="m", participant_id="p1", onset_s=t - 0.3, apex_s=t - 0.1,
-               offset_s=t, emotion=emotion, confidence=confidence)  # type: ignore[arg-type]
+    return Cue(
+        type="micro_expression",
+        t=t,
+        meeting_id="m",
+        participant_id="p1",
+        onset_s=t - 0.3,
+        apex_s=t - 0.1,
+        offset_s=t,
+        emotion=emotion,
+        confidence=confidence,
+    )  # type: ignore[arg-type]
 
 
 def test_only_expression_signals_under_the_floor_are_hidden() -> None:
@@ -39,9 +48,13 @@ def test_the_setting_defaults_to_the_documented_floor_and_is_validated(monkeypat
 
 
 def test_reports_leave_low_confidence_signals_out_and_say_how_many() -> None:
-    cues = [Cue(type="presence", t=0.0, value=1.0, meeting_id="m", participant_id="p1"),
-            _expr(5.0, 0.07), _expr(9.0, 0.18, "sadness"), _expr(12.0, 0.8, "happiness"),
-            Cue(type="presence", t=20.0, value=0.0, meeting_id="m", participant_id="p1")]
+    cues = [
+        Cue(type="presence", t=0.0, value=1.0, meeting_id="m", participant_id="p1"),
+        _expr(5.0, 0.07),
+        _expr(9.0, 0.18, "sadness"),
+        _expr(12.0, 0.8, "happiness"),
+        Cue(type="presence", t=20.0, value=0.0, meeting_id="m", participant_id="p1"),
+    ]
     decision = policy.decide("customer", Settings())
     body = summarize(cues, [ParticipantInfo(id="p1", display_name="A")], decision=decision, min_confidence=0.3)
     events = body["participants"][0]["expression_events"]
@@ -52,11 +65,17 @@ def test_reports_leave_low_confidence_signals_out_and_say_how_many() -> None:
 
 def test_an_unclear_signal_names_no_emotion_and_the_report_still_draws() -> None:
 
-    cues = [Cue(type="presence", t=0.0, value=1.0, meeting_id="m", participant_id="p1"),
-            _expr(5.0, 0.6, emotion=None),  # type: ignore[arg-type]
-            Cue(type="presence", t=20.0, value=0.0, meeting_id="m", participant_id="p1")]
-    body = summarize(cues, [ParticipantInfo(id="p1", display_name="A")], decision=policy.decide("customer", Settings()),
-                     min_confidence=0.3)
+    cues = [
+        Cue(type="presence", t=0.0, value=1.0, meeting_id="m", participant_id="p1"),
+        _expr(5.0, 0.6, emotion=None),  # type: ignore[arg-type]
+        Cue(type="presence", t=20.0, value=0.0, meeting_id="m", participant_id="p1"),
+    ]
+    body = summarize(
+        cues,
+        [ParticipantInfo(id="p1", display_name="A")],
+        decision=policy.decide("customer", Settings()),
+        min_confidence=0.3,
+    )
     events = body["participants"][0]["expression_events"]
     assert [e["emotion"] for e in events] == [None]
     assert activity_chart(body["participants"], body["duration_s"], True)

@@ -11,8 +11,17 @@ pytestmark = pytest.mark.unit
 
 
 def test_expression_cue_round_trips_through_json() -> None:
-    cue = Cue(type="micro_expression", t=12.5, onset_s=12.3, apex_s=12.4, offset_s=12.6,
-              emotion="contempt", valence=-0.6, aus=("AU12R", "AU14R"), confidence=0.7)
+    cue = Cue(
+        type="micro_expression",
+        t=12.5,
+        onset_s=12.3,
+        apex_s=12.4,
+        offset_s=12.6,
+        emotion="contempt",
+        valence=-0.6,
+        aus=("AU12R", "AU14R"),
+        confidence=0.7,
+    )
     stamped = cue.stamped(meeting_id="m1", participant_id="p1", seq=3)
     back = Cue.from_dict(json.loads(json.dumps(stamped.to_dict())))
     assert back == stamped

@@ -18,7 +18,7 @@ from bridge.store.db import create_engine
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(60)]
 
-FORMULAS = ["=HYPERLINK(\"http://x\")", "+1+1", "-2+3", "@SUM(A1)", "\tcmd", "\r=1"]
+FORMULAS = ['=HYPERLINK("http://x")', "+1+1", "-2+3", "@SUM(A1)", "\tcmd", "\r=1"]
 
 
 @pytest.mark.parametrize("cell", FORMULAS)

@@ -31,17 +31,44 @@ def _spot(disp: np.ndarray) -> Spot:
 @pytest.mark.parametrize(
     ("moves", "emotion"),
     [
-        ({"mouth_corner_R": (-1.0, -1.5), "mouth_corner_L": (1.0, -1.5), "cheek_R": (0, -1.0), "cheek_L": (0, -1.0)},
-         "happiness"),
+        (
+            {"mouth_corner_R": (-1.0, -1.5), "mouth_corner_L": (1.0, -1.5), "cheek_R": (0, -1.0), "cheek_L": (0, -1.0)},
+            "happiness",
+        ),
         ({"mouth_corner_R": (-1.0, -1.5)}, "contempt"),
         ({"mouth_corner_L": (1.0, -1.2)}, "contempt"),
-        ({"brow_inner_R": (0, -1.5), "brow_inner_L": (0, -1.5), "brow_outer_R": (0, -1.5),
-          "brow_outer_L": (0, -1.5), "lid_upper_R": (0, -0.8), "lid_upper_L": (0, -0.8), "chin": (0, 2.0),
-          "lip_lower": (0, 2.0)}, "surprise"),
-        ({"brow_inner_R": (0.3, -1.0), "brow_inner_L": (-0.3, -1.0), "mouth_corner_R": (0, 1.5),
-          "mouth_corner_L": (0, 1.5)}, "sadness"),
-        ({"nose_wing_R": (0, -1.5), "nose_wing_L": (0, -1.5), "lip_upper": (0, -1.5),
-          "mouth_corner_R": (0, 0.6), "mouth_corner_L": (0, 0.6)}, "disgust"),
+        (
+            {
+                "brow_inner_R": (0, -1.5),
+                "brow_inner_L": (0, -1.5),
+                "brow_outer_R": (0, -1.5),
+                "brow_outer_L": (0, -1.5),
+                "lid_upper_R": (0, -0.8),
+                "lid_upper_L": (0, -0.8),
+                "chin": (0, 2.0),
+                "lip_lower": (0, 2.0),
+            },
+            "surprise",
+        ),
+        (
+            {
+                "brow_inner_R": (0.3, -1.0),
+                "brow_inner_L": (-0.3, -1.0),
+                "mouth_corner_R": (0, 1.5),
+                "mouth_corner_L": (0, 1.5),
+            },
+            "sadness",
+        ),
+        (
+            {
+                "nose_wing_R": (0, -1.5),
+                "nose_wing_L": (0, -1.5),
+                "lip_upper": (0, -1.5),
+                "mouth_corner_R": (0, 0.6),
+                "mouth_corner_L": (0, 0.6),
+            },
+            "disgust",
+        ),
     ],
 )
 def test_emfacs_prototypes(moves: dict[str, tuple[float, float]], emotion: str) -> None:
@@ -72,8 +99,27 @@ def test_when_the_cnn_and_the_aus_disagree_the_signal_is_unclear() -> None:
 @pytest.mark.parametrize("emotion", ["happiness", "sadness", "surprise", "fear", "anger", "disgust"])
 def test_the_aus_shown_belong_to_the_emotion_named(emotion: str) -> None:
 
-    au = dict.fromkeys(["AU1", "AU2", "AU4", "AU5", "AU6", "AU7", "AU9", "AU10", "AU12", "AU12R", "AU12L",
-                        "AU15", "AU20", "AU23", "AU24", "AU26"], 0.2)
+    au = dict.fromkeys(
+        [
+            "AU1",
+            "AU2",
+            "AU4",
+            "AU5",
+            "AU6",
+            "AU7",
+            "AU9",
+            "AU10",
+            "AU12",
+            "AU12R",
+            "AU12L",
+            "AU15",
+            "AU20",
+            "AU23",
+            "AU24",
+            "AU26",
+        ],
+        0.2,
+    )
     for a in EMOTION_AUS[emotion]:
         au[a] = 1.0
     shown = supporting_aus(au, emotion)

@@ -107,8 +107,9 @@ def _rotated_head(yaw: float, pitch: float, roll: float) -> np.ndarray:
     return pts @ (rz @ ry @ rx).T
 
 
-@pytest.mark.parametrize(("yaw", "pitch", "roll"), [(0, 0, 0), (30, 0, 0), (-20, 0, 0), (0, 15, 0),
-                                                    (0, -15, 0), (0, 0, 20), (25, 10, -10)])
+@pytest.mark.parametrize(
+    ("yaw", "pitch", "roll"), [(0, 0, 0), (30, 0, 0), (-20, 0, 0), (0, 15, 0), (0, -15, 0), (0, 0, 20), (25, 10, -10)]
+)
 def test_head_pose_signs_and_magnitudes(yaw: float, pitch: float, roll: float) -> None:
     pose = head_pose(_rotated_head(yaw, pitch, roll))
     assert pose.yaw == pytest.approx(yaw, abs=3)

@@ -36,6 +36,7 @@ TOL = 1e-4
 def _session(model_bytes: bytes) -> ort.InferenceSession:
     return ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
 
+
 def test_same_pads_follow_tensorflow() -> None:
     # TF: out = ceil(in / stride); the odd padded pixel goes after (bottom/right).
     assert same_pads(64, 3, 1) == (1, 1, 64)

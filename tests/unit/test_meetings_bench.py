@@ -59,8 +59,9 @@ def test_mirror_reads_bare_snapshots_and_clones(tmp_path: Path, layout: str) -> 
     data = b"stand-in for a clip"
     git_dir = tmp_path / "owner+name" / layout
     subprocess.run(["git", "init", "-q", "--bare", str(git_dir)], check=True)
-    out = subprocess.run(["git", "--git-dir", str(git_dir), "hash-object", "-w", "--stdin"],
-                         input=data, capture_output=True, check=True)
+    out = subprocess.run(
+        ["git", "--git-dir", str(git_dir), "hash-object", "-w", "--stdin"], input=data, capture_output=True, check=True
+    )
     blob = out.stdout.decode().strip()
     assert blob == blob_id(data)
     clip = Clip("x", "owner/name", "0" * 40, "x.mp4", blob, "x", "unlabeled")

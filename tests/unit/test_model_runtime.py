@@ -48,8 +48,7 @@ def test_forced_engine_applies_where_it_has_a_file() -> None:
     assert choose_runtime("iris", "cpu", formats=BOTH, requested="onnxruntime", is_installed=everything) == ONNXRUNTIME
     assert choose_runtime("iris", "cuda", formats=BOTH, requested="openvino", is_installed=everything) == OPENVINO
     # LiteRT has no file for the Keras emotion CNN: that model keeps its automatic engine
-    emotion = choose_runtime("emotion", "cpu", formats=frozenset({"onnx"}), requested="litert",
-                             is_installed=everything)
+    emotion = choose_runtime("emotion", "cpu", formats=frozenset({"onnx"}), requested="litert", is_installed=everything)
     assert emotion == ONNXRUNTIME
 
 
@@ -61,10 +60,16 @@ def test_forced_engine_that_is_missing_or_unknown_is_a_clear_error() -> None:
 
 
 def test_manifest_runtimes_and_old_manifests(tmp_path: Path) -> None:
-    entry = {"file": "iris_landmark.onnx", "sha256": "a" * 64,
-             "files": {"iris_landmark.onnx": "a" * 64, "iris_landmark.tflite": "b" * 64},
-             "runtimes": {"onnxruntime": "iris_landmark.onnx", "openvino": "iris_landmark.onnx",
-                          "litert": "iris_landmark.tflite"}}
+    entry = {
+        "file": "iris_landmark.onnx",
+        "sha256": "a" * 64,
+        "files": {"iris_landmark.onnx": "a" * 64, "iris_landmark.tflite": "b" * 64},
+        "runtimes": {
+            "onnxruntime": "iris_landmark.onnx",
+            "openvino": "iris_landmark.onnx",
+            "litert": "iris_landmark.tflite",
+        },
+    }
     old = {"file": "iris_landmark.onnx", "sha256": "a" * 64}
     assert runtime_files(entry, "iris")["litert"] == "iris_landmark.tflite"
     assert runtime_files(old, "iris") == {"onnxruntime": "iris_landmark.onnx", "openvino": "iris_landmark.onnx"}

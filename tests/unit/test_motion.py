@@ -45,6 +45,8 @@ def test_region_flows_keep_a_local_movement_and_drop_the_head_motion() -> None:
     others = np.delete(flows, REGION_INDEX["mouth_corner_R"], axis=0)
     assert np.abs(others).max() < 0.05  # the other regions see neither the corner nor the head
     assert 0.0 < outliers < 0.1
-    np.testing.assert_allclose(rigid_at(rigid_motion(field)[0], centre[None]), [[1.0 + 0.01 * (centre[0] - 55.5),
-                                                                                0.5 + 0.01 * (centre[1] - 55.5)]],
-                               atol=0.02)
+    np.testing.assert_allclose(
+        rigid_at(rigid_motion(field)[0], centre[None]),
+        [[1.0 + 0.01 * (centre[0] - 55.5), 0.5 + 0.01 * (centre[1] - 55.5)]],
+        atol=0.02,
+    )

@@ -31,8 +31,14 @@ async def test_names_and_renames_reach_the_service_and_tiles_show_the_consent_ba
     async def record(participant_id: str, display: str) -> None:
         recorded.append((participant_id, display))
 
-    ctx = AdapterContext(meeting_id="m", bus=InProcessBus(), analyzer_factory=_Idle, consent=True,
-                         consent_basis="announced", on_participant=record)
+    ctx = AdapterContext(
+        meeting_id="m",
+        bus=InProcessBus(),
+        analyzer_factory=_Idle,
+        consent=True,
+        consent_basis="announced",
+        on_participant=record,
+    )
     adapter = JanusAdapter("ws://127.0.0.1:1", 1234, ctx)
     try:
         adapter.participant("101", "Alice")

@@ -16,11 +16,15 @@ pytestmark = pytest.mark.unit
 
 
 def _truth() -> dict[str, object]:
-    return {"fps": 15.0, "events": [
-        {"kind": "micro", "emotion": "contempt", "onset_frame": 10, "apex_frame": 12, "offset_frame": 14},
-        {"kind": "micro", "emotion": "happiness", "onset_frame": 40, "apex_frame": 42, "offset_frame": 45},
-        {"kind": "macro", "emotion": "surprise", "onset_frame": 80, "apex_frame": 90, "offset_frame": 110},
-    ], "distractor_only": [{"start_s": 10.0, "end_s": 16.0}]}
+    return {
+        "fps": 15.0,
+        "events": [
+            {"kind": "micro", "emotion": "contempt", "onset_frame": 10, "apex_frame": 12, "offset_frame": 14},
+            {"kind": "micro", "emotion": "happiness", "onset_frame": 40, "apex_frame": 42, "offset_frame": 45},
+            {"kind": "macro", "emotion": "surprise", "onset_frame": 80, "apex_frame": 90, "offset_frame": 110},
+        ],
+        "distractor_only": [{"start_s": 10.0, "end_s": 16.0}],
+    }
 
 
 def test_perfect_prediction_scores_one_and_empty_scores_zero() -> None:
@@ -76,8 +80,13 @@ def test_render_writes_the_frames_the_truth_describes(tmp_path: Path) -> None:
     lm = np.full((468, 2), 256.0)
     lm[[33, 133]] = (200, 110)
     lm[[362, 263]] = (250, 110)
-    sc = Scenario(TIERS["medium"], seconds=1.0, fps=15.0, seed=1,
-                  actions=[Action("micro", "contempt", ("AU12R", "AU14R"), 0.2, 0.35, 0.5, 0.07)])
+    sc = Scenario(
+        TIERS["medium"],
+        seconds=1.0,
+        fps=15.0,
+        seed=1,
+        actions=[Action("micro", "contempt", ("AU12R", "AU14R"), 0.2, 0.35, 0.5, 0.07)],
+    )
     n = render(sc, tmp_path / "v.mp4", lm)
     tr = truth(sc, n)
     assert n == 15

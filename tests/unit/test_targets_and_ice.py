@@ -34,7 +34,11 @@ async def test_allowed_host_port_resolves_once_to_a_public_address(monkeypatch: 
     asked = _fake_dns(monkeypatch, {"janus.example.org": ["93.184.216.34"]})
     checked = await check_target("wss://janus.example.org:8188/janus", ALLOW)
     assert (checked.host, checked.port, checked.address, checked.scheme) == (
-        "janus.example.org", 8188, "93.184.216.34", "wss")
+        "janus.example.org",
+        8188,
+        "93.184.216.34",
+        "wss",
+    )
     assert asked == ["janus.example.org"]
 
 
@@ -52,8 +56,9 @@ async def test_allowed_host_port_resolves_once_to_a_public_address(monkeypatch: 
         ("ws://janus.example.org:99999", 422, "usable"),
     ],
 )
-async def test_refusals_are_4xx_with_a_reason(monkeypatch: pytest.MonkeyPatch, url: str, status: int,
-                                              words: str) -> None:
+async def test_refusals_are_4xx_with_a_reason(
+    monkeypatch: pytest.MonkeyPatch, url: str, status: int, words: str
+) -> None:
     _fake_dns(monkeypatch, {"janus.example.org": ["93.184.216.34"], "rebind.example.org": ["127.0.0.1"]})
     with pytest.raises(TargetRefused) as refused:
         await check_target(url, ALLOW)
@@ -104,8 +109,20 @@ def _kept(sdp: str) -> list[str]:
     ],
 )
 def test_ice_candidates_are_filtered(allow: str, kept: list[str]) -> None:
-    offer = _offer("127.0.0.1", "169.254.169.254", "10.1.2.3", "192.168.1.20", "93.184.216.34", "0.0.0.0",
-                   "224.0.0.1", "abcd-1234.local", "::1", "fe80::1", "2001:4860:4860::8888", "::ffff:127.0.0.1")
+    offer = _offer(
+        "127.0.0.1",
+        "169.254.169.254",
+        "10.1.2.3",
+        "192.168.1.20",
+        "93.184.216.34",
+        "0.0.0.0",
+        "224.0.0.1",
+        "abcd-1234.local",
+        "::1",
+        "fe80::1",
+        "2001:4860:4860::8888",
+        "::ffff:127.0.0.1",
+    )
     out: Any = filter_candidates(offer, parse_networks(allow))
     assert _kept(out) == kept
     assert out.startswith("v=0\r\nm=video") and out.endswith("\r\n")

@@ -141,8 +141,14 @@ def participant_public(p: Participant, live: dict[str, Any] | None = None) -> Pa
     """A stored participant, with the running room's or bot's view of them where there is one."""
     live = live or {}
     return ParticipantPublic(
-        id=p.id, display_name=p.display_name, role=p.role, consent=p.consent, joined_at=p.joined_at,
-        left_at=p.left_at, consent_basis=live.get("consent_basis"), video=live.get("video"),
+        id=p.id,
+        display_name=p.display_name,
+        role=p.role,
+        consent=p.consent,
+        joined_at=p.joined_at,
+        left_at=p.left_at,
+        consent_basis=live.get("consent_basis"),
+        video=live.get("video"),
     )
 
 
@@ -156,9 +162,7 @@ async def update_participant(
 ) -> ParticipantPublic:
     """Sets a participant's role (rep, buyer, participant) and/or display name. Live feeds get a
     ``participant`` message, sales meetings a fresh ``coaching`` one; reports follow at once."""
-    row = await service.update_participant(
-        meeting_id, participant_id, role=body.role, display_name=body.display_name
-    )
+    row = await service.update_participant(meeting_id, participant_id, role=body.role, display_name=body.display_name)
     public = participant_public(row)
     hub.participant_changed(meeting_id, public.model_dump(mode="json"))
     meeting = await service.get_meeting(meeting_id)

@@ -127,8 +127,9 @@ async def publish(
         return _error(status.HTTP_400_BAD_REQUEST, str(exc))
     participant_id = uuid.uuid4().hex[:12]
     display = (name or "").strip()[:MAX_NAME] or DEFAULT_NAME
-    await service.join_participant(meeting_id, participant_id, display_name=display, consent=consent == "yes",
-                                   role=checked or "participant")
+    await service.join_participant(
+        meeting_id, participant_id, display_name=display, consent=consent == "yes", role=checked or "participant"
+    )
     resource_id = secrets.token_urlsafe(16)
 
     async def lost() -> None:  # the publisher went without DELETE (closed, crashed, network gone)
@@ -165,7 +166,10 @@ async def publish(
 
 
 async def _session(
-    sessions: dict[str, WhipSession], service: MeetingService, meeting_id: str, resource_id: str,
+    sessions: dict[str, WhipSession],
+    service: MeetingService,
+    meeting_id: str,
+    resource_id: str,
     authorization: str | None,
 ) -> WhipSession | JSONResponse:
     token = _bearer(authorization)
@@ -253,9 +257,9 @@ def parse_sdpfrag(fragment: str) -> tuple[list[RemoteCandidate], bool]:
         if line.startswith("m="):
             mid = None
         elif line.startswith("a=mid:"):
-            mid = line[len("a=mid:"):]
+            mid = line[len("a=mid:") :]
         elif line.startswith("a=candidate:"):
-            candidates.append((mid, line[len("a="):]))
+            candidates.append((mid, line[len("a=") :]))
         elif line == "a=end-of-candidates":
             end = True
     return candidates, end

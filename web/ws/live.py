@@ -58,6 +58,7 @@ log = logging.getLogger("microcue.web.live")
 
 router = APIRouter()
 
+
 @router.websocket("/ws/meetings/{meeting_id}/live")
 async def live_feed(websocket: WebSocket, meeting_id: str) -> None:
     """Presenter feed: snapshot, then cues; see the module docstring for the protocol."""
@@ -105,8 +106,9 @@ async def live_feed(websocket: WebSocket, meeting_id: str) -> None:
     sender = asyncio.create_task(_send_loop(websocket, conn, options, snapshot), name=f"live-send-{meeting_id}")
     receiver = asyncio.create_task(_receive_loop(websocket, options), name=f"live-recv-{meeting_id}")
     # not awaited with the others: it only asks the sender to close, and the sender must get to
-    watcher = asyncio.create_task(_watch_token(service, token, conn, options.heartbeat_s),
-                                  name=f"live-token-{meeting_id}")
+    watcher = asyncio.create_task(
+        _watch_token(service, token, conn, options.heartbeat_s), name=f"live-token-{meeting_id}"
+    )
     try:
         await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -137,8 +139,11 @@ async def _watch_token(service: MeetingService, token: str | None, conn: LiveCon
             continue
         if not check.ok:
             code = refusal_code(check)
-            log.info("live feed of meeting %s: its token is no longer valid (%s); closing", conn.meeting_id,
-                     check.status.value)
+            log.info(
+                "live feed of meeting %s: its token is no longer valid (%s); closing",
+                conn.meeting_id,
+                check.status.value,
+            )
             conn.close_with(code, f"token revoked or no longer valid: {refusal_message(check, TokenKind.PRESENTER)}")
             return
 

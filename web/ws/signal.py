@@ -95,15 +95,14 @@ def _parse(text: str) -> dict[str, Any]:
     return data
 
 
-async def _resumable(service: MeetingService, meeting_id: str, claim: Any, present: set[str]
-                     ) -> tuple[str, str] | None:
+async def _resumable(service: MeetingService, meeting_id: str, claim: Any, present: set[str]) -> tuple[str, str] | None:
     """(participant id, secret) when ``claim`` lets this connection rejoin as an earlier participant
     of this meeting: the secret's hash matches the stored one and that participant is not in the
     room now (two connections never analyse one person). Anything else: None, join as new."""
     if claim is None:
         return None
     if not isinstance(claim, dict) or not all(isinstance(claim.get(k), str) for k in ("participant_id", "secret")):
-        raise SignalError("'resume' must be {\"participant_id\": str, \"secret\": str}")
+        raise SignalError('\'resume\' must be {"participant_id": str, "secret": str}')
     participant_id, secret = claim["participant_id"], claim["secret"]
     if participant_id in present or len(secret) > MAX_RESUME_SECRET:
         return None
@@ -128,8 +127,9 @@ async def signal(websocket: WebSocket, meeting_id: str) -> None:
         await _refuse(websocket, code, refusal_message(check, TokenKind.JOIN))
         return
     if sockets.count(meeting_id) >= service.settings.max_signal_sockets:
-        await _refuse(websocket, CLOSE_TOO_MANY,
-                      f"this meeting has {service.settings.max_signal_sockets} connections already")
+        await _refuse(
+            websocket, CLOSE_TOO_MANY, f"this meeting has {service.settings.max_signal_sockets} connections already"
+        )
         return
     # Registered before the ended check: an end from now on closes this socket too.
     sockets.add(meeting_id, websocket)
@@ -169,8 +169,15 @@ async def _signal(
         await _refuse(websocket, CLOSE_FORBIDDEN, "this meeting has ended")
         return
     participant_id = uuid.uuid4().hex[:12]
-    await websocket.send_text(json.dumps({"type": "welcome", "participant_id": participant_id,
-                                          "bot": _announcement(meeting.context, meeting.policy, service.settings)}))
+    await websocket.send_text(
+        json.dumps(
+            {
+                "type": "welcome",
+                "participant_id": participant_id,
+                "bot": _announcement(meeting.context, meeting.policy, service.settings),
+            }
+        )
+    )
     joined: dict[str, Any] | None = None
     room = None
     send_lock = asyncio.Lock()
@@ -200,11 +207,18 @@ async def _signal(
                     else:
                         secret = secrets.token_urlsafe(RESUME_SECRET_BYTES)
                     room.join(participant_id, name, consent, notify=send)
-                    await service.join_participant(meeting_id, participant_id, display_name=name, consent=consent,
-                                                   role=role, resume_secret=secret)
+                    await service.join_participant(
+                        meeting_id, participant_id, display_name=name, consent=consent, role=role, resume_secret=secret
+                    )
                     joined = {"name": name, "consent": consent}
-                    await send({"type": "joined", "participant_id": participant_id, "resumed": resumed is not None,
-                                "resume": {"participant_id": participant_id, "secret": secret}})
+                    await send(
+                        {
+                            "type": "joined",
+                            "participant_id": participant_id,
+                            "resumed": resumed is not None,
+                            "resume": {"participant_id": participant_id, "secret": secret},
+                        }
+                    )
                 elif msg["type"] == "offer":
                     if joined is None or room is None:
                         raise SignalError("send 'join' (with your consent choice) before an 'offer'")

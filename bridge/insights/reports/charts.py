@@ -33,16 +33,29 @@ def _svg(fig: plt.Figure) -> str:
     return text[text.index("<svg") :]
 
 
-def timeline(seconds: Sequence[float], series: dict[str, tuple[Sequence[float | None], str]], *,
-             marks: Sequence[tuple[float, str]] = (), ylim: tuple[float, float] = (0.0, 1.0),
-             ylabel: str = "", height: float = 2.2) -> str:
+def timeline(
+    seconds: Sequence[float],
+    series: dict[str, tuple[Sequence[float | None], str]],
+    *,
+    marks: Sequence[tuple[float, str]] = (),
+    ylim: tuple[float, float] = (0.0, 1.0),
+    ylabel: str = "",
+    height: float = 2.2,
+) -> str:
     """Lines over media time with optional vertical marks (time, colour) for events."""
     with matplotlib.rc_context(_NO_MATH):
         return _timeline(seconds, series, marks=marks, ylim=ylim, ylabel=ylabel, height=height)
 
 
-def _timeline(seconds: Sequence[float], series: dict[str, tuple[Sequence[float | None], str]], *,
-              marks: Sequence[tuple[float, str]], ylim: tuple[float, float], ylabel: str, height: float) -> str:
+def _timeline(
+    seconds: Sequence[float],
+    series: dict[str, tuple[Sequence[float | None], str]],
+    *,
+    marks: Sequence[tuple[float, str]],
+    ylim: tuple[float, float],
+    ylabel: str,
+    height: float,
+) -> str:
     fig, ax = plt.subplots(figsize=(9, height), dpi=100)
     for label, (values, colour) in series.items():
         xs = [s for s, v in zip(seconds, values, strict=True) if v is not None]
