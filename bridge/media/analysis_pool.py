@@ -34,6 +34,7 @@ import numpy as np
 
 from bridge.models.face import load_face_models
 from inference.analyzer import AnalysisStep, ParticipantAnalyzer
+from inference.runtime import RuntimeChoice
 
 log = logging.getLogger("microcue.analysis_pool")
 
@@ -57,7 +58,7 @@ class ModelOptions:
     model_dir: Path
     gaze: bool = True
     emotion: bool = True
-    runtime: str = "auto"
+    runtime: RuntimeChoice = "auto"
 
 
 def _worker_main(conn: Connection, options: ModelOptions) -> None:
@@ -66,7 +67,7 @@ def _worker_main(conn: Connection, options: ModelOptions) -> None:
     try:
         models = load_face_models(
             options.model_dir, prefer_gpu=False, gaze=options.gaze, emotion=options.emotion, runtime=options.runtime
-        )  # type: ignore[arg-type]
+        )
     except Exception as exc:
         conn.send(("err", exc))
         return
