@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 
 from bridge import metrics
 from bridge.bus import EventBus
+from bridge.bus.mqtt import settings_tls
 from bridge.cluster.web_role import ClusterBots, ClusterRooms
 from bridge.config import Settings, get_settings
 from bridge.errors import NotBuiltYet, UsageError
@@ -127,8 +128,9 @@ def create_app(
             bots: BotManager | ClusterBots
             cluster_rooms = None
             if role == "web":  # no bridge here: bots and built-in rooms run on the workers
-                bots = ClusterBots(settings.mqtt_url, service.sessions)
-                cluster_rooms = ClusterRooms(settings.mqtt_url, service.sessions)
+                tls = settings_tls(settings)
+                bots = ClusterBots(settings.mqtt_url, service.sessions, tls=tls)
+                cluster_rooms = ClusterRooms(settings.mqtt_url, service.sessions, tls=tls)
             else:
                 bots = BotManager(service, analysis)
             state = app.state.web = WebState(

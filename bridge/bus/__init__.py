@@ -71,7 +71,5 @@ def create_bus(settings: Settings) -> EventBus:
         # Only a broker-backed deployment loads aiomqtt: importing the protocol stays light.
         from bridge.bus.mqtt import MqttBus  # noqa: PLC0415
 
-        return MqttBus(
-            settings.mqtt_url, ca_file=settings.mqtt_ca, cert_file=settings.mqtt_cert, key_file=settings.mqtt_key
-        )
+        return MqttBus.from_settings(settings)
     return InProcessBus()

@@ -59,6 +59,7 @@ from bridge.bus.inprocess import (
     QueueSubscription,
     check_meeting_id,
 )
+from bridge.config import Settings
 from bridge.errors import UsageError
 from inference.cues import Cue
 
@@ -174,6 +175,18 @@ def tls_context(
     except (OSError, ssl.SSLError) as exc:
         raise UsageError(f"cannot load the MQTT TLS files: {exc}") from exc
     return context
+
+
+def settings_tls(settings: Settings) -> ssl.SSLContext | None:
+    """The TLS context of every MQTT client a process opens (bus, worker link, join publisher),
+    from ``MICROCUE_MQTT_URL`` and ``MICROCUE_MQTT_CA/CERT/KEY``: one reading of the settings, so
+    no client of a cluster connects without the certificates the broker's ACL asks for."""
+    return tls_context(
+        parse_mqtt_url(settings.mqtt_url),
+        ca_file=settings.mqtt_ca,
+        cert_file=settings.mqtt_cert,
+        key_file=settings.mqtt_key,
+    )
 
 
 def cue_topic(meeting_id: str | None) -> str:
@@ -329,6 +342,17 @@ class MqttBus:
         return self.dropped_while_disconnected + self.local_counters.dropped
 
     # -- lifecycle -------------------------------------------------------------
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **options: Any) -> MqttBus:
+        """The bus of ``MICROCUE_MQTT_URL`` with the TLS files of ``MICROCUE_MQTT_CA/CERT/KEY``."""
+        return cls(
+            settings.mqtt_url,
+            ca_file=settings.mqtt_ca,
+            cert_file=settings.mqtt_cert,
+            key_file=settings.mqtt_key,
+            **options,
+        )
 
     async def start(self) -> None:
         """Starts the connection task; returns at once, connecting happens in the background."""

@@ -108,7 +108,11 @@ def status_topic(worker_id: str) -> str:
     return STATUS_TOPIC.format(worker=worker_id)
 
 
-def _client(url: str, client_id: str, will: aiomqtt.Will | None = None) -> aiomqtt.Client:
+def _client(
+    url: str, client_id: str, will: aiomqtt.Will | None = None, *, tls: ssl.SSLContext | None = None
+) -> aiomqtt.Client:
+    """``tls``: the context of the process's settings (``bridge.bus.mqtt.settings_tls``: a private
+    CA, a client certificate); without one an ``mqtts://`` URL is checked against the system store."""
     endpoint = parse_mqtt_url(url)
     return aiomqtt.Client(
         endpoint.hostname,
@@ -121,7 +125,7 @@ def _client(url: str, client_id: str, will: aiomqtt.Will | None = None) -> aiomq
         keepalive=KEEPALIVE_S,
         timeout=OPERATION_TIMEOUT_S,
         will=will,
-        tls_context=ssl.create_default_context() if endpoint.tls else None,
+        tls_context=tls if tls is not None else (ssl.create_default_context() if endpoint.tls else None),
         logger=logging.getLogger("microcue.cluster.paho"),
     )
 
@@ -133,8 +137,11 @@ Status = Callable[[], dict[str, Any]]
 class WorkerLink:
     """A worker's connection to the broker: takes join requests, keeps its heartbeat and will."""
 
-    def __init__(self, url: str, worker_id: str, on_join: OnJoin, status: Status) -> None:
+    def __init__(
+        self, url: str, worker_id: str, on_join: OnJoin, status: Status, *, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.url = url
+        self.tls = tls
         self.worker_id = worker_id
         self.on_join = on_join
         self.status = status
@@ -162,7 +169,7 @@ class WorkerLink:
         will = aiomqtt.Will(status_topic(self.worker_id), self._heartbeat("down"), qos=QOS, retain=True)
         while True:
             try:
-                async with _client(self.url, f"microcue-worker-{self.worker_id}", will) as client:
+                async with _client(self.url, f"microcue-worker-{self.worker_id}", will, tls=self.tls) as client:
                     failures = 0
                     self._client = client
                     self.connected = True
@@ -238,12 +245,13 @@ class WorkerLink:
 class JoinPublisher:
     """The web role's side: publishes join requests for the workers to take."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, tls: ssl.SSLContext | None = None) -> None:
         self.url = url
+        self.tls = tls
 
     async def publish(self, request: JoinRequest) -> None:
         # One short connection per request: joins are rare (a few per meeting), and this keeps
         # the web role free of a second long-lived broker session to look after.
-        async with _client(self.url, f"microcue-web-{uuid.uuid4().hex[:12]}") as client:
+        async with _client(self.url, f"microcue-web-{uuid.uuid4().hex[:12]}", tls=self.tls) as client:
             await client.publish(JOIN_TOPIC, request.to_json(), qos=QOS)
         log.info("join request %s for meeting %s published", request.id, request.meeting_id)

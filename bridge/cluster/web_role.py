@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,8 +36,10 @@ CONFIRM_POLL_S = 0.5
 class ClusterBots:
     """``MeetingService.bot_hook`` of the web role."""
 
-    def __init__(self, mqtt_url: str, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self.publisher = JoinPublisher(mqtt_url)
+    def __init__(
+        self, mqtt_url: str, sessions: async_sessionmaker[AsyncSession], *, tls: ssl.SSLContext | None = None
+    ) -> None:
+        self.publisher = JoinPublisher(mqtt_url, tls=tls)
         self.leases = LeaseStore(sessions, holder="web")
         self._watchers: set[asyncio.Task[None]] = set()
 
@@ -98,8 +101,10 @@ LOCATE_POLL_S = 0.25
 class ClusterRooms:
     """Finds (and if need be asks for) the worker that runs a built-in room, for the web role's proxy."""
 
-    def __init__(self, mqtt_url: str, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self.publisher = JoinPublisher(mqtt_url)
+    def __init__(
+        self, mqtt_url: str, sessions: async_sessionmaker[AsyncSession], *, tls: ssl.SSLContext | None = None
+    ) -> None:
+        self.publisher = JoinPublisher(mqtt_url, tls=tls)
         self.leases = LeaseStore(sessions, holder="web")
         self._asked: dict[str, float] = {}  # meeting -> loop time of the last join request
 

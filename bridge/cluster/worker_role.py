@@ -38,7 +38,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bridge.bus import EventBus, Subscription
-from bridge.bus.mqtt import MqttBus
+from bridge.bus.mqtt import MqttBus, settings_tls
 from bridge.cluster import lease as leases
 from bridge.cluster.distributor import JoinRequest, WorkerLink
 from bridge.config import Settings
@@ -164,7 +164,7 @@ class WorkerRole:
         self._addresses: dict[str, str] = {}
         self.analysis = analysis
         self.rooms = WorkerRooms(settings, self.service, self.analysis, self.held)
-        self.link = WorkerLink(settings.mqtt_url, worker_id, self.on_join, self.status)
+        self.link = WorkerLink(settings.mqtt_url, worker_id, self.on_join, self.status, tls=settings_tls(settings))
         self._lock = asyncio.Lock()  # capacity check and acquire happen as one step
         self._loops: list[asyncio.Task[None]] = []
         self.draining = False
@@ -455,7 +455,7 @@ async def running_worker(settings: Settings) -> AsyncIterator[WorkerRole]:
     await migrate.require_head(settings, outdated=WorkerSchemaOutdated)
     engine = db.create_engine(settings)
     sessions = db.create_session_factory(engine)
-    bus = MqttBus(settings.mqtt_url)
+    bus = MqttBus.from_settings(settings)
     analysis = Analysis(settings)
     worker: WorkerRole | None = None
     try:

@@ -15,17 +15,22 @@ from pathlib import Path
 
 import pytest
 
-from bridge.bus.mqtt import MqttBus
+from bridge.bus.mqtt import MqttBus, settings_tls
+from bridge.cluster.distributor import JoinPublisher, JoinRequest, WorkerLink
+from bridge.config import Settings
 from bridge.errors import UsageError
 from inference.cues import Cue
 from tests.services import services_required
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
-#: The broker ACL of docs/privacy.md: the certificate's CN is the user name.
+#: The broker ACL of docs/privacy.md (the certificate's CN is the user name), plus the cluster's
+#: join requests and worker heartbeats for bridges (docs/cluster.md, "Broker access").
 ACL = """\
 user bridge
 topic readwrite microcue/meetings/#
+topic readwrite microcue/join
+topic readwrite microcue/workers/#
 
 user reader
 topic read microcue/meetings/#
@@ -171,6 +176,36 @@ async def test_no_client_certificate_no_connection(tls_broker: tuple[int, Path])
         assert not bus.connected and bus.connects == 0
     finally:
         await bus.aclose()
+
+
+async def test_cluster_join_requests_travel_with_the_settings_certificates(
+    tls_broker: tuple[int, Path], tmp_path: Path
+) -> None:
+    """A worker's link and the web role's join publisher use MICROCUE_MQTT_CA/CERT/KEY like the
+    bus does: with a private CA and client certificates a join request reaches the worker."""
+    port, d = tls_broker
+    settings = Settings(
+        data_dir=tmp_path,
+        mqtt_url=f"mqtts://127.0.0.1:{port}",
+        mqtt_ca=d / "ca.crt",
+        mqtt_cert=d / "bridge.crt",
+        mqtt_key=d / "bridge.key",
+    )
+    taken: asyncio.Queue[JoinRequest] = asyncio.Queue()
+    link = WorkerLink(
+        settings.mqtt_url, "tls-worker", taken.put, lambda: {"participants": 0}, tls=settings_tls(settings)
+    )
+    await link.start()
+    try:
+        async with asyncio.timeout(15):
+            await link.subscribed.wait()
+        publisher = JoinPublisher(settings.mqtt_url, tls=settings_tls(settings))
+        await publisher.publish(JoinRequest(meeting_id="m-tls", kind="janus", url="ws://x", room=1))
+        async with asyncio.timeout(15):
+            request = await taken.get()
+        assert request.meeting_id == "m-tls"
+    finally:
+        await link.aclose()
 
 
 def test_certificates_need_mqtts_and_come_in_pairs(tmp_path: Path) -> None:
