@@ -19,6 +19,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -352,6 +353,12 @@ class MeetingService:
             raise ParticipantNotFound(meeting_id, participant_id)
         log.info("meeting %s: participant %s now %s", meeting_id, participant_id, row.role)
         return row
+
+    async def first_joined_at(self, meeting_id: str) -> datetime | None:
+        """When the meeting's first participant joined (None: nobody yet): a room rebuilt after a
+        restart continues the meeting's timeline from there."""
+        async with self.sessions() as session:
+            return await repo.first_joined_at(session=session, meeting_id=meeting_id)
 
     async def participants(self, meeting_id: str) -> list[Participant]:
         async with self.sessions() as session:

@@ -35,7 +35,6 @@ from bridge.media.peers import keyframe_requester, without_receive_estimate
 from bridge.rooms.base import MeetingAdapter
 from bridge.rooms.ice import DEFAULT_ICE_ALLOW, Network, candidate_allowed, filter_candidates, parse_networks
 from bridge.service import MeetingService
-from bridge.store import repo
 
 log = logging.getLogger("microcue.rooms.builtin")
 
@@ -497,8 +496,7 @@ class BuiltinRooms:
         builds again after a restart, its first participant's join, so that the cues of those
         who rejoin continue the meeting's timeline instead of starting again at 0 (a cluster
         worker sets the lease's time zero instead, bridge/cluster/worker_role.py)."""
-        async with self.service.sessions() as session:
-            first = await repo.first_joined_at(session=session, meeting_id=meeting_id)
+        first = await self.service.first_joined_at(meeting_id)
         local = time.perf_counter()
         if first is None:
             return local
