@@ -25,7 +25,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from bridge.bus import EventBus
 from bridge.executor import BlockingExecutor, default_executor
-from bridge.tasks import cancel_and_wait
+from bridge.tasks import Retired, cancel_and_wait, running
 from inference.cues import Cue
 from inference.voice import SAMPLE_RATE, WINDOW, SileroVad, VadEvent, VadOptions, VoiceActivityStream
 
@@ -73,7 +73,7 @@ class VoiceWorker:
         # pass the participant's video worker's counter so (participant, seq) stays unique
         self.seq = seq if seq is not None else itertools.count(1)
         self._reader: asyncio.Task[None] | None = None
-        self._retired: set[asyncio.Task[None]] = set()  # cancelled readers not yet finished
+        self._retired = Retired()
         self._closed = False
         self._extra = {"meeting": meeting_id, "participant": participant_id}
 
@@ -92,20 +92,16 @@ class VoiceWorker:
 
     def _stop_reader(self) -> None:
         """Cancel the current reader; it stays owned (awaited in ``aclose``) until it has finished."""
-        if self._reader is not None:
-            self._reader.cancel()
-            if not self._reader.done():
-                self._retired.add(self._reader)
-                self._reader.add_done_callback(self._retired.discard)
-            self._reader = None
+        self._retired.retire(self._reader)
+        self._reader = None
 
     @property
     def attached(self) -> bool:
-        return self._reader is not None and not self._reader.done()
+        return running(self._reader)
 
     async def aclose(self) -> None:
         self._closed = True
-        await cancel_and_wait(self._reader, *self._retired)
+        await cancel_and_wait(self._reader, *self._retired.tasks())
         self._reader = None
 
     async def _read(self, track: MediaStreamTrack) -> None:

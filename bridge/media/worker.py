@@ -35,7 +35,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from bridge.bus import EventBus
 from bridge.executor import BlockingExecutor, default_executor
 from bridge.media.peers import KeyframeRequest
-from bridge.tasks import cancel_and_wait
+from bridge.tasks import Retired, cancel_and_wait, running
 from inference.analyzer import AnalysisStep
 from inference.cues import Cue
 
@@ -241,7 +241,7 @@ class ParticipantWorker:
         self._watchdog: asyncio.Task[None] | None = None
         self._last_frame_at = 0.0
         self._sampler: asyncio.Task[None] | None = None
-        self._retired: set[asyncio.Task[None]] = set()  # cancelled readers not yet finished
+        self._retired = Retired()
         self._closed = False
         self._last_error_log = -ERROR_LOG_EVERY_S
         self._log_extra = {"meeting": meeting_id, "participant": participant_id}
@@ -305,12 +305,12 @@ class ParticipantWorker:
 
     @property
     def attached(self) -> bool:
-        return self._reader is not None and not self._reader.done()
+        return running(self._reader)
 
     async def aclose(self) -> None:
         """Cancel and await both tasks; an analysis already on a pool thread finishes there."""
         self._closed = True
-        await cancel_and_wait(self._reader, self._watchdog, self._sampler, *self._retired)
+        await cancel_and_wait(self._reader, self._watchdog, self._sampler, *self._retired.tasks())
         self._reader = self._sampler = self._watchdog = None
         self._track = None
         self._slot = None
@@ -322,18 +322,9 @@ class ParticipantWorker:
     def _stop_reader(self) -> None:
         """Cancel the current reader; it stays owned (awaited in ``aclose``) until it has finished."""
         self.stats.waiting_for_keyframe = False
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            if not self._watchdog.done():
-                self._retired.add(self._watchdog)
-                self._watchdog.add_done_callback(self._retired.discard)
-            self._watchdog = None
-        if self._reader is not None:
-            self._reader.cancel()
-            if not self._reader.done():
-                self._retired.add(self._reader)
-                self._reader.add_done_callback(self._retired.discard)
-            self._reader = None
+        self._retired.retire(self._watchdog)
+        self._retired.retire(self._reader)
+        self._watchdog = self._reader = None
 
     # ---- watchdog: no frame -> ask for a keyframe, with backoff -----------------------------
 
