@@ -316,6 +316,30 @@ async def test_alert_when_several_people_dip_together(server: LiveServer, browse
     await page.screenshot(path=str(ARTIFACTS / "dashboard_dip_alert.png"), full_page=True)
 
 
+async def test_no_dip_alert_while_people_settle_in(server: LiveServer, browser: Any) -> None:
+    """The first seconds of a meeting (people turning to the camera, settling) are no baseline: the
+    same drop that raises the alert after 40 s of steady attention raises none 16 s in."""
+    m = create_meeting(server, "customer")
+    add_people(server, m["id"])
+    page = await browser.new_page(viewport={"width": 1280, "height": 800})
+    await page.clock.install()
+    await page.goto(m["dashboard_url"].replace(server.app.state.web.settings.base_url, server.base_url))
+    await page.wait_for_selector(".connection.live", timeout=10_000)
+    seq = 0
+    t = 0.0
+    for values in [{"p1": 0.85, "p2": 0.85, "p3": 0.85}] * 4 + [{"p1": 0.3, "p2": 0.25, "p3": 0.8}] * 6:
+        cues = []
+        for pid, value in values.items():
+            seq += 1
+            cues.append(Cue(type="engagement", t=t, value=value, meeting_id=m["id"], participant_id=pid, seq=seq))
+        server.publish(*cues)
+        await asyncio.sleep(0.25)
+        await page.clock.run_for(2000)
+        t += 2
+        assert await page.locator("#alert").is_hidden(), f"a dip alert {t:.0f} s into the meeting"
+    assert "dipping" not in (await page.locator('.tile[data-participant="p1"]').get_attribute("class") or "")
+
+
 async def test_join_page_discloses_and_hands_consent_to_the_webrtc_hook(server: LiveServer, browser: Any) -> None:
     m = create_meeting(server, "education")
     url = m["join_url"].replace(server.app.state.web.settings.base_url, server.base_url)

@@ -24,7 +24,10 @@
   const SILENCE_MS = 45000;           // three missed heartbeats (15 s each): the link is dead
   const PARTICIPANTS_REFRESH_MS = 5000;  // names, consent basis and "waiting for video" follow within 5 s
   const NAMES_DEBOUNCE_MS = 1000;       // an unknown participant triggers one refresh per second at most
-  const DIP = { baselineFrom: 45000, baselineTo: 15000, current: 8000, drop: 0.15, minPeople: 2, share: 0.4 };
+  // A dip: the last 8 s at least 0.15 below the same person's 15-45 s ago, for 2+ people and 40 % of
+  // those in view. The baseline must rest on at least 20 s of that person's samples, or the first
+  // seconds of a meeting (people settling, turning to the camera) read as a dip of everyone.
+  const DIP = { baselineFrom: 45000, baselineTo: 15000, baselineMinMs: 20000, current: 8000, drop: 0.15, minPeople: 2, share: 0.4 };
   const ALERT_HOLD_MS = 10000;        // keep the alert up this long after the dip ends: no flapping
   const FATAL_CODES = { 4401: true, 4403: true, 4409: true, 4410: true };
   const AU_NAMES = {
@@ -379,7 +382,8 @@
       if (currentEngagement(p, now) == null) { p.node.classList.remove("dipping"); continue; }
       active += 1;
       // over the room samples of held values: a steady person sends no cue, yet is still there
-      const base = mean(p.heldWall, now - DIP.baselineFrom, now - DIP.baselineTo);
+      const settled = p.heldWall.length && p.heldWall[0].at <= now - DIP.baselineTo - DIP.baselineMinMs;
+      const base = settled ? mean(p.heldWall, now - DIP.baselineFrom, now - DIP.baselineTo) : null;
       const cur = mean(p.heldWall, now - DIP.current, now);
       const dips = base != null && cur != null && base - cur >= DIP.drop;
       p.node.classList.toggle("dipping", dips);
