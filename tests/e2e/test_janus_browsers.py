@@ -34,6 +34,8 @@ WITHIN_S = 3.0
 #: the window over which the rate is measured, after WITHIN_S
 RATE_WINDOW_S = 6.0
 NAMES = ("Alice", "Bob", "Cy")
+#: In-page layout and chart checks shared with test_dashboard_layout_browser.py.
+LAYOUT_CHECKS = Path(__file__).with_name("dashboard_layout_checks.js")
 
 
 @pytest.fixture
@@ -111,7 +113,11 @@ class Room:
         await asyncio.sleep(max(0.0, since + WITHIN_S + RATE_WINDOW_S + 0.6 - time.perf_counter()))
 
     async def check_dashboard(self, browser: Any, expected: set[str]) -> None:
-        page = await browser.new_page()
+        """The presenter's view of this real meeting at the screen issue 25 was found on (1366 x 850):
+        Janus names and the consent basis on every tile, every tile's content inside it with its
+        labelled role picker, and the room engagement chart drawn from the live cues."""
+        page = await browser.new_page(viewport={"width": 1366, "height": 850})
+        await page.add_init_script(path=str(LAYOUT_CHECKS))
         try:
             await page.goto(
                 self.m["dashboard_url"].replace(self.server.app.state.web.settings.base_url, self.server.base_url)
@@ -124,6 +130,9 @@ class Room:
             names = set(await page.locator(".tile:not(.away) .name").all_inner_texts())
             assert expected <= names, names
             assert not any(n.startswith("Participant ") for n in names), names
+            await page.wait_for_function("() => layoutChecks.roomDraws()", timeout=30_000)
+            layout = await page.evaluate("() => layoutChecks.layout()")
+            assert layout["problems"] == [], "\n".join(layout["problems"])
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             await page.screenshot(path=str(ARTIFACTS / "janus_dashboard_names.png"), full_page=True)
         finally:
