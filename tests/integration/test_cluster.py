@@ -35,6 +35,7 @@ from bridge.rooms import AdapterContext, MeetingAdapter
 from bridge.service import MeetingService, running_service
 from bridge.store import db
 from tests.services import MOSQUITTO, require_service
+from tests.support.fakes.analyzers import FakeAnalyzer
 from tests.support.postgres import database_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -226,8 +227,10 @@ class _TestWorker(WorkerRole):
 
     async def _adapter(self, request: JoinRequest, lease: Lease) -> MeetingAdapter:
         ctx = AdapterContext(
-            meeting_id=request.meeting_id, bus=FencedBus(self.bus, lease), analyzer_factory=lambda: None
-        )  # type: ignore[arg-type,return-value]
+            meeting_id=request.meeting_id,
+            bus=FencedBus(self.bus, lease),
+            analyzer_factory=lambda: FakeAnalyzer(refuse_frames="the stand-in meetings analyse nothing"),
+        )
         return _QuietMeeting(ctx, self.people.get(request.meeting_id, 1))
 
 

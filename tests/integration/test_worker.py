@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import fractions
 import re
-import threading
 import time
 from typing import Any
 
@@ -21,9 +20,9 @@ from bridge.demo.synthetic import EncodedFaceTrack, SyntheticFaceTrack, encode_v
 from bridge.executor import BlockingExecutor
 from bridge.media.peers import PeerSet, keyframe_requester, negotiate, prefer_codec, wait_connected
 from bridge.media.worker import RTP_WRAP, VIDEO_GAP_S, ParticipantWorker, _MediaClock
-from inference.analyzer import AnalysisStep, FaceModels, FrameMetrics, ParticipantAnalyzer
+from inference.analyzer import FaceModels, ParticipantAnalyzer
 from inference.cues import Cue
-from inference.types import FrameFaces
+from tests.support.fakes.analyzers import FakeAnalyzer
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
@@ -128,7 +127,7 @@ async def test_participant_without_consent_is_never_analysed(
     netns: str, face_yuv: list[np.ndarray], bus: InProcessBus, executor: BlockingExecutor
 ) -> None:
     peers = PeerSet()
-    analyzer = CountingAnalyzer()
+    analyzer = FakeAnalyzer()
     worker: ParticipantWorker | None = None
     try:
         publisher, bridge = peers.create("publisher"), peers.create("bridge")
@@ -175,7 +174,7 @@ class SilentTrack(VideoStreamTrack):
 
 async def test_peer_that_never_sends_media(netns: str, bus: InProcessBus, executor: BlockingExecutor) -> None:
     peers = PeerSet()
-    analyzer = CountingAnalyzer()
+    analyzer = FakeAnalyzer()
     workers: list[ParticipantWorker] = []
     try:
         publisher, bridge = peers.create("publisher"), peers.create("bridge")
@@ -222,34 +221,6 @@ async def test_ice_that_never_completes_is_timed_out_and_closed(netns: str) -> N
 # ---- edge cases on local tracks (no network needed) ---------------------------------------
 
 
-class CountingAnalyzer:
-    """Stands in for ParticipantAnalyzer where only timing and calls matter; emits one cue per frame."""
-
-    def __init__(self, delay: float = 0.0) -> None:
-        self.delay = delay
-        self.calls = 0
-        self.resets = 0
-        self.shapes: list[tuple[int, ...]] = []
-        self.times: list[float] = []
-        self._lock = threading.Lock()
-
-    def push(self, rgb: np.ndarray, t: float) -> AnalysisStep:
-        if self.delay:
-            time.sleep(self.delay)
-        with self._lock:
-            self.calls += 1
-            self.shapes.append(rgb.shape)
-            self.times.append(t)
-        return AnalysisStep(
-            faces=FrameFaces(t=t, faces=(), primary=None),
-            metrics=FrameMetrics(t=t, face_present=False, faces=0),
-            cues=(Cue(type="presence", t=t, value=0.0),),
-        )
-
-    def reset(self) -> None:
-        self.resets += 1
-
-
 class SizedTrack(VideoStreamTrack):
     """Grey frames at ``fps``; the size can change mid-stream; ``stop()`` ends it."""
 
@@ -279,7 +250,7 @@ class SizedTrack(VideoStreamTrack):
 
 
 def make_worker(
-    bus: InProcessBus, executor: BlockingExecutor, analyzer: CountingAnalyzer, pid: str, fps: float = 15.0
+    bus: InProcessBus, executor: BlockingExecutor, analyzer: FakeAnalyzer, pid: str, fps: float = 15.0
 ) -> ParticipantWorker:
     return ParticipantWorker(
         meeting_id=MEETING, participant_id=pid, analyzer_factory=lambda: analyzer, bus=bus, fps=fps, executor=executor
@@ -289,7 +260,7 @@ def make_worker(
 async def test_newest_frame_sampled_at_target_fps_and_stale_frames_dropped(
     bus: InProcessBus, executor: BlockingExecutor
 ) -> None:
-    analyzer = CountingAnalyzer()
+    analyzer = FakeAnalyzer()
     worker = make_worker(bus, executor, analyzer, "carol", fps=5)
     track = SizedTrack(fps=30)
     try:
@@ -307,7 +278,7 @@ async def test_newest_frame_sampled_at_target_fps_and_stale_frames_dropped(
 
 
 async def test_one_slow_participant_does_not_slow_the_others(bus: InProcessBus, executor: BlockingExecutor) -> None:
-    slow, fast = CountingAnalyzer(delay=0.5), CountingAnalyzer(delay=0.005)
+    slow, fast = FakeAnalyzer(delay=0.5), FakeAnalyzer(delay=0.005)
     workers = [make_worker(bus, executor, slow, "slow"), make_worker(bus, executor, fast, "fast")]
     tracks = [SizedTrack(fps=15), SizedTrack(fps=15)]
     try:
@@ -325,7 +296,7 @@ async def test_one_slow_participant_does_not_slow_the_others(bus: InProcessBus, 
 
 
 async def test_resolution_change_resets_the_analyzer(bus: InProcessBus, executor: BlockingExecutor) -> None:
-    analyzer = CountingAnalyzer()
+    analyzer = FakeAnalyzer()
     worker = make_worker(bus, executor, analyzer, "dave")
     track = SizedTrack(fps=15, size=(320, 240))
     try:
@@ -342,7 +313,7 @@ async def test_resolution_change_resets_the_analyzer(bus: InProcessBus, executor
 
 
 async def test_track_end_mute_and_rejoin(bus: InProcessBus, executor: BlockingExecutor) -> None:
-    analyzer = CountingAnalyzer()
+    analyzer = FakeAnalyzer()
     worker = make_worker(bus, executor, analyzer, "erin")
     sub = bus.subscribe(MEETING)
     first = SizedTrack(fps=15)
@@ -376,14 +347,7 @@ async def test_track_end_mute_and_rejoin(bus: InProcessBus, executor: BlockingEx
 async def test_analysis_error_is_counted_and_the_worker_keeps_going(
     bus: InProcessBus, executor: BlockingExecutor
 ) -> None:
-    class Flaky(CountingAnalyzer):
-        def push(self, rgb: np.ndarray, t: float) -> AnalysisStep:
-            if self.calls == 2:
-                self.calls += 1
-                raise RuntimeError("boom")
-            return super().push(rgb, t)
-
-    analyzer = Flaky()
+    analyzer = FakeAnalyzer(fail_at=3)
     worker = make_worker(bus, executor, analyzer, "frank")
     track = SizedTrack(fps=15)
     try:
@@ -397,7 +361,7 @@ async def test_analysis_error_is_counted_and_the_worker_keeps_going(
 
 async def test_aclose_without_frames_and_audio_refused(bus: InProcessBus, executor: BlockingExecutor) -> None:
 
-    worker = make_worker(bus, executor, CountingAnalyzer(), "gina")
+    worker = make_worker(bus, executor, FakeAnalyzer(), "gina")
     with pytest.raises(ValueError, match="video"):
         worker.attach(AudioStreamTrack())
     await worker.aclose()
@@ -426,7 +390,7 @@ def test_media_clock_unwraps_rtp_and_reanchors_jumps() -> None:
 
 async def test_paused_camera_is_announced_and_resumes_fresh(bus: InProcessBus, executor: BlockingExecutor) -> None:
 
-    analyzer = CountingAnalyzer()
+    analyzer = FakeAnalyzer()
     worker = make_worker(bus, executor, analyzer, "hal")
     sub = bus.subscribe(MEETING)
     track = SizedTrack(fps=15)
@@ -482,7 +446,7 @@ async def test_watchdog_asks_for_a_keyframe_with_backoff_until_video_comes(
             worker = ParticipantWorker(
                 meeting_id=MEETING,
                 participant_id="late",
-                analyzer_factory=CountingAnalyzer,
+                analyzer_factory=FakeAnalyzer,
                 bus=bus,
                 fps=15,
                 executor=executor,
