@@ -25,11 +25,10 @@ import pytest
 from bridge.bus import InProcessBus
 from bridge.rooms import AdapterContext
 from bridge.rooms.janus import JanusAdapter, JanusError
-from inference.analyzer import AnalysisStep, FrameMetrics
 from inference.cues import Cue
 from inference.models import ModelSet
-from inference.types import FrameFaces
 from inference.voice import SileroVad
+from tests.support.fakes.analyzers import FakeAnalyzer
 from tests.support.janus import REPO, ROOM, JanusServer, Publisher, make_janus
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -153,20 +152,16 @@ async def test_bot_follows_publishers_and_resubscribes_after_janus_restart(
     assert rc == 0, bot.tail()
 
 
-class _NullAnalyzer:
-    def push(self, rgb: np.ndarray, t: float) -> Any:
-        raise AssertionError("no publisher in this test")
-
-    def reset(self) -> None:
-        pass
-
-
 async def test_keepalive_keeps_the_session_and_a_dropped_socket_reconnects(netns: str, tmp_path: Path) -> None:
 
     gen = make_janus(netns, tmp_path, session_timeout=2)  # Janus forgets idle sessions after 2 s
     server = next(gen)
     bus = InProcessBus()
-    ctx = AdapterContext(meeting_id="m-keepalive", bus=bus, analyzer_factory=_NullAnalyzer)
+    ctx = AdapterContext(
+        meeting_id="m-keepalive",
+        bus=bus,
+        analyzer_factory=lambda: FakeAnalyzer(refuse_frames="no publisher in this test"),
+    )
     adapter = JanusAdapter(server.url, ROOM, ctx, keepalive_s=1.0)
     runner = asyncio.create_task(adapter.run())
     try:
@@ -194,7 +189,11 @@ async def test_keepalive_keeps_the_session_and_a_dropped_socket_reconnects(netns
 
 async def test_unknown_room_is_a_clear_fatal_error(janus: JanusServer) -> None:
 
-    ctx = AdapterContext(meeting_id="m-noroom", bus=InProcessBus(), analyzer_factory=_NullAnalyzer)
+    ctx = AdapterContext(
+        meeting_id="m-noroom",
+        bus=InProcessBus(),
+        analyzer_factory=lambda: FakeAnalyzer(refuse_frames="no publisher in this test"),
+    )
     adapter = JanusAdapter(janus.url, 999999, ctx)
     try:
         with pytest.raises(JanusError, match=r"(?i)no such room") as info:
@@ -240,7 +239,7 @@ async def test_bot_reports_who_speaks(
     bus = InProcessBus()
     sub = bus.subscribe("m-speak")
     vad = SileroVad(ModelSet(model_dir, prefer_gpu=False).session("vad"))
-    ctx = AdapterContext(meeting_id="m-speak", bus=bus, analyzer_factory=_NoCueAnalyzer, vad=vad)
+    ctx = AdapterContext(meeting_id="m-speak", bus=bus, analyzer_factory=lambda: FakeAnalyzer(cues=False), vad=vad)
     adapter = JanusAdapter(janus.url, ROOM, ctx)
     runner = asyncio.create_task(adapter.run())
     cues: list[Cue] = []
@@ -268,14 +267,3 @@ async def test_bot_reports_who_speaks(
     assert [c.value for c in speaking] == [1.0, 0.0], cues
     assert all(c.participant_id == "301" for c in speaking)
     assert speaking[1].t - speaking[0].t > 2.0, "the sentence lasts ~4 s"
-
-
-class _NoCueAnalyzer:
-    def push(self, rgb: np.ndarray, t: float) -> Any:
-
-        return AnalysisStep(
-            faces=FrameFaces(t=t, faces=(), primary=None), metrics=FrameMetrics(t=t, face_present=False, faces=0)
-        )
-
-    def reset(self) -> None:
-        pass

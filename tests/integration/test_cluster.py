@@ -35,6 +35,8 @@ from bridge.rooms import AdapterContext, MeetingAdapter
 from bridge.service import MeetingService, running_service
 from bridge.store import db
 from tests.services import MOSQUITTO, require_service
+from tests.support.fakes.adapters import FakeMeeting
+from tests.support.fakes.analyzers import FakeAnalyzer
 from tests.support.postgres import database_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -188,26 +190,6 @@ async def test_shared_subscription_gives_each_request_to_exactly_one_worker() ->
             await link.aclose()
 
 
-class _QuietMeeting(MeetingAdapter):
-    """A stand-in for a Janus bot: holds ``people`` participants until closed."""
-
-    kind = "test"
-
-    def __init__(self, ctx: AdapterContext, people: int) -> None:
-        super().__init__(ctx)
-        self.people = people
-        self.closed = asyncio.Event()
-
-    async def run(self) -> None:
-        for i in range(self.people):
-            self.participant(f"p{i}")
-        await self.closed.wait()
-
-    async def aclose(self) -> None:
-        self.closed.set()
-        self.participants.clear()
-
-
 class _TestWorker(WorkerRole):
     """The real worker logic on the real database; meetings are stand-ins, the broker a list."""
 
@@ -226,9 +208,11 @@ class _TestWorker(WorkerRole):
 
     async def _adapter(self, request: JoinRequest, lease: Lease) -> MeetingAdapter:
         ctx = AdapterContext(
-            meeting_id=request.meeting_id, bus=FencedBus(self.bus, lease), analyzer_factory=lambda: None
-        )  # type: ignore[arg-type,return-value]
-        return _QuietMeeting(ctx, self.people.get(request.meeting_id, 1))
+            meeting_id=request.meeting_id,
+            bus=FencedBus(self.bus, lease),
+            analyzer_factory=lambda: FakeAnalyzer(refuse_frames="the stand-in meetings analyse nothing"),
+        )
+        return FakeMeeting(ctx, self.people.get(request.meeting_id, 1))
 
 
 async def test_a_worker_keeps_to_its_capacity_and_lets_go_of_what_it_cannot_hold(

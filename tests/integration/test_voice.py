@@ -23,6 +23,7 @@ from bridge.media.voice import VoiceWorker
 from inference.cues import Cue
 from inference.models import ModelSet
 from inference.voice import SAMPLE_RATE, SileroVad, VadEvent, VoiceActivityStream
+from tests.support.fakes.tracks import FakeMic
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 pytest_plugins = ["tests.fixtures_models", "tests.support.media"]  # the verified model cache (model_dir)
@@ -184,37 +185,12 @@ async def test_no_consent_no_voice_analysis(vad: SileroVad, bus: InProcessBus, e
         worker.attach(AudioStreamTrack())
 
 
-class _MicThenNothing(MediaStreamTrack):
-    """Speech in 20 ms frames paced in real time, then no packets at all (DTX / muted mic)."""
-
-    kind = "audio"
-
-    def __init__(self, samples: np.ndarray) -> None:
-        super().__init__()
-        self.samples = samples
-        self.pos = 0
-        self.t0: float | None = None
-
-    async def recv(self) -> av.AudioFrame:
-        loop = asyncio.get_running_loop()
-        self.t0 = loop.time() if self.t0 is None else self.t0
-        if self.pos >= len(self.samples):
-            await asyncio.Event().wait()  # silence as WebRTC delivers it: nothing
-        chunk = self.samples[self.pos : self.pos + 320]
-        await asyncio.sleep(max(0.0, self.t0 + self.pos / SAMPLE_RATE - loop.time()))
-        frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = SAMPLE_RATE
-        frame.pts = self.pos
-        self.pos += len(chunk)
-        return frame
-
-
 async def test_segment_ends_when_the_packets_stop(
     vad: SileroVad, speech: np.ndarray, bus: InProcessBus, executor: BlockingExecutor
 ) -> None:
     sub = bus.subscribe("m-voice")
     worker = VoiceWorker(meeting_id="m-voice", participant_id="dee", vad=vad, bus=bus, executor=executor)
-    track = _MicThenNothing(speech[: 2 * SAMPLE_RATE])  # 2 s of talk, then the packets stop
+    track = FakeMic(speech[: 2 * SAMPLE_RATE])  # 2 s of talk, then the packets stop
     cues: list[Cue] = []
     try:
         worker.attach(track)
@@ -234,23 +210,13 @@ async def test_segment_ends_when_the_packets_stop(
     assert 1.5 < cues[1].t - cues[0].t < 3.0
 
 
-class _BrokenMic(MediaStreamTrack):
-    """A track whose frames make the resampler fail (a video frame on an audio track)."""
-
-    kind = "audio"
-
-    async def recv(self) -> av.VideoFrame:  # type: ignore[override]
-        await asyncio.sleep(0.02)
-        return av.VideoFrame(16, 16, "rgb24")
-
-
 async def test_one_participants_broken_audio_stays_with_that_participant(
     vad: SileroVad, bus: InProcessBus, executor: BlockingExecutor
 ) -> None:
     """Issue 12: one participant's voice-reader exception used to escape detach() and stop the
     whole Janus bot; now it is logged and that participant's audio alone stops."""
     worker = VoiceWorker(meeting_id="m-voice", participant_id="x", vad=vad, bus=bus, executor=executor, consent=True)
-    track = _BrokenMic()
+    track = FakeMic(garbled=True)  # a video frame on an audio track: the resampler fails
     try:
         worker.attach(track)
         await asyncio.sleep(0.3)

@@ -6,24 +6,23 @@ from __future__ import annotations
 import asyncio
 import fractions
 import re
-import threading
 import time
-from typing import Any
 
 import av
 import numpy as np
 import pytest
 from aiortc import RTCSessionDescription
-from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamTrack, VideoStreamTrack
+from aiortc.mediastreams import AudioStreamTrack, MediaStreamTrack, VideoStreamTrack
 
 from bridge.bus import InProcessBus
 from bridge.demo.synthetic import EncodedFaceTrack, SyntheticFaceTrack, encode_vp8, face_loop_frames, to_yuv
 from bridge.executor import BlockingExecutor
 from bridge.media.peers import PeerSet, keyframe_requester, negotiate, prefer_codec, wait_connected
 from bridge.media.worker import RTP_WRAP, VIDEO_GAP_S, ParticipantWorker, _MediaClock
-from inference.analyzer import AnalysisStep, FaceModels, FrameMetrics, ParticipantAnalyzer
+from inference.analyzer import FaceModels, ParticipantAnalyzer
 from inference.cues import Cue
-from inference.types import FrameFaces
+from tests.support.fakes.analyzers import FakeAnalyzer
+from tests.support.fakes.tracks import FakeCamera
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
@@ -128,7 +127,7 @@ async def test_participant_without_consent_is_never_analysed(
     netns: str, face_yuv: list[np.ndarray], bus: InProcessBus, executor: BlockingExecutor
 ) -> None:
     peers = PeerSet()
-    analyzer = CountingAnalyzer()
+    analyzer = FakeAnalyzer()
     worker: ParticipantWorker | None = None
     try:
         publisher, bridge = peers.create("publisher"), peers.create("bridge")
@@ -165,21 +164,13 @@ async def test_participant_without_consent_is_never_analysed(
         await peers.aclose()
 
 
-class SilentTrack(VideoStreamTrack):
-    """A camera that is announced but never produces a frame."""
-
-    async def recv(self) -> av.VideoFrame:
-        await asyncio.Event().wait()
-        raise MediaStreamError  # pragma: no cover
-
-
 async def test_peer_that_never_sends_media(netns: str, bus: InProcessBus, executor: BlockingExecutor) -> None:
     peers = PeerSet()
-    analyzer = CountingAnalyzer()
+    analyzer = FakeAnalyzer()
     workers: list[ParticipantWorker] = []
     try:
         publisher, bridge = peers.create("publisher"), peers.create("bridge")
-        publisher.addTrack(SilentTrack())
+        publisher.addTrack(FakeCamera(flowing=False))  # announced, never a frame
 
         @bridge.on("track")
         def on_track(track: MediaStreamTrack) -> None:
@@ -222,64 +213,8 @@ async def test_ice_that_never_completes_is_timed_out_and_closed(netns: str) -> N
 # ---- edge cases on local tracks (no network needed) ---------------------------------------
 
 
-class CountingAnalyzer:
-    """Stands in for ParticipantAnalyzer where only timing and calls matter; emits one cue per frame."""
-
-    def __init__(self, delay: float = 0.0) -> None:
-        self.delay = delay
-        self.calls = 0
-        self.resets = 0
-        self.shapes: list[tuple[int, ...]] = []
-        self.times: list[float] = []
-        self._lock = threading.Lock()
-
-    def push(self, rgb: np.ndarray, t: float) -> AnalysisStep:
-        if self.delay:
-            time.sleep(self.delay)
-        with self._lock:
-            self.calls += 1
-            self.shapes.append(rgb.shape)
-            self.times.append(t)
-        return AnalysisStep(
-            faces=FrameFaces(t=t, faces=(), primary=None),
-            metrics=FrameMetrics(t=t, face_present=False, faces=0),
-            cues=(Cue(type="presence", t=t, value=0.0),),
-        )
-
-    def reset(self) -> None:
-        self.resets += 1
-
-
-class SizedTrack(VideoStreamTrack):
-    """Grey frames at ``fps``; the size can change mid-stream; ``stop()`` ends it."""
-
-    def __init__(self, fps: float = 30.0, size: tuple[int, int] = (320, 240)) -> None:
-        super().__init__()
-        self.fps = fps
-        self.size = size
-        self.flowing = asyncio.Event()  # cleared: a paused camera, no frames at all
-        self.flowing.set()
-        self._n = 0
-        self._t0 = time.monotonic()
-
-    async def recv(self) -> av.VideoFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if not self.flowing.is_set():
-            await self.flowing.wait()
-            self._n, self._t0 = 0, time.monotonic()
-        self._n += 1
-        await asyncio.sleep(max(0.0, self._t0 + self._n / self.fps - time.monotonic()))
-        if self.readyState != "live":
-            raise MediaStreamError
-        frame = av.VideoFrame.from_ndarray(np.full((self.size[1], self.size[0], 3), 128, np.uint8), format="rgb24")
-        frame.pts = int(self._n * 90000 / self.fps)
-        frame.time_base = fractions.Fraction(1, 90000)
-        return frame
-
-
 def make_worker(
-    bus: InProcessBus, executor: BlockingExecutor, analyzer: CountingAnalyzer, pid: str, fps: float = 15.0
+    bus: InProcessBus, executor: BlockingExecutor, analyzer: FakeAnalyzer, pid: str, fps: float = 15.0
 ) -> ParticipantWorker:
     return ParticipantWorker(
         meeting_id=MEETING, participant_id=pid, analyzer_factory=lambda: analyzer, bus=bus, fps=fps, executor=executor
@@ -289,9 +224,9 @@ def make_worker(
 async def test_newest_frame_sampled_at_target_fps_and_stale_frames_dropped(
     bus: InProcessBus, executor: BlockingExecutor
 ) -> None:
-    analyzer = CountingAnalyzer()
+    analyzer = FakeAnalyzer()
     worker = make_worker(bus, executor, analyzer, "carol", fps=5)
-    track = SizedTrack(fps=30)
+    track = FakeCamera(fps=30)
     try:
         worker.attach(track)
         await asyncio.sleep(2.0)
@@ -307,9 +242,9 @@ async def test_newest_frame_sampled_at_target_fps_and_stale_frames_dropped(
 
 
 async def test_one_slow_participant_does_not_slow_the_others(bus: InProcessBus, executor: BlockingExecutor) -> None:
-    slow, fast = CountingAnalyzer(delay=0.5), CountingAnalyzer(delay=0.005)
+    slow, fast = FakeAnalyzer(delay=0.5), FakeAnalyzer(delay=0.005)
     workers = [make_worker(bus, executor, slow, "slow"), make_worker(bus, executor, fast, "fast")]
-    tracks = [SizedTrack(fps=15), SizedTrack(fps=15)]
+    tracks = [FakeCamera(fps=15), FakeCamera(fps=15)]
     try:
         for w, t in zip(workers, tracks, strict=True):
             w.attach(t)
@@ -325,9 +260,9 @@ async def test_one_slow_participant_does_not_slow_the_others(bus: InProcessBus, 
 
 
 async def test_resolution_change_resets_the_analyzer(bus: InProcessBus, executor: BlockingExecutor) -> None:
-    analyzer = CountingAnalyzer()
+    analyzer = FakeAnalyzer()
     worker = make_worker(bus, executor, analyzer, "dave")
-    track = SizedTrack(fps=15, size=(320, 240))
+    track = FakeCamera(fps=15, size=(320, 240))
     try:
         worker.attach(track)
         await wait_until(lambda: analyzer.calls >= 5, 5, "first frames")
@@ -342,11 +277,11 @@ async def test_resolution_change_resets_the_analyzer(bus: InProcessBus, executor
 
 
 async def test_track_end_mute_and_rejoin(bus: InProcessBus, executor: BlockingExecutor) -> None:
-    analyzer = CountingAnalyzer()
+    analyzer = FakeAnalyzer()
     worker = make_worker(bus, executor, analyzer, "erin")
     sub = bus.subscribe(MEETING)
-    first = SizedTrack(fps=15)
-    second = SizedTrack(fps=15)
+    first = FakeCamera(fps=15)
+    second = FakeCamera(fps=15)
     try:
         worker.attach(first)
         await wait_until(lambda: analyzer.calls >= 5, 5, "first track frames")
@@ -376,16 +311,9 @@ async def test_track_end_mute_and_rejoin(bus: InProcessBus, executor: BlockingEx
 async def test_analysis_error_is_counted_and_the_worker_keeps_going(
     bus: InProcessBus, executor: BlockingExecutor
 ) -> None:
-    class Flaky(CountingAnalyzer):
-        def push(self, rgb: np.ndarray, t: float) -> AnalysisStep:
-            if self.calls == 2:
-                self.calls += 1
-                raise RuntimeError("boom")
-            return super().push(rgb, t)
-
-    analyzer = Flaky()
+    analyzer = FakeAnalyzer(fail_at=3)
     worker = make_worker(bus, executor, analyzer, "frank")
-    track = SizedTrack(fps=15)
+    track = FakeCamera(fps=15)
     try:
         worker.attach(track)
         await wait_until(lambda: analyzer.calls >= 8, 5, "frames after the error")
@@ -397,12 +325,12 @@ async def test_analysis_error_is_counted_and_the_worker_keeps_going(
 
 async def test_aclose_without_frames_and_audio_refused(bus: InProcessBus, executor: BlockingExecutor) -> None:
 
-    worker = make_worker(bus, executor, CountingAnalyzer(), "gina")
+    worker = make_worker(bus, executor, FakeAnalyzer(), "gina")
     with pytest.raises(ValueError, match="video"):
         worker.attach(AudioStreamTrack())
     await worker.aclose()
     with pytest.raises(RuntimeError):
-        worker.attach(SizedTrack())
+        worker.attach(FakeCamera())
 
 
 def test_media_clock_unwraps_rtp_and_reanchors_jumps() -> None:
@@ -426,10 +354,10 @@ def test_media_clock_unwraps_rtp_and_reanchors_jumps() -> None:
 
 async def test_paused_camera_is_announced_and_resumes_fresh(bus: InProcessBus, executor: BlockingExecutor) -> None:
 
-    analyzer = CountingAnalyzer()
+    analyzer = FakeAnalyzer()
     worker = make_worker(bus, executor, analyzer, "hal")
     sub = bus.subscribe(MEETING)
-    track = SizedTrack(fps=15)
+    track = FakeCamera(fps=15)
     try:
         worker.attach(track)
         await wait_until(lambda: analyzer.calls >= 5, 5, "first frames")
@@ -451,30 +379,17 @@ async def test_paused_camera_is_announced_and_resumes_fresh(bus: InProcessBus, e
     assert len(paused) == 1 and paused[0].value == 0.0
 
 
-class _GatedTrack(MediaStreamTrack):
-    """A camera that sends nothing until ``gate`` is set (a publisher whose keyframe never came)."""
-
-    kind = "video"
-
-    def __init__(self, source: MediaStreamTrack, gate: asyncio.Event) -> None:
-        super().__init__()
-        self.source, self.gate = source, gate
-
-    async def recv(self) -> Any:
-        await self.gate.wait()
-        return await self.source.recv()
-
-
 async def test_watchdog_asks_for_a_keyframe_with_backoff_until_video_comes(
     netns: str, face_yuv: list[np.ndarray], bus: InProcessBus, executor: BlockingExecutor
 ) -> None:
 
     peers = PeerSet()
-    gate = asyncio.Event()
     workers: list[ParticipantWorker] = []
     try:
         publisher, bridge = peers.create("publisher"), peers.create("bridge")
-        publisher.addTrack(_GatedTrack(SyntheticFaceTrack(face_yuv, fps=15), gate))
+        # a camera that sends nothing until it flows (a publisher whose keyframe never came)
+        camera = FakeCamera(source=SyntheticFaceTrack(face_yuv, fps=15), flowing=False)
+        publisher.addTrack(camera)
 
         @bridge.on("track")
         def on_track(track: MediaStreamTrack) -> None:
@@ -482,7 +397,7 @@ async def test_watchdog_asks_for_a_keyframe_with_backoff_until_video_comes(
             worker = ParticipantWorker(
                 meeting_id=MEETING,
                 participant_id="late",
-                analyzer_factory=CountingAnalyzer,
+                analyzer_factory=FakeAnalyzer,
                 bus=bus,
                 fps=15,
                 executor=executor,
@@ -501,7 +416,7 @@ async def test_watchdog_asks_for_a_keyframe_with_backoff_until_video_comes(
         await asyncio.sleep(1.0)
         assert worker.stats.keyframe_requests == 2, "the third request waits twice as long"
         # the camera starts: frames arrive, the watchdog stands down
-        gate.set()
+        camera.flowing.set()
         await wait_until(lambda: worker.stats.received > 0, 10, "frames after the keyframe")
         await wait_until(lambda: not worker.stats.waiting_for_keyframe, 3, "the watchdog to stand down")
         requests = worker.stats.keyframe_requests

@@ -13,30 +13,9 @@ import pytest
 from bridge import executor
 from bridge.metrics import REGISTRY
 from bridge.models.batching import BatchingModel, batching_on
+from tests.support.fakes.models import FakeModel
 
 pytestmark = pytest.mark.unit
-
-
-class Doubler:
-    """A batch-N model: out = 2 * x, and it records the batch sizes it saw."""
-
-    name, runtime = "doubler", "fake"
-    input_shape = (-1, 2, 2, 3)
-    output_names = ("y",)
-
-    def __init__(self, fail: bool = False, call_s: float = 0.0) -> None:
-        self.sizes: list[int] = []
-        self.fail = fail
-        self.call_s = call_s  # a device call takes time: other participants' crops arrive meanwhile
-        self._lock = threading.Lock()
-
-    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        with self._lock:
-            self.sizes.append(len(x))
-        time.sleep(self.call_s)
-        if self.fail:
-            raise RuntimeError("device lost")
-        return {"y": 2 * x}
 
 
 def _served(model: str) -> float:
@@ -46,7 +25,7 @@ def _served(model: str) -> float:
 def test_concurrent_calls_share_batches_and_get_their_own_rows() -> None:
     """16 participants' threads, 10 crops each, against a model that takes 2 ms a call."""
     served_before = _served("doubler")
-    inner = Doubler(call_s=0.002)
+    inner = FakeModel(call_s=0.002)
     model = BatchingModel(inner, window_s=0.05, max_batch=8)
     start = threading.Barrier(16)
 
@@ -69,7 +48,7 @@ def test_concurrent_calls_share_batches_and_get_their_own_rows() -> None:
 
 def test_a_lone_caller_never_waits_the_window() -> None:
     """One participant (or `microcue analyze`): nobody else's crops will come, so no wait."""
-    inner = Doubler()
+    inner = FakeModel()
     model = BatchingModel(inner, window_s=10.0)
     x = np.ones((1, 2, 2, 3), np.float32)
     began = time.monotonic()
@@ -80,7 +59,7 @@ def test_a_lone_caller_never_waits_the_window() -> None:
 
 
 def test_an_error_reaches_every_caller_of_the_batch() -> None:
-    model = BatchingModel(Doubler(fail=True), window_s=0.05)
+    model = BatchingModel(FakeModel(fail=True), window_s=0.05)
     model.overlap = 1.0  # as after a busy minute: every caller of a tick is batched together
     start = threading.Barrier(4)
 
@@ -97,7 +76,7 @@ def test_an_error_reaches_every_caller_of_the_batch() -> None:
 
 
 def test_a_fixed_batch_model_is_refused() -> None:
-    fixed = Doubler()
+    fixed = FakeModel()
     fixed.input_shape = (1, 2, 2, 3)
     with pytest.raises(ValueError, match="dynamic batch"):
         BatchingModel(fixed)

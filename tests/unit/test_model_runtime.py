@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -20,6 +19,7 @@ from inference.runtime import (
     check_outputs,
     choose_runtime,
 )
+from tests.support.fakes.models import FakeOrtSession
 
 pytestmark = pytest.mark.unit
 
@@ -78,25 +78,8 @@ def test_manifest_runtimes_and_old_manifests(tmp_path: Path) -> None:
     assert formats_in_cache(tmp_path, "emotion") == frozenset({"onnx"})
 
 
-class _FakeSession:
-    """An onnxruntime-like session whose converted graph takes NCHW and echoes it."""
-
-    def __init__(self) -> None:
-        self.fed: np.ndarray | None = None
-
-    def get_inputs(self) -> list[SimpleNamespace]:
-        return [SimpleNamespace(name="input_1", shape=[1, 3, 4, 5])]
-
-    def get_outputs(self) -> list[SimpleNamespace]:
-        return [SimpleNamespace(name="out")]
-
-    def run(self, names: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
-        self.fed = feed["input_1"]
-        return [feed["input_1"].sum(axis=(2, 3))]
-
-
 def test_sessions_are_wrapped_and_fed_in_their_own_layout() -> None:
-    session = _FakeSession()
+    session = FakeOrtSession()
     model = as_model("x", session)
     assert isinstance(model, OrtModel)
     assert model.input_shape == (1, 4, 5, 3)  # callers always pass NHWC

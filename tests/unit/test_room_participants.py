@@ -4,25 +4,16 @@ and the live consent basis and video state shown on the presenter's tiles."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
-import numpy as np
 import pytest
 
 from bridge.bus import InProcessBus
 from bridge.rooms import AdapterContext
 from bridge.rooms.base import VIDEO_NONE
 from bridge.rooms.janus import JanusAdapter
+from tests.support.fakes.analyzers import FakeAnalyzer
 
 pytestmark = pytest.mark.unit
-
-
-class _Idle:
-    def push(self, rgb: np.ndarray, t: float) -> Any:
-        raise AssertionError("no frames in this test")
-
-    def reset(self) -> None:
-        pass
 
 
 async def test_names_and_renames_reach_the_service_and_tiles_show_the_consent_basis() -> None:
@@ -34,7 +25,7 @@ async def test_names_and_renames_reach_the_service_and_tiles_show_the_consent_ba
     ctx = AdapterContext(
         meeting_id="m",
         bus=InProcessBus(),
-        analyzer_factory=_Idle,
+        analyzer_factory=lambda: FakeAnalyzer(refuse_frames="no frames in this test"),
         consent=True,
         consent_basis="announced",
         on_participant=record,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,8 @@ from bridge.store.db import create_engine, create_session_factory
 from bridge.store.tables import CueRow
 from bridge.store.writer import StoreWriter, is_poison
 from inference.cues import Cue
+from tests.support.fakes.bus import FakeSubscription
+from tests.support.fakes.store import FakeDriverError, FakeSessionFactory
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(60)]
@@ -32,66 +33,6 @@ pytestmark = [pytest.mark.unit, pytest.mark.timeout(60)]
 WAIT_S = 10.0
 #: Fast retries so outage tests take milliseconds.
 FAST = {"backoff_initial": 0.01, "backoff_max": 0.05}
-
-
-class FakeSubscription:
-    """Like the in-process bus: ``aclose`` stops at once and discards what is queued."""
-
-    def __init__(self) -> None:
-        self._queue: asyncio.Queue[Cue | None] = asyncio.Queue()
-        self.closed = False
-
-    def put(self, cue: Cue) -> None:
-        self._queue.put_nowait(cue)
-
-    def end(self) -> None:
-        self._queue.put_nowait(None)
-
-    @property
-    def pending(self) -> int:
-        return self._queue.qsize()
-
-    @property
-    def dropped(self) -> int:
-        return 0
-
-    def __aiter__(self) -> FakeSubscription:
-        return self
-
-    async def __anext__(self) -> Cue:
-        if self.closed:
-            raise StopAsyncIteration
-        cue = await self._queue.get()
-        if cue is None or self.closed:
-            raise StopAsyncIteration
-        return cue
-
-    async def aclose(self) -> None:
-        self.closed = True
-        while not self._queue.empty():
-            self._queue.get_nowait()
-        self._queue.put_nowait(None)
-
-
-class FailingFactory:
-    """A session factory whose database is away for the first ``failures`` calls, or until ``up()``."""
-
-    def __init__(self, inner: async_sessionmaker[AsyncSession], failures: int | None = None) -> None:
-        self.inner = inner
-        self.failures = failures
-        self.calls = 0
-        self.failed = 0
-        self.available = failures is not None
-
-    def up(self) -> None:
-        self.available, self.failures = True, None
-
-    def __call__(self) -> AbstractAsyncContextManager[AsyncSession]:
-        self.calls += 1
-        if not self.available or (self.failures is not None and self.failed < self.failures):
-            self.failed += 1
-            raise OperationalError("connect", {}, ConnectionRefusedError("database is away"))
-        return self.inner()
 
 
 @pytest.fixture
@@ -121,13 +62,7 @@ def assert_accounted(writer: StoreWriter) -> None:
 
 
 async def test_writes_in_batches_and_flushes_the_rest_on_close(sessions: async_sessionmaker[AsyncSession]) -> None:
-    calls = 0
-
-    def counting() -> AbstractAsyncContextManager[AsyncSession]:
-        nonlocal calls
-        calls += 1
-        return sessions()
-
+    counting = FakeSessionFactory(sessions)
     sub = FakeSubscription()
     # A flush interval far beyond the test: only full batches are written before close.
     writer = StoreWriter(counting, sub, batch_size=10, flush_interval=60.0)
@@ -136,10 +71,10 @@ async def test_writes_in_batches_and_flushes_the_rest_on_close(sessions: async_s
         sub.put(cue(i))
     await wait_until(lambda: writer.written == 20, WAIT_S, "two full batches written")
     await asyncio.sleep(0.05)
-    assert writer.written == 20 and writer.pending == 5 and calls == 2
+    assert writer.written == 20 and writer.pending == 5 and counting.calls == 2
     assert await stored_seqs(sessions) == list(range(20))
     await writer.aclose()
-    assert writer.written == 25 and writer.pending == 0 and calls == 3
+    assert writer.written == 25 and writer.pending == 0 and counting.calls == 3
     assert await stored_seqs(sessions) == list(range(25))
     assert sub.closed
     assert_accounted(writer)
@@ -169,7 +104,7 @@ async def test_close_takes_cues_still_queued_on_the_subscription(sessions: async
 
 
 async def test_retries_with_backoff_while_the_database_is_away(sessions: async_sessionmaker[AsyncSession]) -> None:
-    factory = FailingFactory(sessions, failures=4)
+    factory = FakeSessionFactory(sessions, failures=4)
     sub = FakeSubscription()
     async with StoreWriter(factory, sub, batch_size=10, flush_interval=0.02, **FAST) as writer:
         for i in range(35):
@@ -184,7 +119,7 @@ async def test_retries_with_backoff_while_the_database_is_away(sessions: async_s
 async def test_backoff_grows_exponentially_to_its_cap(
     sessions: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture
 ) -> None:
-    factory = FailingFactory(sessions, failures=6)
+    factory = FakeSessionFactory(sessions, failures=6)
     sub = FakeSubscription()
     with caplog.at_level(logging.WARNING, logger="microcue.store"):
         async with StoreWriter(
@@ -199,7 +134,7 @@ async def test_backoff_grows_exponentially_to_its_cap(
 
 
 async def test_full_buffer_drops_oldest_and_counts(sessions: async_sessionmaker[AsyncSession]) -> None:
-    factory = FailingFactory(sessions)  # away until up()
+    factory = FakeSessionFactory(sessions, away=True)  # away until up()
     sub = FakeSubscription()
     writer = StoreWriter(factory, sub, batch_size=10, flush_interval=0.01, max_buffer=50, **FAST)
     await writer.start()
@@ -222,7 +157,7 @@ async def test_full_buffer_drops_oldest_and_counts(sessions: async_sessionmaker[
 async def test_close_gives_up_after_its_timeout_and_counts_the_rest_dropped(
     sessions: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture
 ) -> None:
-    factory = FailingFactory(sessions)  # never comes back
+    factory = FakeSessionFactory(sessions, away=True)  # never comes back
     sub = FakeSubscription()
     writer = StoreWriter(factory, sub, batch_size=10, flush_interval=0.01, close_timeout=0.2, **FAST)
     await writer.start()
@@ -283,13 +218,7 @@ async def test_a_refused_row_does_not_block_its_batch(
 async def test_a_failing_subscription_is_logged_and_buffered_cues_still_written(
     sessions: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture
 ) -> None:
-    class Broken(FakeSubscription):
-        async def __anext__(self) -> Cue:
-            if self._queue.empty():
-                raise ConnectionResetError("broker went away")
-            return await super().__anext__()
-
-    sub = Broken()
+    sub = FakeSubscription(fail_when_drained=ConnectionResetError("broker went away"))
     for i in range(3):
         sub.put(cue(i))
     with caplog.at_level(logging.ERROR, logger="microcue.store"):
@@ -300,7 +229,7 @@ async def test_a_failing_subscription_is_logged_and_buffered_cues_still_written(
 
 
 async def test_counts_are_exact_under_a_steady_stream(sessions: async_sessionmaker[AsyncSession]) -> None:
-    factory = FailingFactory(sessions, failures=3)
+    factory = FakeSessionFactory(sessions, failures=3)
     sub = FakeSubscription()
     async with StoreWriter(factory, sub, batch_size=50, flush_interval=0.01, **FAST) as writer:
         for i in range(2000):
@@ -321,19 +250,13 @@ def test_refuses_nonsense_settings() -> None:
         StoreWriter(lambda: None, sub, flush_interval=0)  # type: ignore[arg-type, return-value]
 
 
-class _PgError(Exception):
-    def __init__(self, sqlstate: str) -> None:
-        super().__init__(sqlstate)
-        self.sqlstate = sqlstate
-
-
 @pytest.mark.parametrize(
     ("exc", "poison"),
     [
         (IntegrityError("stmt", {}, ValueError("unique")), True),
-        (DBAPIError("stmt", {}, _PgError("22001")), True),  # value too long, as asyncpg reports it
-        (DBAPIError("stmt", {}, _PgError("23503")), True),  # foreign key
-        (DBAPIError("stmt", {}, _PgError("57P01")), False),  # admin shutdown: the database is away
+        (DBAPIError("stmt", {}, FakeDriverError("22001")), True),  # value too long, as asyncpg reports it
+        (DBAPIError("stmt", {}, FakeDriverError("23503")), True),  # foreign key
+        (DBAPIError("stmt", {}, FakeDriverError("57P01")), False),  # admin shutdown: the database is away
         (OperationalError("connect", {}, ConnectionRefusedError()), False),
         (ConnectionResetError(), False),
     ],
