@@ -6,6 +6,7 @@ timestamps, so a file is analysed by exactly the code that runs in a meeting.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import cv2
@@ -20,6 +21,7 @@ from inference.landmarks import FaceMesh, IrisModel
 from inference.motion import MotionExtractor
 from inference.onnx_model import Session
 from inference.runtime import Model
+from inference.speech import KEEP_S, SpeechTimeline, SpeechUpdate
 from inference.spotting import Spot, Spotter
 from inference.tracking import FaceTracker
 from inference.types import FrameFaces
@@ -28,6 +30,13 @@ RGB_NDIM = 3  # (H, W, C) with C = 3 channels
 # The emotion CNN reads the face for sentiment at ~3 Hz: sentiment is smoothed over seconds
 # (SENTIMENT_TAU_S), so more often buys nothing and costs a CNN pass per frame.
 SENTIMENT_EVERY_S = 0.33
+#: A spotted expression waits at most this long (media time after its offset) for the voice
+#: activity to settle over it, instead of being decided blind: the VAD confirms the end of speech
+#: only after 0.5 s of quiet (inference/voice.py min_silence_s), the voice worker analyses audio
+#: in 96 ms batches (bridge/media/voice.py), and the news reaches the analyzer with the next video
+#: frame (67 ms at 15 fps) after an executor hop; 1.5 s covers that with room for audio that
+#: arrives later than the video. Past it the expression goes out with what is known by then.
+SPEECH_WAIT_S = 1.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +74,9 @@ class FrameMetrics:
 class SpottedExpression:
     spot: Spot
     expression: Expression
+    #: whether the person talked during onset..offset (their voice activity); None: not known
+    #: (no audio, or audio not decided that far)
+    speaking: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,9 +106,14 @@ def frame_metrics(frame: FrameFaces) -> FrameMetrics:
     )
 
 
-def expression_cue(spot: Spot, expression: Expression) -> Cue:
+#: Added to a cue's detail when the person talked during the expression (docs/api.md).
+WHILE_TALKING = "while talking"
+
+
+def expression_cue(spot: Spot, expression: Expression, speaking: bool | None = None) -> Cue:
     """The cue of a spotted expression; an "unclear" one names no emotion and no valence."""
     unclear = expression.emotion == UNCLEAR
+    talking = f" {WHILE_TALKING}" if speaking else ""
     return Cue(
         type="micro_expression" if spot.kind == "micro" else "macro_expression",
         t=round(spot.offset_t, 3),
@@ -107,7 +124,7 @@ def expression_cue(spot: Spot, expression: Expression) -> Cue:
         valence=None if unclear else expression.valence,
         aus=expression.aus,
         confidence=expression.confidence,
-        detail=f"{spot.kind} {expression.emotion} signal over {1000 * spot.duration:.0f} ms",
+        detail=f"{spot.kind} {expression.emotion} signal over {1000 * spot.duration:.0f} ms{talking}",
     )
 
 
@@ -117,6 +134,10 @@ class ParticipantAnalyzer:
     ``emotions_allowed`` is the purpose policy (docs/policy.md): when False no emotion, sentiment or
     expression is inferred at all (the CNN and the spotter do not run), only presence,
     attention and engagement from attention.
+
+    ``hear`` tells it when the person talks (their voice activity, :mod:`inference.speech`); a
+    spotted expression then waits until that is known over it (at most ``SPEECH_WAIT_S``) and
+    carries the answer. Without any ``hear`` nothing waits and ``speaking`` is None.
     """
 
     def __init__(
@@ -133,22 +154,40 @@ class ParticipantAnalyzer:
         self.spotter = Spotter(fps_hint=fps_hint)
         self.streams = StreamCues(emotions_allowed=emotions_allowed)
         self.gaze_baseline = GazeBaseline()
+        self.speech = SpeechTimeline()
+        self._waiting: list[Spot] = []  # spotted, waiting for the voice activity to settle over them
         self._last_t: float | None = None
         self._last_cnn_t = -1e9
 
     def reset(self) -> None:
-        """A new stream for the same participant (rejoin, resolution change)."""
+        """A new stream for the same participant (rejoin, resolution change). The person's talk
+        is theirs, not the stream's: it is kept, and so are spots still waiting for it."""
         self.tracker.reset()
         self.motion.reset()
         self.spotter.reset()
         self._last_t = None
 
-    def _expressions(self, spots: list[Spot]) -> list[SpottedExpression]:
+    def hear(self, update: SpeechUpdate) -> None:
+        """What the person's voice activity learned (plain data; may come from another process)."""
+        self.speech.add(update)
+
+    def _ready(self, t: float) -> list[tuple[Spot, bool | None]]:
+        """The waiting spots, oldest first, that can be decided now: talk settled over them,
+        nothing more to wait for, or waited ``SPEECH_WAIT_S``. Kept in order, so cues stay in time order."""
+        out: list[tuple[Spot, bool | None]] = []
+        while self._waiting:
+            spot = self._waiting[0]
+            if not self.speech.decided(spot.onset_t, spot.offset_t) and t - spot.offset_t < SPEECH_WAIT_S:
+                break
+            out.append((self._waiting.pop(0), self.speech.speaking(spot.onset_t, spot.offset_t)))
+        return out
+
+    def _expressions(self, spots: Sequence[tuple[Spot, bool | None]]) -> list[SpottedExpression]:
         out = []
-        for spot in spots:
+        for spot, speaking in spots:
             probs = self.cnn(np.stack([spot.onset_crop, spot.apex_crop])) if self.cnn is not None else None
-            expression = classify(spot, *(probs if probs is not None else (None, None)))
-            out.append(SpottedExpression(spot, expression))
+            expression = classify(spot, *(probs if probs is not None else (None, None)), speaking=speaking)
+            out.append(SpottedExpression(spot, expression, speaking))
         return out
 
     def push(self, rgb: np.ndarray, t: float) -> AnalysisStep:
@@ -157,6 +196,7 @@ class ParticipantAnalyzer:
         if self._last_t is not None and t < self._last_t:
             raise ValueError(f"media time went backwards: {t:.3f} s after {self._last_t:.3f} s")
         self._last_t = t
+        self.speech.forget_before(t - KEEP_S)
         faces = self.tracker.update(rgb, t)
         metrics = frame_metrics(faces)
         face = faces.primary
@@ -167,12 +207,14 @@ class ParticipantAnalyzer:
             sample = self.motion(grey, face, t)
             motion_px = float(np.linalg.norm(sample.flow, axis=1).mean())
             if self.emotions_allowed:
-                found = self._expressions(self.spotter.push(sample))
+                self._waiting += self.spotter.push(sample)
                 if self.cnn is not None and t - self._last_cnn_t >= SENTIMENT_EVERY_S:
                     self._last_cnn_t = t
                     self.streams.add_valence(t, cnn_valence(self.cnn(sample.fer_crop)[0]))
         else:
             self.motion.reset()
+        if self._waiting:
+            found = self._expressions(self._ready(t))
         inputs = EngagementInputs(
             t=t,
             present=face is not None,
@@ -182,7 +224,7 @@ class ParticipantAnalyzer:
             eye_openness=float(np.mean(face.eye_openness)) if face else 0.0,
             motion_px=motion_px,
         )
-        cues = [expression_cue(f.spot, f.expression) for f in found]
+        cues = [expression_cue(f.spot, f.expression, f.speaking) for f in found]
         cues += self.streams.push(inputs)
         metrics = replace(
             metrics,

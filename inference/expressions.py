@@ -60,6 +60,13 @@ SUPPORT_SHARE = 0.25
 # more than a meeting holds, so in a meeting the share of true signals at a given confidence will
 # be lower. Fitted on micro signals; macro signals use the same curve.
 CALIBRATION: tuple[float, float, float] = (-2.445, 0.446, -2.324)
+# How a micro signal's odds of being true change when its person talks during it (their voice
+# activity overlaps it, inference/speech.py): while someone talks the face moves with the speech,
+# and a micro-expression is then seldom told apart from it, so the display floor
+# (MICROCUE_MIN_CONFIDENCE) is what shows or hides such a signal. 1.0 (no change) until the
+# calibration bench fits it with speaking as a feature; the one place to set it. Macro signals are
+# never adjusted for talk: 0.6-3 s expressions are large enough to assess while talking.
+SPEAKING_ODDS_RATIO = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,10 +152,14 @@ def calibration_inputs(strength: float, noise_px: float) -> tuple[float, float]:
     return math.log(max(strength, 1.0)), math.log(max(noise_px, DEFAULT_PARAMS.min_noise_px))
 
 
-def calibrated(strength: float, noise_px: float) -> float:
-    """The chance that a spot of this strength, on a face moving this much, is a true event."""
+def calibrated(strength: float, noise_px: float, speaking: bool | None = None) -> float:
+    """The chance that a spot of this strength, on a face moving this much, is a true event;
+    ``speaking``: whether the person talked during a micro signal (None: not known, or a macro
+    signal), see SPEAKING_ODDS_RATIO."""
     x_strength, x_noise = calibration_inputs(strength, noise_px)
     z = CALIBRATION[0] + CALIBRATION[1] * x_strength + CALIBRATION[2] * x_noise
+    if speaking:
+        z += math.log(SPEAKING_ODDS_RATIO)
     return 1.0 / (1.0 + math.exp(-z))
 
 
@@ -162,8 +173,16 @@ def _cnn_emotion(fer_onset: np.ndarray, fer_apex: np.ndarray) -> str | None:
     return best
 
 
-def classify(spot: Spot, fer_onset: np.ndarray | None = None, fer_apex: np.ndarray | None = None) -> Expression:
+def classify(
+    spot: Spot,
+    fer_onset: np.ndarray | None = None,
+    fer_apex: np.ndarray | None = None,
+    *,
+    speaking: bool | None = None,
+) -> Expression:
     """Emotion of a spotted interval; the CNN probabilities are optional (policy may forbid them).
+    ``speaking``: whether the person talked during it (their voice activity), an input of a micro
+    signal's confidence.
 
     The AU prototypes lead. When the CNN clearly names another emotion than the prototypes do, the
     signal is "unclear" and shows the AUs that moved without naming an emotion; otherwise the
@@ -189,6 +208,6 @@ def classify(spot: Spot, fer_onset: np.ndarray | None = None, fer_apex: np.ndarr
         emotion=emotion,
         valence=VALENCE[emotion],
         aus=aus,
-        confidence=round(calibrated(spot.strength, spot.noise_px), 3),
+        confidence=round(calibrated(spot.strength, spot.noise_px, speaking if spot.kind == "micro" else None), 3),
         scores={k: round(v, 3) for k, v in scores.items()},
     )
