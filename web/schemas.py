@@ -105,6 +105,8 @@ class ParticipantPublic(BaseModel):
     consent_basis: str | None = None
     #: while the meeting runs: "waiting for video", "receiving" or "no video"
     video: str | None = None
+    #: while the meeting runs: "receiving", "no audio" (when they talk is not known) or "not analysed"
+    audio: str | None = None
 
 
 class SummaryPublic(BaseModel):

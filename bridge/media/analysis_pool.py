@@ -35,6 +35,7 @@ import numpy as np
 from bridge.models.face import load_face_models
 from inference.analyzer import AnalysisStep, ParticipantAnalyzer
 from inference.runtime import RuntimeChoice
+from inference.speech import SpeechUpdate
 
 log = logging.getLogger("microcue.analysis_pool")
 
@@ -82,7 +83,9 @@ def _worker_main(conn: Connection, options: ModelOptions) -> None:
         kind = msg[0]
         try:
             if kind == "push":
-                _, aid, shape, layout, t = msg
+                _, aid, shape, layout, t, speech = msg
+                if speech is not None:
+                    analyzers[aid].hear(speech)
                 size = int(np.prod(shape))
                 if len(buf) < size:
                     buf = bytearray(size)
@@ -173,6 +176,7 @@ class RemoteAnalyzer:
         self._pool, self._shard, self._kwargs = pool, shard, kwargs
         self._id = next(pool.ids)
         self._generation = -1  # which incarnation of the process holds our analyzer
+        self._heard: SpeechUpdate | None = None  # goes with the next frame
         self.closed = False
 
     def _ensure(self) -> None:
@@ -187,7 +191,13 @@ class RemoteAnalyzer:
         """``frame``: RGB (H, W, 3) or, cheaper to send, yuv420p planes (H * 3/2, W)."""
         with self._shard.lock:
             self._ensure()
-            return self._shard.call(("push", self._id, frame.shape, layout, t), np.ascontiguousarray(frame), reply=True)
+            speech, self._heard = self._heard, None
+            msg = ("push", self._id, frame.shape, layout, t, speech)
+            return self._shard.call(msg, np.ascontiguousarray(frame), reply=True)
+
+    def hear(self, update: SpeechUpdate) -> None:
+        """When the person talks: sent with the next frame, in the same message (no extra round trip)."""
+        self._heard = update if self._heard is None else self._heard.then(update)
 
     def push(self, rgb: np.ndarray, t: float) -> AnalysisStep:
         return self.push_frame(rgb, "rgb24", t)

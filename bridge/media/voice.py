@@ -5,7 +5,10 @@ drains the track continuously (aiortc's receive queue is unbounded), resamples
 with ``av.AudioResampler`` to s16 mono 16 kHz, and every :data:`BATCH_S` runs the
 participant's :class:`inference.voice.VoiceActivityStream` on a pool thread
 through :mod:`bridge.executor`. A segment start publishes a ``speaking`` cue with
-value 1, its end one with value 0 and the duration in ``detail``.
+value 1, its end one with value 0 and the duration in ``detail``. After every batch the
+participant's video worker is told what is known of their talk (``on_speech``, a
+:class:`inference.speech.SpeechUpdate`), so an expression spotted on their face says whether they
+were talking.
 
 The model is tiny (~0.15 ms per 32 ms window), so batching only saves executor
 round trips; 96 ms keeps the start of speech within a tenth of a second.
@@ -17,7 +20,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import av
 import numpy as np
@@ -27,6 +30,7 @@ from bridge.bus import EventBus
 from bridge.executor import BlockingExecutor, default_executor
 from bridge.tasks import Retired, cancel_and_wait, running
 from inference.cues import Cue
+from inference.speech import SpeechUpdate
 from inference.voice import SAMPLE_RATE, WINDOW, SileroVad, VadEvent, VadOptions, VoiceActivityStream
 
 log = logging.getLogger("microcue.voice")
@@ -58,6 +62,7 @@ class VoiceWorker:
         meeting_t0: float | None = None,
         options: VadOptions | None = None,
         seq: Iterator[int] | None = None,
+        on_speech: Callable[[SpeechUpdate], None] | None = None,
     ) -> None:
         self.meeting_id = meeting_id
         self.participant_id = participant_id
@@ -72,6 +77,8 @@ class VoiceWorker:
         self.cues = 0
         # pass the participant's video worker's counter so (participant, seq) stays unique
         self.seq = seq if seq is not None else itertools.count(1)
+        #: called on the event loop with what is known of the talk after each batch
+        self.on_speech = on_speech
         self._reader: asyncio.Task[None] | None = None
         self._retired = Retired()
         self._closed = False
@@ -118,12 +125,16 @@ class VoiceWorker:
                     break
                 except TimeoutError:
                     # No packets (Opus DTX, a muted or stopped microphone): that is silence. Feed the
-                    # VAD the gap so an open segment ends on time instead of at the next word.
-                    if started and self.consent and self.stream.speaking:
+                    # VAD the gap so an open segment ends on time instead of at the next word, and
+                    # so the stream's clock keeps up with the video's (a spotted expression waits
+                    # until the voice is settled over it).
+                    if started and self.consent:
                         gap = np.concatenate([*pending, np.zeros(round(AUDIO_GAP_S * SAMPLE_RATE), np.int16)])
                         pending, n_pending = [], 0
-                        for event in await self.executor.run_blocking(self.stream.push, gap):
+                        events = await self.executor.run_blocking(self.stream.push, gap)
+                        for event in events:
                             await self._publish(event)
+                        self._tell(events)
                     continue
                 if not isinstance(frame, av.AudioFrame):  # a broken sender: this participant's audio stops
                     raise TypeError(f"the audio track delivered a {type(frame).__name__}, not audio")
@@ -149,6 +160,7 @@ class VoiceWorker:
                     events = await self.executor.run_blocking(self.stream.push, batch)
                     for event in events:
                         await self._publish(event)
+                    self._tell(events)
         except Exception:
             # One participant's audio (a bad frame, a resampler or model error) must not take the
             # bot down with it: detach()/aclose() await this task, and an exception escaping here
@@ -156,9 +168,22 @@ class VoiceWorker:
             log.exception("audio analysis of this participant stopped", extra=self._extra)
         finally:
             if started:
-                for event in self.stream.flush():
+                events = self.stream.flush()
+                for event in events:
                     await self._publish(event)
+                self._tell(events, live=False)
             log.info("audio track %s ended", track.id, extra=self._extra)
+
+    def _tell(self, events: list[VadEvent], *, live: bool = True) -> None:
+        """What is known of the talk now, to the video worker (``live=False``: the audio ended)."""
+        if self.on_speech is None:
+            return
+        segments = tuple((e.start, e.end) for e in events if e.kind == "end" and e.end is not None)
+        update = SpeechUpdate(segments, self.stream.open_since, self.stream.settled_until, live)
+        try:
+            self.on_speech(update)
+        except Exception:
+            log.exception("could not pass on when this participant talks", extra=self._extra)
 
     async def _publish(self, event: VadEvent) -> None:
         if event.kind == "start":

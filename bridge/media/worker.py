@@ -38,6 +38,7 @@ from bridge.media.peers import KeyframeRequest
 from bridge.tasks import Retired, cancel_and_wait, running
 from inference.analyzer import AnalysisStep
 from inference.cues import Cue
+from inference.speech import SpeechUpdate
 
 log = logging.getLogger("microcue.worker")
 
@@ -63,7 +64,10 @@ ERROR_LOG_EVERY_S = 10.0
 
 
 class Analyzer(Protocol):
-    """What a worker needs from ``inference.analyzer.ParticipantAnalyzer`` (fakes in tests)."""
+    """What a worker needs from ``inference.analyzer.ParticipantAnalyzer`` (fakes in tests).
+
+    Optional, looked up when used: ``push_frame`` (YUV planes, for an analyzer in another process)
+    and ``hear(SpeechUpdate)`` (when the person talks, from their voice worker)."""
 
     def push(self, rgb: np.ndarray, t: float) -> AnalysisStep: ...
 
@@ -231,6 +235,8 @@ class ParticipantWorker:
         # shared with the participant's VoiceWorker so (participant, seq) stays unique
         self.seq = seq if seq is not None else itertools.count(1)
         self._slot: _Slot | None = None
+        # what the participant's voice worker said since the last analysed frame (see hear_speech)
+        self._speech: SpeechUpdate | None = None
         self._wake = asyncio.Event()
         self._track: MediaStreamTrack | None = None
         self._generation = 0
@@ -292,6 +298,12 @@ class ParticipantWorker:
         self._fresh_analyzer = True
         t = max(time.perf_counter() - self._clock.meeting_t0, self._last_t or 0.0)
         await self._publish(Cue(type="presence", t=round(t, 3), value=0.0, confidence=1.0, detail=reason))
+
+    def hear_speech(self, update: SpeechUpdate) -> None:
+        """On the event loop, from the participant's voice worker: when they talk. Travels to the
+        analyzer with the next frame (into its process when it lives in one), so the analyzer
+        sees voice and video in one order without a lock; what piles up meanwhile is merged."""
+        self._speech = update if self._speech is None else self._speech.then(update)
 
     @property
     def consent(self) -> bool:
@@ -416,9 +428,12 @@ class ParticipantWorker:
     async def _analyse(self, slot: _Slot) -> None:
         new_stream = slot.generation != self._analysed_generation
         self._analysed_generation = slot.generation
+        speech, self._speech = self._speech, None
         try:
-            step, reset = await self.executor.run_blocking(self._convert_and_push, slot, new_stream)
+            step, reset = await self.executor.run_blocking(self._convert_and_push, slot, new_stream, speech)
         except Exception:
+            if speech is not None:  # the next frame brings it again
+                self._speech = speech if self._speech is None else speech.then(self._speech)
             self.stats.errors += 1
             now = time.monotonic()
             if now - self._last_error_log >= ERROR_LOG_EVERY_S:
@@ -442,7 +457,9 @@ class ParticipantWorker:
         if self.on_step is not None:
             self.on_step(step)
 
-    def _convert_and_push(self, slot: _Slot, new_stream: bool) -> tuple[AnalysisStep, bool]:
+    def _convert_and_push(
+        self, slot: _Slot, new_stream: bool, speech: SpeechUpdate | None = None
+    ) -> tuple[AnalysisStep, bool]:
         """Pool thread: everything CPU-heavy for one frame, in order, for this participant only.
 
         An analyzer in another process (``bridge.media.analysis_pool``) is sent the decoder's YUV
@@ -463,6 +480,10 @@ class ParticipantWorker:
                 _close(old)
         if reset:
             self.analyzer.reset()
+        if speech is not None:
+            hear = getattr(self.analyzer, "hear", None)
+            if hear is not None:
+                hear(speech)
         self._shape = shape
         # Re-anchored sender clocks may step back a little; the analyzer needs time order.
         t = slot.t if reset or self._last_t is None else max(slot.t, self._last_t)

@@ -30,6 +30,11 @@ log = logging.getLogger("microcue.rooms")
 VIDEO_WAITING = "waiting for video"
 VIDEO_RECEIVING = "receiving"
 VIDEO_NONE = "no video"
+#: What a participant's tile says about their audio (``Participant.audio_state``): without it,
+#: when they talk is not known.
+AUDIO_RECEIVING = "receiving"
+AUDIO_NONE = "no audio"
+AUDIO_NOT_ANALYSED = "not analysed"
 
 
 class Participant:
@@ -61,6 +66,7 @@ class Participant:
                 executor=ctx.executor,
                 meeting_t0=ctx.t0,
                 seq=seq,
+                on_speech=self.video.hear_speech,  # when they talk, for their expressions
             )
             if ctx.vad is not None
             else None
@@ -95,13 +101,21 @@ class Participant:
             return VIDEO_WAITING
         return VIDEO_RECEIVING
 
+    def audio_state(self) -> str:
+        """ "receiving" while a microphone is analysed; "no audio" without one; "not analysed" when
+        this bridge runs no voice activity detector (``--no-voice``)."""
+        if self.voice is None:
+            return AUDIO_NOT_ANALYSED
+        return AUDIO_RECEIVING if self.voice.attached else AUDIO_NONE
+
     def live(self) -> dict[str, Any]:
-        """What the presenter's tile shows besides cues: consent basis and video state."""
+        """What the presenter's tile shows besides cues: consent basis, video and audio state."""
         return {
             "display": self.display,
             "consent": self.video.consent,
             "consent_basis": self.ctx.consent_basis,
             "video": self.video_state(),
+            "audio": self.audio_state(),
         }
 
     def stats(self) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import pytest
 
 from bridge.bus import InProcessBus
 from bridge.rooms import AdapterContext
-from bridge.rooms.base import VIDEO_NONE
+from bridge.rooms.base import AUDIO_NOT_ANALYSED, VIDEO_NONE
 from bridge.rooms.janus import JanusAdapter
 from tests.support.fakes.analyzers import FakeAnalyzer
 
@@ -40,6 +40,12 @@ async def test_names_and_renames_reach_the_service_and_tiles_show_the_consent_ba
         assert recorded == [("101", "Alice"), ("101", "Alicia")]
         assert adapter.participants["101"].display == "Alicia"
         live = adapter.live()["101"]
-        assert live == {"display": "Alicia", "consent": True, "consent_basis": "announced", "video": VIDEO_NONE}
+        assert live == {
+            "display": "Alicia",
+            "consent": True,
+            "consent_basis": "announced",
+            "video": VIDEO_NONE,
+            "audio": AUDIO_NOT_ANALYSED,  # this context has no voice activity detector
+        }
     finally:
         await adapter.aclose()

@@ -149,6 +149,7 @@ def participant_public(p: Participant, live: dict[str, Any] | None = None) -> Pa
         left_at=p.left_at,
         consent_basis=live.get("consent_basis"),
         video=live.get("video"),
+        audio=live.get("audio"),
     )
 
 
