@@ -38,3 +38,12 @@ def split_shown(cues: Iterable[Cue], floor: float) -> tuple[list[Cue], int]:
 
 def count_hidden(cues: Sequence[Cue], floor: float) -> int:
     return sum(below_floor(c.type, c.confidence, floor) for c in cues)
+
+
+#: How a person's talk time is labelled wherever a presenter reads it (the tile, the reports,
+#: ``analyze`` JSON): while someone talks their face moves with the speech and a micro-expression
+#: is seldom told apart from it, so a micro signal then shows only if its confidence (which takes
+#: the talk into account, inference/expressions.py SPEAKING_ODDS_RATIO) clears the floor above.
+TALK_NOT_ASSESSED = "talking: micro-expressions not assessed"
+#: ...and what is said instead when there was no audio to tell talk from silence.
+NO_AUDIO = "no audio: talking not known"

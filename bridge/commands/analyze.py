@@ -23,6 +23,8 @@ from bridge.media.videofile import VideoError, probe
 from bridge.models.face import load_face_models
 from bridge.store.tables import MEETING_CONTEXTS
 from inference.analyzer import ParticipantAnalyzer
+from inference.models import ModelError, ModelSet
+from inference.voice import SileroVad
 
 NO_FACE_EXIT = 5
 
@@ -42,6 +44,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--json", dest="json_out", type=Path, required=True, help="where to write the JSON result")
     p.add_argument("--report", type=Path, default=None, help="also write a one-page HTML report")
     p.add_argument("--no-gaze", action="store_true", help="skip the iris model (faster, no gaze)")
+    p.add_argument(
+        "--no-voice",
+        action="store_true",
+        help="skip the audio track (when the person talks is then not known, and said so)",
+    )
     p.add_argument(
         "--context",
         choices=list(MEETING_CONTEXTS),
@@ -75,10 +82,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     analyzer = ParticipantAnalyzer(
         models, track_gaze=not args.no_gaze, fps_hint=info.fps or 15.0, emotions_allowed=decision.emotions_allowed
     )
+    vad = None
+    if not args.no_voice:
+        try:  # the VAD is tiny: CPU always
+            vad = SileroVad(ModelSet(settings.model_dir, prefer_gpu=False).session("vad"))
+        except ModelError as exc:
+            raise MicroCueError(f"{exc} (or run with --no-voice)") from exc
     with tqdm(
         total=info.frames, unit="frame", desc=info.path.name, disable=args.quiet, file=sys.stderr, dynamic_ncols=True
     ) as bar:
-        result = apply_policy(analyze_file(info, analyzer, on_frame=bar.update), decision)
+        result = apply_policy(analyze_file(info, analyzer, on_frame=bar.update, vad=vad), decision)
     write_json_atomic(args.json_out, result)
     if args.report is not None:
         from bridge.insights.reports.file_report import render_file_report
@@ -86,9 +99,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         write_text_atomic(args.report, render_file_report(result))
         print(f"wrote {args.report}")
     p = result["participants"][0]
+    speech = p["speech"]
+    talk = (
+        f"{speech['note']} {100 * speech['talk_share']:.0f} % of the time in view"
+        if speech["talk_share"] is not None
+        else speech["note"]
+        if not speech["audio"]
+        else "talking: no face in view"
+    )
     print(
         f"wrote {args.json_out} ({result['frames']} frames, face in {100 * p['face_present_ratio']:.1f} %, "
-        f"{len(p['events'])} expression(s), {result['analysis']['ms_per_frame']} ms/frame; "
+        f"{len(p['events'])} expression(s), {talk}, {result['analysis']['ms_per_frame']} ms/frame; "
         f"context {decision.context}: emotions {'inferred' if decision.emotions_allowed else 'withheld'})"
     )
     for warning in analyzer.spotter.stats().warnings():

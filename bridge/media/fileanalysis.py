@@ -11,13 +11,83 @@ from __future__ import annotations
 import bisect
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from bridge import policy
-from bridge.media.videofile import TruncatedVideo, VideoInfo, read_frames
+from bridge.confidence import NO_AUDIO, TALK_NOT_ASSESSED
+from bridge.media.videofile import TruncatedVideo, VideoError, VideoInfo, audio_chunks, read_frames
 from inference.analyzer import ParticipantAnalyzer, SpottedExpression
 from inference.cues import Cue
+from inference.speech import Interval, SpeechUpdate, covered, merge
 from inference.streams import PerSecond
+from inference.voice import SAMPLE_RATE, RecordingVad, SileroVad
+
+
+@dataclass(frozen=True, slots=True)
+class FileSpeech:
+    """When the person in a file talks, from its audio track (the same Silero VAD and hysteresis
+    as a meeting's voice worker, run in batches: ``inference.voice.RecordingVad``)."""
+
+    #: media seconds of the audio track, first sample to last
+    start_s: float
+    end_s: float
+    segments: list[Interval]
+    #: CPU seconds decoding the audio and running the VAD took (process_time)
+    cpu_s: float
+
+
+def file_speech(info: VideoInfo, vad: SileroVad) -> tuple[FileSpeech | None, str | None]:
+    """(the file's talk, None) from its first audio track; (None, why) when it has none or it
+    cannot be decoded: then when the person talks is not known, which is said, not taken as silence."""
+    cpu = time.process_time()
+    rec: RecordingVad | None = None
+    end = 0.0
+    try:
+        for chunk in audio_chunks(info.path, SAMPLE_RATE):
+            if rec is None:
+                rec = RecordingVad(vad, t0=chunk.t)
+            rec.push(chunk.samples)
+            end = chunk.t + len(chunk.samples) / SAMPLE_RATE
+    except VideoError as exc:
+        return None, str(exc)
+    if rec is None:
+        return None, "the file has no audio track"
+    segments = rec.finish()
+    return FileSpeech(rec.hysteresis.t0, end, segments, time.process_time() - cpu), None
+
+
+def _present_intervals(times: list[float], present: list[bool], frame_s: float) -> list[Interval]:
+    """Where a face was in view: each frame with a face stands until the next frame."""
+    ends = [*times[1:], times[-1] + frame_s] if times else []
+    return merge((t, e) for t, e, p in zip(times, ends, present, strict=True) if p)
+
+
+def speech_json(speech: FileSpeech | None, why: str | None, in_view: list[Interval]) -> dict[str, Any]:
+    """The ``speech`` block of a participant: talk segments, the share of the time the face was in
+    view that they talked, and that time, when micro-expressions are not assessed."""
+    if speech is None:
+        return {
+            "audio": False,
+            "note": NO_AUDIO,
+            "reason": why,
+            "segments": None,
+            "talk_s": None,
+            "talk_share": None,
+            "not_assessed_s": None,
+        }
+    in_view_s = sum(e - s for s, e in in_view)
+    talking_in_view = sum(covered(speech.segments, s, e) for s, e in in_view)
+    return {
+        "audio": True,
+        "note": TALK_NOT_ASSESSED,
+        "audio_start_s": round(speech.start_s, 3),
+        "audio_end_s": round(speech.end_s, 3),
+        "segments": [[round(s, 3), round(e, 3)] for s, e in speech.segments],
+        "talk_s": round(sum(e - s for s, e in speech.segments), 3),
+        "talk_share": round(talking_in_view / in_view_s, 4) if in_view_s > 0 else None,
+        "not_assessed_s": round(talking_in_view, 3),
+    }
 
 
 def event_json(found: SpottedExpression, times: list[float]) -> dict[str, Any]:
@@ -40,25 +110,37 @@ def event_json(found: SpottedExpression, times: list[float]) -> dict[str, Any]:
         "aus": list(ex.aus),
         "confidence": ex.confidence,
         "regions": list(spot.regions),
+        "speaking": found.speaking,
     }
 
 
 def analyze_file(
-    info: VideoInfo, analyzer: ParticipantAnalyzer, *, on_frame: Callable[[], object] | None = None
+    info: VideoInfo,
+    analyzer: ParticipantAnalyzer,
+    *,
+    on_frame: Callable[[], object] | None = None,
+    vad: SileroVad | None = None,
 ) -> dict[str, Any]:
     """Every frame of the file through ``analyzer``; ``on_frame`` is called after each (progress).
+    With ``vad``, the audio track says first when the person talks (``speech`` in the result, and
+    ``speaking`` on each event); without one, that is not known.
 
     A file cut short is analysed up to the cut: the result says so (``complete``, ``error``)
     instead of losing the frames before it.
     """
+    started, cpu_started = time.perf_counter(), time.process_time()  # the audio's cost counts too
+    speech, why = file_speech(info, vad) if vad is not None else (None, "voice activity was not analysed")
+    if speech is not None:
+        # all of it at once: the file's audio is known to its end, so no expression waits for it
+        analyzer.hear(SpeechUpdate(tuple(speech.segments), None, speech.end_s, live=False))
     per_second = PerSecond()
     times: list[float] = []
+    in_view: list[bool] = []
     found: list[SpottedExpression] = []
     cues: list[Cue] = []
     frames = present = 0
     max_faces = 0
     error: str | None = None
-    started, cpu_started = time.perf_counter(), time.process_time()
     try:
         for frame in read_frames(info):
             step = analyzer.push(frame.rgb, frame.t)
@@ -68,6 +150,7 @@ def analyze_file(
             per_second.add(step.metrics)
             frames += 1
             present += step.metrics.face_present
+            in_view.append(step.metrics.face_present)
             max_faces = max(max_faces, step.metrics.faces)
             if on_frame is not None:
                 on_frame()
@@ -77,6 +160,7 @@ def analyze_file(
     # CPU time of the whole process (decode thread included): on a machine shared with other
     # work it measures the pipeline's cost where wall time measures the contention too.
     cpu = time.process_time() - cpu_started
+    in_view_intervals = _present_intervals(times, in_view, 1 / info.fps if info.fps else 0.0)
     return {
         "source": str(info.path),
         "codec": info.codec,
@@ -91,6 +175,8 @@ def analyze_file(
             "seconds": round(elapsed, 3),
             "ms_per_frame": round(1000 * elapsed / max(frames, 1), 2),
             "cpu_ms_per_frame": round(1000 * cpu / max(frames, 1), 2),
+            # of which reading the audio track and finding the talk in it (0 without audio)
+            "audio_cpu_ms_per_frame": round(1000 * (speech.cpu_s if speech else 0.0) / max(frames, 1), 3),
         },
         "participants": [
             {
@@ -103,6 +189,7 @@ def analyze_file(
                     for i, c in enumerate(cues)
                 ],
                 "per_second": per_second.rows(),
+                "speech": speech_json(speech, why, in_view_intervals),
                 # why the spotter may be silent: per gate and region the share of time vetoed,
                 # and the noise level per region (canonical px)
                 "spotting": analyzer.spotter.stats().to_dict(),

@@ -193,3 +193,45 @@ def read_frames(info: VideoInfo) -> Iterator[DecodedFrame]:
                 q.get_nowait()
             except queue.Empty:
                 worker.join(timeout=0.05)
+
+
+@dataclass(frozen=True, slots=True)
+class AudioChunk:
+    """Decoded audio, 16 kHz mono int16 (what the voice activity detector reads); ``t`` is the
+    media time of its first sample on the container's clock, the one video frames are stamped on."""
+
+    t: float
+    samples: np.ndarray
+
+
+def audio_chunks(path: Path, rate: int) -> Iterator[AudioChunk]:
+    """The first audio track, resampled to ``rate`` Hz mono int16 as the bridge resamples WebRTC
+    audio (``av.AudioResampler``); nothing when the file has no audio track. Packet by packet, so a
+    damaged packet costs its own samples; raises ``VideoError`` when the track cannot be decoded at all."""
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                return
+            stream = container.streams.audio[0]
+            if stream.codec_context is None:
+                raise VideoError(f"{path}: the audio codec is not supported (no decoder in this FFmpeg build)")
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
+            t: float | None = None
+            for packet in container.demux(stream):
+                try:
+                    frames = packet.decode()
+                except av.error.FFmpegError:
+                    continue
+                for frame in frames:
+                    if t is None:
+                        t = float(frame.time) if frame.time is not None else 0.0
+                    for out in resampler.resample(frame):
+                        yield AudioChunk(t, out.to_ndarray().reshape(-1))
+                        t += out.samples / rate
+            for out in resampler.resample(None):
+                yield AudioChunk(t or 0.0, out.to_ndarray().reshape(-1))
+                t = (t or 0.0) + out.samples / rate
+    except VideoError:
+        raise
+    except (av.error.FFmpegError, UnicodeDecodeError) as exc:
+        raise VideoError(f"{path}: the audio track cannot be read ({_reason(exc)})") from exc

@@ -7,13 +7,21 @@ import math
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 
-from bridge.demo.scene import Pose, frames_for, render, write_video
+from bridge.demo.actions import EMOTION_AUS, Action, contempt_aus
+from bridge.demo.puppet import face_landmarks, scripted_frames
+from bridge.demo.scene import Pose, astronaut, frames_for, render, write_video
 from inference.analyzer import FaceModels
+from inference.voice import SAMPLE_RATE
+from tests.support.speech import espeak, track, with_audio
+
+REAL_FACE = Path(__file__).resolve().parents[1] / "data" / "WolfgangLanger_Pexels.mp4"
 
 pytestmark = pytest.mark.integration
 
@@ -63,6 +71,13 @@ def test_writes_valid_json_with_the_face_found(
     assert set(spotting["gated"]) == {"blink", "talk", "head", "light", "occlusion"}
     assert all(0.0 <= v <= 1.0 for per_region in spotting["gated"].values() for v in per_region.values())
     assert "brow_inner_R" in spotting["noise"]
+    # issue 22: a file without audio says that when the person talks is not known, not 0 %
+    assert participant["speech"]["audio"] is False
+    assert participant["speech"]["note"] == "no audio: talking not known"
+    assert participant["speech"]["talk_share"] is None and participant["speech"]["not_assessed_s"] is None
+    assert all(e["speaking"] is None for e in participant["events"])
+    assert data["analysis"]["audio_cpu_ms_per_frame"] == 0.0
+    assert "no audio: talking not known" in proc.stdout
 
 
 def test_context_is_stated_and_workplace_withholds_emotions(
@@ -163,4 +178,92 @@ def test_report_is_one_self_contained_page(face_models: FaceModels, face_clip: P
     html = page.read_text()
     assert html.count("<svg") == 2  # engagement and sentiment timelines, inline
     assert "signal" in html and "not the truth" in html
+    assert "no audio: talking not known" in html and "talking: micro-expressions not assessed" not in html
     assert re.search(r"""(src|href)=["']https?://""", html) is None  # nothing fetched when opened offline
+
+
+# ---- issue 22: the file's audio track says when the person talks ------------------------------
+
+#: How far a found talk boundary may sit from where the speech was put: the VAD's hysteresis
+#: (0.25 s to confirm speech, 0.5 s of silence to end it) plus espeak's own quiet edges
+#: (tests/integration/test_voice.py uses the same).
+BOUNDARY_TOLERANCE_S = 0.6
+SENTENCE = "Good morning everyone, thank you for joining the meeting today. Let us look at the numbers."
+
+
+@pytest.fixture(scope="module")
+def spoken() -> np.ndarray:
+    return espeak(SENTENCE)
+
+
+def test_a_real_face_with_speech_gets_its_talk_from_the_audio_track(
+    face_models: FaceModels, spoken: np.ndarray, tmp_path: Path, report: Callable[[str], None]
+) -> None:
+    """The Pexels actress (a real face, 19.7 s) with two spoken stretches muxed in: the JSON's talk
+    segments are where the speech was, its share of the time in view matches, every event says
+    whether it came while talking, and the report says how much time was not assessed."""
+    said = len(spoken) / SAMPLE_RATE
+    truth = [(4.0, 4.0 + said), (13.0, 17.0)]
+    audio = track(19.7, [(4.0, spoken), (13.0, spoken[: 4 * SAMPLE_RATE])])
+    clip = with_audio(REAL_FACE, audio, tmp_path / "actress_talking.mp4")
+    out, page = tmp_path / "talk.json", tmp_path / "talk.html"
+    proc = _run(clip, "--json", out, "--report", page)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    p = data["participants"][0]
+    speech = p["speech"]
+    assert speech["audio"] is True and speech["note"] == "talking: micro-expressions not assessed"
+    assert len(speech["segments"]) == 2, speech["segments"]
+    for (s, e), (ts, te) in zip(speech["segments"], truth, strict=True):
+        assert abs(s - ts) < BOUNDARY_TOLERANCE_S and abs(e - te) < BOUNDARY_TOLERANCE_S, (speech["segments"], truth)
+    in_view_s = p["face_present_ratio"] * data["frames"] / data["fps"]
+    talk_s = sum(e - s for s, e in truth)
+    assert speech["talk_share"] == pytest.approx(talk_s / in_view_s, abs=0.06)
+    assert speech["not_assessed_s"] == pytest.approx(talk_s, abs=2 * BOUNDARY_TOLERANCE_S)
+    for e in p["events"]:
+        inside = any(s < e["offset_s"] and e["onset_s"] < t for s, t in speech["segments"])
+        assert e["speaking"] is inside, e
+    html = page.read_text()
+    assert "talking: micro-expressions not assessed" in html and f"{100 * speech['talk_share']:.0f} %" in html
+    assert "talking: micro-expressions not assessed" in proc.stdout
+    a = data["analysis"]
+    report(
+        f"analyze with an audio track: talk {speech['segments']} (truth {[(s, round(e, 2)) for s, e in truth]}), "
+        f"share {speech['talk_share']}; audio decode + VAD {a['audio_cpu_ms_per_frame']} ms CPU per frame "
+        f"of {a['cpu_ms_per_frame']} ms"
+    )
+    # decoding the audio and running the VAD stays a small part of the cost of a frame
+    assert a["audio_cpu_ms_per_frame"] < 0.1 * a["cpu_ms_per_frame"], a
+
+
+def test_a_micro_expression_while_talking_is_flagged_and_one_while_listening_is_not(
+    face_models: FaceModels, spoken: np.ndarray, tmp_path: Path
+) -> None:
+    """A real face (the astronaut photograph) with two injected micro-expressions of the demo's
+    amplitude, the second inside a spoken sentence: the JSON and the report flag that one only."""
+    face = astronaut()
+    landmarks = face_landmarks(face_models, face)
+    listening = Action("micro", "contempt", contempt_aus("R"), 2.5, 2.65, 2.8, 0.07)
+    talking = Action("micro", "surprise", EMOTION_AUS["surprise"], 7.5, 7.65, 7.85, 0.08)
+    fps = 15.0
+    frames = scripted_frames(face, landmarks, [listening, talking], 10.0, fps)
+    video = tmp_path / "puppet.mp4"
+    write_video(video, frames, fps=fps)
+    speech_at = talking.onset - 2.0  # the sentence runs over the second action, well inside it
+    assert speech_at + len(spoken) / SAMPLE_RATE > talking.offset + 1.0
+    clip = with_audio(video, track(10.0, [(speech_at, spoken)]), tmp_path / "puppet_talking.mp4")
+    out, page = tmp_path / "flags.json", tmp_path / "flags.html"
+    proc = _run(clip, "--json", out, "--report", page)
+    assert proc.returncode == 0, proc.stderr
+    events = json.loads(out.read_text())["participants"][0]["events"]
+
+    def found(action: Action) -> dict[str, object]:
+        near = [e for e in events if e["kind"] == "micro" and abs(e["apex_s"] - action.apex) < 0.3]
+        assert len(near) == 1, (action, events)
+        return near[0]
+
+    assert found(listening)["speaking"] is False
+    assert found(talking)["speaking"] is True
+    html = page.read_text()
+    assert html.count("while talking") >= 2  # the note and the flagged row
+    assert "listening" in html

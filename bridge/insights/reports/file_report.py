@@ -9,6 +9,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from bridge.confidence import NO_AUDIO, TALK_NOT_ASSESSED
 from bridge.insights.reports.charts import ATTENTION, ENGAGEMENT, EXPRESSION, SENTIMENT, timeline
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -48,6 +49,7 @@ def render_file_report(result: dict[str, Any]) -> str:
         ylabel="-1 .. 1",
     )
     values = [r["engagement"] for r in rows if r["engagement"] is not None]
+    speech = p.get("speech") or {}
     return (
         environment()
         .get_template("file_report.html.j2")
@@ -68,6 +70,9 @@ def render_file_report(result: dict[str, Any]) -> str:
             engagement_svg=engagement_svg,
             sentiment_svg=sentiment_svg,
             events=events,
+            speech=speech,
+            talk_label=TALK_NOT_ASSESSED,
+            no_audio=NO_AUDIO,
             version=_version(),
         )
     )
