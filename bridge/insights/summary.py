@@ -12,6 +12,9 @@ and presence are emitted on change (and at least every 30 s), so each is a
 therefore time-weighted over the seconds a participant was present, not a
 mean of cues. ``speaking`` cues are 1 at a start and 0 at an end
 (bridge/media/voice.py); a start without an end runs to the end of the meeting.
+While someone talks, their micro-expressions are not assessed (a micro signal then shows only if
+its confidence clears the floor, bridge/confidence.py): each person's share of their time in view
+spent talking says how much of it that was, and each expression says whether it came while talking.
 
 Purpose policy (bridge/policy.py): when a meeting may not infer emotions, no
 sentiment or expression figure is computed at all, even from cues that would
@@ -30,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bridge import policy
 from bridge.cluster import lease
-from bridge.confidence import split_shown
+from bridge.confidence import TALK_NOT_ASSESSED, split_shown
 from bridge.config import Settings
 from bridge.executor import run_in_background
 from bridge.insights import coaching
@@ -39,6 +42,7 @@ from bridge.insights.timeline import (
     Segment,
     bucket_means,
     clock,
+    intersect,
     masked,
     meeting_duration,
     presence_intervals,
@@ -51,9 +55,11 @@ from bridge.insights.timeline import (
 from bridge.store import repo
 from bridge.store.tables import Meeting
 from inference.cues import EMOTION_CUE_TYPES, EMOTIONS, Cue
+from inference.speech import overlaps
 
 #: Bump when the body's shape changes, so readers can tell old stored summaries apart.
-SUMMARY_VERSION = 1
+#: 2: talk_share, micro_not_assessed_s and each expression event's while_talking.
+SUMMARY_VERSION = 2
 #: Width of a timeline bucket (issue 7: "engagement timeline (per 10 s)").
 BUCKET_S = 10.0
 #: Most/least engaging *minutes* (issue 7).
@@ -73,6 +79,15 @@ KEY_MOMENTS_PER_KIND = 3
 SIGNAL_NOTICE = (
     "Every figure here is a signal derived from faces and voices, with a confidence: it is not the truth "
     "about what anyone felt, meant or intended, and never proof of a lie, guilt or intent."
+)
+#: Shown with the talk figures: what talking means for what is assessed, and for whom MicroCue works.
+TALK_NOTICE = (
+    f"Talk share is the share of a person's time in view that they talked ({TALK_NOT_ASSESSED}). While "
+    "someone talks their face moves with the speech, and a micro-expression of under half a second "
+    "is seldom told apart from it: such signals are shown only when their confidence still clears the "
+    "floor, and are marked as coming while talking. Macro-expressions (0.6 to 3 s) are assessed "
+    "throughout. The reactions MicroCue reads best are those of people who listen. 0 % means no "
+    "speech was heard: a person without a working microphone also reads 0 %."
 )
 #: Shown when the meeting's policy withheld emotion inference.
 WITHHELD_NOTICE = (
@@ -174,6 +189,8 @@ def summarize_participant(
     talk = speaking_intervals(cues, end)
     engagement = masked(signal_segments(cues, "engagement", end), present)
     timeline = bucket_means(engagement, BUCKET_S, buckets)
+    in_view = total(present)
+    talking_in_view = total(intersect(talk, present))
     body: dict[str, Any] = {
         "participant_id": info.id,
         "display_name": info.display_name or info.id,
@@ -184,6 +201,8 @@ def summarize_participant(
         "talk_time_s": rounded(total(talk)),
         "talk_turns": len(talk),
         "talk_segments": [[rounded(a), rounded(b)] for a, b in talk],
+        # share of the time in view spent talking: micro-expressions not assessed then
+        "talk_share": rounded(talking_in_view / in_view) if in_view > 0 else None,
         "engagement_mean": rounded(weighted_mean(engagement)),
         "engagement_timeline": [rounded(v) for v in timeline],
         "key_moments": engagement_moments(info.id, timeline, BUCKET_S),
@@ -194,12 +213,14 @@ def summarize_participant(
         body["sentiment_mean"] = rounded(weighted_mean(sentiment))
         body["sentiment_timeline"] = [rounded(v) for v in bucket_means(sentiment, BUCKET_S, buckets)]
         body["expressions"] = _expression_counts(cues)
+        body["micro_not_assessed_s"] = rounded(talking_in_view)
         body["expression_events"] = [
             {
                 "t": rounded(c.apex_s if c.apex_s is not None else c.t),
                 "kind": "micro" if c.type == "micro_expression" else "macro",
                 "emotion": c.emotion,
                 "confidence": rounded(c.confidence),
+                "while_talking": overlaps(talk, c.onset_s if c.onset_s is not None else c.t, c.offset_s or c.t),
             }
             for c in sorted(expressions, key=lambda c: c.apex_s if c.apex_s is not None else c.t)
         ]
@@ -208,6 +229,7 @@ def summarize_participant(
         body["sentiment_mean"] = None
         body["sentiment_timeline"] = None
         body["expressions"] = None
+        body["micro_not_assessed_s"] = None  # nothing emotional is assessed at all
         body["expression_events"] = None
     body["key_moments"].sort(key=lambda m: (m["t"], m["kind"]))
     return body
@@ -307,6 +329,7 @@ def summarize(
         "min_confidence": min_confidence,
         "hidden_low_confidence": hidden,
         "notice": SIGNAL_NOTICE,
+        "talk_notice": TALK_NOTICE,
         "policy": policy_block(decision),
         "participants": people,
         "meeting": {

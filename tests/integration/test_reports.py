@@ -51,6 +51,10 @@ def check_sales_figures(summary: dict[str, Any], n_cues: int) -> None:
     people = {p["participant_id"]: p for p in summary["participants"]}
     assert people["rep"]["talk_time_s"] == pytest.approx(117.4) and people["buyer"]["talk_time_s"] == 57.5
     assert people["rep"]["role"] == "rep" and people["buyer"]["display_name"] == "Ben Buyer"
+    # both in view all 180 s: talking (micro-expressions not assessed) that share of it
+    assert people["rep"]["talk_share"] == pytest.approx(117.4 / 180.0, abs=1e-3)
+    assert people["buyer"]["talk_share"] == pytest.approx(57.5 / 180.0, abs=1e-3)
+    assert people["buyer"]["micro_not_assessed_s"] == pytest.approx(57.5)
     c = summary["coaching"]
     assert c["available"] is True and c["talk_to_listen"] == "67:33"
     assert (c["longest_monologue"]["t"], c["longest_monologue"]["end"]) == (2.0, 95.0)
@@ -154,6 +158,8 @@ def test_summary_saved_on_end_and_reports(
     assert page.count("<svg") >= 4  # engagement, sentiment, activity, talk time
     assert "Sales-call coaching" in page and "43:57" in page and "Gong research" in page
     assert "@media print" in page and "Discovery call, Acme" in page
+    assert "talking: micro-expressions not assessed" in page and "65 % of time in view" in page
+    assert "The reactions MicroCue reads best are those of people who listen" in page
     # Self-contained: nothing fetched (namespace URIs inside the SVGs are not fetches).
     assert not any(f in page for f in ('src="http', 'href="http', "url(http", "<script", "<link"))
 
@@ -167,6 +173,7 @@ def test_summary_saved_on_end_and_reports(
     by = {(r["section"], r["participant_id"], r["metric"]): r["value"] for r in rows}
     assert float(by[("meeting", "", "duration_s")]) == 180.0
     assert float(by[("participant", "rep", "talk_time_s")]) == pytest.approx(117.4)
+    assert float(by[("participant", "buyer", "talk_share")]) == pytest.approx(57.5 / 180.0, abs=1e-3)
     assert by[("coaching", "", "talk_to_listen")] == "67:33"
     assert float(by[("coaching", "", "longest_monologue_s")]) == 93.0
     assert sum(r["section"] == "hesitation" for r in rows) == 3

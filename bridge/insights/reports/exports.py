@@ -15,6 +15,8 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from bridge.confidence import TALK_NOT_ASSESSED
+
 CSV_COLUMNS: tuple[str, ...] = (
     "section",
     "participant_id",
@@ -42,6 +44,9 @@ def _participant_rows(p: dict[str, Any], width: float) -> Iterator[Row]:
     for metric in ("time_present_s", "talk_time_s", "talk_turns", "engagement_mean", "sentiment_mean", "cue_count"):
         if p.get(metric) is not None:
             yield _row("participant", metric, p[metric], detail=p["role"], **who)
+    for metric in ("talk_share", "micro_not_assessed_s"):
+        if p.get(metric) is not None:
+            yield _row("participant", metric, p[metric], detail=TALK_NOT_ASSESSED, **who)
     for a, b in p["talk_segments"]:
         yield _row("talk_segment", "speaking", b - a, start_s=a, end_s=b, **who)
     for name in ("engagement", "sentiment"):
@@ -57,7 +62,7 @@ def _participant_rows(p: dict[str, Any], width: float) -> Iterator[Row]:
             f"{e['kind']}:{e['emotion']}",
             e["confidence"],
             start_s=e["t"],
-            detail="confidence",
+            detail="confidence, while talking" if e.get("while_talking") else "confidence",
             **who,
         )
 
@@ -75,6 +80,8 @@ def rows(data: dict[str, Any]) -> Iterator[Row]:
     yield _row("policy", "emotions_withheld", pol["emotions_withheld"], detail=pol["statement"])
     yield _row("policy", "overridden", pol["overridden"], detail=f"MICROCUE_POLICY={pol['policy']}")
     yield _row("notice", "signal_not_truth", None, detail=s["notice"])
+    if s.get("talk_notice"):
+        yield _row("notice", "talk", None, detail=s["talk_notice"])
     width = float(s["bucket_s"])
     for p in s["participants"]:
         yield from _participant_rows(p, width)

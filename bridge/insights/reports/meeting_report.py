@@ -18,6 +18,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bridge.confidence import TALK_NOT_ASSESSED
 from bridge.config import Settings
 from bridge.insights.reports.charts import ATTENTION, ENGAGEMENT, EXPRESSION, SENTIMENT, _svg, bars, timeline
 from bridge.insights.reports.file_report import _version, environment
@@ -158,5 +159,6 @@ def render_html(data: dict[str, Any]) -> str:
             names=names,
             clock=clock,
             negative=NEGATIVE_EMOTIONS,
+            talk_label=TALK_NOT_ASSESSED,
         )
     )
