@@ -65,12 +65,13 @@ class Person:
     consent: bool = True
     basis: str = "announced"  # what their consent rests on, as a Janus bot reports it
     video: str = "receiving"
+    audio: str = "receiving"  # "no audio": the tile says when they talk is not known
     leaves_view_at: float | None = None  # seconds into the stream when their face leaves the camera
 
 
 PEOPLE = [
     Person("p01", "Katherine Johnson-Whitfield"),
-    Person("p02", "Grace Hopper"),
+    Person("p02", "Grace Hopper", audio="no audio"),
     Person("p03", "Ada Lovelace", basis="asked"),
     Person("p04", "Alan Turing", leaves_view_at=3.0),
     Person("p05", "Hedy Lamarr", consent=False, basis="asked"),
@@ -136,7 +137,7 @@ async def as_a_bot_reports(page: Page, people: list[Person]) -> None:
         rows = await response.json()
         for row in rows:
             p = by_id[row["id"]]
-            row["consent_basis"], row["video"] = p.basis, p.video
+            row["consent_basis"], row["video"], row["audio"] = p.basis, p.video, p.audio
         await route.fulfill(response=response, json=rows)
 
     await page.route("**/api/meetings/*/participants", amend)
@@ -244,6 +245,18 @@ async def test_tiles_fit_and_the_room_chart_draws(count: int, server: LiveServer
     assert await page.locator("#room-value").inner_text() == f"{shown:.0f}%"
     later = (await chart(page))["points"]
     assert later >= points + SILENT_MS // ROOM_SAMPLE_MS - 1, f"the room line stopped: {points} then {later} points"
+    # the talk line: the first analysed person has talked since the first cue, the others not
+    talk = {
+        p.pid: await page.locator(f'.tile[data-participant="{p.pid}"] .talk-line').inner_text()
+        for p in analysed(people)
+    }
+    speaker, *listeners = analysed(people)
+    assert talk[speaker.pid] == "Talking 100%: micro-expressions not assessed", talk
+    for p in listeners:
+        expected_line = (
+            "No audio: talking not known" if p.audio == "no audio" else "Not heard talking: micro-expressions assessed"
+        )
+        assert talk[p.pid] == expected_line, talk
 
     SHOTS.mkdir(parents=True, exist_ok=True)
     for width, height in VIEWPORTS:

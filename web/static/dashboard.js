@@ -29,6 +29,13 @@
   // seconds of a meeting (people settling, turning to the camera) read as a dip of everyone.
   const DIP = { baselineFrom: 45000, baselineTo: 15000, baselineMinMs: 20000, current: 8000, drop: 0.15, minPeople: 2, share: 0.4 };
   const ALERT_HOLD_MS = 10000;        // keep the alert up this long after the dip ends: no flapping
+  // Talk time (speaking cues, media seconds) is shown as a share of the time this page has known
+  // the person once it spans this long; before that a share would swing on a few seconds.
+  const TALK_MIN_SPAN_S = 10;
+  // bridge/confidence.py TALK_NOT_ASSESSED and NO_AUDIO: the same words as the reports
+  const TALK_NOT_ASSESSED = "micro-expressions not assessed";
+  const NO_AUDIO = "No audio: talking not known";
+  const WHILE_TALKING = "while talking";  // in an expression cue's detail (inference/analyzer.py)
   const FATAL_CODES = { 4401: true, 4403: true, 4409: true, 4410: true };
   const AU_NAMES = {
     AU1: "inner brow raiser", AU2: "outer brow raiser", AU4: "brow lowerer", AU5: "upper lid raiser",
@@ -64,6 +71,7 @@
     skipped: 0,
     lastMessageAt: 0,
     lastCueAt: 0,
+    media: null,            // {t, at}: the newest cue's media time and when it arrived (the meeting clock)
     ended: false,
     alertSince: 0,
     alertClearAt: 0,
@@ -191,8 +199,11 @@
       sentSpark: node.querySelector(".sentiment .spark"),
       attention: node.querySelector(".attention"),
       speaking: node.querySelector(".speaking"),
+      talkLine: node.querySelector(".talk-line"),
       role: node.querySelector("select.role"),
       engagement: [], sentiment: [], heldWall: [], seen: {},
+      // talk from speaking cues, media seconds: closed segments summed, the open one since talkFrom
+      talkS: 0, talkFrom: null, knownFrom: null,
       dirty: true,
     };
     node.dataset.participant = id;
@@ -234,9 +245,54 @@
     if (series.length > HISTORY_MAX) series.splice(0, series.length - HISTORY_MAX);
   }
 
+  // The meeting's media time now: the newest cue's time plus what has passed since it arrived.
+  function mediaNow() {
+    return state.media ? state.media.t + (Date.now() - state.media.at) / 1000 : null;
+  }
+
+  function noteMediaTime(t) {
+    if (typeof t === "number" && isFinite(t) && (!state.media || t >= mediaNow())) state.media = { t, at: Date.now() };
+  }
+
+  function applySpeaking(p, cue) {
+    if (cue.value >= 0.5) {
+      if (p.talkFrom == null) p.talkFrom = Math.max(cue.t, p.knownFrom);
+    } else if (p.talkFrom != null) {
+      p.talkS += Math.max(0, cue.t - p.talkFrom);
+      p.talkFrom = null;
+    }
+  }
+
+  // "Talking 35%: micro-expressions not assessed": the share of the time this page has known the
+  // person (media time) that they talked; talk before the page opened is not counted.
+  function talkText(p) {
+    const info = state.names.get(p.id) || {};
+    if (info.audio && info.audio !== "receiving" && !p.talkS && p.talkFrom == null) return [NO_AUDIO, null];
+    const now = mediaNow();
+    if (now == null || p.knownFrom == null) return ["", null];
+    const talk = p.talkS + (p.talkFrom != null ? Math.max(0, now - p.talkFrom) : 0);
+    const span = now - p.knownFrom;
+    if (span < TALK_MIN_SPAN_S) return [p.talkFrom != null ? `Talking now: ${TALK_NOT_ASSESSED}` : "", null];
+    if (talk <= 0) return ["Not heard talking: micro-expressions assessed", null];
+    return [`: ${TALK_NOT_ASSESSED}`, `Talking ${pct(talk / span)}`];
+  }
+
+  function renderTalk(p) {
+    const [text, share] = talkText(p);
+    p.talkLine.textContent = "";
+    if (share) {
+      const b = document.createElement("span");
+      b.className = "share"; b.textContent = share;
+      p.talkLine.append(b, text);
+    } else {
+      p.talkLine.textContent = text;
+    }
+  }
+
   function applyCue(cue, live) {
     if (!cue || !cue.participant_id) return;
     const now = Date.now();
+    if (live) noteMediaTime(cue.t);
     if (cue.type === "micro_expression" || cue.type === "macro_expression") {
       if (emotionsAllowed()) addFeed(cue, live);
       person(cue.participant_id);
@@ -246,6 +302,7 @@
     // A reconnect's snapshot repeats the latest cues: take each (type, t) once.
     if (p.seen[cue.type] === cue.t) return;
     p.seen[cue.type] = cue.t;
+    if (p.knownFrom == null) p.knownFrom = live ? cue.t : mediaNow() != null ? mediaNow() : cue.t;
     switch (cue.type) {
       case "engagement":
         push(p.engagement, { at: now, v: cue.value });
@@ -264,6 +321,7 @@
         break;
       case "speaking":
         p.speakingNow = cue.value >= 0.5;
+        applySpeaking(p, cue);
         break;
       default:
         return;
@@ -296,6 +354,7 @@
     if (info.consent === false) p.faceLabel.textContent = "not analysed";
     p.attention.textContent = p.attentionValue != null ? `Attention ${pct(p.attentionValue)}` : "";
     p.speaking.hidden = !p.speakingNow;
+    renderTalk(p);
     p.dirty = false;
   }
 
@@ -311,7 +370,10 @@
     node.querySelector(".emotion").textContent = `${emotion} signal`;
     const kind = node.querySelector(".kind");
     const ms = cue.offset_s != null && cue.onset_s != null ? Math.round((cue.offset_s - cue.onset_s) * 1000) : null;
-    kind.textContent = (cue.type === "micro_expression" ? "micro" : "expression") + (ms ? ` · ${ms} ms` : "");
+    const talking = (cue.detail || "").indexOf(WHILE_TALKING) >= 0;
+    kind.textContent = (cue.type === "micro_expression" ? "micro" : "expression") + (ms ? ` · ${ms} ms` : "") +
+      (talking ? ` · ${WHILE_TALKING}` : "");
+    node.classList.toggle("while-talking", talking);
     const info = state.names.get(cue.participant_id) || {};
     node.querySelector(".feed-who").textContent = info.display_name || "Participant " + cue.participant_id;
     const aus = node.querySelector(".aus");
@@ -430,6 +492,10 @@
 
   function applySnapshot(snap) {
     applyPolicy(snap.policy);
+    // the meeting clock from the newest cue the snapshot holds, before anyone's talk is counted
+    for (const row of snap.participants || []) {
+      for (const c of Object.values(row.latest || {})) noteMediaTime(c.t);
+    }
     for (const row of snap.participants || []) {
       const known = state.names.get(row.participant_id) || {};  // keeps consent_basis and video from the list
       state.names.set(row.participant_id,
@@ -579,7 +645,8 @@
     try {
       for (const row of await api("/participants")) {
         state.names.set(row.id, { display_name: row.display_name, role: row.role, consent: row.consent,
-                                  left: !!row.left_at, consent_basis: row.consent_basis, video: row.video });
+                                  left: !!row.left_at, consent_basis: row.consent_basis, video: row.video,
+                                  audio: row.audio });
         const p = state.people.get(row.id);
         if (p) applyName(p); else person(row.id);
       }
