@@ -4,6 +4,7 @@ aiortc peers (Opus) into a VoiceWorker publishing ``speaking`` cues."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
@@ -17,13 +18,20 @@ from aiortc.contrib.media import MediaPlayer
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamTrack
 
 from bridge.bus import InProcessBus
+from bridge.demo.actions import EMOTION_AUS, Action, contempt_aus
+from bridge.demo.puppet import face_landmarks, scripted_frames
+from bridge.demo.scene import astronaut, write_video
 from bridge.executor import BlockingExecutor
+from bridge.media.analysis import AdapterContext
 from bridge.media.peers import PeerSet, negotiate, wait_connected
 from bridge.media.voice import VoiceWorker
+from bridge.rooms.base import Participant
+from inference.analyzer import FaceModels, ParticipantAnalyzer
 from inference.cues import Cue
 from inference.models import ModelSet
 from inference.voice import SAMPLE_RATE, SileroVad, VadEvent, VoiceActivityStream
 from tests.support.fakes.tracks import FakeMic
+from tests.support.speech import track, with_audio
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 pytest_plugins = ["tests.fixtures_models", "tests.support.media"]  # the verified model cache (model_dir)
@@ -225,3 +233,78 @@ async def test_one_participants_broken_audio_stays_with_that_participant(
     finally:
         track.stop()
         await worker.aclose()
+
+
+# ---- issue 22: the participant's voice tells their face's analyzer when they talk ----------------
+
+
+async def test_a_micro_expression_while_talking_is_flagged_through_real_peers(
+    netns: str, vad: SileroVad, speech: np.ndarray, face_models: FaceModels, bus: InProcessBus, tmp_path: Path
+) -> None:
+    """One participant's camera and microphone over real aiortc peers (VP8 and Opus, played in real
+    time from one file, so voice and face keep their timing) into a room ``Participant``: its voice
+    worker tells its video worker when they talk, and of two injected micro-expressions only the one
+    inside the spoken sentence comes out "while talking"."""
+    face = astronaut()
+    landmarks = face_landmarks(face_models, face)
+    listening = Action("micro", "contempt", contempt_aus("R"), 2.5, 2.65, 2.8, 0.07)
+    talking = Action("micro", "surprise", EMOTION_AUS["surprise"], 7.5, 7.65, 7.85, 0.08)
+    speech_at = talking.onset - 2.0
+    assert speech_at > listening.offset + 1.5 and speech_at + len(speech) / SAMPLE_RATE > talking.offset + 1.5
+    fps, seconds = 15.0, 12.0
+    video = tmp_path / "face.mp4"
+    write_video(video, scripted_frames(face, landmarks, [listening, talking], seconds, fps), fps=fps)
+    clip = with_audio(video, track(seconds, [(speech_at, speech)]), tmp_path / "face_and_voice.mp4")
+
+    executor = BlockingExecutor(2)
+    ctx = AdapterContext(
+        meeting_id="m-talk",
+        bus=bus,
+        analyzer_factory=lambda: ParticipantAnalyzer(face_models, track_gaze=False, fps_hint=fps),
+        vad=vad,
+        fps=fps,
+        executor=executor,
+    )
+    sub = bus.subscribe("m-talk")
+    player = MediaPlayer(str(clip))  # audio and video paced in real time from one clock
+    peers = PeerSet()
+    ann = Participant("ann", ctx, "Ann")
+    cues: list[Cue] = []
+    try:
+        publisher, bridge = peers.create("publisher"), peers.create("bridge")
+        assert player.audio is not None and player.video is not None
+        publisher.addTrack(player.audio)
+        publisher.addTrack(player.video)
+        bridge.on("track", lambda track: ann.attach(track, peers))
+        await negotiate(publisher, bridge)
+        await wait_connected(bridge)
+
+        async def collect() -> None:
+            async for cue in sub:
+                cues.append(cue)
+                ended = any(c.type == "speaking" and c.value == 0.0 for c in cues)
+                if ended and sum(c.type == "micro_expression" for c in cues) >= 2:
+                    return
+
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(collect(), seconds + 20)
+        assert ann.live()["audio"] == "receiving"
+    finally:
+        await sub.aclose()
+        await ann.aclose()
+        await peers.aclose()
+        executor.shutdown()
+    talk = [c for c in cues if c.type == "speaking"]
+    assert [c.value for c in talk][:2] == [1.0, 0.0], talk
+    micro = [c for c in cues if c.type == "micro_expression"]
+
+    def cue_of(action: Action) -> Cue:
+        # the media clock starts at the first frame's arrival: match by the gap between the two
+        near = [
+            c for c in micro if c.apex_s is not None and abs(c.apex_s - (talk[0].t + action.apex - speech_at)) < 0.6
+        ]
+        assert len(near) == 1, (action, [(c.apex_s, c.detail) for c in micro], talk)
+        return near[0]
+
+    assert cue_of(talking).detail.endswith("while talking"), micro
+    assert "while talking" not in cue_of(listening).detail, micro
