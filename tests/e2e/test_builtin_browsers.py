@@ -9,6 +9,8 @@ both pages come back as the same participants. Runs in a private network namespa
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,14 +18,19 @@ from typing import Any
 
 import httpx
 import pytest
+import websockets
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 from playwright.async_api import async_playwright
 
 from bridge.config import Settings
+from inference.voice import SAMPLE_RATE
 from tests.live_server import LiveServer
 from tests.support.browser import ARTIFACTS, CHROMIUM, fake_camera_args
-from tests.support.rooms import create_meeting
+from tests.support.rooms import create_meeting, write_y4m_frames
+from tests.support.speech import espeak, track, write_wav
 from web.app import create_app
+from web.commands.demo import FPS as DEMO_FPS
+from web.commands.demo import scripted_frames
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
@@ -304,3 +311,141 @@ def _record(line: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with (ARTIFACTS / "browser_rates.txt").open("a") as f:
         f.write(line + "\n")
+
+
+# ---- issue 22: talk, from the microphone, on the tiles, in the summary and on expressions -----
+
+#: Ann's fake microphone loops a spoken stretch then silence (chromium loops the WAV); her camera
+#: loops the demo's face with scripted micro-expressions (12 s), so over a meeting some of them fall
+#: in her talk and some do not.
+TALK_LOOP_S = 10.0
+TALK_STAY_S = 36.0
+#: Expressions this close to a talk boundary are not checked: the flag is decided on the voice
+#: activity as the analyzer knew it, the talk segments are the final ones.
+FLAG_MARGIN_S = 0.25
+
+
+def _talk_intervals(cues: list[dict[str, Any]], pid: str, end: float) -> list[tuple[float, float]]:
+    out: list[tuple[float, float]] = []
+    start: float | None = None
+    for c in sorted((c for c in cues if c["type"] == "speaking" and c["participant_id"] == pid), key=lambda c: c["t"]):
+        if c["value"] >= 0.5 and start is None:
+            start = c["t"]
+        elif c["value"] < 0.5 and start is not None:
+            out.append((start, c["t"]))
+            start = None
+    if start is not None:
+        out.append((start, end))
+    return out
+
+
+async def _live_cues(server: LiveServer, m: dict[str, Any], into: list[dict[str, Any]], stop: asyncio.Event) -> None:
+    """Every cue the presenter's live feed sends (the floor is 0 in this test, so all of them)."""
+    url = f"{server.ws_url}/ws/meetings/{m['id']}/live?token={m['presenter_token']}"
+    async with websockets.connect(url) as ws:
+        while not stop.is_set():
+            try:
+                msg = json.loads(await asyncio.wait_for(ws.recv(), 0.5))
+            except TimeoutError:
+                continue
+            if msg["type"] == "cue":
+                into.append(msg["cue"])
+
+
+async def test_a_talking_chromium_participant_gets_talk_share_and_flagged_micro_expressions(
+    netns: str, tmp_path: Path
+) -> None:
+    """Two chromium participants in a built-in room, each in their own browser (chromium's fake
+    devices are per browser): Ann's microphone plays a spoken sentence (espeak-ng) then silence,
+    her camera the demo's face with scripted micro-expressions; Ben's microphone plays silence.
+    The presenter's dashboard, open from the start, gives Ann's tile a talk share near the WAV's and
+    says Ben was not heard talking; the summary agrees; Ann's micro-expressions that came while she
+    talked say "while talking" in their cue, and only those."""
+    sentence = espeak("Good morning everyone, thank you for joining the meeting today. Let us look at the numbers.")
+    said = len(sentence) / SAMPLE_RATE
+    assert said < TALK_LOOP_S - 2.0
+    share = said / TALK_LOOP_S
+    ann_dir, ben_dir = tmp_path / "ann", tmp_path / "ben"
+    ann_dir.mkdir()
+    ben_dir.mkdir()
+    settings = Settings(data_dir=tmp_path, min_confidence=0.0)  # every signal reaches the feed: the flag is checked
+    write_y4m_frames(ann_dir / "face.y4m", await asyncio.to_thread(scripted_frames, settings), int(DEMO_FPS))
+    ann_mic = write_wav(ann_dir / "talk.wav", track(TALK_LOOP_S, [(0.0, sentence)]), rate=48_000)
+    ben_mic = write_wav(ben_dir / "quiet.wav", track(TALK_LOOP_S, []), rate=48_000)
+    ann_args = [*fake_camera_args(ann_dir), f"--use-file-for-fake-audio-capture={ann_mic}"]
+    ben_args = [*fake_camera_args(ben_dir), f"--use-file-for-fake-audio-capture={ben_mic}"]
+    cues: list[dict[str, Any]] = []
+    stop = asyncio.Event()
+    with LiveServer(create_app(settings)) as server:
+        m = create_meeting(server)
+        url = m["join_url"].replace(server.app.state.web.settings.base_url, server.base_url)
+        ann, ben = Person("Ann"), Person("Ben")
+        feed = asyncio.create_task(_live_cues(server, m, cues, stop))
+        async with async_playwright() as pw:
+            ann_browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ann_args)
+            ben_browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ben_args)
+            try:
+                board = await ben_browser.new_page(viewport={"width": 1280, "height": 900})
+                await board.goto(m["dashboard_url"].replace(server.app.state.web.settings.base_url, server.base_url))
+                await board.wait_for_selector(".connection.live", timeout=15_000)
+                await _join(await ann_browser.new_context(), url, ann)
+                await _join(await ben_browser.new_context(), url, ben)
+                await _sees(ann, {"Ben"})
+                await _sees(ben, {"Ann"})
+                await asyncio.sleep(max(0.0, ann.joined + TALK_STAY_S - time.perf_counter()))
+                room = server.app.state.web.rooms.rooms[m["id"]]
+                assert room.live()[ann.participant_id]["audio"] == "receiving"
+                ann_tile = board.locator(f'.tile[data-participant="{ann.participant_id}"] .talk-line')
+                ben_tile = board.locator(f'.tile[data-participant="{ben.participant_id}"] .talk-line')
+                await ann_tile.filter(has_text="micro-expressions not assessed").wait_for(timeout=10_000)
+                ann_line, ben_line = await ann_tile.inner_text(), await ben_tile.inner_text()
+                feed_flags = await board.locator(".feed-item.while-talking").count()
+                ARTIFACTS.mkdir(parents=True, exist_ok=True)
+                await board.screenshot(path=str(ARTIFACTS / "builtin_talk_dashboard.png"), full_page=True)
+            finally:
+                await ann_browser.close()
+                await ben_browser.close()
+        stop.set()
+        await feed
+        r = await asyncio.to_thread(
+            httpx.post,
+            f"{server.base_url}/api/meetings/{m['id']}/end",
+            headers={"Authorization": f"Bearer {m['presenter_token']}"},
+            timeout=60,
+        )
+        assert r.status_code == 200, r.text
+        summary = (
+            await asyncio.to_thread(
+                httpx.get,
+                f"{server.base_url}/api/meetings/{m['id']}/summary",
+                headers={"Authorization": f"Bearer {m['presenter_token']}"},
+                timeout=60,
+            )
+        ).json()["summary"]
+    people = {p["participant_id"]: p for p in summary["participants"]}
+    tile_share = int(re.match(r"Talking (\d+)%: micro-expressions not assessed", ann_line).group(1))  # type: ignore[union-attr]
+    ann_micro = [c for c in cues if c["type"] == "micro_expression" and c["participant_id"] == ann.participant_id]
+    talk = _talk_intervals(cues, ann.participant_id, summary["duration_s"])
+    flags = [
+        ("while talking" in c["detail"], any(s < c["offset_s"] and c["onset_s"] < e for s, e in talk))
+        for c in ann_micro
+        if all(
+            abs(c["onset_s"] - b) > FLAG_MARGIN_S and abs(c["offset_s"] - b) > FLAG_MARGIN_S
+            for s, e in talk
+            for b in (s, e)
+        )
+    ]
+    _record(
+        f"talk: WAV share {share:.2f}; Ann's tile {ann_line!r}, summary {people[ann.participant_id]['talk_share']}; "
+        f"Ben's tile {ben_line!r}, summary {people[ben.participant_id]['talk_share']}; Ann's micro signals "
+        f"(while talking, overlapping talk): {flags}; flagged in the dashboard feed: {feed_flags}"
+    )
+    # the WAV's share, give or take the VAD's hysteresis and the minutes before the audio flowed
+    assert abs(tile_share / 100 - share) < 0.2, (ann_line, share)
+    assert abs(people[ann.participant_id]["talk_share"] - share) < 0.2, people[ann.participant_id]
+    assert ben_line == "Not heard talking: micro-expressions assessed"
+    assert people[ben.participant_id]["talk_share"] == 0.0 and people[ben.participant_id]["talk_time_s"] == 0.0
+    assert flags, f"no micro-expression of Ann's was spotted away from a talk boundary: {ann_micro}"
+    assert all(flag == overlapping for flag, overlapping in flags), flags
+    assert any(flag for flag, _ in flags), f"none of Ann's micro-expressions came while she talked: {flags}, {talk}"
+    assert feed_flags >= 1

@@ -37,7 +37,12 @@ async def cues_for(
 
 def write_y4m(path: Path, seconds: float = 4.0, fps: int = 15) -> None:
     """The fake camera's file: YUV4MPEG2, 640x480, yuv420p, a real face looping."""
-    frames = to_yuv(face_loop_frames(seconds=seconds, fps=fps))
+    write_y4m_frames(path, to_yuv(face_loop_frames(seconds=seconds, fps=fps)), fps)
+
+
+def write_y4m_frames(path: Path, frames: list[Any], fps: int) -> None:
+    """YUV4MPEG2 from 640x480 yuv420p frames (``bridge.demo.synthetic.to_yuv``), as chromium's fake
+    camera reads it (and loops it)."""
     with path.open("wb") as f:
         f.write(f"YUV4MPEG2 W640 H480 F{fps}:1 Ip A1:1 C420jpeg\n".encode())
         for yuv in frames:

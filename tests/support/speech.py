@@ -61,11 +61,19 @@ def track(seconds: float, placed: list[tuple[float, np.ndarray]]) -> np.ndarray:
     return out
 
 
-def write_wav(path: Path, samples: np.ndarray) -> Path:
+def write_wav(path: Path, samples: np.ndarray, rate: int = SAMPLE_RATE) -> Path:
+    """A 16-bit mono WAV of 16 kHz ``samples``, resampled to ``rate`` (chromium's fake microphone
+    plays 48 kHz files as they are)."""
+    if rate != SAMPLE_RATE:
+        frame = av.AudioFrame.from_ndarray(samples.astype(np.int16).reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = SAMPLE_RATE
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
+        out = [f.to_ndarray().reshape(-1) for f in (*resampler.resample(frame), *resampler.resample(None))]
+        samples = np.concatenate(out)
     with wave.open(str(path), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
-        w.setframerate(SAMPLE_RATE)
+        w.setframerate(rate)
         w.writeframes(samples.astype(np.int16).tobytes())
     return path
 
