@@ -7,7 +7,8 @@ runs the same in the bridge, in ``microcue analyze`` and in the benchmarks. The 
   :class:`Cue` s, with the :class:`FaceModels` that ``ModelSet`` loads (``ModelError`` says what
   is missing); its :class:`Spotter` finds micro- and macro-expressions (:class:`Spot`) under
   a :class:`SpotterParams` (``DEFAULT_PARAMS`` is what ships);
-* :class:`SileroVad` is the voice activity model the voice stream runs;
+* :class:`SileroVad` is the voice activity model the voice stream runs; a
+  :class:`SpeechUpdate` tells an analyzer when its person talks (``ParticipantAnalyzer.hear``);
 * :class:`Cue` is the one cue schema (``docs/contracts.md``), ``CUE_TYPES`` its kinds and
   ``EMOTION_CUE_TYPES`` those a meeting's purpose may withhold.
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from inference.analyzer import AnalysisStep, FaceModels, ParticipantAnalyzer
     from inference.cues import CUE_TYPES, EMOTION_CUE_TYPES, Cue
     from inference.models import ModelError, ModelSet
+    from inference.speech import SpeechUpdate
     from inference.spotting import Spot, Spotter
     from inference.spotting_params import DEFAULT_PARAMS, SpotterParams
     from inference.voice import SileroVad
@@ -40,6 +42,7 @@ __all__ = [
     "ModelSet",
     "ParticipantAnalyzer",
     "SileroVad",
+    "SpeechUpdate",
     "Spot",
     "Spotter",
     "SpotterParams",
@@ -60,6 +63,7 @@ _LAZY = {
     "DEFAULT_PARAMS": "inference.spotting_params",
     "SpotterParams": "inference.spotting_params",
     "SileroVad": "inference.voice",
+    "SpeechUpdate": "inference.speech",
 }
 
 

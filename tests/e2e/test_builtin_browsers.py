@@ -438,7 +438,8 @@ async def test_a_talking_chromium_participant_gets_talk_share_and_flagged_micro_
     _record(
         f"talk: WAV share {share:.2f}; Ann's tile {ann_line!r}, summary {people[ann.participant_id]['talk_share']}; "
         f"Ben's tile {ben_line!r}, summary {people[ben.participant_id]['talk_share']}; Ann's micro signals "
-        f"(while talking, overlapping talk): {flags}; flagged in the dashboard feed: {feed_flags}"
+        f"(while talking, overlapping talk): {flags}; flagged in the dashboard feed: {feed_flags}; "
+        f"micro {[(c['onset_s'], c['offset_s'], c['detail']) for c in ann_micro]}; talk {talk}"
     )
     # the WAV's share, give or take the VAD's hysteresis and the minutes before the audio flowed
     assert abs(tile_share / 100 - share) < 0.2, (ann_line, share)
