@@ -45,6 +45,52 @@ AUDIO_GAP_S = 0.25
 #: so a stalled executor cannot grow memory. Dropped audio shifts no timestamps: time is
 #: taken from the samples actually analysed plus the gap, see ``_pending_t``.
 MAX_PENDING_SAMPLES = 2 * SAMPLE_RATE
+#: RTP timestamps are 32-bit and wrap (RFC 3550).
+RTP_WRAP = 1 << 32
+#: A jump in the sender's timestamps larger than this is a new stream of theirs, not lost packets:
+#: the clock is re-anchored instead of filling it with silence (the video worker's MAX_TS_JUMP_S).
+MAX_LOST_S = 5.0
+
+
+class _SenderClock:
+    """Keeps the VAD's clock on the sender's: where their RTP timestamps say the next frame starts.
+
+    Counting samples alone drifts: under load aiortc's audio jitter buffer drops late packets (seen
+    in the chromium room test: 10 s of looped speech counted as 8 s), and the silence put in when
+    packets stop can overlap audio that was only late. Each frame is therefore placed where its
+    timestamp says: a gap (lost packets) is filled with silence, audio the stream already covered
+    with silence is cut. The video worker keeps its clock on the sender's timestamps too, so an
+    expression and the talk around it are compared on the same clock.
+    """
+
+    def __init__(self) -> None:
+        self._next: int | None = None  # sender timestamp the stream's audio reaches
+
+    def place(self, frame: av.AudioFrame) -> float:
+        """Seconds of silence to add before ``frame`` (> 0), or of its start to cut (< 0)."""
+        tb, pts = frame.time_base, frame.pts
+        if tb is None or pts is None or not frame.sample_rate:
+            return 0.0
+        length = round(frame.samples / (frame.sample_rate * tb))
+        if self._next is None:
+            self._next = (pts + length) % RTP_WRAP
+            return 0.0
+        delta = (pts - self._next) % RTP_WRAP
+        if delta > RTP_WRAP // 2:
+            delta -= RTP_WRAP
+        offset = float(delta * tb)
+        if abs(offset) > MAX_LOST_S:  # the sender restarted its clock: start from this frame
+            offset = 0.0
+        elif offset < 0:  # late audio the stream already has (as silence): keep only what is new
+            self._next = (self._next + max(0, delta + length)) % RTP_WRAP
+            return offset
+        self._next = (pts + length) % RTP_WRAP
+        return offset
+
+    def advance(self, seconds: float, frame: av.AudioFrame | None) -> None:
+        """Silence was put in for ``seconds`` without a frame (no packets)."""
+        if self._next is not None and frame is not None and frame.time_base is not None:
+            self._next = (self._next + round(seconds / frame.time_base)) % RTP_WRAP
 
 
 class VoiceWorker:
@@ -74,6 +120,8 @@ class VoiceWorker:
         self.frames = 0
         self.refused = 0
         self.dropped_samples = 0
+        #: silence put in for audio the sender sent that never arrived (lost or dropped packets)
+        self.lost_samples = 0
         self.cues = 0
         # pass the participant's video worker's counter so (participant, seq) stays unique
         self.seq = seq if seq is not None else itertools.count(1)
@@ -116,6 +164,8 @@ class VoiceWorker:
         pending: list[np.ndarray] = []
         n_pending = 0
         started = False
+        clock = _SenderClock()
+        last: av.AudioFrame | None = None  # for its time base
         try:
             while True:
                 try:
@@ -131,6 +181,7 @@ class VoiceWorker:
                     if started and self.consent:
                         gap = np.concatenate([*pending, np.zeros(round(AUDIO_GAP_S * SAMPLE_RATE), np.int16)])
                         pending, n_pending = [], 0
+                        clock.advance(AUDIO_GAP_S, last)
                         events = await self.executor.run_blocking(self.stream.push, gap)
                         for event in events:
                             await self._publish(event)
@@ -146,8 +197,18 @@ class VoiceWorker:
                     started = True
                     # a new stream: fresh model state, clock anchored on this frame's arrival
                     self.stream.reset(t0=time.perf_counter() - self.meeting_t0)
+                offset = clock.place(frame)
+                last = frame
+                if offset > 0:  # packets lost on the way: their time passes as silence
+                    lost = np.zeros(round(offset * SAMPLE_RATE), np.int16)
+                    self.lost_samples += len(lost)
+                    pending.append(lost)
+                    n_pending += len(lost)
+                cut = round(-offset * SAMPLE_RATE) if offset < 0 else 0
                 for out in resampler.resample(frame):
                     chunk = out.to_ndarray().reshape(-1)
+                    if cut:
+                        chunk, cut = chunk[cut:], max(0, cut - len(chunk))
                     pending.append(chunk)
                     n_pending += len(chunk)
                 if n_pending > MAX_PENDING_SAMPLES:

@@ -4,14 +4,17 @@ cue's detail, the confidence input; and the talk figures of the summary."""
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import Any
 
+import av
 import numpy as np
 import pytest
 
 from bridge import policy
 from bridge.config import Settings
 from bridge.insights.summary import ParticipantInfo, summarize
+from bridge.media.voice import RTP_WRAP, _SenderClock
 from inference import expressions
 from inference.analyzer import SPEECH_WAIT_S, WHILE_TALKING, FaceModels, ParticipantAnalyzer
 from inference.cues import Cue
@@ -295,3 +298,36 @@ def test_summary_says_how_much_of_the_time_in_view_was_talk() -> None:
     withheld = summarize(cues, [ParticipantInfo("ann")], decision=policy.for_meeting("workplace", None, Settings()))
     assert withheld["participants"][0]["talk_share"] == pytest.approx(10.0 / 30.0, abs=1e-3)
     assert withheld["participants"][0]["micro_not_assessed_s"] is None
+
+
+# ---- the voice worker keeps the VAD on the sender's clock ------------------------------------------
+
+
+def _opus_frame(pts: int, ms: int = 20) -> Any:
+    """An audio frame as aiortc decodes Opus: 48 kHz, RTP timestamp as pts, time base 1/48000."""
+    frame = av.AudioFrame(format="s16", layout="mono", samples=48 * ms)
+    frame.sample_rate = 48_000
+    frame.pts = pts
+    frame.time_base = Fraction(1, 48_000)
+    return frame
+
+
+def test_lost_packets_become_silence_and_late_audio_is_not_counted_twice() -> None:
+    clock = _SenderClock()
+    start = RTP_WRAP - 960 * 2  # the timestamps wrap two frames in
+    assert clock.place(_opus_frame(start)) == 0.0
+    assert clock.place(_opus_frame(start + 960)) == 0.0  # the next 20 ms, in order
+    assert clock.place(_opus_frame((start + 4 * 960) % RTP_WRAP)) == pytest.approx(0.040)  # two lost, across the wrap
+    # no packets for 0.25 s: silence went in; then the late packets of that time arrive after all
+    last = _opus_frame((start + 5 * 960) % RTP_WRAP)
+    clock.advance(0.25, last)
+    assert clock.place(last) == pytest.approx(-0.25)  # all of it already covered
+    assert clock.place(_opus_frame((start + 5 * 960 + 12_000 - 480) % RTP_WRAP)) == pytest.approx(-0.01)
+    assert clock.place(_opus_frame((start + 5 * 960 + 12_000 + 480) % RTP_WRAP)) == 0.0  # caught up
+    # the sender restarted its clock: start again from there, no minutes of silence
+    assert clock.place(_opus_frame(10**9)) == 0.0 and clock.place(_opus_frame(10**9 + 960)) == 0.0
+    # frames without a time base (a local track): counted as they come
+    frame = av.AudioFrame(format="s16", layout="mono", samples=320)
+    frame.sample_rate, frame.pts = SAMPLE_RATE, 0
+    assert frame.time_base is None
+    assert _SenderClock().place(frame) == 0.0 and clock.place(frame) == 0.0
