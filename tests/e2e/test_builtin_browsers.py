@@ -395,6 +395,8 @@ async def test_a_talking_chromium_participant_gets_talk_share_and_flagged_micro_
                 await asyncio.sleep(max(0.0, ann.joined + TALK_STAY_S - time.perf_counter()))
                 room = server.app.state.web.rooms.rooms[m["id"]]
                 assert room.live()[ann.participant_id]["audio"] == "receiving"
+                voice = room.participants[ann.participant_id].voice
+                assert voice is not None
                 ann_tile = board.locator(f'.tile[data-participant="{ann.participant_id}"] .talk-line')
                 ben_tile = board.locator(f'.tile[data-participant="{ben.participant_id}"] .talk-line')
                 await ann_tile.filter(has_text="micro-expressions not assessed").wait_for(timeout=10_000)
@@ -439,7 +441,8 @@ async def test_a_talking_chromium_participant_gets_talk_share_and_flagged_micro_
         f"talk: WAV share {share:.2f}; Ann's tile {ann_line!r}, summary {people[ann.participant_id]['talk_share']}; "
         f"Ben's tile {ben_line!r}, summary {people[ben.participant_id]['talk_share']}; Ann's micro signals "
         f"(while talking, overlapping talk): {flags}; flagged in the dashboard feed: {feed_flags}; "
-        f"micro {[(c['onset_s'], c['offset_s'], c['detail']) for c in ann_micro]}; talk {talk}"
+        f"micro {[(c['onset_s'], c['offset_s'], c['detail']) for c in ann_micro]}; talk {talk}; "
+        f"audio lost on the way (filled as silence): {voice.lost_samples / SAMPLE_RATE:.2f} s; load {_loadavg()}"
     )
     # the WAV's share, give or take the VAD's hysteresis and the minutes before the audio flowed
     assert abs(tile_share / 100 - share) < 0.2, (ann_line, share)
