@@ -6,6 +6,7 @@ timestamps, so a file is analysed by exactly the code that runs in a meeting.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -36,6 +37,8 @@ SENTIMENT_EVERY_S = 0.33
 #: in 96 ms batches (bridge/media/voice.py), and the news reaches the analyzer with the next video
 #: frame (67 ms at 15 fps) after an executor hop; 1.5 s covers that with room for audio that
 #: arrives later than the video. Past it the expression goes out with what is known by then.
+#: Counted in media time and, so that a stalled camera whose frames resume later in media time
+#: does not count as waiting, in frames too (this long at ``fps_hint``).
 SPEECH_WAIT_S = 1.5
 
 
@@ -155,7 +158,10 @@ class ParticipantAnalyzer:
         self.streams = StreamCues(emotions_allowed=emotions_allowed)
         self.gaze_baseline = GazeBaseline()
         self.speech = SpeechTimeline()
-        self._waiting: list[Spot] = []  # spotted, waiting for the voice activity to settle over them
+        # spotted, waiting for the voice activity to settle over them, with the frame count then
+        self._waiting: list[tuple[Spot, int]] = []
+        self._frames = 0
+        self._wait_frames = math.ceil(SPEECH_WAIT_S * fps_hint)
         self._last_t: float | None = None
         self._last_cnn_t = -1e9
 
@@ -176,10 +182,12 @@ class ParticipantAnalyzer:
         nothing more to wait for, or waited ``SPEECH_WAIT_S``. Kept in order, so cues stay in time order."""
         out: list[tuple[Spot, bool | None]] = []
         while self._waiting:
-            spot = self._waiting[0]
-            if not self.speech.decided(spot.onset_t, spot.offset_t) and t - spot.offset_t < SPEECH_WAIT_S:
+            spot, since = self._waiting[0]
+            waited = t - spot.offset_t >= SPEECH_WAIT_S and self._frames - since >= self._wait_frames
+            if not waited and not self.speech.decided(spot.onset_t, spot.offset_t):
                 break
-            out.append((self._waiting.pop(0), self.speech.speaking(spot.onset_t, spot.offset_t)))
+            self._waiting.pop(0)
+            out.append((spot, self.speech.speaking(spot.onset_t, spot.offset_t)))
         return out
 
     def _expressions(self, spots: Sequence[tuple[Spot, bool | None]]) -> list[SpottedExpression]:
@@ -196,6 +204,7 @@ class ParticipantAnalyzer:
         if self._last_t is not None and t < self._last_t:
             raise ValueError(f"media time went backwards: {t:.3f} s after {self._last_t:.3f} s")
         self._last_t = t
+        self._frames += 1
         self.speech.forget_before(t - KEEP_S)
         faces = self.tracker.update(rgb, t)
         metrics = frame_metrics(faces)
@@ -207,7 +216,7 @@ class ParticipantAnalyzer:
             sample = self.motion(grey, face, t)
             motion_px = float(np.linalg.norm(sample.flow, axis=1).mean())
             if self.emotions_allowed:
-                self._waiting += self.spotter.push(sample)
+                self._waiting += [(spot, self._frames) for spot in self.spotter.push(sample)]
                 if self.cnn is not None and t - self._last_cnn_t >= SENTIMENT_EVERY_S:
                     self._last_cnn_t = t
                     self.streams.add_valence(t, cnn_valence(self.cnn(sample.fer_crop)[0]))

@@ -203,7 +203,7 @@ def _analyzer(spots: list[Spot]) -> ParticipantAnalyzer:
     """A real ParticipantAnalyzer whose spots are handed in as the spotter would hand them over."""
     a = ParticipantAnalyzer(FaceModels(detector=_Unused(), landmarks=_Unused()), track_gaze=False)
     a.tracker = _NoFace()  # type: ignore[assignment]
-    a._waiting += spots  # what Spotter.push returned
+    a._waiting += [(spot, 0) for spot in spots]  # what Spotter.push returned, at the first frame
     return a
 
 
@@ -244,6 +244,18 @@ def test_an_expression_waits_for_the_voice_then_carries_it_into_its_cue() -> Non
         (2.0, 1.5, True),  # the macro overlaps 0.9-1.6 too; it is flagged, never suppressed
         (round(3.3 + SPEECH_WAIT_S, 1), 3.0, None),
     ]
+
+
+def test_a_stalled_camera_does_not_count_as_waiting() -> None:
+    """Frames resume far later in media time after a stall; the voice, held up as well, is still
+    given its frames' worth of time before anything goes out not known."""
+    a = _analyzer([_spot("micro", 1.0, 1.3)])
+    a.hear(SpeechUpdate(settled_until=0.5))
+    assert a.push(FRAME, 0.0).expressions == ()
+    assert a.push(FRAME, 6.0).expressions == ()  # 4.7 s past its offset, but one frame later
+    a.hear(SpeechUpdate(segments=((1.2, 2.0),), settled_until=6.0))
+    [found] = a.push(FRAME, 6.1).expressions
+    assert found.speaking is True
 
 
 def test_cue_detail_and_confidence_input() -> None:
