@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from inference.alignment import CANONICAL_5PT, CANONICAL_SIZE, apply, five_points, similarity, warp_face
+from inference.alignment import CANONICAL_5PT, CANONICAL_SIZE, apply, warp_face
 from inference.regions import REGIONS, Region, region_centres
 from inference.types import FaceObservation
 
@@ -59,6 +59,25 @@ def _fer_template() -> np.ndarray:
 
 
 FER_TEMPLATE = _fer_template()
+
+
+def _fer_from_canonical() -> np.ndarray:
+    """2x3 affine taking canonical-crop pixels to FER-crop pixels. FER_TEMPLATE is CANONICAL_5PT
+    scaled about its centre and moved, so the least-squares fit of a face's five points to it is
+    this map after the face's canonical transform, exactly: the FER crop needs no fit of its own."""
+    centre = CANONICAL_5PT.mean(0)
+    scale = float(np.ptp(FER_TEMPLATE[:, 0]) / np.ptp(CANONICAL_5PT[:, 0]))
+    offset = FER_TEMPLATE.mean(0) - scale * centre
+    return np.array([[scale, 0.0, offset[0]], [0.0, scale, offset[1]]])
+
+
+FER_FROM_CANONICAL = _fer_from_canonical()
+
+
+def fer_matrix(to_canonical: np.ndarray) -> np.ndarray:
+    """Image -> FER crop, from the face's image -> canonical transform (see _fer_from_canonical)."""
+    lin = FER_FROM_CANONICAL[:, :2]
+    return np.hstack([lin @ to_canonical[:, :2], (lin @ to_canonical[:, 2] + FER_FROM_CANONICAL[:, 2])[:, None]])
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +216,7 @@ class MotionExtractor:
         self._prev = (t, face.track_id, crop, canon)
         fer = cv2.warpAffine(
             grey,
-            similarity(five_points(face.landmarks), FER_TEMPLATE),
+            fer_matrix(matrix),
             (FER_SIZE, FER_SIZE),
             flags=cv2.INTER_AREA,
             borderMode=cv2.BORDER_REPLICATE,
