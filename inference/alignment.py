@@ -39,18 +39,21 @@ def five_points(landmarks: np.ndarray) -> np.ndarray:
 
 
 def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares similarity (Umeyama 1991) mapping src -> dst; 2x3 matrix."""
+    """Least-squares similarity (Umeyama 1991) mapping src -> dst; 2x3 matrix.
+
+    In the plane Umeyama's SVD has a closed form: with centred points as complex numbers, the
+    rotation-and-scale is ``sum(conj(s) * d) / sum(|s|^2)``, the same fit (reflections excluded,
+    as Umeyama's sign correction excludes them) in a few multiplications instead of an SVD and
+    two determinants; it runs once per tracked face per frame.
+    """
     mu_s, mu_d = src.mean(0), dst.mean(0)
     s, d = src - mu_s, dst - mu_d
-    cov = d.T @ s / len(src)
-    u, sig, vt = np.linalg.svd(cov)
-    sign = np.eye(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        sign[1, 1] = -1
-    r = u @ sign @ vt
-    scale = float(np.trace(np.diag(sig) @ sign) / max((s**2).sum() / len(src), 1e-12))
-    t = mu_d - scale * r @ mu_s
-    return np.hstack([scale * r, t[:, None]])
+    norm = max(float((s**2).sum()), 1e-12)
+    a = float((s[:, 0] * d[:, 0] + s[:, 1] * d[:, 1]).sum()) / norm  # scale * cos
+    b = float((s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0]).sum()) / norm  # scale * sin
+    lin = np.array([[a, -b], [b, a]])
+    t = mu_d - lin @ mu_s
+    return np.hstack([lin, t[:, None]])
 
 
 def to_canonical(landmarks: np.ndarray, size: int = CANONICAL_SIZE) -> np.ndarray:
