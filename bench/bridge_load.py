@@ -450,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=None,
         help="analysis processes (bridge.media.analysis_pool); 0 analyses in the bridge process itself "
-        "(default: MICROCUE_ANALYSIS_PROCESSES, 0)",
+        "(default: MICROCUE_ANALYSIS_PROCESSES, auto: one per usable core, bridge.cpus)",
     )
     args = parser.parse_args(argv)
     if netns_address() is None:  # re-run inside a private network namespace
@@ -458,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
         return subprocess.run(cmd, cwd=REPO, check=False).returncode
     counts = [int(c) for c in args.counts.split(",") if c.strip()]
     if args.processes is None:
-        args.processes = Settings().analysis_processes
+        args.processes = Settings().effective_analysis_processes
     results = asyncio.run(
         main_async(
             counts,
