@@ -119,24 +119,31 @@ def _fit_grid() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 _FIT_YS, _FIT_XS, _FIT_DESIGN = _fit_grid()
+#: (n, 3) rows (x, y, 1) of the fit's samples: one block of the design (see rigid_motion)
+_FIT_X3 = np.ascontiguousarray(_FIT_DESIGN[: len(_FIT_YS), :3])
+_RIDGE3 = 1e-9 * np.eye(3)
 _CENTRE = (CANONICAL_SIZE - 1) / 2.0
 
 
 def rigid_motion(flow: np.ndarray) -> tuple[np.ndarray, float]:
     """Affine motion (a, b, tx, c, d, ty) that best explains ``flow`` over the face, fitted by
     iteratively reweighted least squares so the expression's moving pixels count as outliers;
-    and the share of face samples the fit leaves more than OUTLIER_PX off (what moved on its own)."""
-    uv = flow[_FIT_YS, _FIT_XS].astype(np.float64)
-    b = np.concatenate([uv[:, 0], uv[:, 1]])
-    n = len(uv)
-    w = np.ones(2 * n)
+    and the share of face samples the fit leaves more than OUTLIER_PX off (what moved on its own).
+
+    u and v share the sample positions and the weights (a sample's weight is that of its whole
+    residual vector), so the 6x6 normal equations are two copies of one 3x3 system: solved once
+    with both right-hand sides, the same fit at a third of the cost (issue 23's profile).
+    """
+    uv = flow[_FIT_YS, _FIT_XS].astype(np.float64)  # (n, 2)
+    w = np.ones(len(uv))
     params = np.zeros(6)
     for _ in range(RIGID_ITERATIONS):
-        aw = _FIT_DESIGN * w[:, None]  # weighted normal equations: a 6x6 solve per iteration
-        params = np.linalg.solve(aw.T @ _FIT_DESIGN + 1e-9 * np.eye(6), aw.T @ b)
-        res = (_FIT_DESIGN @ params - b).reshape(2, n)
-        dist = np.hypot(res[0], res[1])
-        w = np.tile(1.0 / (1.0 + (dist / RIGID_CAUCHY_PX) ** 2), 2)
+        xw = _FIT_X3 * w[:, None]
+        coef = np.linalg.solve(xw.T @ _FIT_X3 + _RIDGE3, xw.T @ uv)  # (3, 2): (a, b, tx) and (c, d, ty)
+        res = _FIT_X3 @ coef - uv
+        dist = np.hypot(res[:, 0], res[:, 1])
+        w = 1.0 / (1.0 + (dist / RIGID_CAUCHY_PX) ** 2)
+    params = coef.T.reshape(6)
     return params, float((dist > OUTLIER_PX).mean())
 
 
