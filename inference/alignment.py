@@ -25,17 +25,17 @@ NOSE_TIP = 1
 MOUTH_RIGHT, MOUTH_LEFT = 61, 291
 
 
+#: the rows five_points reads: both eye rings (6 points each), then nose tip and mouth corners
+_FIVE_ROWS = np.array([*RIGHT_EYE_RING, *LEFT_EYE_RING, NOSE_TIP, MOUTH_RIGHT, MOUTH_LEFT])
+_RING = len(RIGHT_EYE_RING)
+
+
 def five_points(landmarks: np.ndarray) -> np.ndarray:
-    pts = landmarks[:, :2].astype(np.float64)
-    return np.stack(
-        [
-            pts[list(RIGHT_EYE_RING)].mean(0),
-            pts[list(LEFT_EYE_RING)].mean(0),
-            pts[NOSE_TIP],
-            pts[MOUTH_RIGHT],
-            pts[MOUTH_LEFT],
-        ]
-    )
+    """Eye centres (mean of each ring), nose tip, mouth corners: (5, 2) float64. Only the 15
+    rows used are gathered (one fancy index per frame, not one per point set)."""
+    pts = landmarks[_FIVE_ROWS, :2].astype(np.float64)
+    eyes = pts[: 2 * _RING].reshape(2, _RING, 2).mean(axis=1)
+    return np.concatenate([eyes, pts[2 * _RING :]])
 
 
 def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:

@@ -33,10 +33,11 @@ def head_pose(landmarks: np.ndarray) -> HeadPose:
     The landmarks' z has the same pixel scale as x and y (MediaPipe), so the 3D axes are
     meaningful without a camera model; weak perspective is enough for webcam distances.
     """
-    p = landmarks.astype(np.float64)
-    ex = p[LEFT_EYE["outer"]] - p[RIGHT_EYE["outer"]]
+    # the four points it reads, in float64 (not a float64 copy of all 468: it runs every frame)
+    left, right, chin, forehead = landmarks[[LEFT_EYE["outer"], RIGHT_EYE["outer"], CHIN, FOREHEAD]].astype(np.float64)
+    ex = left - right
     ex /= np.linalg.norm(ex) + 1e-12
-    ey = p[CHIN] - p[FOREHEAD]
+    ey = chin - forehead
     ey -= ex * (ey @ ex)
     ey /= np.linalg.norm(ey) + 1e-12
     ez = np.cross(ex, ey)  # x right, y down -> z points away from the camera, into the head
