@@ -84,7 +84,7 @@ def linear_trend(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     dx = x - xm
     var = float(dx @ dx)
     slope = float(dx @ (y - ym)) / var if var > 0 else 0.0
-    return ym + slope * dx
+    return np.asarray(ym + slope * dx)
 
 
 def oscillation_hz(t: np.ndarray, x: np.ndarray, band: float, min_cycles: float) -> float:
