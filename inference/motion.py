@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from inference.alignment import CANONICAL_5PT, CANONICAL_SIZE, apply, warp_face
+from inference.facegeometry import mean_openness
 from inference.regions import REGIONS, Region, region_centres
 from inference.types import FaceObservation
 
@@ -238,7 +239,7 @@ class MotionExtractor:
             t=t,
             flow=flows.astype(np.float32),
             chained=chained,
-            eye_openness=float(np.mean(face.eye_openness)),
+            eye_openness=mean_openness(face.eye_openness),
             mouth_open=gap / width,
             brightness=brightness,
             outliers=outliers,

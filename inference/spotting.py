@@ -341,7 +341,7 @@ class Spotter:
         everything = np.ones(len(REGIONS), bool)
         turn = [s.turn for s in win]
         nod = [s.nod for s in win]
-        if np.ptp(turn) > prm.head_turn_iod or np.ptp(nod) > prm.head_nod_iod:
+        if max(turn) - min(turn) > prm.head_turn_iod or max(nod) - min(nod) > prm.head_nod_iod:
             self._gate("head", everything, mask, record)
         if max(s.outliers for s in win) > prm.occlusion_share:
             self._gate("occlusion", everything, mask, record)
