@@ -15,6 +15,10 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bridge.confidence import DEFAULT_MIN_CONFIDENCE
+from bridge.cpus import auto_analysis_processes
+
+#: Upper bound of MICROCUE_ANALYSIS_PROCESSES (a sanity limit: each process holds its own models).
+MAX_ANALYSIS_PROCESSES = 64
 
 
 def _user_cache_dir() -> Path:
@@ -60,10 +64,12 @@ class Settings(BaseSettings):
     # the crops of one batch come from this many participants at most, so set it to the
     # participants a worker serves (MICROCUE_WORKER_CAPACITY), up to 128.
     inference_threads: int = Field(default=0, ge=0, le=1024)
-    # Analyse participants in this many worker processes (bridge.media.analysis_pool), one per core on a
-    # busy bridge: in one process the GIL, held mostly by aiortc's event loop, serialises the
-    # analyzers' Python glue (docs/benchmarks.md "Bridge load"). 0 analyses in-process.
-    analysis_processes: int = Field(default=0, ge=0, le=64)
+    # Analyse participants in this many worker processes (bridge.media.analysis_pool): in one
+    # process the GIL, held mostly by aiortc's event loop, serialises the analyzers' Python glue
+    # (docs/benchmarks.md "Bridge load"). 0 analyses in-process. "auto": one per core this
+    # process may use (affinity and cgroup quota, bridge.cpus), none on a single core
+    # (docs/benchmarks.md "Issue 23").
+    analysis_processes: int | Literal["auto"] = Field(default="auto")
     # Bridge workers (``microcue worker``): how many participants one worker analyses at once.
     # One participant costs ~0.25 core at 15 analysed fps (docs/benchmarks.md), so 8 fills two
     # cores; size it to the worker's CPU (or GPU) limit.
@@ -109,6 +115,20 @@ class Settings(BaseSettings):
         if v.startswith("sqlite:///"):
             v = "sqlite+aiosqlite:///" + v[len("sqlite:///") :]
         return v
+
+    @field_validator("analysis_processes")
+    @classmethod
+    def _processes_range(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and not 0 <= v <= MAX_ANALYSIS_PROCESSES:
+            raise ValueError(f"must be auto or 0..{MAX_ANALYSIS_PROCESSES}")
+        return v
+
+    @property
+    def effective_analysis_processes(self) -> int:
+        """Analysis processes to start: the number set, or for "auto" one per usable core."""
+        if self.analysis_processes == "auto":
+            return auto_analysis_processes()
+        return self.analysis_processes
 
     @property
     def effective_database_url(self) -> str:

@@ -19,7 +19,6 @@ import asyncio
 import contextvars
 import functools
 import logging
-import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +26,7 @@ from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 
 from bridge.config import Settings
+from bridge.cpus import usable_cores
 
 log = logging.getLogger("microcue.executor")
 
@@ -54,8 +54,8 @@ class ExecutorStats:
 
 
 def pool_size(threads: int | None) -> int:
-    """``threads``, or one per core when 0 or None."""
-    return threads or max(1, os.cpu_count() or 1)
+    """``threads``, or one per core this process may use (``bridge.cpus``) when 0 or None."""
+    return threads or usable_cores()
 
 
 class BlockingExecutor:

@@ -25,32 +25,35 @@ NOSE_TIP = 1
 MOUTH_RIGHT, MOUTH_LEFT = 61, 291
 
 
+#: the rows five_points reads: both eye rings (6 points each), then nose tip and mouth corners
+_FIVE_ROWS = np.array([*RIGHT_EYE_RING, *LEFT_EYE_RING, NOSE_TIP, MOUTH_RIGHT, MOUTH_LEFT])
+_RING = len(RIGHT_EYE_RING)
+
+
 def five_points(landmarks: np.ndarray) -> np.ndarray:
-    pts = landmarks[:, :2].astype(np.float64)
-    return np.stack(
-        [
-            pts[list(RIGHT_EYE_RING)].mean(0),
-            pts[list(LEFT_EYE_RING)].mean(0),
-            pts[NOSE_TIP],
-            pts[MOUTH_RIGHT],
-            pts[MOUTH_LEFT],
-        ]
-    )
+    """Eye centres (mean of each ring), nose tip, mouth corners: (5, 2) float64. Only the 15
+    rows used are gathered (one fancy index per frame, not one per point set)."""
+    pts = landmarks[_FIVE_ROWS, :2].astype(np.float64)
+    eyes = pts[: 2 * _RING].reshape(2, _RING, 2).mean(axis=1)
+    return np.concatenate([eyes, pts[2 * _RING :]])
 
 
 def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares similarity (Umeyama 1991) mapping src -> dst; 2x3 matrix."""
+    """Least-squares similarity (Umeyama 1991) mapping src -> dst; 2x3 matrix.
+
+    In the plane Umeyama's SVD has a closed form: with centred points as complex numbers, the
+    rotation-and-scale is ``sum(conj(s) * d) / sum(|s|^2)``, the same fit (reflections excluded,
+    as Umeyama's sign correction excludes them) in a few multiplications instead of an SVD and
+    two determinants; it runs once per tracked face per frame.
+    """
     mu_s, mu_d = src.mean(0), dst.mean(0)
     s, d = src - mu_s, dst - mu_d
-    cov = d.T @ s / len(src)
-    u, sig, vt = np.linalg.svd(cov)
-    sign = np.eye(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        sign[1, 1] = -1
-    r = u @ sign @ vt
-    scale = float(np.trace(np.diag(sig) @ sign) / max((s**2).sum() / len(src), 1e-12))
-    t = mu_d - scale * r @ mu_s
-    return np.hstack([scale * r, t[:, None]])
+    norm = max(float((s**2).sum()), 1e-12)
+    a = float((s[:, 0] * d[:, 0] + s[:, 1] * d[:, 1]).sum()) / norm  # scale * cos
+    b = float((s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0]).sum()) / norm  # scale * sin
+    lin = np.array([[a, -b], [b, a]])
+    t = mu_d - lin @ mu_s
+    return np.hstack([lin, t[:, None]])
 
 
 def to_canonical(landmarks: np.ndarray, size: int = CANONICAL_SIZE) -> np.ndarray:

@@ -17,6 +17,7 @@ from inference.cues import Cue
 from inference.emotion_cnn import EmotionCNN
 from inference.engagement import EngagementInputs, GazeBaseline, StreamCues, attention, cnn_valence, engagement
 from inference.expressions import UNCLEAR, Expression, classify
+from inference.facegeometry import mean_openness
 from inference.faces import FaceDetector
 from inference.landmarks import FaceMesh, IrisModel
 from inference.motion import MotionExtractor
@@ -103,7 +104,7 @@ def frame_metrics(frame: FrameFaces) -> FrameMetrics:
         yaw=face.pose.yaw,
         pitch=face.pose.pitch,
         roll=face.pose.roll,
-        eye_openness=float(np.mean(face.eye_openness)),
+        eye_openness=mean_openness(face.eye_openness),
         gaze_x=gx,
         gaze_y=gy,
     )
@@ -230,7 +231,7 @@ class ParticipantAnalyzer:
             yaw=face.pose.yaw if face else 0.0,
             pitch=face.pose.pitch if face else 0.0,
             gaze=self.gaze_baseline.deviation(t, face.gaze) if face else None,
-            eye_openness=float(np.mean(face.eye_openness)) if face else 0.0,
+            eye_openness=mean_openness(face.eye_openness) if face else 0.0,
             motion_px=motion_px,
         )
         cues = [expression_cue(f.spot, f.expression, f.speaking) for f in found]

@@ -33,10 +33,11 @@ def head_pose(landmarks: np.ndarray) -> HeadPose:
     The landmarks' z has the same pixel scale as x and y (MediaPipe), so the 3D axes are
     meaningful without a camera model; weak perspective is enough for webcam distances.
     """
-    p = landmarks.astype(np.float64)
-    ex = p[LEFT_EYE["outer"]] - p[RIGHT_EYE["outer"]]
+    # the four points it reads, in float64 (not a float64 copy of all 468: it runs every frame)
+    left, right, chin, forehead = landmarks[[LEFT_EYE["outer"], RIGHT_EYE["outer"], CHIN, FOREHEAD]].astype(np.float64)
+    ex = left - right
     ex /= np.linalg.norm(ex) + 1e-12
-    ey = p[CHIN] - p[FOREHEAD]
+    ey = chin - forehead
     ey -= ex * (ey @ ex)
     ey /= np.linalg.norm(ey) + 1e-12
     ez = np.cross(ex, ey)  # x right, y down -> z points away from the camera, into the head
@@ -51,18 +52,38 @@ def head_pose(landmarks: np.ndarray) -> HeadPose:
     return HeadPose(yaw=yaw, pitch=pitch, roll=math.degrees(roll))
 
 
-def _ear(p: np.ndarray, eye: EyeIndices) -> float:
-    outer, inner = eye["outer"], eye["inner"]
-    up, low = eye["upper"], eye["lower"]
-    width = np.linalg.norm(p[outer] - p[inner])
-    height = sum(np.linalg.norm(p[u] - p[d]) for u, d in zip(up, low, strict=True))
-    return float(height / (2.0 * width + 1e-9))
+def _ear_rows(eye: EyeIndices) -> list[int]:
+    """outer, inner, then each upper lid point followed by the lower one facing it"""
+    pairs = zip(eye["upper"], eye["lower"], strict=True)
+    return [eye["outer"], eye["inner"], *(i for pair in pairs for i in pair)]
+
+
+#: the 12 landmark rows eye_openness reads (6 per eye), gathered once per frame
+_EAR_ROWS = np.array(_ear_rows(RIGHT_EYE) + _ear_rows(LEFT_EYE))
+
+
+def _dist(a: list[float], b: list[float]) -> float:
+    dx, dy = a[0] - b[0], a[1] - b[1]
+    return math.sqrt(dx * dx + dy * dy)
+
+
+def _ear(p: list[list[float]]) -> float:
+    """``p``: outer, inner, upper 1, lower 1, upper 2, lower 2 (x, y) of one eye."""
+    width = _dist(p[0], p[1])
+    height = _dist(p[2], p[3]) + _dist(p[4], p[5])
+    return height / (2.0 * width + 1e-9)
 
 
 def eye_openness(landmarks: np.ndarray) -> tuple[float, float]:
     """Eye aspect ratio (Soukupova & Cech 2016) per eye: ~0.25-0.35 open, < 0.12 closed."""
-    p = landmarks[:, :2].astype(np.float64)
-    return _ear(p, RIGHT_EYE), _ear(p, LEFT_EYE)
+    # plain floats: a dozen 2-D distances cost less in Python than as numpy calls (every frame)
+    p = landmarks[_EAR_ROWS, :2].astype(np.float64).tolist()
+    return _ear(p[:6]), _ear(p[6:])
+
+
+def mean_openness(openness: tuple[float, float]) -> float:
+    """Both eyes' aspect ratio, averaged (what ``np.mean`` of the pair gives, without its call)."""
+    return (openness[0] + openness[1]) / 2.0
 
 
 def gaze_offset(landmarks: np.ndarray, iris_centres: np.ndarray) -> tuple[float, float]:

@@ -41,7 +41,8 @@ def crop(rgb: np.ndarray, roi: Roi, size: int, flip: bool = False) -> tuple[np.n
     patch = cv2.warpAffine(
         rgb, m, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT
     )
-    return patch.astype(np.float32) * (1.0 / 255.0), m
+    # one pass, the same float32 values as patch.astype(np.float32) * (1 / 255)
+    return np.multiply(patch, np.float32(1.0 / 255.0), dtype=np.float32), m
 
 
 def roi_from_detection(det: Detection) -> Roi:

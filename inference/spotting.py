@@ -77,6 +77,16 @@ def matched_scores(apex: np.ndarray, noise_xy: np.ndarray, mask: np.ndarray) -> 
     return per_region.sum(axis=1), per_region
 
 
+def linear_trend(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The least-squares line through (x, y), evaluated at x: ``np.polyval(np.polyfit(x, y, 1), x)``
+    in closed form (a mean and two dot products instead of an SVD; it runs every frame)."""
+    xm, ym = x.mean(), y.mean()
+    dx = x - xm
+    var = float(dx @ dx)
+    slope = float(dx @ (y - ym)) / var if var > 0 else 0.0
+    return np.asarray(ym + slope * dx)
+
+
 def oscillation_hz(t: np.ndarray, x: np.ndarray, band: float, min_cycles: float) -> float:
     """Full cycles per second of ``x`` around zero, with a hysteresis ``band`` against noise;
     0 when there are fewer than ``min_cycles`` cycles."""
@@ -207,6 +217,8 @@ class Spotter:
     def reset(self) -> None:
         self.samples: list[MotionSample] = []
         self.positions: list[np.ndarray] = []
+        # the jaw's vertical position (lower lip + chin) of each position, for the talk detector
+        self._jaw: list[float] = []
         self.segments: list[int] = []
         self._times: list[float] = []
         self._ear_median = 0.0
@@ -236,11 +248,12 @@ class Spotter:
             pos = self.positions[-1] + s.flow
         self.samples.append(s)
         self.positions.append(pos)
+        self._jaw.append(float(pos[_JAW[0], 1] + pos[_JAW[1], 1]))
         self.segments.append(self._segment)
         self._times.append(s.t)
         cut = bisect.bisect_left(self._times, s.t - self.params.buffer_s)
         if cut:
-            del self.samples[:cut], self.positions[:cut], self.segments[:cut], self._times[:cut]
+            del self.samples[:cut], self.positions[:cut], self._jaw[:cut], self.segments[:cut], self._times[:cut]
         ears = np.fromiter((x.eye_openness for x in self.samples), float, len(self.samples))
         self._ear_median = float(np.median(ears))
         spread = MAD_SIGMA * float(np.median(np.abs(ears - self._ear_median)))
@@ -282,8 +295,8 @@ class Spotter:
         if len(self._times) - lo < prm.min_samples_for_talk or self.segments[lo] != self.segments[-1]:
             return now <= self._talk_until
         t = np.asarray(self._times[lo:])
-        jaw = np.asarray([p[_JAW, 1].sum() for p in self.positions[lo:]])
-        jaw = jaw - np.polyval(np.polyfit(t - t[0], jaw, 1), t - t[0])
+        jaw = np.asarray(self._jaw[lo:])
+        jaw = jaw - linear_trend(t - t[0], jaw)
         if np.ptp(jaw) >= prm.talk_min_px:
             rate = oscillation_hz(t, jaw, prm.talk_hysteresis_share * np.ptp(jaw), prm.talk_min_cycles)
             if prm.talk_band_hz[0] <= rate <= prm.talk_band_hz[1]:
@@ -328,7 +341,7 @@ class Spotter:
         everything = np.ones(len(REGIONS), bool)
         turn = [s.turn for s in win]
         nod = [s.nod for s in win]
-        if np.ptp(turn) > prm.head_turn_iod or np.ptp(nod) > prm.head_nod_iod:
+        if max(turn) - min(turn) > prm.head_turn_iod or max(nod) - min(nod) > prm.head_nod_iod:
             self._gate("head", everything, mask, record)
         if max(s.outliers for s in win) > prm.occlusion_share:
             self._gate("occlusion", everything, mask, record)

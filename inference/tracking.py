@@ -30,8 +30,12 @@ MAX_FACES = 6
 # frame (lag-1 autocorrelation of a still face's landmarks -0.64, jitter 0.22 px); at 0.5 it is
 # -0.11 and 0.13 px, while a face moving 150 px/s is still followed (tests/integration).
 ROI_SMOOTHING = 0.5
-# Iris inference costs more than FaceMesh (two 64x64 crops); gaze moves slowly, so every 3rd frame.
-IRIS_EVERY_N_FRAMES = 3
+# Iris inference costs almost as much as FaceMesh (two 64x64 crops, 1.1 ms each on one core);
+# gaze moves slowly and is read over seconds (inference.engagement), so 5 times a second of media
+# time, whatever the frame rate: every 3rd frame at the bridge's 15 fps as before, every 6th of a
+# 30 fps file instead of every 3rd (issue 23's profile of ``microcue analyze``: 0.4 ms a frame).
+# Between runs the track keeps its last gaze.
+IRIS_EVERY_S = 0.2
 
 
 def box_iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
@@ -61,7 +65,8 @@ class _Track:
     track_id: int
     roi: Roi
     gaze: tuple[float, float] | None = None
-    frames: int = 0
+    #: media time of the last iris run; None: never (a new track runs it on its first frame)
+    iris_t: float | None = None
 
 
 class FaceTracker:
@@ -87,14 +92,15 @@ class FaceTracker:
         self._primary_id: int | None = None
         self.detector_runs = 0
 
-    def _observe(self, rgb: np.ndarray, track: _Track, detected: bool) -> FaceObservation | None:
+    def _observe(self, rgb: np.ndarray, t: float, track: _Track, detected: bool) -> FaceObservation | None:
         points, presence = self.mesh(rgb, track.roi)
         if presence < MIN_PRESENCE:
             return None
         track.roi = smooth_roi(track.roi, roi_from_landmarks(points), ROI_SMOOTHING)
-        if self.iris is not None and track.frames % IRIS_EVERY_N_FRAMES == 0:
+        # 1 ms of slack so a 15 fps stream's 3rd frame (0.2 s, with float rounding) still counts
+        if self.iris is not None and (track.iris_t is None or t - track.iris_t >= IRIS_EVERY_S - 1e-3):
+            track.iris_t = t
             track.gaze = gaze_offset(points, self.iris(rgb, points))
-        track.frames += 1
         return FaceObservation(
             track_id=track.track_id,
             box=landmark_box(points),
@@ -112,7 +118,7 @@ class FaceTracker:
         kept: list[_Track] = []
         lost = False
         for track in self._tracks:
-            obs = self._observe(rgb, track, detected=False)
+            obs = self._observe(rgb, t, track, detected=False)
             if obs is None or any(box_iou(obs.box, o.box) > SAME_FACE_IOU for o in observations):
                 lost = lost or obs is None  # a merged duplicate is not a lost face
                 continue
@@ -130,7 +136,7 @@ class FaceTracker:
                 if any(box_iou(det.box, o.box) > SAME_FACE_IOU for o in observations):
                     continue
                 track = _Track(self._next_id, roi_from_detection(det))
-                obs = self._observe(rgb, track, detected=True)
+                obs = self._observe(rgb, t, track, detected=True)
                 if obs is None:
                     continue
                 self._next_id += 1

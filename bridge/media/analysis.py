@@ -17,6 +17,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
+
 from bridge.bus import EventBus
 from bridge.config import Settings
 from bridge.errors import MicroCueError
@@ -76,7 +78,7 @@ class Analysis:
         self.gaze = gaze
         self.emotion = emotion
         self.voice = voice
-        self.processes = settings.analysis_processes if processes is None else processes
+        self.processes = settings.effective_analysis_processes if processes is None else processes
         self._models: FaceModels | None = None
         self._vad: SileroVad | None = None
         self._lock = asyncio.Lock()
@@ -103,6 +105,9 @@ class Analysis:
     def _load(self) -> tuple[FaceModels, SileroVad | None]:
         settings = self.settings
         size_inference_pool(settings.inference_threads)
+        # parallelism comes from the participants (pool threads or processes), one core each:
+        # OpenCV's own pool per call would oversubscribe the cores (issue 23)
+        cv2.setNumThreads(1)
         models = load_face_models(
             settings.model_dir,
             gaze=self.gaze,

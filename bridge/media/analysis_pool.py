@@ -6,10 +6,14 @@ was held went to the event loop (aiortc's pure-Python RTP/RTCP/DTLS handling, ha
 28 % to the analyzers' numpy glue on the pool threads; the models and OpenCV release the GIL,
 the glue around them does not, so analysis waits whenever the loop runs. Here each
 participant's ``ParticipantAnalyzer`` lives in one of N worker processes (its own interpreter
-and GIL, the models loaded once per process); the bridge keeps the event loop and sends each
-sampled frame over a pipe (``send_bytes``: one copy each way, 0.46 MB per 640x480 frame in
-YUV 4:2:0) and gets the ``AnalysisStep`` back. Colour conversion happens in the worker
-process too.
+and GIL, the models loaded once per process); the bridge keeps the event loop, writes each sampled
+frame into a shared-memory block of the process (0.46 MB per 640x480 frame in YUV 4:2:0: one
+copy, where a pipe took one each way and the syscalls), sends a small message over a pipe and
+gets the ``AnalysisStep`` back. Colour conversion happens in the worker process, reading the
+shared block in place.
+
+Participants sharing a process are served in arrival order (``FifoLock``), so under overload
+they all slow down alike; none is left behind.
 
 A ``RemoteAnalyzer`` satisfies ``bridge.media.worker.Analyzer``; its ``push`` blocks a pool thread
 (not the loop) until the result is back. A crashed worker process is restarted on the next
@@ -23,15 +27,16 @@ import itertools
 import logging
 import multiprocessing as mp
 import os
-import threading
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from multiprocessing.shared_memory import SharedMemory
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
+from bridge.media.fifo_lock import FifoLock
 from bridge.models.face import load_face_models
 from inference.analyzer import AnalysisStep, ParticipantAnalyzer
 from inference.runtime import RuntimeChoice
@@ -46,10 +51,16 @@ PUSH_TIMEOUT_S = 30.0
 YUV420_NDIM = 2  # av.VideoFrame.to_ndarray() of yuv420p: (H * 3/2, W), planes stacked
 
 
+#: Executor threads per analysis process. Each thread only waits (for its turn on a process and
+#: for the answer), so they are cheap; with two per process a participant's thread could wait for
+#: a busy process while the other process idled, so there are enough for the participants a
+#: process serves under overload (8 analysed at 15 fps fill a core, docs/benchmarks.md).
+THREADS_PER_PROCESS = 8
+
+
 def pool_threads(processes: int) -> int:
-    """Executor threads for a bridge using ``processes`` analysis processes: two per process, so
-    each has the next frame waiting while it analyses one (the threads only wait on pipes)."""
-    return 2 * processes
+    """Executor threads for a bridge using ``processes`` analysis processes (THREADS_PER_PROCESS)."""
+    return THREADS_PER_PROCESS * processes
 
 
 @dataclass(frozen=True)
@@ -60,6 +71,14 @@ class ModelOptions:
     gaze: bool = True
     emotion: bool = True
     runtime: RuntimeChoice = "auto"
+
+
+def _frame_rgb(shm: SharedMemory, shape: tuple[int, ...], layout: str) -> np.ndarray:
+    """The frame in the shared block as the worker's own RGB array (converted or copied), so the
+    bridge may write the next frame into the block once the answer is sent; the view of the
+    block dies with this call."""
+    frame = np.ndarray(shape, dtype=np.uint8, buffer=shm.buf)
+    return cv2.cvtColor(frame, cv2.COLOR_YUV2RGB_I420) if layout == "yuv420p" else frame.copy()
 
 
 def _worker_main(conn: Connection, options: ModelOptions) -> None:
@@ -74,25 +93,28 @@ def _worker_main(conn: Connection, options: ModelOptions) -> None:
         return
     conn.send(("ready", os.getpid()))
     analyzers: dict[int, ParticipantAnalyzer] = {}
-    buf = bytearray()
+    # The bridge creates and unlinks the block. Spawned children share its resource tracker,
+    # where opening the block here registers a name already registered (a no-op).
+    shm: SharedMemory | None = None
     while True:
         try:
             msg = conn.recv()
         except (EOFError, OSError):
+            if shm is not None:
+                shm.close()
             return
         kind = msg[0]
         try:
             if kind == "push":
-                _, aid, shape, layout, t, speech = msg
+                _, aid, shape, layout, t, speech, block = msg
                 if speech is not None:
                     analyzers[aid].hear(speech)
-                size = int(np.prod(shape))
-                if len(buf) < size:
-                    buf = bytearray(size)
-                conn.recv_bytes_into(buf)
-                frame = np.frombuffer(buf, dtype=np.uint8, count=size).reshape(shape)
-                rgb = cv2.cvtColor(frame, cv2.COLOR_YUV2RGB_I420) if layout == "yuv420p" else frame
-                conn.send(("ok", analyzers[aid].push(rgb, t)))
+                if shm is None or shm.name != block:  # the bridge grew the block for a larger frame
+                    if shm is not None:
+                        with contextlib.suppress(BufferError):
+                            shm.close()
+                    shm = SharedMemory(name=block)
+                conn.send(("ok", analyzers[aid].push(_frame_rgb(shm, shape, layout), t)))
             elif kind == "new":
                 _, aid, kwargs = msg
                 analyzers[aid] = ParticipantAnalyzer(models, **kwargs)
@@ -111,9 +133,11 @@ class _Shard:
 
     def __init__(self, ctx: Any, options: ModelOptions, index: int) -> None:
         self._ctx, self._options, self.index = ctx, options, index
-        self.lock = threading.Lock()
+        self.lock = FifoLock()
         self.generation = 0
         self.participants = 0
+        # frames go to the process through this block (grown for a larger frame; lock held)
+        self._shm: SharedMemory | None = None
         self._start()
 
     def _start(self) -> None:
@@ -140,12 +164,26 @@ class _Shard:
         self.conn.close()
         self._start()
 
-    def call(self, msg: tuple[Any, ...], payload: np.ndarray | None = None, *, reply: bool) -> Any:
+    def frame_block(self, frame: np.ndarray) -> str:
+        """Copy ``frame`` into the shared block (lock held) and return the block's name."""
+        if self._shm is None or self._shm.size < frame.nbytes:
+            self._free_block()
+            self._shm = SharedMemory(create=True, size=max(frame.nbytes, 1))
+        np.copyto(np.ndarray(frame.shape, dtype=np.uint8, buffer=self._shm.buf), frame, casting="no")
+        return self._shm.name
+
+    def _free_block(self) -> None:
+        if self._shm is not None:
+            with contextlib.suppress(OSError, BufferError):
+                self._shm.close()
+            with contextlib.suppress(OSError):
+                self._shm.unlink()
+            self._shm = None
+
+    def call(self, msg: tuple[Any, ...], *, reply: bool) -> Any:
         """Send one request (with the lock held by the caller) and wait for its answer."""
         try:
             self.conn.send(msg)
-            if payload is not None:
-                self.conn.send_bytes(payload.data.cast("B"))
             if not reply:
                 return None
             if not self.conn.poll(PUSH_TIMEOUT_S):
@@ -167,6 +205,7 @@ class _Shard:
                 self.proc.kill()
                 self.proc.join(timeout=5)
             self.conn.close()
+            self._free_block()
 
 
 class RemoteAnalyzer:
@@ -189,11 +228,13 @@ class RemoteAnalyzer:
 
     def push_frame(self, frame: np.ndarray, layout: str, t: float) -> AnalysisStep:
         """``frame``: RGB (H, W, 3) or, cheaper to send, yuv420p planes (H * 3/2, W)."""
+        if frame.dtype != np.uint8:
+            raise ValueError(f"expected a uint8 frame, got {frame.dtype}")
         with self._shard.lock:
             self._ensure()
             speech, self._heard = self._heard, None
-            msg = ("push", self._id, frame.shape, layout, t, speech)
-            return self._shard.call(msg, np.ascontiguousarray(frame), reply=True)
+            block = self._shard.frame_block(frame)
+            return self._shard.call(("push", self._id, frame.shape, layout, t, speech, block), reply=True)
 
     def hear(self, update: SpeechUpdate) -> None:
         """When the person talks: sent with the next frame, in the same message (no extra round trip)."""

@@ -78,6 +78,10 @@ def test_writes_valid_json_with_the_face_found(
     assert all(e["speaking"] is None for e in participant["events"])
     assert data["analysis"]["audio_cpu_ms_per_frame"] == 0.0
     assert "no audio: talking not known" in proc.stdout
+    # issue 23: the first frame (one-time set-up) is timed apart from the steady per-frame figure
+    a = data["analysis"]
+    assert a["first_frame_ms"] > 0
+    assert a["first_frame_ms"] + a["ms_per_frame"] * (data["frames"] - 1) == pytest.approx(1000 * a["seconds"], abs=5)
 
 
 def test_context_is_stated_and_workplace_withholds_emotions(

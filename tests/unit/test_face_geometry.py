@@ -12,6 +12,7 @@ from inference.analyzer import FrameMetrics
 from inference.facegeometry import CHIN, FOREHEAD, LEFT_EYE, PITCH_OFFSET_DEG, RIGHT_EYE, eye_openness, head_pose
 from inference.faces import ANCHORS, NUM_ANCHORS, FaceDetector, weighted_nms
 from inference.landmarks import roi_from_landmarks
+from inference.motion import FER_TEMPLATE, fer_matrix
 from inference.streams import PerSecond
 from inference.types import Roi
 
@@ -141,3 +142,32 @@ def test_per_second_rows_average_within_each_second() -> None:
     assert rows[0]["yaw"] == 10.0
     assert rows[1]["yaw"] == -4.0
     assert rows[0]["gaze_x"] is None
+
+
+def _umeyama_svd(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Umeyama (1991) as published: SVD of the covariance with the reflection sign fix."""
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    s, d = src - mu_s, dst - mu_d
+    u, sig, vt = np.linalg.svd(d.T @ s / len(src))
+    sign = np.diag([1.0, -1.0 if np.linalg.det(u) * np.linalg.det(vt) < 0 else 1.0])
+    scale = float(np.trace(np.diag(sig) @ sign) / ((s**2).sum() / len(src)))
+    r = u @ sign @ vt
+    return np.hstack([scale * r, (mu_d - scale * r @ mu_s)[:, None]])
+
+
+def test_closed_form_similarity_is_umeyamas_fit_on_noisy_and_mirrored_points() -> None:
+    """Issue 23: the closed form replaced the SVD; it must be the same least-squares fit, also
+    where the best fit would be a reflection (which both exclude)."""
+    rng = np.random.default_rng(3)
+    for k in range(200):
+        src = rng.uniform(0, 640, (5, 2))
+        dst = rng.uniform(0, 112, (5, 2)) if k % 2 else src[:, ::-1] * 0.2 + rng.normal(0, 1, (5, 2))
+        np.testing.assert_allclose(similarity(src, dst), _umeyama_svd(src, dst), atol=1e-9)
+
+
+def test_fer_crop_transform_equals_its_own_fit() -> None:
+    """The FER crop's matrix, derived from the canonical transform, is the fit to FER_TEMPLATE."""
+    rng = np.random.default_rng(4)
+    for _ in range(50):
+        src = CANONICAL_5PT * rng.uniform(1, 4) + rng.uniform(0, 300, 2) + rng.normal(0, 3, (5, 2))
+        np.testing.assert_allclose(fer_matrix(similarity(src, CANONICAL_5PT)), similarity(src, FER_TEMPLATE), atol=1e-9)
