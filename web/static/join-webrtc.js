@@ -214,8 +214,9 @@
           setStatus("The meeting service restarted; reconnecting…");
           await sleep(RECONNECT_DELAYS_MS[Math.min(attempt, RECONNECT_DELAYS_MS.length - 1)]);
           try {
-            reconnects += 1;
-            inMeeting(await connect(opts, media, resume, lost, ATTEMPT_TIMEOUT_MS));
+            const session = await connect(opts, media, resume, lost, ATTEMPT_TIMEOUT_MS);
+            reconnects += 1;  // times the page got back in, not attempts: a slow restart takes several
+            inMeeting(session);
             return;
           } catch (err) {
             if (FINAL_CLOSE_CODES.has(err.code) || Date.now() > deadline) {
