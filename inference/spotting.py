@@ -126,6 +126,9 @@ class Spot:
     # scale, canonical px): signals on a face that moves a lot (talking) are less often true events,
     # which the confidence calibration (inference/expressions.py) takes into account.
     noise_px: float = 0.0
+    # The second stage's chance that this is a true action (inference/verifier.py), None when no
+    # verifier judged it; the confidence then comes from strength and noise (inference/expressions.py).
+    verified: float | None = None
 
     @property
     def duration(self) -> float:
