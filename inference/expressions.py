@@ -152,12 +152,20 @@ def calibration_inputs(strength: float, noise_px: float) -> tuple[float, float]:
     return math.log(max(strength, 1.0)), math.log(max(noise_px, DEFAULT_PARAMS.min_noise_px))
 
 
-def calibrated(strength: float, noise_px: float, speaking: bool | None = None) -> float:
+def calibrated(
+    strength: float, noise_px: float, speaking: bool | None = None, verified: float | None = None
+) -> float:
     """The chance that a spot of this strength, on a face moving this much, is a true event;
     ``speaking``: whether the person talked during a micro signal (None: not known, or a macro
-    signal), see SPEAKING_ODDS_RATIO."""
-    x_strength, x_noise = calibration_inputs(strength, noise_px)
-    z = CALIBRATION[0] + CALIBRATION[1] * x_strength + CALIBRATION[2] * x_noise
+    signal), see SPEAKING_ODDS_RATIO. ``verified``: the two-stage spotter's own chance
+    (``Spot.verified``, inference/verifier.py), which replaces the strength-and-noise curve: the
+    verifier was fitted to give the share of true events on the listener bench's tune people."""
+    if verified is not None:
+        p = min(max(verified, 1e-6), 1 - 1e-6)
+        z = math.log(p / (1 - p))
+    else:
+        x_strength, x_noise = calibration_inputs(strength, noise_px)
+        z = CALIBRATION[0] + CALIBRATION[1] * x_strength + CALIBRATION[2] * x_noise
     if speaking:
         z += math.log(SPEAKING_ODDS_RATIO)
     return 1.0 / (1.0 + math.exp(-z))
@@ -208,6 +216,8 @@ def classify(
         emotion=emotion,
         valence=VALENCE[emotion],
         aus=aus,
-        confidence=round(calibrated(spot.strength, spot.noise_px, speaking if spot.kind == "micro" else None), 3),
+        confidence=round(
+            calibrated(spot.strength, spot.noise_px, speaking if spot.kind == "micro" else None, spot.verified), 3
+        ),
         scores={k: round(v, 3) for k, v in scores.items()},
     )

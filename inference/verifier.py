@@ -10,7 +10,7 @@ ship as ``verifier.npz`` next to this file (a few hundred bytes of numpy arrays,
 
 What it reads (``candidate_features``), and why each can tell an action from a distractor:
 
-- how far the peak stood over the threshold, and how much the face was moving (the old
+- how far the peak stood over the threshold and in noise units, and how much the face was moving (the old
   calibration's two inputs);
 - how far the eyes closed during the candidate (a blink closes them; no emotion prototype does);
 - whether only lids and brows moved, or only the mouth;
@@ -41,10 +41,12 @@ VERIFIER_FILE = Path(__file__).with_name("verifier.npz")
 # 0.02-IOD actions on a moving face reach it (tune identities, bench/spotting/listeners.py), the
 # verifier then removes what the shipped floor of 10 was there to remove. Chosen on the tune set.
 CANDIDATE_FLOOR_UNITS = 4.0
+SHIPPED_FLOOR_UNITS = DEFAULT_PARAMS.noise_floor_units
 CANDIDATE_PARAMS: SpotterParams = replace(DEFAULT_PARAMS, noise_floor_units=CANDIDATE_FLOOR_UNITS)
 
 FEATURES = (
     "log_strength",
+    "log_units",
     "log_noise",
     "eye_closure",
     "lids_only",
@@ -102,6 +104,7 @@ def candidate_features(spotter: Spotter, spot: Spot) -> np.ndarray:
     return np.array(
         [
             math.log(max(spot.strength, 1e-3)),
+            math.log(max(spot.peak_units, 1e-3)),
             math.log(max(spot.noise_px, DEFAULT_PARAMS.min_noise_px)),
             eye_closure,
             float(bool(regions) and regions <= _LIDS_BROWS),
@@ -177,6 +180,14 @@ class VerifiedSpotter(Spotter):
     def push(self, sample: MotionSample) -> list[Spot]:
         out = []
         for spot in super().push(sample):
+            if spot.kind == "macro":
+                # macro-expressions were never the verifier's to judge (the listener bench holds
+                # micro actions only): they need the shipped floor, and their strength is read
+                # against it, as the shipped spotter would have
+                if spot.peak_units >= SHIPPED_FLOOR_UNITS:
+                    threshold = max(spot.peak_units / max(spot.strength, 1e-6), SHIPPED_FLOOR_UNITS)
+                    out.append(replace(spot, strength=spot.peak_units / threshold))
+                continue
             x = candidate_features(self, spot)
             p = self.verifier.probability(x)
             if self.keep_candidates:

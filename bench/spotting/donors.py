@@ -20,12 +20,14 @@ from pathlib import Path
 
 import av
 import numpy as np
+from scipy.ndimage import gaussian_filter1d
 
 from bench.spotting.sources import CLIPS, Clip, calibration_half, clip_path
 from inference.analyzer import FaceModels, ParticipantAnalyzer
 
 DONORS_PER_HALF = 6
-STRETCH_S = 8.0  # the quietest stretch this long is kept, played back and forth
+STRETCH_S = 8.0
+SMOOTH_S = 0.06  # the quietest stretch this long is kept, played back and forth
 # Eye aspect ratio landmarks (FaceMesh): outer/inner corners and two lid pairs per eye.
 _EYES = ((33, 133, (160, 144), (158, 153)), (362, 263, (385, 380), (387, 373)))
 NOSE_TIP = 1
@@ -97,6 +99,11 @@ def trajectory(name: str, times: np.ndarray, landmarks: list[np.ndarray | None])
         lo = 5 * int(np.argmin(stds))
         hi = lo + n
     a, t = a[lo:hi], t[lo:hi] - t[lo]
+    # FaceMesh's landmarks jitter from frame to frame by ~1 % of the IOD; that is the tracker, not
+    # the head, and passed on it would shake the target face faster than any head moves. Head
+    # pose is kept below ~3 Hz (a Gaussian of SMOOTH_S); the eye columns are not smoothed.
+    sigma = SMOOTH_S / max(float(np.median(np.diff(t))), 1e-3)
+    a[:, :6] = gaussian_filter1d(a[:, :6], sigma, axis=0, mode="nearest")
     med = np.median(a, axis=0)
     iod0 = med[2]
     ear_open = float(np.percentile(a[:, 7], 80))

@@ -64,7 +64,14 @@ def pose_frame(
     rot = np.array([[c, -s], [s, c]]) @ np.diag([1.0, sy]) * scale
     centre = np.array([FRAME[0] / 2, FRAME[1] / 2.2]) + np.array([pose["dx"], pose["dy"]]) * target_iod
     m = np.column_stack([rot, centre - rot @ eyes])
-    return cv2.warpAffine(img, m, FRAME, flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+    if scale < 1.0:
+        # a camera's optics low-pass the face before the sensor samples it; resampling a sharp
+        # image to a coarser grid without that aliases, and the alias pattern shifts with every
+        # sub-pixel head movement: on a still face moved only by a donor's translation, the
+        # spotter's noise rose from 0.08 to 0.14 px that way (bench/spotting/listeners.py, tune face)
+        sigma = 0.5 * math.sqrt(1.0 / scale**2 - 1.0)
+        img = cv2.GaussianBlur(img, (0, 0), sigma)
+    return cv2.warpAffine(img, m, FRAME, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
 
 
 def light(frame: np.ndarray, t: float, rng: np.random.Generator, flicker: float, drift: float, noise: float) -> np.ndarray:
