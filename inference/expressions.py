@@ -152,9 +152,7 @@ def calibration_inputs(strength: float, noise_px: float) -> tuple[float, float]:
     return math.log(max(strength, 1.0)), math.log(max(noise_px, DEFAULT_PARAMS.min_noise_px))
 
 
-def calibrated(
-    strength: float, noise_px: float, speaking: bool | None = None, verified: float | None = None
-) -> float:
+def calibrated(strength: float, noise_px: float, speaking: bool | None = None, verified: float | None = None) -> float:
     """The chance that a spot of this strength, on a face moving this much, is a true event;
     ``speaking``: whether the person talked during a micro signal (None: not known, or a macro
     signal), see SPEAKING_ODDS_RATIO. ``verified``: the two-stage spotter's own chance

@@ -60,6 +60,10 @@ FEATURES = (
     "log_apex_samples",
     "return_share",
 )
+# A sample is "at the apex" when its displacement along the apex direction is at least this share
+# of the apex's: how many frame pairs saw the action, not one spike.
+APEX_SHARE = 0.5
+_TINY = 1e-6
 _LIDS_BROWS = {r.name for r, m in zip(REGIONS, EYELID_MASK | BROW_MASK, strict=True) if m}
 _MOUTH = {r.name for r, m in zip(REGIONS, MOUTH_MASK, strict=True) if m}
 
@@ -97,9 +101,9 @@ def candidate_features(spotter: Spotter, spot: Spot) -> np.ndarray:
     if idx:
         direction = (pos[apex_i][idx] - pos[on][idx]).ravel()
         norm = float(np.linalg.norm(direction))
-        if norm > 1e-6:
+        if norm > _TINY:
             proj = [float((pos[i][idx] - pos[on][idx]).ravel() @ direction) / norm**2 for i in range(on, off + 1)]
-            apex_samples = float(sum(p >= 0.5 for p in proj))
+            apex_samples = float(sum(p >= APEX_SHARE for p in proj))
             return_share = 1.0 - abs(proj[-1]) if proj else 1.0
     return np.array(
         [

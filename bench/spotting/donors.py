@@ -86,9 +86,7 @@ def trajectory(name: str, times: np.ndarray, landmarks: list[np.ndarray | None])
         mid = (r_eye + l_eye) / 2
         nose = (lm[NOSE_TIP] - mid) / iod
         mouth = float(np.linalg.norm(lm[13] - lm[14])) / iod
-        rows.append(
-            (*(lm.mean(0)), iod, math.degrees(math.atan2(ex[1], ex[0])), nose @ ux, nose @ uy, mouth, _ear(lm))
-        )
+        rows.append((*(lm.mean(0)), iod, math.degrees(math.atan2(ex[1], ex[0])), nose @ ux, nose @ uy, mouth, _ear(lm)))
     a = np.asarray(rows)
     n = int(np.searchsorted(t, t[0] + STRETCH_S))
     if n >= len(t):

@@ -40,7 +40,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,7 @@ from bench.spotting.meetings import REPO
 from bench.spotting.replay import _track, spot_frames
 from bench.spotting.rig import FRAME, light, nod_pose, pose_frame
 from bench.spotting.score import match
-from bench.spotting.sources import CLIPS, DEFAULT_CACHE, Clip, clip_path, fetch
+from bench.spotting.sources import CLIPS, DEFAULT_CACHE, Clip, calibration_half, clip_path, fetch
 from bridge.confidence import DEFAULT_MIN_CONFIDENCE
 from bridge.config import Settings
 from bridge.demo.actions import AU_MOVES, EMOTION_AUS, EMOTIONS, Action, contempt_aus
@@ -63,7 +63,14 @@ from inference.analyzer import FaceModels
 from inference.expressions import calibrated
 from inference.motion import MotionExtractor
 from inference.spotting import Spot, Spotter
-from inference.verifier import FEATURES, VERIFIER_FILE, Verifier, VerifiedSpotter
+from inference.verifier import (
+    CANDIDATE_FLOOR_UNITS,
+    CANDIDATE_PARAMS,
+    FEATURES,
+    VERIFIER_FILE,
+    VerifiedSpotter,
+    Verifier,
+)
 
 CODECS = ("vp8", "h264")
 BITRATES_KBPS = (400, 600, 1000)
@@ -130,7 +137,9 @@ def make_listener(clip: Clip, seconds: float, seed: int, quiet: bool, n_donors: 
         lst.actions.append(Action("micro", emotion, aus, t, t + apex_at * duration, t + duration, amp))
         t += duration + float(rng.uniform(*GAP_S))
     for _ in range(max(1, int(seconds / 12))):
-        lst.nods.append((float(rng.uniform(0.5, seconds - 1.5)), float(rng.uniform(0.6, 1.2)), float(rng.uniform(3, 8))))
+        lst.nods.append(
+            (float(rng.uniform(0.5, seconds - 1.5)), float(rng.uniform(0.6, 1.2)), float(rng.uniform(3, 8)))
+        )
     rate = float(rng.uniform(*BLINKS_PER_MIN))
     t = float(rng.exponential(60 / rate))
     while t < seconds:
@@ -156,7 +165,7 @@ def _moves(lst: Listener, t: float) -> list[tuple[Any, float]]:
     return out
 
 
-def render(lst: Listener, base: np.ndarray, lm: np.ndarray, traj: Trajectory, out: Path, seed: int) -> list[float]:
+def render(lst: Listener, base: np.ndarray, lm: np.ndarray, traj: Trajectory, out: Path, *, seed: int) -> list[float]:
     """Encode the listener video; returns the media time of every frame."""
     rng = np.random.default_rng(seed + 7)
     kept = []
@@ -177,7 +186,14 @@ def render(lst: Listener, base: np.ndarray, lm: np.ndarray, traj: Trajectory, ou
             t = i / lst.fps
             pose = nod_pose(traj.at(t), t, lst.nods)
             pose["closure"] = max(pose["closure"], _blink(lst, t))
-            frame = light(pose_frame(base, lm, _moves(lst, t), pose, lst.target_iod), t, rng, lst.flicker, lst.drift, lst.noise)
+            frame = light(
+                pose_frame(base, lm, _moves(lst, t), pose, lst.target_iod),
+                t,
+                rng,
+                flicker=lst.flicker,
+                drift=lst.drift,
+                noise=lst.noise,
+            )
             vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
             vf.pts = i
             vf.time_base = Fraction(1, lst.fps)
@@ -240,13 +256,16 @@ def base_face(models: FaceModels, cache: Path, clip: Clip) -> tuple[np.ndarray, 
     return rgb, lm
 
 
-def replay_two(video: Path, faces: list[Any]) -> tuple[list[Spot], list[tuple[Spot, np.ndarray]], list[float], float]:
+def replay_two(
+    video: Path, faces: list[Any], candidate_floor: float = CANDIDATE_FLOOR_UNITS
+) -> tuple[list[Spot], list[tuple[Spot, np.ndarray]], list[float], float]:
     """The shipped spotter's spots and the two-stage spotter's candidates (with their verifier
     features) over one tracked video, both fed the same motion; frame times; CPU seconds."""
     motion = MotionExtractor()
     shipped = Spotter()
     n = len(FEATURES)
-    stage = VerifiedSpotter(Verifier(np.zeros(n), 0.0, np.zeros(n), np.ones(n), 0.0))  # keeps every candidate
+    keep_all = Verifier(np.zeros(n), 0.0, np.zeros(n), np.ones(n), 0.0)
+    stage = VerifiedSpotter(keep_all, replace(CANDIDATE_PARAMS, noise_floor_units=candidate_floor))
     stage.keep_candidates = True
     spots: list[Spot] = []
     cpu = 0.0
@@ -269,7 +288,8 @@ def _pred(s: Spot, times: list[float], confidence: float, **extra: Any) -> dict[
 
 
 def predictions(row: dict[str, Any], spotter: str, verifier: Verifier | None) -> list[dict[str, Any]]:
-    """A video's predictions for ``spotter``: "shipped", or "two-stage" (candidates the verifier keeps)."""
+    """A video's micro predictions for ``spotter``: "shipped", or "two-stage" (candidates the
+    verifier keeps; the two-stage spotter's macro spots are not replayed here)."""
     if spotter == "shipped":
         return list(row["shipped"])
     assert verifier is not None
@@ -345,7 +365,9 @@ def summarise(rows: list[dict[str, Any]], spotter: str, verifier: Verifier | Non
     }
 
 
-def run_split(models: FaceModels, cache: Path, work: Path, split: str, vpf: int, seconds: float, quiet_s: float) -> list[dict[str, Any]]:
+def run_split(
+    models: FaceModels, cache: Path, work: Path, split: str, *, vpf: int, seconds: float, quiet_s: float, floor: float
+) -> list[dict[str, Any]]:
     trajs = donors(models, cache, split)
     rows = []
     for clip in [c for c in CLIPS if c.role == split]:
@@ -361,11 +383,11 @@ def run_split(models: FaceModels, cache: Path, work: Path, split: str, vpf: int,
             video = work / f"{stem}.{ext}"
             tfile = work / f"{stem}.truth.json"
             if not tfile.exists():
-                kept = render(lst, base, lm, traj, video, seed)
+                kept = render(lst, base, lm, traj, video, seed=seed)
                 tfile.write_text(json.dumps(truth(lst, kept, traj.donor)), encoding="utf-8")
             tru = json.loads(tfile.read_text(encoding="utf-8"))
             faces = _track(models, video, work / f"{stem}.faces.pkl")
-            spots, cands, times, cpu = replay_two(video, faces)
+            spots, cands, times, cpu = replay_two(video, faces, floor)
             rows.append(
                 {
                     "video": stem,
@@ -384,6 +406,49 @@ def run_split(models: FaceModels, cache: Path, work: Path, split: str, vpf: int,
     return rows
 
 
+def run_unlabeled(models: FaceModels, cache: Path, work: Path, floor: float) -> list[dict[str, Any]]:
+    """Both spotters over every unlabeled real clip as it is (every micro event there is false)."""
+    out = []
+    for clip in [c for c in CLIPS if c.role == "unlabeled"]:
+        path = clip_path(cache, clip)
+        faces = _track(models, path, work / f"unlabeled_{clip.name}.faces.pkl")
+        spots, cands, times, _ = replay_two(path, faces, floor)
+        row: dict[str, Any] = {
+            "clip": clip.name,
+            "identity": clip.identity,
+            "calibration_half": calibration_half(clip.identity),
+            "seconds": times[-1] - times[0] if len(times) > 1 else 0.0,
+            "shipped": [_pred(s, times, calibrated(s.strength, s.noise_px, None)) for s in spots],
+            "candidates": [_pred(s, times, 0.0, features=[round(float(v), 5) for v in x]) for s, x in cands],
+        }
+        out.append(row)
+        print(
+            f"unlabeled {clip.name:24} shipped {sum(p['kind'] == 'micro' for p in row['shipped'])} "
+            f"candidates {len(cands)}",
+            flush=True,
+        )
+    return out
+
+
+def unlabeled_summary(unl: list[dict[str, Any]], verifier: Verifier | None, floor: float) -> dict[str, Any]:
+    """False micro events a minute on the unlabeled clips, raw and at the floor, per spotter and half."""
+    res: dict[str, Any] = {}
+    for half, rows in (("all", unl), ("check half", [r for r in unl if not r["calibration_half"]])):
+        minutes = sum(r["seconds"] for r in rows) / 60
+        part: dict[str, Any] = {"minutes": round(minutes, 2), "clips": len(rows)}
+        for name in ("shipped", "two-stage"):
+            if name == "two-stage" and verifier is None:
+                continue
+            preds = [p for r in rows for p in predictions(r, name, verifier) if p["kind"] == "micro"]
+            part[name] = {
+                "micro": len(preds),
+                "per_min_raw": round(len(preds) / minutes, 3),
+                "per_min_at_floor": round(sum(p["confidence"] >= floor for p in preds) / minutes, 3),
+            }
+        res[half] = part
+    return res
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
@@ -393,12 +458,50 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--videos-per-face", type=int, default=2)
     ap.add_argument("--floor", type=float, default=DEFAULT_MIN_CONFIDENCE, help="display floor for the shown counts")
     ap.add_argument("--verifier", type=Path, default=VERIFIER_FILE)
+    ap.add_argument(
+        "--candidate-floor",
+        type=float,
+        default=CANDIDATE_FLOOR_UNITS,
+        help="the two-stage spotter's first-stage floor (noise units) to replay; the verifier must be trained at it",
+    )
+    ap.add_argument("--unlabeled", action="store_true", help="also replay the unlabeled real clips (false events)")
+    ap.add_argument(
+        "--from-json", action="store_true", help="only re-score the last run's output (e.g. with a new verifier)"
+    )
     ap.add_argument("--work", type=Path, default=REPO / "out" / "spotting-listeners")
     args = ap.parse_args(argv)
-    models = load_face_models(Settings().model_dir, prefer_gpu=False, emotion=False)
-    fetch(args.cache)
-    args.work.mkdir(parents=True, exist_ok=True)
-    rows = run_split(models, args.cache, args.work, args.split, args.videos_per_face, args.seconds, args.quiet_seconds)
+    tag = "" if args.candidate_floor == CANDIDATE_FLOOR_UNITS else f"-floor{args.candidate_floor:g}"
+    store = args.work / f"listeners-{args.split}{tag}.json"
+    models = None
+    if not args.from_json or args.unlabeled:
+        models = load_face_models(Settings().model_dir, prefer_gpu=False, emotion=False)
+        fetch(args.cache)
+        args.work.mkdir(parents=True, exist_ok=True)
+    if args.from_json:
+        saved = json.loads(store.read_text(encoding="utf-8"))
+        rows, unl = saved["rows"], saved.get("unlabeled", [])
+    else:
+        assert models is not None
+        rows = run_split(
+            models,
+            args.cache,
+            args.work,
+            args.split,
+            vpf=args.videos_per_face,
+            seconds=args.seconds,
+            quiet_s=args.quiet_seconds,
+            floor=args.candidate_floor,
+        )
+        unl = []
+    if args.unlabeled:
+        assert models is not None
+        unl = run_unlabeled(models, args.cache, args.work, args.candidate_floor)
+    if models is not None:
+        store.write_text(
+            json.dumps({"split": args.split, "candidate_floor": args.candidate_floor, "rows": rows, "unlabeled": unl})
+            + "\n",
+            encoding="utf-8",
+        )
     verifier = Verifier.load(args.verifier) if args.verifier.exists() else None
     frames = sum(r["truth"]["frames"] for r in rows)
     out: dict[str, Any] = {
@@ -409,9 +512,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     if verifier is not None:
         out["spotters"]["two-stage"] = summarise(rows, "two-stage", verifier, args.floor)
-    (args.work / f"listeners-{args.split}.json").write_text(
-        json.dumps({"summary": out, "rows": rows}) + "\n", encoding="utf-8"
-    )
+    if unl:
+        out["unlabeled"] = unlabeled_summary(unl, verifier, args.floor)
+    (args.work / f"summary-{args.split}.json").write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(out, indent=1))
     return out
 

@@ -74,7 +74,9 @@ def pose_frame(
     return cv2.warpAffine(img, m, FRAME, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
 
 
-def light(frame: np.ndarray, t: float, rng: np.random.Generator, flicker: float, drift: float, noise: float) -> np.ndarray:
+def light(
+    frame: np.ndarray, t: float, rng: np.random.Generator, *, flicker: float, drift: float, noise: float
+) -> np.ndarray:
     gain = 1.0 + drift * math.sin(2 * math.pi * t / 17.0) + flicker * rng.standard_normal()
     grain = rng.normal(0, noise, size=tuple(frame.shape)).astype(np.float32)
     return np.clip(frame.astype(np.float32) * gain + grain, 0, 255).astype(np.uint8)

@@ -32,7 +32,7 @@ import numpy as np
 from bench.spotting.calibrate import fit_logistic, probability
 from bench.spotting.meetings import REPO
 from bench.spotting.score import iou
-from inference.verifier import FEATURES, VERIFIER_FILE, Verifier
+from inference.verifier import CANDIDATE_FLOOR_UNITS, FEATURES, VERIFIER_FILE, Verifier
 
 MAX_QUIET_PER_MIN = 0.25
 MIN_PRECISION = 0.95
@@ -73,8 +73,12 @@ def main(argv: list[str] | None = None) -> Verifier:
     ap.add_argument("--out", type=Path, default=VERIFIER_FILE)
     args = ap.parse_args(argv)
     data = json.loads(args.bench.read_text(encoding="utf-8"))
-    if data["summary"]["split"] != "tune":
+    if data.get("split", data.get("summary", {}).get("split")) != "tune":
         raise SystemExit("the verifier trains on the tune identities only")
+    if data.get("candidate_floor", CANDIDATE_FLOOR_UNITS) != CANDIDATE_FLOOR_UNITS:
+        raise SystemExit(
+            f"candidates were replayed at floor {data['candidate_floor']}, the verifier ships at {CANDIDATE_FLOOR_UNITS}"
+        )
     rows = data["rows"]
     x, y, quiet = dataset(rows)
     if x.shape[1] != len(FEATURES):

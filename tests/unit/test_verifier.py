@@ -13,7 +13,7 @@ import pytest
 from inference.motion import MotionSample
 from inference.regions import REGION_INDEX, REGIONS
 from inference.spotting import Spot, Spotter
-from inference.verifier import FEATURES, VERIFIER_FILE, Verifier, VerifiedSpotter, candidate_features
+from inference.verifier import FEATURES, VERIFIER_FILE, VerifiedSpotter, Verifier, candidate_features
 
 pytestmark = pytest.mark.unit
 R = len(REGIONS)
@@ -61,7 +61,12 @@ def _bump(regions: dict[str, tuple[float, float]], onset: float, duration: float
 
 
 BLINK = {"lid_upper_R": (0.0, 3.0), "lid_upper_L": (0.0, 3.0), "brow_inner_R": (0.0, 0.6), "brow_inner_L": (0.0, 0.6)}
-BROW_RAISE = {"brow_inner_R": (0.0, -1.2), "brow_inner_L": (0.0, -1.2), "brow_outer_R": (0.0, -1.0), "brow_outer_L": (0.0, -1.0)}
+BROW_RAISE = {
+    "brow_inner_R": (0.0, -1.2),
+    "brow_inner_L": (0.0, -1.2),
+    "brow_outer_R": (0.0, -1.0),
+    "brow_outer_L": (0.0, -1.0),
+}
 
 
 def _open_eyes(t: float) -> float:
@@ -72,7 +77,9 @@ def _blinking_eyes(t: float) -> float:
     return 0.28 - 0.22 * math.sin(math.pi * (t - 6.0) / 0.25) if 6.0 < t < 6.25 else 0.28
 
 
-def _candidate(samples: list[MotionSample], regions: dict[str, tuple[float, float]], onset: float, dur: float) -> np.ndarray:
+def _candidate(
+    samples: list[MotionSample], regions: dict[str, tuple[float, float]], onset: float, dur: float
+) -> np.ndarray:
     """The verifier's features for a candidate over [onset, onset + dur], as the spotter's buffer
     holds it right after the offset (the same strength for both, so only what differs decides)."""
     sp = Spotter(fps_hint=FPS)
