@@ -366,20 +366,30 @@ def summarise(rows: list[dict[str, Any]], spotter: str, verifier: Verifier | Non
 
 
 def run_split(
-    models: FaceModels, cache: Path, work: Path, split: str, *, vpf: int, seconds: float, quiet_s: float, floor: float
+    models: FaceModels,
+    cache: Path,
+    work: Path,
+    split: str,
+    *,
+    vpf: int,
+    seconds: float,
+    quiet_s: float,
+    quiet_n: int = 1,
+    floor: float,
 ) -> list[dict[str, Any]]:
     trajs = donors(models, cache, split)
     rows = []
     for clip in [c for c in CLIPS if c.role == split]:
         base, lm = base_face(models, cache, clip)
-        for v in range(vpf + 1):
-            quiet = v == vpf
+        for v in range(vpf + quiet_n):
+            quiet = v >= vpf
             secs = quiet_s if quiet else seconds
             seed = sum(map(ord, clip.name)) * 100 + v + 7000
             lst = make_listener(clip, secs, seed, quiet, len(trajs))
             traj = trajs[lst.donor]
             ext = "webm" if lst.codec == "vp8" else "mp4"
-            stem = f"{split}_{clip.name}_{'quiet' if quiet else v}_{secs:g}s"
+            name = ("quiet" if v == vpf else f"quiet{v - vpf}") if quiet else str(v)
+            stem = f"{split}_{clip.name}_{name}_{secs:g}s"
             video = work / f"{stem}.{ext}"
             tfile = work / f"{stem}.truth.json"
             if not tfile.exists():
@@ -456,6 +466,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--quiet-seconds", type=float, default=30.0)
     ap.add_argument("--videos-per-face", type=int, default=2)
+    ap.add_argument("--quiet-videos", type=int, default=1, help="event-free videos per face")
     ap.add_argument("--floor", type=float, default=DEFAULT_MIN_CONFIDENCE, help="display floor for the shown counts")
     ap.add_argument("--verifier", type=Path, default=VERIFIER_FILE)
     ap.add_argument(
@@ -490,6 +501,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             vpf=args.videos_per_face,
             seconds=args.seconds,
             quiet_s=args.quiet_seconds,
+            quiet_n=args.quiet_videos,
             floor=args.candidate_floor,
         )
         unl = []
