@@ -365,6 +365,15 @@ def summarise(rows: list[dict[str, Any]], spotter: str, verifier: Verifier | Non
     }
 
 
+def _seed_index(v: int, vpf: int) -> int:
+    """Video ``v``'s seed offset, independent of how many videos a run asks for: event videos 0-1
+    are 0-1 and the first quiet one 2 (the first runs' layout), later ones 100 + v and 1000 + q."""
+    if v < vpf:
+        return v if v < 2 else 100 + v
+    q = v - vpf
+    return 2 if q == 0 else 1000 + q
+
+
 def run_split(
     models: FaceModels,
     cache: Path,
@@ -384,7 +393,7 @@ def run_split(
         for v in range(vpf + quiet_n):
             quiet = v >= vpf
             secs = quiet_s if quiet else seconds
-            seed = sum(map(ord, clip.name)) * 100 + v + 7000
+            seed = sum(map(ord, clip.name)) * 100 + 7000 + _seed_index(v, vpf)
             lst = make_listener(clip, secs, seed, quiet, len(trajs))
             traj = trajs[lst.donor]
             ext = "webm" if lst.codec == "vp8" else "mp4"
