@@ -405,6 +405,7 @@ def run_split(
                 kept = render(lst, base, lm, traj, video, seed=seed)
                 tfile.write_text(json.dumps(truth(lst, kept, traj.donor)), encoding="utf-8")
             tru = json.loads(tfile.read_text(encoding="utf-8"))
+            video = work / f"{stem}.{'webm' if tru['codec'] == 'vp8' else 'mp4'}"
             faces = _track(models, video, work / f"{stem}.faces.pkl")
             spots, cands, times, cpu = replay_two(video, faces, floor)
             rows.append(

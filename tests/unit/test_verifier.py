@@ -61,12 +61,8 @@ def _bump(regions: dict[str, tuple[float, float]], onset: float, duration: float
 
 
 BLINK = {"lid_upper_R": (0.0, 3.0), "lid_upper_L": (0.0, 3.0), "brow_inner_R": (0.0, 0.6), "brow_inner_L": (0.0, 0.6)}
-BROW_RAISE = {
-    "brow_inner_R": (0.0, -1.2),
-    "brow_inner_L": (0.0, -1.2),
-    "brow_outer_R": (0.0, -1.0),
-    "brow_outer_L": (0.0, -1.0),
-}
+# a smile (AU6 + AU12): cheeks and mouth corners up
+SMILE = {"cheek_R": (0.0, -1.0), "cheek_L": (0.0, -1.0), "mouth_corner_R": (-0.6, -1.0), "mouth_corner_L": (0.6, -1.0)}
 
 
 def _open_eyes(t: float) -> float:
@@ -118,7 +114,7 @@ def test_verifier_ships_small_and_loads_with_numpy_only() -> None:
 def test_a_blink_candidate_is_rejected_and_an_action_kept() -> None:
     v = Verifier.load()
     blink = _candidate(_stream(10.0, _bump(BLINK, 6.0, 0.25), _blinking_eyes), BLINK, 6.0, 0.25)
-    action = _candidate(_stream(10.0, _bump(BROW_RAISE, 6.0, 0.3), _open_eyes), BROW_RAISE, 6.0, 0.3)
+    action = _candidate(_stream(10.0, _bump(SMILE, 6.0, 0.3), _open_eyes), SMILE, 6.0, 0.3)
     assert blink[FEATURES.index("eye_closure")] > 0.5
     assert action[FEATURES.index("eye_closure")] < 0.1
     assert v.probability(blink) < v.threshold <= v.probability(action)
@@ -126,7 +122,7 @@ def test_a_blink_candidate_is_rejected_and_an_action_kept() -> None:
 
 def test_the_two_stage_spotter_finds_a_small_action_and_says_how_sure() -> None:
     sp = VerifiedSpotter()
-    small = {k: (x * 0.5, y * 0.5) for k, (x, y) in BROW_RAISE.items()}
+    small = {k: (x * 0.5, y * 0.5) for k, (x, y) in SMILE.items()}
     spots = [s for x in _stream(12.0, _bump(small, 6.0, 0.3), _open_eyes) for s in sp.push(x)]
     assert len(spots) == 1 and spots[0].kind == "micro"
     assert spots[0].verified is not None and spots[0].verified >= sp.verifier.threshold
