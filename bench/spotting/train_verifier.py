@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> Verifier:
         raise SystemExit("the verifier trains on the tune identities only")
     if data.get("candidate_floor", CANDIDATE_FLOOR_UNITS) != CANDIDATE_FLOOR_UNITS:
         raise SystemExit(
-            f"candidates were replayed at floor {data['candidate_floor']}, the verifier ships at {CANDIDATE_FLOOR_UNITS}"
+            f"candidates were replayed at floor {data['candidate_floor']}, "
+            f"the verifier ships at {CANDIDATE_FLOOR_UNITS}"
         )
     rows = data["rows"]
     x, y, quiet = dataset(rows)
