@@ -84,7 +84,7 @@ def test_the_rig_puts_the_face_where_the_pose_says() -> None:
     pose = {"dx": 0.5, "dy": 0.0, "roll": 0.0, "scale": 1.0, "yaw": 0.0, "pitch": 0.0, "closure": 0.0}
     frame = pose_frame(base, lm, [], pose, target_iod=50.0)
     assert frame.shape == (FRAME[1], FRAME[0], 3)
-    ys, xs = np.nonzero(frame[..., 0] > 60)
+    _, xs = np.nonzero(frame[..., 0] > 60)
     assert float(xs.mean()) == pytest.approx(FRAME[0] / 2 + 0.5 * 50.0, abs=2.0)
 
 
