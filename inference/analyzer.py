@@ -27,6 +27,7 @@ from inference.speech import KEEP_S, SpeechTimeline, SpeechUpdate
 from inference.spotting import Spot, Spotter
 from inference.tracking import FaceTracker
 from inference.types import FrameFaces
+from inference.verifier import VerifiedSpotter
 
 RGB_NDIM = 3  # (H, W, C) with C = 3 channels
 # The emotion CNN reads the face for sentiment at ~3 Hz: sentiment is smoothed over seconds
@@ -155,7 +156,9 @@ class ParticipantAnalyzer:
         self.emotions_allowed = emotions_allowed
         self.cnn = EmotionCNN(models.emotion) if (models.emotion is not None and emotions_allowed) else None
         self.motion = MotionExtractor()
-        self.spotter = Spotter(fps_hint=fps_hint)
+        # two stages (issue 22): the template spotter at a low floor proposes, a small verifier
+        # trained on the listener bench's tune people keeps actions and drops blinks, nods and flicker
+        self.spotter: Spotter = VerifiedSpotter(fps_hint=fps_hint)
         self.streams = StreamCues(emotions_allowed=emotions_allowed)
         self.gaze_baseline = GazeBaseline()
         self.speech = SpeechTimeline()

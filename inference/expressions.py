@@ -62,11 +62,14 @@ SUPPORT_SHARE = 0.25
 CALIBRATION: tuple[float, float, float] = (-2.445, 0.446, -2.324)
 # How a micro signal's odds of being true change when its person talks during it (their voice
 # activity overlaps it, inference/speech.py): while someone talks the face moves with the speech,
-# and a micro-expression is then seldom told apart from it, so the display floor
-# (MICROCUE_MIN_CONFIDENCE) is what shows or hides such a signal. 1.0 (no change) until the
-# calibration bench fits it with speaking as a feature; the one place to set it. Macro signals are
-# never adjusted for talk: 0.6-3 s expressions are large enough to assess while talking.
-SPEAKING_ODDS_RATIO = 1.0
+# and a micro-expression is then less often told apart from it, so the display floor
+# (MICROCUE_MIN_CONFIDENCE) is what shows or hides such a signal; the one place to set it. Fitted
+# by ``python -m bench.spotting.fit_speaking`` on the tune people's talking faces (36 meetings-bench
+# videos, the two-stage spotter): 14 micro signals, 10 true (0.71) at a mean confidence of 0.81,
+# odds ratio 0.566. Few signals: a rough figure, and it lowers rather than hides (a 0.75 signal
+# becomes 0.63). Macro signals are never adjusted for talk: 0.6-3 s expressions are large enough
+# to assess while talking.
+SPEAKING_ODDS_RATIO = 0.566
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,12 +155,18 @@ def calibration_inputs(strength: float, noise_px: float) -> tuple[float, float]:
     return math.log(max(strength, 1.0)), math.log(max(noise_px, DEFAULT_PARAMS.min_noise_px))
 
 
-def calibrated(strength: float, noise_px: float, speaking: bool | None = None) -> float:
+def calibrated(strength: float, noise_px: float, speaking: bool | None = None, verified: float | None = None) -> float:
     """The chance that a spot of this strength, on a face moving this much, is a true event;
     ``speaking``: whether the person talked during a micro signal (None: not known, or a macro
-    signal), see SPEAKING_ODDS_RATIO."""
-    x_strength, x_noise = calibration_inputs(strength, noise_px)
-    z = CALIBRATION[0] + CALIBRATION[1] * x_strength + CALIBRATION[2] * x_noise
+    signal), see SPEAKING_ODDS_RATIO. ``verified``: the two-stage spotter's own chance
+    (``Spot.verified``, inference/verifier.py), which replaces the strength-and-noise curve: the
+    verifier was fitted to give the share of true events on the listener bench's tune people."""
+    if verified is not None:
+        p = min(max(verified, 1e-6), 1 - 1e-6)
+        z = math.log(p / (1 - p))
+    else:
+        x_strength, x_noise = calibration_inputs(strength, noise_px)
+        z = CALIBRATION[0] + CALIBRATION[1] * x_strength + CALIBRATION[2] * x_noise
     if speaking:
         z += math.log(SPEAKING_ODDS_RATIO)
     return 1.0 / (1.0 + math.exp(-z))
@@ -208,6 +217,8 @@ def classify(
         emotion=emotion,
         valence=VALENCE[emotion],
         aus=aus,
-        confidence=round(calibrated(spot.strength, spot.noise_px, speaking if spot.kind == "micro" else None), 3),
+        confidence=round(
+            calibrated(spot.strength, spot.noise_px, speaking if spot.kind == "micro" else None, spot.verified), 3
+        ),
         scores={k: round(v, 3) for k, v in scores.items()},
     )

@@ -136,6 +136,11 @@ class Spot:
     # scale, canonical px): signals on a face that moves a lot (talking) are less often true events,
     # which the confidence calibration (inference/expressions.py) takes into account.
     noise_px: float = 0.0
+    # The second stage's chance that this is a true action (inference/verifier.py), None when no
+    # verifier judged it; the confidence then comes from strength and noise (inference/expressions.py).
+    verified: float | None = None
+    # The peak feature in matched-template noise units (strength is this over the threshold).
+    peak_units: float = 0.0
 
     @property
     def duration(self) -> float:
@@ -202,6 +207,7 @@ class _Pending:
     active: np.ndarray
     amplitude: float
     apex_pos: np.ndarray
+    peak_units: float = 0.0
 
 
 class Spotter:
@@ -495,7 +501,7 @@ class Spotter:
         if any(abs(pe.apex_idx_t - t_j) < MICRO_MAX_S for pe in self._pending):
             return
         self._pending.append(
-            _Pending(t_j, t_on, s_j / self._threshold(ch), active, amplitude, self.positions[apex].copy())
+            _Pending(t_j, t_on, s_j / self._threshold(ch), active, amplitude, self.positions[apex].copy(), s_j)
         )
 
     def _offset(self, apex: int, pe: _Pending) -> int | None:
@@ -572,6 +578,7 @@ class Spotter:
             onset_crop=samples[onset].fer_crop,
             apex_crop=samples[apex].fer_crop,
             noise_px=self.noise_px,
+            peak_units=pe.peak_units,
         )
 
     def push(self, sample: MotionSample) -> list[Spot]:

@@ -267,8 +267,8 @@ def test_cue_detail_and_confidence_input() -> None:
 
 
 def test_speaking_is_an_input_of_a_micro_signals_confidence_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert expressions.SPEAKING_ODDS_RATIO == 1.0  # no effect until the calibration bench fits it
-    assert calibrated(2.0, 0.3, speaking=True) == calibrated(2.0, 0.3, speaking=False) == calibrated(2.0, 0.3)
+    assert 0.0 < expressions.SPEAKING_ODDS_RATIO < 1.0  # fitted: talk makes a micro signal less likely true
+    assert calibrated(2.0, 0.3, speaking=True) < calibrated(2.0, 0.3, speaking=False) == calibrated(2.0, 0.3)
     monkeypatch.setattr(expressions, "SPEAKING_ODDS_RATIO", 0.25)  # what a fit would set
     base = calibrated(2.0, 0.3)
     talking = calibrated(2.0, 0.3, speaking=True)

@@ -1,0 +1,128 @@
+"""The second-stage verifier (inference/verifier.py): small, numpy-only, and it tells a blink from
+an action."""
+
+from __future__ import annotations
+
+import math
+import zipfile
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from inference.motion import MotionSample
+from inference.regions import REGION_INDEX, REGIONS
+from inference.spotting import Spot, Spotter
+from inference.verifier import FEATURES, VERIFIER_FILE, VerifiedSpotter, Verifier, candidate_features
+
+pytestmark = pytest.mark.unit
+R = len(REGIONS)
+FPS = 25.0
+
+
+def _stream(
+    seconds: float, displacement: Callable[[float], np.ndarray], eyes: Callable[[float], float], seed: int = 0
+) -> list[MotionSample]:
+    rng = np.random.default_rng(seed)
+    out, prev = [], np.zeros((R, 2))
+    crop = np.zeros((64, 64), np.uint8)
+    for i in range(int(seconds * FPS)):
+        t = i / FPS
+        pos = displacement(t)
+        flow = pos - prev + rng.normal(0, 0.03, (R, 2))
+        prev = pos
+        out.append(
+            MotionSample(
+                t=t,
+                flow=flow.astype(np.float32),
+                chained=bool(out),
+                eye_openness=eyes(t),
+                mouth_open=0.1,
+                brightness=120.0,
+                outliers=0.0,
+                turn=0.0,
+                nod=0.5,
+                fer_crop=crop,
+            )
+        )
+    return out
+
+
+def _bump(regions: dict[str, tuple[float, float]], onset: float, duration: float) -> Callable[[float], np.ndarray]:
+    def f(t: float) -> np.ndarray:
+        d = np.zeros((R, 2))
+        if onset < t < onset + duration:
+            w = math.sin(math.pi * (t - onset) / duration)
+            for name, vec in regions.items():
+                d[REGION_INDEX[name]] = np.array(vec) * w
+        return d
+
+    return f
+
+
+BLINK = {"lid_upper_R": (0.0, 3.0), "lid_upper_L": (0.0, 3.0), "brow_inner_R": (0.0, 0.6), "brow_inner_L": (0.0, 0.6)}
+# a smile (AU6 + AU12): cheeks and mouth corners up
+SMILE = {"cheek_R": (0.0, -1.0), "cheek_L": (0.0, -1.0), "mouth_corner_R": (-0.6, -1.0), "mouth_corner_L": (0.6, -1.0)}
+
+
+def _open_eyes(t: float) -> float:
+    return 0.28
+
+
+def _blinking_eyes(t: float) -> float:
+    return 0.28 - 0.22 * math.sin(math.pi * (t - 6.0) / 0.25) if 6.0 < t < 6.25 else 0.28
+
+
+def _candidate(
+    samples: list[MotionSample], regions: dict[str, tuple[float, float]], onset: float, dur: float
+) -> np.ndarray:
+    """The verifier's features for a candidate over [onset, onset + dur], as the spotter's buffer
+    holds it right after the offset (the same strength for both, so only what differs decides)."""
+    sp = Spotter(fps_hint=FPS)
+    for x in samples:
+        if x.t > onset + dur + 0.2:
+            break
+        sp.push(x)
+    spot = Spot(
+        kind="micro",
+        onset_t=onset,
+        apex_t=onset + dur / 2,
+        offset_t=onset + dur,
+        strength=1.5,
+        regions=tuple(regions),
+        displacement=np.zeros((R, 2)),
+        onset_crop=np.zeros((64, 64), np.uint8),
+        apex_crop=np.zeros((64, 64), np.uint8),
+        noise_px=0.15,
+        peak_units=6.0,
+    )
+    return candidate_features(sp, spot)
+
+
+def test_verifier_ships_small_and_loads_with_numpy_only() -> None:
+    assert VERIFIER_FILE.stat().st_size < 100_000
+    with zipfile.ZipFile(VERIFIER_FILE) as z:
+        names = {n.removesuffix(".npy") for n in z.namelist()}
+    assert names == {"features", "weights", "bias", "mean", "scale", "threshold"}
+    with np.load(VERIFIER_FILE, allow_pickle=False) as d:  # no pickled objects inside
+        assert tuple(str(f) for f in d["features"]) == FEATURES
+        assert d["weights"].shape == (len(FEATURES),)
+    v = Verifier.load()
+    assert 0.0 < v.threshold < 1.0
+
+
+def test_a_blink_candidate_is_rejected_and_an_action_kept() -> None:
+    v = Verifier.load()
+    blink = _candidate(_stream(10.0, _bump(BLINK, 6.0, 0.25), _blinking_eyes), BLINK, 6.0, 0.25)
+    action = _candidate(_stream(10.0, _bump(SMILE, 6.0, 0.3), _open_eyes), SMILE, 6.0, 0.3)
+    assert blink[FEATURES.index("eye_closure")] > 0.5
+    assert action[FEATURES.index("eye_closure")] < 0.1
+    assert v.probability(blink) < v.threshold <= v.probability(action)
+
+
+def test_the_two_stage_spotter_finds_a_small_action_and_says_how_sure() -> None:
+    sp = VerifiedSpotter()
+    small = {k: (x * 0.5, y * 0.5) for k, (x, y) in SMILE.items()}
+    spots = [s for x in _stream(12.0, _bump(small, 6.0, 0.3), _open_eyes) for s in sp.push(x)]
+    assert len(spots) == 1 and spots[0].kind == "micro"
+    assert spots[0].verified is not None and spots[0].verified >= sp.verifier.threshold
