@@ -41,7 +41,6 @@ import math
 import sys
 import time
 from dataclasses import dataclass, field, replace
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +49,9 @@ import cv2
 import numpy as np
 
 from bench.spotting.donors import Trajectory, donors, landmarks
-from bench.spotting.meetings import REPO
+from bench.spotting.meetings import REPO, webrtc_encoder
 from bench.spotting.replay import _track, spot_frames
-from bench.spotting.rig import FRAME, light, nod_pose, pose_frame
+from bench.spotting.rig import light, nod_pose, pose_frame
 from bench.spotting.score import match
 from bench.spotting.sources import CLIPS, DEFAULT_CACHE, Clip, calibration_half, clip_path, fetch
 from bridge.confidence import DEFAULT_MIN_CONFIDENCE
@@ -169,19 +168,7 @@ def render(lst: Listener, base: np.ndarray, lm: np.ndarray, traj: Trajectory, ou
     """Encode the listener video; returns the media time of every frame."""
     rng = np.random.default_rng(seed + 7)
     kept = []
-    vp8 = lst.codec == "vp8"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(out), "w", format="webm" if vp8 else "mp4") as container:
-        stream = container.add_stream("libvpx" if vp8 else "libx264", rate=lst.fps)
-        stream.width, stream.height = FRAME
-        stream.pix_fmt = "yuv420p"
-        stream.bit_rate = lst.kbps * 1000
-        stream.codec_context.time_base = Fraction(1, lst.fps)
-        stream.options = (
-            {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
-            if vp8
-            else {"preset": "veryfast", "tune": "zerolatency"}
-        )
+    with webrtc_encoder(out, lst.codec, lst.fps, lst.kbps) as encode:
         for i in range(int(lst.seconds * lst.fps)):
             t = i / lst.fps
             pose = nod_pose(traj.at(t), t, lst.nods)
@@ -194,14 +181,8 @@ def render(lst: Listener, base: np.ndarray, lm: np.ndarray, traj: Trajectory, ou
                 drift=lst.drift,
                 noise=lst.noise,
             )
-            vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
-            vf.pts = i
-            vf.time_base = Fraction(1, lst.fps)
-            for packet in stream.encode(vf):
-                container.mux(packet)
+            encode(frame, i)
             kept.append(t)
-        for packet in stream.encode():
-            container.mux(packet)
     return kept
 
 

@@ -28,11 +28,13 @@ docs/benchmarks.md quotes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import math
 import sys
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -232,6 +234,37 @@ def _hand(frame: np.ndarray, lm: np.ndarray, m: Meeting, t: float, iod: float) -
             )
 
 
+@contextlib.contextmanager
+def webrtc_encoder(out: Path, codec: str, fps: int, kbps: int) -> Iterator[Callable[[np.ndarray, int], None]]:
+    """A file encoded as a WebRTC sender encodes (VP8 realtime or H.264 zero-latency, no lag, at
+    a fixed bit rate); yields ``encode(rgb, index)`` for frame ``index`` at ``fps``. The listener
+    and meetings benches share it so both see the same codec conditions."""
+    vp8 = codec == "vp8"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(out), "w", format="webm" if vp8 else "mp4") as container:
+        stream = container.add_stream("libvpx" if vp8 else "libx264", rate=fps)
+        stream.width, stream.height = FRAME
+        stream.pix_fmt = "yuv420p"
+        stream.bit_rate = kbps * 1000
+        stream.codec_context.time_base = Fraction(1, fps)
+        stream.options = (
+            {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
+            if vp8
+            else {"preset": "veryfast", "tune": "zerolatency"}
+        )
+
+        def encode(rgb: np.ndarray, index: int) -> None:
+            vf = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            vf.pts = index
+            vf.time_base = Fraction(1, fps)
+            for packet in stream.encode(vf):
+                container.mux(packet)
+
+        yield encode
+        for packet in stream.encode():
+            container.mux(packet)
+
+
 def render(m: Meeting, src: Source, out: Path, seed: int) -> list[float]:
     """Encode the meeting; returns the media times of the frames kept (after drops)."""
     rng = np.random.default_rng(seed + 7)
@@ -242,21 +275,9 @@ def render(m: Meeting, src: Source, out: Path, seed: int) -> list[float]:
     affine = np.array(
         [[scale, 0, FRAME[0] / 2 - scale * centre[0]], [0, scale, FRAME[1] / 2 - scale * centre[1]]], np.float64
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
     kept: list[float] = []
     n = int(m.seconds * cond.fps)
-    vp8 = cond.codec == "vp8"
-    with av.open(str(out), "w", format="webm" if vp8 else "mp4") as container:
-        stream = container.add_stream("libvpx" if vp8 else "libx264", rate=cond.fps)
-        stream.width, stream.height = FRAME
-        stream.pix_fmt = "yuv420p"
-        stream.bit_rate = cond.kbps * 1000
-        stream.codec_context.time_base = Fraction(1, cond.fps)
-        stream.options = (
-            {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
-            if vp8
-            else {"preset": "veryfast", "tune": "zerolatency"}
-        )
+    with webrtc_encoder(out, cond.codec, cond.fps, cond.kbps) as encode:
         for i in range(n):
             t = i / cond.fps
             if i > 0 and rng.random() < cond.drops:
@@ -275,14 +296,8 @@ def render(m: Meeting, src: Source, out: Path, seed: int) -> list[float]:
             gain = 1.0 + cond.drift * math.sin(2 * math.pi * t / 17.0) + cond.flicker * rng.standard_normal()
             grain = rng.normal(0, cond.noise, size=tuple(frame.shape)).astype(np.float32)
             noisy = frame.astype(np.float32) * gain + grain
-            vf = av.VideoFrame.from_ndarray(np.clip(noisy, 0, 255).astype(np.uint8), format="rgb24")
-            vf.pts = i
-            vf.time_base = Fraction(1, cond.fps)
-            for packet in stream.encode(vf):
-                container.mux(packet)
+            encode(np.clip(noisy, 0, 255).astype(np.uint8), i)
             kept.append(t)
-        for packet in stream.encode():
-            container.mux(packet)
     return kept
 
 

@@ -25,10 +25,10 @@ import numpy as np
 
 from bench.spotting.donors import Trajectory
 from bench.spotting.generate import yaw_warp
+from bench.spotting.meetings import FRAME
 from bridge.demo.actions import AU_MOVES, Move
 from bridge.demo.puppet import displacement_controls, warp
 
-FRAME = (640, 480)
 _R_UPPER_LID, _L_UPPER_LID = AU_MOVES["AU5"][0][0], AU_MOVES["AU5"][1][0]
 # A blink lowers the upper lid by most of the eye's opening, ~0.1-0.15 IOD (spotting_params, blink_min_px).
 BLINK_IOD = 0.12

@@ -22,40 +22,13 @@ from inference.spotting import (
     oscillation_hz,
 )
 from inference.spotting_params import DEFAULT_PARAMS
+from tests.support.motion import region_stream
 
 pytestmark = pytest.mark.unit
 R = len(REGIONS)
 
 
-def _stream(
-    fps: float, seconds: float, displacement: Callable[[float], np.ndarray], seed: int = 0, drop: float = 0.0
-) -> list[MotionSample]:
-    """Samples whose region positions follow ``displacement(t) -> (R, 2)`` plus flow noise."""
-    rng = np.random.default_rng(seed)
-    out, prev = [], np.zeros((R, 2))
-    crop = np.zeros((64, 64), np.uint8)
-    for i in range(int(seconds * fps)):
-        if drop and rng.random() < drop:
-            continue
-        t = i / fps
-        pos = displacement(t)
-        flow = pos - prev + rng.normal(0, 0.03, (R, 2))
-        prev = pos
-        out.append(
-            MotionSample(
-                t=t,
-                flow=flow.astype(np.float32),
-                chained=bool(out),
-                eye_openness=0.28,
-                mouth_open=0.1,
-                brightness=120.0,
-                outliers=0.0,
-                turn=0.0,
-                nod=0.5,
-                fer_crop=crop,
-            )
-        )
-    return out
+_stream = region_stream
 
 
 def _bump(region: str, onset: float, duration: float, vec: tuple[float, float]) -> Callable[[float], np.ndarray]:

@@ -14,6 +14,7 @@ from inference.motion import MotionSample
 from inference.regions import REGION_INDEX, REGIONS
 from inference.spotting import Spot, Spotter
 from inference.verifier import FEATURES, VERIFIER_FILE, VerifiedSpotter, Verifier, candidate_features
+from tests.support.motion import region_stream
 
 pytestmark = pytest.mark.unit
 R = len(REGIONS)
@@ -23,29 +24,7 @@ FPS = 25.0
 def _stream(
     seconds: float, displacement: Callable[[float], np.ndarray], eyes: Callable[[float], float], seed: int = 0
 ) -> list[MotionSample]:
-    rng = np.random.default_rng(seed)
-    out, prev = [], np.zeros((R, 2))
-    crop = np.zeros((64, 64), np.uint8)
-    for i in range(int(seconds * FPS)):
-        t = i / FPS
-        pos = displacement(t)
-        flow = pos - prev + rng.normal(0, 0.03, (R, 2))
-        prev = pos
-        out.append(
-            MotionSample(
-                t=t,
-                flow=flow.astype(np.float32),
-                chained=bool(out),
-                eye_openness=eyes(t),
-                mouth_open=0.1,
-                brightness=120.0,
-                outliers=0.0,
-                turn=0.0,
-                nod=0.5,
-                fer_crop=crop,
-            )
-        )
-    return out
+    return region_stream(FPS, seconds, displacement, seed, eyes=eyes)
 
 
 def _bump(regions: dict[str, tuple[float, float]], onset: float, duration: float) -> Callable[[float], np.ndarray]:
