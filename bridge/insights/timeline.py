@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from inference.cues import Cue
+from inference.speech import Interval, merge
 
 #: A held presence value at or above this means "in view" (presence cues are 0 or 1).
 PRESENT_AT = 0.5
@@ -19,20 +20,8 @@ DIGITS = 3
 #: Emotions whose micro-expressions count as negative signals (issue 7, part 3 and 5).
 NEGATIVE_EMOTIONS: frozenset[str] = frozenset({"contempt", "disgust", "fear", "sadness", "anger"})
 
-Interval = tuple[float, float]
 #: (start, end, value) of a held signal.
 Segment = tuple[float, float, float]
-
-
-def merge(intervals: Iterable[Interval]) -> list[Interval]:
-    """Sorted, non-overlapping union; touching intervals join."""
-    out: list[Interval] = []
-    for start, end in sorted(i for i in intervals if i[1] > i[0]):
-        if out and start <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], end))
-        else:
-            out.append((start, end))
-    return out
 
 
 def intersect(a: Sequence[Interval], b: Sequence[Interval]) -> list[Interval]:

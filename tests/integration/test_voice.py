@@ -5,13 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import shutil
-import subprocess
 import wave
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 from aiortc.contrib.media import MediaPlayer
@@ -31,7 +27,7 @@ from inference.cues import Cue
 from inference.models import ModelSet
 from inference.voice import SAMPLE_RATE, SileroVad, VadEvent, VoiceActivityStream
 from tests.support.fakes.tracks import FakeMic
-from tests.support.speech import track, with_audio
+from tests.support.speech import espeak, track, with_audio
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 pytest_plugins = ["tests.fixtures_models", "tests.support.media"]  # the verified model cache (model_dir)
@@ -46,30 +42,7 @@ BOUNDARY_TOLERANCE_S = 0.6
 @pytest.fixture(scope="module")
 def speech() -> np.ndarray:
     """A real synthesised English sentence, 16 kHz mono int16, trimmed of espeak's silent edges."""
-    if shutil.which("espeak-ng") is None:
-        if os.geteuid() == 0:
-            subprocess.run(["bash", "scripts/system-deps.sh", "espeak-ng"], check=True, timeout=300)
-        else:
-            pytest.fail("espeak-ng is missing: run `make system-deps` (or apt-get install espeak-ng)")
-    out = Path(os.environ.get("TMPDIR", "/tmp")) / f"microcue-speech-{os.getpid()}.wav"
-    try:
-        subprocess.run(["espeak-ng", "-w", str(out), SENTENCE], check=True, timeout=60)
-        samples = decode_16k(out)
-    finally:
-        out.unlink(missing_ok=True)
-    loud = np.flatnonzero(np.abs(samples) > 300)
-    return samples[loud[0] : loud[-1] + 1]
-
-
-def decode_16k(path: Path) -> np.ndarray:
-    """The same resampling the bridge applies to WebRTC audio (av.AudioResampler to s16 mono 16 kHz)."""
-    resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
-    chunks = []
-    with av.open(str(path)) as container:
-        for frame in container.decode(audio=0):
-            chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
-    chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
-    return np.concatenate(chunks)
+    return espeak(SENTENCE)
 
 
 def silence(seconds: float) -> np.ndarray:
