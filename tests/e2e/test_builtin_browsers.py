@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import websockets
 from playwright.async_api import TimeoutError as PlaywrightTimeout
@@ -26,7 +25,7 @@ from bridge.config import Settings
 from inference.voice import SAMPLE_RATE
 from tests.live_server import LiveServer
 from tests.support.browser import ARTIFACTS, CHROMIUM, fake_camera_args
-from tests.support.rooms import create_meeting, write_y4m_frames
+from tests.support.rooms import create_meeting, end_meeting, write_y4m_frames
 from tests.support.speech import espeak, track, write_wav
 from web.app import create_app
 from web.commands.demo import FPS as DEMO_FPS
@@ -206,21 +205,7 @@ async def test_three_chromium_participants_hold_a_meeting(netns: str, tmp_path: 
             for p in everyone
         }
         _record(f"analysed fps from {WITHIN_S} s after joining: {rates}; load average {_loadavg()}")
-        r = await asyncio.to_thread(
-            httpx.post,
-            f"{server.base_url}/api/meetings/{m['id']}/end",
-            headers={"Authorization": f"Bearer {m['presenter_token']}"},
-            timeout=60,
-        )
-        assert r.status_code == 200, r.text
-        summary = (
-            await asyncio.to_thread(
-                httpx.get,
-                f"{server.base_url}/api/meetings/{m['id']}/summary",
-                headers={"Authorization": f"Bearer {m['presenter_token']}"},
-                timeout=60,
-            )
-        ).json()
+        summary = await end_meeting(server, m)
         present = {p["participant_id"]: p["time_present_s"] for p in summary["summary"]["participants"]}
         shares = {}
         for p in everyone:
@@ -409,21 +394,7 @@ async def test_a_talking_chromium_participant_gets_talk_share_and_flagged_micro_
                 await ben_browser.close()
         stop.set()
         await feed
-        r = await asyncio.to_thread(
-            httpx.post,
-            f"{server.base_url}/api/meetings/{m['id']}/end",
-            headers={"Authorization": f"Bearer {m['presenter_token']}"},
-            timeout=60,
-        )
-        assert r.status_code == 200, r.text
-        summary = (
-            await asyncio.to_thread(
-                httpx.get,
-                f"{server.base_url}/api/meetings/{m['id']}/summary",
-                headers={"Authorization": f"Bearer {m['presenter_token']}"},
-                timeout=60,
-            )
-        ).json()["summary"]
+        summary = (await end_meeting(server, m))["summary"]
     people = {p["participant_id"]: p for p in summary["participants"]}
     tile_share = int(re.match(r"Talking (\d+)%: micro-expressions not assessed", ann_line).group(1))  # type: ignore[union-attr]
     ann_micro = [c for c in cues if c["type"] == "micro_expression" and c["participant_id"] == ann.participant_id]

@@ -22,6 +22,18 @@ def create_meeting(server: LiveServer, context: str = "customer") -> dict[str, A
     return m
 
 
+async def end_meeting(server: LiveServer, m: dict[str, Any]) -> dict[str, Any]:
+    """End the meeting as its presenter and return the stored summary (``GET .../summary``)."""
+    auth = {"Authorization": f"Bearer {m['presenter_token']}"}
+    base = f"{server.base_url}/api/meetings/{m['id']}"
+    r = await asyncio.to_thread(httpx.post, f"{base}/end", headers=auth, timeout=60)
+    assert r.status_code == 200, r.text
+    r = await asyncio.to_thread(httpx.get, f"{base}/summary", headers=auth, timeout=60)
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
 async def cues_for(
     server: LiveServer, m: dict[str, Any], participant_id: str, want: set[str], seconds: float = 90.0
 ) -> set[str]:
