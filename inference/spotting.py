@@ -16,6 +16,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -625,6 +626,16 @@ class Spotter:
         what is spotted next)."""
         noise = self._channels[0].noise
         return float(np.mean(noise)) if noise is not None else self.params.prior_scale_px
+
+    @property
+    def times(self) -> Sequence[float]:
+        """Media time of each sample in the buffer (``samples[i].t``), sorted, for bisecting."""
+        return self._times
+
+    @property
+    def ear_median(self) -> float:
+        """Median eye openness over the buffer, as of the last push (the blink test's reference)."""
+        return self._ear_median
 
     @property
     def talking(self) -> bool:

@@ -68,21 +68,16 @@ _LIDS_BROWS = {r.name for r, m in zip(REGIONS, EYELID_MASK | BROW_MASK, strict=T
 _MOUTH = {r.name for r, m in zip(REGIONS, MOUTH_MASK, strict=True) if m}
 
 
-def _window(spotter: Spotter, start: float, end: float) -> tuple[int, int]:
-    times = [s.t for s in spotter.samples]
-    return bisect.bisect_left(times, start), max(bisect.bisect_right(times, end), bisect.bisect_left(times, start) + 1)
-
-
 def candidate_features(spotter: Spotter, spot: Spot) -> np.ndarray:
     """The verifier's inputs (``FEATURES``) for a spot the spotter has just returned; reads the
     spotter's rolling buffer, which still holds the spot's samples when ``push`` returns it."""
     samples: list[MotionSample] = spotter.samples
-    lo, hi = _window(spotter, spot.onset_t - 0.1, spot.offset_t + 0.1)
-    hi = min(hi, len(samples))
-    lo = min(lo, hi - 1)
-    win = samples[lo:hi]
-    ears = np.array([s.eye_openness for s in samples])
-    ear_ref = float(np.median(ears)) if len(ears) else 0.0
+    times = spotter.times
+    last = len(samples) - 1
+    lo = bisect.bisect_left(times, spot.onset_t - 0.1)
+    hi = min(max(bisect.bisect_right(times, spot.offset_t + 0.1), lo + 1), len(samples))
+    win = samples[min(lo, hi - 1) : hi]
+    ear_ref = spotter.ear_median
     eye_closure = 0.0 if ear_ref <= 0 else max(0.0, 1.0 - min(s.eye_openness for s in win) / ear_ref)
     turn = np.array([s.turn for s in win])
     nod = np.array([s.nod for s in win])
@@ -91,11 +86,9 @@ def candidate_features(spotter: Spotter, spot: Spot) -> np.ndarray:
     # temporal shape: samples whose displacement from the onset, along the apex displacement of
     # the active regions, is at least half the apex's
     idx = [REGION_INDEX[r] for r in spot.regions if r in REGION_INDEX]
-    on, apex_i, off = _window(spotter, spot.onset_t, spot.onset_t)[0], None, None
-    times = [s.t for s in samples]
-    apex_i = min(bisect.bisect_left(times, spot.apex_t), len(samples) - 1)
-    off = min(bisect.bisect_left(times, spot.offset_t), len(samples) - 1)
-    on = min(on, len(samples) - 1)
+    on = min(bisect.bisect_left(times, spot.onset_t), last)
+    apex_i = min(bisect.bisect_left(times, spot.apex_t), last)
+    off = min(bisect.bisect_left(times, spot.offset_t), last)
     pos = spotter.positions
     apex_samples, return_share = 1.0, 1.0
     if idx:
