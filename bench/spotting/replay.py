@@ -30,7 +30,17 @@ import av
 import cv2
 import numpy as np
 
-from bench.spotting.meetings import REPO, _curve, load_source, make_meeting, render, truth
+from bench.spotting.meetings import (
+    MACRO_SHARE,
+    MACRO_TARGET_IOD,
+    REPO,
+    _curve,
+    load_source,
+    macro_row,
+    make_meeting,
+    render,
+    truth,
+)
 from bench.spotting.score import Score, match, score_video
 from bench.spotting.sources import CLIPS, DEFAULT_CACHE, Clip, calibration_half, clip_path, fetch
 from bridge.config import Settings
@@ -40,6 +50,7 @@ from inference.motion import MotionExtractor
 from inference.spotting import Spot, Spotter
 from inference.spotting_params import DEFAULT_PARAMS, SpotterParams
 from inference.types import FaceObservation
+from inference.verifier import CANDIDATE_FLOOR_UNITS, VerifiedSpotter
 
 
 def _track(models: FaceModels, video: Path, store: Path) -> list[tuple[float, FaceObservation | None]]:
@@ -60,14 +71,23 @@ def _track(models: FaceModels, video: Path, store: Path) -> list[tuple[float, Fa
 
 
 def bench_video(
-    models: FaceModels, cache: Path, work: Path, clip: Clip, *, v: int, still: bool, seconds: float
+    models: FaceModels,
+    cache: Path,
+    work: Path,
+    clip: Clip,
+    *,
+    v: int,
+    still: bool,
+    seconds: float,
+    macro_share: float = MACRO_SHARE,
 ) -> tuple[str, Path, dict[str, Any], list[tuple[float, FaceObservation | None]]]:
     """Video ``v`` of ``clip`` as the meetings bench renders it (same seed): its name, file, truth
     and tracked faces, rendered and tracked once into ``work``."""
     seed = sum(map(ord, clip.name)) * 100 + v + 50 * still
-    m = make_meeting(clip, seconds, seed, still)
+    m = make_meeting(clip, seconds, seed, still, macro_share)
     ext = "webm" if m.condition.codec == "vp8" else "mp4"
-    stem = f"{clip.role}_{clip.name}_{v}{'_still' if still else ''}_{seconds:g}s"
+    share = "" if macro_share == MACRO_SHARE else f"_macro{macro_share:g}"
+    stem = f"{clip.role}_{clip.name}_{v}{'_still' if still else ''}_{seconds:g}s{share}"
     video = work / f"{stem}.{ext}"
     truth_file = work / f"{stem}.truth.json"
     if not truth_file.exists():
@@ -87,7 +107,7 @@ def replay(
     spotter took; the first spotter's worst share of time per gate (over the regions); and its face
     noise after each frame (canonical px, NaN where no face)."""
     motion = MotionExtractor()
-    spotters = [Spotter(prm) for prm in params]
+    spotters = [spotter_for(prm) for prm in params]
     times = [t for t, _ in faces]
     found: list[list[Any]] = [[] for _ in spotters]
     cpu = 0.0
@@ -149,6 +169,14 @@ def spot_frames(s: Spot, times: list[float]) -> dict[str, Any]:
     }
 
 
+def spotter_for(params: SpotterParams) -> Spotter:
+    """The template spotter at ``params``, or the two-stage one (as the analyzer runs it) when
+    ``params`` is a first-stage setting (its floor is the verifier's candidate floor)."""
+    if params.noise_floor_units == CANDIDATE_FLOOR_UNITS:
+        return VerifiedSpotter(params=params)
+    return Spotter(params)
+
+
 def spotter_variants(args: argparse.Namespace) -> tuple[SpotterParams, ...]:
     """The settings a run compares: one per (noise floor, threshold p) of ``--floors`` x ``--ps``
     (the shipped ones where not given), each with ``--single``, ``--warmup`` and ``--occlusion-px``
@@ -184,6 +212,12 @@ def parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--warmup", type=float, default=None, help="noise_warmup_s for this run")
     ap.add_argument("--occlusion-px", type=float, default=None, help="region_occlusion_px for this run")
+    ap.add_argument(
+        "--macro-share",
+        type=float,
+        default=MACRO_SHARE,
+        help=f"chance an event is a macro-expression ({MACRO_SHARE} keeps the figures comparable)",
+    )
     ap.add_argument("--work", type=Path, default=REPO / "out" / "spotting-replay")
     return ap
 
@@ -203,7 +237,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for clip in [c for c in CLIPS if c.role == args.split]:
         for v in range(1 if args.still else args.videos_per_face):
             stem, video, tru, faces = bench_video(
-                models, args.cache, args.work, clip, v=v, still=args.still, seconds=args.seconds
+                models,
+                args.cache,
+                args.work,
+                clip,
+                v=v,
+                still=args.still,
+                seconds=args.seconds,
+                macro_share=args.macro_share,
             )
             per_spotter, c, gates, noise = replay(video, faces, variants)
             cpu, frames = cpu + c, frames + sum(f is not None for _, f in faces)
@@ -213,7 +254,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 s = score_video(preds, tru)
                 total.add(s)
                 row.append({"predictions": preds, "truth": tru, "noise": noise})
-                line.append(f"{s.micro.tp}/{s.micro.truth} pred {s.micro.predicted}")
+                line.append(
+                    f"{s.micro.tp}/{s.micro.truth} pred {s.micro.predicted} "
+                    f"macro {s.macro.tp}/{s.macro.truth} pred {s.macro.predicted}"
+                )
             print(
                 f"{stem:40} {tru['condition']:30} micro {' | '.join(line)} "
                 f"gates {json.dumps({g: round(share, 2) for g, share in gates.items() if share})}",
@@ -230,6 +274,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "predicted": o["micro_pred"],
                 "curve": {k: v["found"] for k, v in _curve(row).items()},
                 "found_by_face_noise": recall_by_noise(row),
+                f"macro_at_{MACRO_TARGET_IOD:g}_iod": macro_row(row),
             }
         )
     if args.unlabeled:
