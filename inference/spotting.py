@@ -40,9 +40,6 @@ MAD_SIGMA = 1.4826
 # Gaussian noise of sigma per axis is MAD_SIGMA x 1.1774 sigma (the Rayleigh median); the per-axis
 # scales (sigma itself) get the noise floor divided by this factor.
 RAYLEIGH_MAD = MAD_SIGMA * math.sqrt(2.0 * math.log(2.0))
-# The macro channels' Gaussian low-pass reads samples within this many sigmas (the weight there is
-# exp(-4.5) ~ 1 %: a truncation, not a choice).
-SMOOTH_REACH_SIGMAS = 3.0
 
 
 def apex_vector(from_head: np.ndarray, from_tail: np.ndarray) -> np.ndarray:
@@ -240,14 +237,6 @@ class Spotter:
         ]
         self._pending: list[_Pending] = []
         self._emitted: deque[tuple[float, float]] = deque(maxlen=32)
-        # The low-passed macro channels (see _smooth_step): their own windows, candidates and
-        # emitted events, so the raw channels above (whose micro output the verifier was trained
-        # on) see exactly what they saw before these existed.
-        self._smooth: list[np.ndarray] = []
-        self._macro = [_Channel(k, self.params.max_event_s / 2) for k in self.params.macro_k_s]
-        self._macro_pending: list[_Pending] = []
-        self._macro_emitted: deque[tuple[float, float]] = deque(maxlen=32)
-        self._talk_macro = np.array([r.name in self.params.macro_talk_regions for r in REGIONS])
         self._talk_until = -math.inf
         self.talk_intervals: deque[list[float]] = deque(maxlen=64)
         self.blink_intervals: deque[tuple[float, float]] = deque(maxlen=64)
@@ -272,7 +261,6 @@ class Spotter:
         cut = bisect.bisect_left(self._times, s.t - self.params.buffer_s)
         if cut:
             del self.samples[:cut], self.positions[:cut], self._jaw[:cut], self.segments[:cut], self._times[:cut]
-            del self._smooth[:cut]
         ears = np.fromiter((x.eye_openness for x in self.samples), float, len(self.samples))
         self._ear_median = float(np.median(ears))
         spread = MAD_SIGMA * float(np.median(np.abs(ears - self._ear_median)))
@@ -342,12 +330,9 @@ class Spotter:
         if record:
             self._gated[name][fresh] += 1.0
 
-    def _mask(
-        self, lo: int, mid: int, hi: int, talking: bool, record: bool, *, talk_regions: np.ndarray = MOUTH_MASK
-    ) -> np.ndarray | None:
+    def _mask(self, lo: int, mid: int, hi: int, talking: bool, record: bool) -> np.ndarray | None:
         """Region weights for the window [lo, hi] centred on ``mid``; None when no region is usable.
-        ``record``: count what each gate took out (once per analysed frame); ``talk_regions``: what
-        talking takes out (the whole mouth for the raw channels).
+        ``record``: count what each gate took out (once per analysed frame).
 
         Head: the nose tip sits ~0.6 IOD in front of the eye plane, so its offset from the
         eye-corner midpoint tracks yaw and pitch; the affine head fit removes the foreshortening of
@@ -378,7 +363,7 @@ class Spotter:
         if min(s.eye_openness for s in self.samples[first : last + 1]) < self._ear_blink:
             self._gate("blink", EYELID_MASK, mask, record)
         if talking:
-            self._gate("talk", talk_regions, mask, record)
+            self._gate("talk", MOUTH_MASK, mask, record)
         return mask if mask.any() else None
 
     # --- feature and threshold -----------------------------------------------------------
@@ -401,18 +386,14 @@ class Spotter:
             ch.noise_xy = np.maximum(np.median(arr, axis=0) * MAD_SIGMA + 1e-6, prm.min_noise_px / RAYLEIGH_MAD)
         return ch.noise, ch.noise_xy
 
-    def _feature(
-        self, ch: _Channel, tail: int, talking: bool, smooth: bool = False
-    ) -> tuple[float, float, np.ndarray] | None:
-        """The channel's window ending at sample ``tail`` (the newest sample for the raw channels,
-        the newest low-passed one for the smooth macro channels, ``smooth``): apex time, score and
-        per-region share."""
+    def _feature(self, ch: _Channel, now: float, talking: bool) -> tuple[float, float, np.ndarray] | None:
         prm = self.params
-        i = self._index_at(self.samples[tail].t - ch.k_s)
+        i = self._index_at(now - ch.k_s)
         h = self._index_at(self.samples[i].t - ch.k_s)
+        tail = len(self.samples) - 1
         if not (h < i < tail) or self.segments[h] != self.segments[tail]:
             return None
-        p = self._smooth if smooth else self.positions
+        p = self.positions
         from_head = p[i] - p[h]
         apex = apex_vector(from_head, p[i] - p[tail])
         # Noise scale from the plain displacement over the window: the apex feature itself is 0
@@ -424,16 +405,14 @@ class Spotter:
         record = ch is self._channels[0]
         if record:
             self._windows += 1
-        mask = self._mask(h, i, tail, talking, record, talk_regions=self._talk_macro if smooth else MOUTH_MASK)
+        mask = self._mask(h, i, tail, talking, record)
         if mask is None:
             return self.samples[i].t, 0.0, np.zeros(len(REGIONS))
         noise, noise_xy = self._noise(ch)
         lids = (p[i] - p[h])[_UPPER_LIDS, 1]
         t_i = self.samples[i].t
-        # both upper lids down together, by noise units and by pixels: a blink (see blink_noise_units);
-        # read on the raw trajectory only (a low-passed blink is smeared, and the raw channels' gating
-        # must stay as it was)
-        if not smooth and (lids > np.maximum(prm.blink_noise_units * noise[_UPPER_LIDS], prm.blink_min_px)).all():
+        # both upper lids down together, by noise units and by pixels: a blink (see blink_noise_units)
+        if (lids > np.maximum(prm.blink_noise_units * noise[_UPPER_LIDS], prm.blink_min_px)).all():
             # the lids are down at i, so the blink spans i; within the micro window of it, whichever
             # channel saw it (the macro windows' k was the blink's reach before: +-2.4 s per blink)
             k = self._channels[0].k_s
@@ -452,19 +431,15 @@ class Spotter:
             return self.samples[i].t, float(single.max()), np.where(single == single.max(), single, 0.0)
         return self.samples[i].t, float(scores[best]), z[best]
 
-    def _floor(self, ch: _Channel) -> float:
-        """The channel's noise floor: the smooth macro channels have their own."""
-        return self.params.macro_floor_units if ch in self._macro else self.params.noise_floor_units
-
     def _threshold(self, ch: _Channel) -> float:
         """T = mean + p (max - mean) over the recent window, never below the noise floor: the
         adaptive part alone fires on noise in a quiet stretch (max ~ mean)."""
         values = np.array([v for _, v, _ in ch.history])
         adaptive = float(values.mean() + self.params.threshold_p * (values.max() - values.mean()))
-        return max(adaptive, self._floor(ch))
+        return max(adaptive, self.params.noise_floor_units)
 
     # --- events --------------------------------------------------------------------------
-    def _onset(self, apex: int, active: np.ndarray, max_rise_s: float, p: Sequence[np.ndarray]) -> tuple[int, float]:
+    def _onset(self, apex: int, active: np.ndarray, max_rise_s: float) -> tuple[int, float]:
         """Walk back from the apex while the distance from it keeps growing; the onset is the
         first sample (from the apex) within ``boundary_share`` of where that growth settled.
 
@@ -472,6 +447,7 @@ class Spotter:
         "rising" past the true onset, which made micro-expressions look longer than 0.5 s.
         """
         boundary = self.params.boundary_share
+        p = self.positions
         t_apex = self.samples[apex].t
         settle = max(2, round(self.params.settle_s * self.fps()))
         dists: list[float] = []
@@ -492,12 +468,8 @@ class Spotter:
         first = next(n for n, d in enumerate(dists) if d >= (1.0 - boundary) * best)
         return apex - 1 - first, best
 
-    def _find_peaks(self, ch: _Channel, smooth: bool = False) -> None:
-        """A candidate where the channel's newest complete local maximum clears the threshold (the
-        raw channels' candidates and emitted events, or the smooth macro channels' own)."""
+    def _find_peaks(self, ch: _Channel) -> None:
         prm = self.params
-        pending, emitted = (self._macro_pending, self._macro_emitted) if smooth else (self._pending, self._emitted)
-        pos = self._smooth if smooth else self.positions
         hist = ch.history
         m = max(1, round(ch.k_s * self.fps() / 2))  # local-max half-width
         if len(hist) < 2 * m + 1:
@@ -505,7 +477,7 @@ class Spotter:
         j = len(hist) - 1 - m
         t_j, s_j, z_j = hist[j]
         neighbours = [hist[x][1] for x in range(j - m, j + m + 1) if x != j]
-        if s_j < self._floor(ch) or s_j < max(neighbours):
+        if s_j < prm.noise_floor_units or s_j < max(neighbours):
             return  # cheap checks first: the adaptive threshold is never below the floor
         threshold = self._threshold(ch)
         if s_j < threshold:
@@ -521,17 +493,19 @@ class Spotter:
             return
         apex = self._index_at(t_j)
         active = z_j >= prm.active_share * z_j.max()
-        onset, amplitude = self._onset(apex, active, ch.max_rise_s, pos)
+        onset, amplitude = self._onset(apex, active, ch.max_rise_s)
         if amplitude <= 0:
             return
         t_on = self.samples[onset].t
-        if any(t_on <= e_off and t_j >= e_on for e_on, e_off in emitted):
+        if any(t_on <= e_off and t_j >= e_on for e_on, e_off in self._emitted):
             return
-        if any(abs(pe.apex_idx_t - t_j) < MICRO_MAX_S for pe in pending):
+        if any(abs(pe.apex_idx_t - t_j) < MICRO_MAX_S for pe in self._pending):
             return
-        pending.append(_Pending(t_j, t_on, s_j / self._threshold(ch), active, amplitude, pos[apex].copy(), s_j))
+        self._pending.append(
+            _Pending(t_j, t_on, s_j / self._threshold(ch), active, amplitude, self.positions[apex].copy(), s_j)
+        )
 
-    def _offset(self, apex: int, pe: _Pending, p: Sequence[np.ndarray]) -> int | None:
+    def _offset(self, apex: int, pe: _Pending) -> int | None:
         """Where the trajectory, falling back from the apex, is back at baseline or has settled.
 
         Returning all the way is the textbook offset, but flow summed over a large movement does
@@ -542,10 +516,10 @@ class Spotter:
         settle = max(2, round(self.params.settle_s * self.fps()))
         best, still = 0.0, 0
         backs: list[float] = []
-        for j in range(apex + 1, len(p)):
+        for j in range(apex + 1, len(self.samples)):
             if self.segments[j] != self.segments[apex]:
                 return j - 1
-            back = float(np.linalg.norm(p[j][pe.active] - pe.apex_pos[pe.active], axis=1).sum())
+            back = float(np.linalg.norm(self.positions[j][pe.active] - pe.apex_pos[pe.active], axis=1).sum())
             backs.append(back)
             if back >= (1.0 - boundary) * pe.amplitude:
                 return j
@@ -566,24 +540,19 @@ class Spotter:
         lids = displacement[[REGION_INDEX["lid_upper_R"], REGION_INDEX["lid_upper_L"]], 1]
         return bool((lids > 0).all())
 
-    def _close(self, pe: _Pending, now: float, smooth: bool = False) -> tuple[bool, Spot | None]:
+    def _close(self, pe: _Pending, now: float) -> tuple[bool, Spot | None]:
         """(finished, spot): the offset is the first sample after the apex back within the
-        baseline band; a finished candidate may still be rejected as a distractor (spot None).
-        ``smooth``: a candidate of the smooth macro channels, walked on the low-passed trajectory
-        and kept only if it lasts longer than a micro-expression (micro ones are the raw
-        channels'); the raw channels' macro-length events give way to those (they still block
-        the raw channels' later candidates, as before)."""
+        baseline band; a finished candidate may still be rejected as a distractor (spot None)."""
         prm = self.params
-        pos = self._smooth if smooth else self.positions
         apex = self._index_at(pe.apex_idx_t)
-        offset = self._offset(apex, pe, pos)
+        offset = self._offset(apex, pe)
         if offset is None:
             if now - pe.onset_t < prm.max_event_s:
                 return False, None
-            offset = len(pos) - 1
+            offset = len(self.samples) - 1
         onset = self._index_at(pe.onset_t)
         samples = self.samples
-        displacement = (pos[apex] - pos[onset]).copy()
+        displacement = (self.positions[apex] - self.positions[onset]).copy()
         if self._is_blink(pe.active, displacement):
             self.suppressed["blink"] += 1
             return True, None
@@ -598,14 +567,7 @@ class Spotter:
             self.suppressed["blink"] += 1
             return True, None
         kind = "micro" if samples[offset].t - samples[onset].t <= MICRO_MAX_S else "macro"
-        if smooth:
-            if kind == "micro":
-                return True, None
-            self._macro_emitted.append((samples[onset].t, samples[offset].t))
-        else:
-            self._emitted.append((samples[onset].t, samples[offset].t))
-            if kind == "macro":
-                return True, None
+        self._emitted.append((samples[onset].t, samples[offset].t))
         return True, Spot(
             kind=kind,
             onset_t=samples[onset].t,
@@ -628,60 +590,21 @@ class Spotter:
         talking = self._talking(now)
         self._channels[0].k_s = micro_k_s(self.fps(), self.params.micro_n_s)
         for ch in self._channels:
-            feat = self._feature(ch, len(self.samples) - 1, talking)
+            feat = self._feature(ch, now, talking)
             if feat is None:
                 continue
             ch.history.append(feat)
             while ch.history and now - ch.history[0][0] > self.params.threshold_window_s:
                 ch.history.popleft()
             self._find_peaks(ch)
-        if self._smooth_step():
-            for ch in self._macro:
-                feat = self._feature(ch, len(self._smooth) - 1, talking, smooth=True)
-                if feat is None:
-                    continue
-                ch.history.append(feat)
-                while ch.history and now - ch.history[0][0] > self.params.threshold_window_s:
-                    ch.history.popleft()
-                self._find_peaks(ch, smooth=True)
         out = []
-        for smooth, pending in ((False, self._pending), (True, self._macro_pending)):
-            for pe in list(pending):
-                finished, spot = self._close(pe, now, smooth)
-                if finished or self._index_at(pe.onset_t) == 0:
-                    pending.remove(pe)
-                if spot is not None:
-                    out.append(spot)
+        for pe in list(self._pending):
+            finished, spot = self._close(pe, now)
+            if finished or self._index_at(pe.onset_t) == 0:
+                self._pending.remove(pe)
+            if spot is not None:
+                out.append(spot)
         return out
-
-    def _smooth_step(self) -> bool:
-        """Low-pass the trajectory for the macro channels, as far as the buffer allows; True when
-        a new low-passed sample was added.
-
-        Talking moves the jaw, lips, cheeks and brows at syllable rate, 2-7 Hz, by up to ~2.5 px
-        a frame, which in the raw 0.6 and 1.2 s windows outweighs a macro-expression's slow rise
-        (0.2-1.8 s) and raises those windows' noise scale so far that no macro-expression reached
-        the floor on the talking faces (docs/benchmarks.md, "Macro on talking faces"). A Gaussian
-        of ``macro_smooth_s`` over media time (same segment only) keeps the slow rise and takes
-        the syllables out. Sample j is low-passed once samples ``macro_reach`` past it exist (or
-        its segment ended), so the smooth channels run that much behind the raw ones.
-        """
-        sigma = self.params.macro_smooth_s
-        reach = SMOOTH_REACH_SIGMAS * sigma
-        times, segs = self._times, self.segments
-        added = False
-        while len(self._smooth) < len(times):
-            j = len(self._smooth)
-            if times[-1] < times[j] + reach and segs[-1] == segs[j]:
-                break
-            lo = bisect.bisect_left(times, times[j] - reach)
-            hi = bisect.bisect_right(times, times[j] + reach)
-            idx = [x for x in range(lo, hi) if segs[x] == segs[j]]
-            w = np.exp(-0.5 * ((np.asarray([times[x] for x in idx]) - times[j]) / max(sigma, 1e-6)) ** 2)
-            stacked = np.stack([self.positions[x] for x in idx])
-            self._smooth.append(np.tensordot(w / w.sum(), stacked, axes=1))
-            added = True
-        return added
 
     def stats(self) -> SpotterStats:
         """Gate shares and noise levels since the last reset (see SpotterStats)."""

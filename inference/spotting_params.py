@@ -28,11 +28,6 @@ class SpotterParams:
     # longest expression followed (held expressions close here); set when written (f66917c), not swept
     max_event_s: float = 4.0
 
-    # macro channels' low-pass (Gaussian sigma): talking's 2-7 Hz kept <= 17 % at 2 Hz, <= 2 % from 3 Hz
-    macro_smooth_s: float = 0.1
-    # regions talking takes out of the macro channels; the doc, "Macro on talking faces"
-    macro_talk_regions: tuple[str, ...] = ("mouth_corner_R", "mouth_corner_L", "lip_upper", "lip_lower", "chin")
-
     # --- threshold ---
     # p of T = mean + p (max - mean); MEGC baselines tune 0.01-0.5; 0.1 chosen on the tune still faces, the doc
     threshold_p: float = 0.1
@@ -40,8 +35,6 @@ class SpotterParams:
     threshold_window_s: float = 20.0
     # T's floor: lowest with <= 0.5 false micro a minute on tune talking faces; confidence fitted at it; the doc
     noise_floor_units: float = 10.0
-    # the low-passed macro channels' own floor; the doc, "Macro on talking faces"
-    macro_floor_units: float = 10.0
     # weight of a region alone: it needs 14 units where templates need 10 (1.4x any floor); tune talkers, the doc
     single_region_weight: float = 10.0 / 14.0
     # noise scale floor: below it DIS flow noise and compression dominate (bench/spotting easy tier, still face)

@@ -41,6 +41,7 @@ VERIFIER_FILE = Path(__file__).with_name("verifier.npz")
 # 0.02-IOD actions on a moving face reach it (tune identities, bench/spotting/listeners.py), the
 # verifier then removes what the shipped floor of 10 was there to remove. Chosen on the tune set.
 CANDIDATE_FLOOR_UNITS = 4.0
+SHIPPED_FLOOR_UNITS = DEFAULT_PARAMS.noise_floor_units
 CANDIDATE_PARAMS: SpotterParams = replace(DEFAULT_PARAMS, noise_floor_units=CANDIDATE_FLOOR_UNITS)
 
 FEATURES = (
@@ -178,9 +179,11 @@ class VerifiedSpotter(Spotter):
         for spot in super().push(sample):
             if spot.kind == "macro":
                 # macro-expressions were never the verifier's to judge (the listener bench holds
-                # micro actions only): they come from the low-passed macro channels, which have
-                # their own floor (``macro_floor_units``, not the candidate floor), and pass as they are
-                out.append(spot)
+                # micro actions only): they need the shipped floor, and their strength is read
+                # against it, as the shipped spotter would have
+                if spot.peak_units >= SHIPPED_FLOOR_UNITS:
+                    threshold = max(spot.peak_units / max(spot.strength, 1e-6), SHIPPED_FLOOR_UNITS)
+                    out.append(replace(spot, strength=spot.peak_units / threshold))
                 continue
             x = candidate_features(self, spot)
             p = self.verifier.probability(x)
