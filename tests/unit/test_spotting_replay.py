@@ -6,8 +6,10 @@ import math
 
 import pytest
 
-from bench.spotting.replay import parser, recall_by_noise, spotter_variants
+from bench.spotting.replay import parser, recall_by_noise, spotter_for, spotter_variants
+from inference.spotting import Spotter
 from inference.spotting_params import DEFAULT_PARAMS
+from inference.verifier import CANDIDATE_FLOOR_UNITS, VerifiedSpotter
 
 pytestmark = pytest.mark.unit
 
@@ -43,3 +45,11 @@ def test_variants_are_built_from_the_shipped_params() -> None:
         assert v.min_noise_px == DEFAULT_PARAMS.min_noise_px
     (shipped,) = spotter_variants(parser().parse_args([]))
     assert shipped == DEFAULT_PARAMS
+
+
+def test_the_candidate_floor_replays_the_two_stage_spotter() -> None:
+    # --floors 4 is the analyzer's first stage: its macro and verified micro spots, not the raw candidates
+    (two_stage,) = spotter_variants(parser().parse_args(["--floors", str(CANDIDATE_FLOOR_UNITS)]))
+    assert isinstance(spotter_for(two_stage), VerifiedSpotter)
+    shipped = spotter_for(DEFAULT_PARAMS)
+    assert type(shipped) is Spotter and shipped.params == DEFAULT_PARAMS
