@@ -1,6 +1,9 @@
 """Fast re-analysis of the meetings bench for tuning the spotter: track once, replay the rest.
 
-    python -m bench.spotting.replay --split tune [--seconds 20] [--videos-per-face 1]
+    python -m bench.spotting.replay --split tune [--seconds 20] [--videos-per-face 1] [--macro-share 0.2]
+
+At ``--floors 4`` (the verifier's candidate floor) it replays the two-stage spotter as the analyzer
+runs it (``spotter_for``); every other floor replays the template spotter alone.
 
 The face tracker (FaceMesh, ~7 ms a frame) does not change when the spotter does, so this renders
 the meetings bench's videos (the same seeds as ``bench.spotting.meetings``), tracks each once and
