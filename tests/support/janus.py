@@ -30,6 +30,9 @@ JANUS_BIN = shutil.which("janus") or "/usr/bin/janus"
 PLUGINS_DIR = "/usr/lib/x86_64-linux-gnu/janus"
 #: Janus binds and its port answers in well under a second; a 2-core CI box gets 15 s.
 START_TIMEOUT_S = 15.0
+#: Janus's log level (0-7; 4 = info). Set MICROCUE_JANUS_DEBUG_LEVEL=5 (verbose: every PLI
+#: relayed to a publisher, renegotiations) or 6 to diagnose a media problem from janus.log.
+DEBUG_LEVEL = int(os.environ.get("MICROCUE_JANUS_DEBUG_LEVEL", "4"))
 _UNUSED_PLUGINS = (
     "audiobridge",
     "duktape",
@@ -59,7 +62,8 @@ general: {{
     transports_folder = "{PLUGINS_DIR}/transports"
     events_folder = "{PLUGINS_DIR}/events"
     loggers_folder = "{PLUGINS_DIR}/loggers"
-    debug_level = 4
+    debug_level = {DEBUG_LEVEL}
+    debug_timestamps = true
     session_timeout = {session_timeout}
 }}
 media: {{ rtp_port_range = "20000-20999" }}
