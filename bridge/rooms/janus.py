@@ -499,7 +499,7 @@ class JanusAdapter(MeetingAdapter):
           m-line to the next feed with new SSRCs; without this their packets match nothing.
         - A hole the old stream left in the reused receiver's jitter buffer (its last frame
           cut short, a packet never repaired) holds back every later frame, keyframes
-          included, until the buffer overflows (512 packets, about 10 s of a new camera). The
+          included, until the buffer overflows (512 packets, about 10 s of a 15 fps camera). The
           new stream gets a fresh buffer instead.
 
         The old stream's SSRCs are forgotten so that keyframe requests go to the new one only.
