@@ -13,8 +13,16 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 
-from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCRtpTransceiver
+from aiortc import (
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+)
 from aiortc.contrib.media import MediaBlackhole
+from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamTrack
 
 from bridge.tasks import cancel_and_wait
@@ -56,27 +64,67 @@ KeyframeRequest = Callable[[], Awaitable[int]]
 
 
 def keyframe_requester(transceiver: RTCRtpTransceiver) -> KeyframeRequest:
-    """A call that asks the sender of ``transceiver``'s video for a keyframe; returns how many
-    requests went out (one PLI, RFC 4585 6.3.1, per SSRC received on it or announced for it).
+    """A call for the worker's watchdog, which calls it when no frame has come out of
+    ``transceiver``'s video for a while: empties the receiver's jitter buffer (whatever it holds
+    sits behind a packet that will not come, and would hold the requested keyframe back too;
+    ``fresh_receive_buffer``) and asks the sender for a keyframe (``request_keyframe``); returns
+    how many requests went out."""
+
+    async def request() -> int:
+        fresh_receive_buffer(transceiver.receiver)
+        return await request_keyframe(transceiver)
+
+    return request
+
+
+async def request_keyframe(transceiver: RTCRtpTransceiver) -> int:
+    """Ask the sender of ``transceiver``'s video for a keyframe: one PLI (RFC 4585 6.3.1) per
+    media SSRC received on it or announced for it; returns how many went out.
 
     Only PLI: aiortc does not negotiate ``ccm fir`` (RFC 5104) for its video codecs, so FIR
     would never be "negotiated" with an aiortc answer. aiortc sends a PLI by itself only after a
     decode error or a jitter-buffer overflow; a stream whose first keyframe never comes (or
-    stalls) gets nothing, which is what the worker's watchdog calls this for.
+    stalls) gets nothing.
     """
+    receiver = transceiver.receiver
+    ssrcs = {source.source for source in receiver.getSynchronizationSources()}
+    # before any packet: the SSRCs the remote description announced for this receiver
+    router = getattr(receiver.transport, "_rtp_router", None)
+    if router is not None:
+        ssrcs |= {ssrc for ssrc, owner in router.ssrc_table.items() if owner is receiver}
+    # not the retransmission (RTX) stream: the sender answers a PLI on the media SSRC
+    ssrcs -= set(getattr(receiver, "_RTCRtpReceiver__rtx_ssrc", {}))
+    for ssrc in ssrcs:
+        await receiver._send_rtcp_pli(ssrc)
+    if log.isEnabledFor(logging.DEBUG):  # what reached this receiver, to tell "no keyframe" from "no RTP"
+        streams = getattr(receiver, "_RTCRtpReceiver__remote_streams", {})
+        log.debug(
+            "PLI on mid %s to SSRC(s) %s; RTP packets received per SSRC: %s",
+            transceiver.mid,
+            sorted(ssrcs),
+            {ssrc: getattr(stats, "packets_received", "?") for ssrc, stats in streams.items()},
+        )
+    return len(ssrcs)
 
-    async def request() -> int:
-        receiver = transceiver.receiver
-        ssrcs = {source.source for source in receiver.getSynchronizationSources()}
-        # before any packet: the SSRCs the remote description announced for this receiver
-        router = getattr(receiver.transport, "_rtp_router", None)
-        if router is not None:
-            ssrcs |= {ssrc for ssrc, owner in router.ssrc_table.items() if owner is receiver}
-        for ssrc in ssrcs:
-            await receiver._send_rtcp_pli(ssrc)
-        return len(ssrcs)
 
-    return request
+def fresh_receive_buffer(receiver: RTCRtpReceiver) -> None:
+    """Empty a receiver's jitter buffer and NACK state (same size and kind).
+
+    aiortc's video jitter buffer hands out frames in sequence order only and keeps everything
+    behind a missing packet until 512 packets have arrived (about 10 s of a 15 fps camera),
+    keyframes included; the NACK generator asks for a lost packet again only when another loss
+    happens. A stream stalled behind a packet that never came (its retransmission lost too, or
+    asked for after Janus dropped it from its history, or a reused m-line's old stream cut off)
+    thus stays stalled however many keyframes are requested. Emptied, the buffer starts from the
+    next packet and the requested keyframe decodes. aiortc has no public call for this."""
+    old = getattr(receiver, "_RTCRtpReceiver__jitter_buffer", None)
+    if isinstance(old, JitterBuffer):
+        receiver._RTCRtpReceiver__jitter_buffer = JitterBuffer(  # type: ignore[attr-defined]
+            capacity=old.capacity, prefetch=old._prefetch, is_video=old._is_video
+        )
+    nacks = getattr(receiver, "_RTCRtpReceiver__nack_generator", None)
+    if nacks is not None:
+        receiver._RTCRtpReceiver__nack_generator = type(nacks)()  # type: ignore[attr-defined]
 
 
 class PeerSet:

@@ -18,6 +18,13 @@ aiortc then keeps the same remote track, so tracks are routed to participants
 after every offer from the ``streams`` table (mid -> feed), not only on aiortc's
 ``track`` event.
 
+Every offer's SSRCs are bound to their receivers (``_bind_ssrcs``): aiortc registers
+neither the retransmission (RTX) SSRC nor, on a reused mid, the new stream's SSRCs,
+and a reused mid's receiver still holds the old stream's unfinished frame. Once Janus
+has the answer, every video mid that carries a new feed gets a keyframe request
+(``_request_keyframes``): Janus 1.1 asks the publisher for one only when the
+subscriber's first PeerConnection comes up, never after a renegotiation.
+
 When the socket drops or Janus restarts, every peer connection is closed,
 participants are detached (their analysers and cue sequence kept, so a feed that
 comes back continues), and the bot reconnects with exponential backoff and
@@ -35,13 +42,13 @@ from typing import Any
 
 import websockets
 import websockets.asyncio.client
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
 from aiortc import sdp as aiortc_sdp
 from websockets.asyncio.client import ClientConnection
 
 from bridge.errors import MicroCueError
 from bridge.media.analysis import AdapterContext
-from bridge.media.peers import keyframe_requester
+from bridge.media.peers import fresh_receive_buffer, keyframe_requester, request_keyframe
 from bridge.rooms.base import MeetingAdapter
 
 log = logging.getLogger("microcue.janus")
@@ -452,38 +459,88 @@ class JanusAdapter(MeetingAdapter):
         self._mid_feed = {
             str(s["mid"]): int(s["feed_id"]) for s in streams if s.get("active", True) and "feed_id" in s and "mid" in s
         }
-        log.debug("subscriber offer from Janus:\n%s", jsep["sdp"])
+        log.debug("subscriber offer from Janus (streams %s):\n%s", self._mid_feed, jsep["sdp"])
         await pc.setRemoteDescription(RTCSessionDescription(sdp=jsep["sdp"], type="offer"))
         await pc.setLocalDescription(await pc.createAnswer())
-        self._rebind_reused_mids(pc, jsep["sdp"])
-        self._route_tracks(pc)
+        log.debug("subscriber answer to Janus:\n%s", pc.localDescription.sdp)
+        self._bind_ssrcs(pc, jsep["sdp"])
+        routed = self._route_tracks(pc)
         await session.message(self._sub, {"request": "start"}, jsep={"type": "answer", "sdp": pc.localDescription.sdp})
+        # Janus relays a stream only from here on ("start" makes it ready), so ask now
+        await self._request_keyframes(routed)
         self.ready.set()
 
     @staticmethod
-    def _rebind_reused_mids(pc: RTCPeerConnection, offer_sdp: str) -> None:
-        """Janus gives a freed m-line to the next feed, with that feed's SSRC. aiortc registers a
-        receiver's SSRCs only when the receiver first starts, so packets with the new SSRC match
-        no receiver by SSRC and, with several VP8 receivers, none by payload type: they are
-        dropped and the returning person gets no frame. Register the new SSRC with the running
-        receiver of that mid (aiortc has no public call for it)."""
+    async def _request_keyframes(transceivers: list[RTCRtpTransceiver]) -> None:
+        """A PLI for every video mid that just got a (new) feed. Janus 1.1 asks the publisher for a
+        keyframe only when the subscriber's PeerConnection first comes up ("New subscriber
+        available" in janus_videoroom.c); a feed subscribed by renegotiation, a returning person
+        on a reused m-line included, otherwise waits for the next keyframe the publisher happens
+        to send (the worker's watchdog asks only after KEYFRAME_WAIT_S)."""
+        for transceiver in transceivers:
+            if transceiver.kind != "video":
+                continue
+            try:
+                sent = await request_keyframe(transceiver)  # its buffer is fresh: no flush
+            except Exception:  # a closed transport: the reader will see the track end
+                log.debug("keyframe request on mid %s failed", transceiver.mid, exc_info=True)
+                continue
+            log.debug("mid %s carries a new feed: %d keyframe request(s) sent", transceiver.mid, sent)
+
+    @staticmethod
+    def _bind_ssrcs(pc: RTCPeerConnection, offer_sdp: str) -> None:
+        """Bind each offered m-line's SSRCs (media and RTX) to its receiver, as aiortc does not:
+
+        - aiortc routes by SSRC and registers only the media SSRC. Janus retransmits lost
+          packets (NACK) on the RTX SSRC, whose payload type every video receiver shares, so
+          with two or more people the retransmission matches no receiver and is dropped: a
+          lost packet is never repaired.
+        - aiortc registers a receiver's SSRCs only when it first starts. Janus gives a freed
+          m-line to the next feed with new SSRCs; without this their packets match nothing.
+        - A hole the old stream left in the reused receiver's jitter buffer (its last frame
+          cut short, a packet never repaired) holds back every later frame, keyframes
+          included, until the buffer overflows (512 packets, about 10 s of a 15 fps camera). The
+          new stream gets a fresh buffer instead.
+
+        The old stream's SSRCs are forgotten so that keyframe requests go to the new one only.
+        (aiortc has no public call for any of this.)"""
         media_by_mid = {m.rtp.muxId: m for m in aiortc_sdp.SessionDescription.parse(offer_sdp).media}
         for transceiver in pc.getTransceivers():
             receiver, media = transceiver.receiver, media_by_mid.get(transceiver.mid or "")
-            if media is None or not media.ssrc or not getattr(receiver, "_RTCRtpReceiver__started", False):
-                continue
-            fid = next((g.items for g in media.ssrc_group if g.semantic == "FID"), None)
-            ssrc = int(fid[0]) if fid else media.ssrc[0].ssrc
             router = getattr(receiver.transport, "_rtp_router", None)
-            if router is None or router.ssrc_table.get(ssrc) is receiver:
+            if media is None or not media.ssrc or router is None:
+                continue  # an inactive m-line (the feed left) announces no SSRC: keep the old ones
+            fid = next((g.items for g in media.ssrc_group if g.semantic == "FID"), [])  # media SSRC, RTX SSRC
+            ssrc = int(fid[0]) if fid else media.ssrc[0].ssrc
+            rtx = int(fid[1]) if fid[1:] else None
+            wanted = {ssrc} if rtx is None else {ssrc, rtx}
+            known = {s for s, owner in router.ssrc_table.items() if owner is receiver}
+            if known == wanted:
                 continue
+            for stale in known - wanted:
+                del router.ssrc_table[stale]
+                _forget_source(receiver, stale)
             router.register_receiver(
-                receiver, ssrcs=[ssrc], payload_types=[c.payloadType for c in transceiver._codecs], mid=transceiver.mid
+                receiver,
+                ssrcs=sorted(wanted),
+                payload_types=[c.payloadType for c in transceiver._codecs],
+                mid=transceiver.mid,
             )
-            log.info("mid %s reused by Janus: now carries SSRC %s", transceiver.mid, ssrc)
+            rtx_map = getattr(receiver, "_RTCRtpReceiver__rtx_ssrc", None)
+            if isinstance(rtx_map, dict):
+                rtx_map.clear()
+                if rtx is not None:
+                    rtx_map[rtx] = ssrc
+            if ssrc not in known and known - wanted:  # a reused mid: another stream from now on
+                fresh_receive_buffer(receiver)
+                log.info("mid %s reused by Janus: now carries SSRC %s (RTX %s)", transceiver.mid, ssrc, rtx)
+            else:
+                log.debug("mid %s: SSRC %s, RTX %s bound", transceiver.mid, ssrc, rtx)
 
-    def _route_tracks(self, pc: RTCPeerConnection) -> None:
-        """Give every active m-line's track to its feed's participant (again if the mid moved)."""
+    def _route_tracks(self, pc: RTCPeerConnection) -> list[RTCRtpTransceiver]:
+        """Give every active m-line's track to its feed's participant (again if the mid moved);
+        returns the transceivers routed anew."""
+        routed: list[RTCRtpTransceiver] = []
         for transceiver in pc.getTransceivers():
             track = transceiver.receiver.track if transceiver.receiver else None
             mid = transceiver.mid
@@ -499,4 +556,14 @@ class JanusAdapter(MeetingAdapter):
             self._mid_route[mid] = route
             participant = self.participant(str(feed), self._feeds.get(feed, ""))
             participant.attach(track, self.peers, keyframe_requester(transceiver))
+            routed.append(transceiver)
             log.info("mid %s (%s) -> participant %s", mid, track.kind, feed)
+        return routed
+
+
+def _forget_source(receiver: Any, ssrc: int) -> None:
+    """Stop reporting on (RTCP receiver reports) and asking keyframes of a stream that is gone."""
+    for name in ("_RTCRtpReceiver__remote_streams", "_RTCRtpReceiver__active_ssrc"):
+        table = getattr(receiver, name, None)
+        if isinstance(table, dict):
+            table.pop(ssrc, None)

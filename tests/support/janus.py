@@ -7,6 +7,7 @@ trust and failover tests. Janus runs inside the test's network namespace on the 
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -18,6 +19,7 @@ import numpy as np
 import pytest
 from aiortc import RTCSessionDescription
 from aiortc.contrib.media import MediaPlayer
+from aiortc.rtcdtlstransport import RTCDtlsTransport
 
 from bridge.demo.synthetic import SyntheticFaceTrack, face_loop_frames, to_yuv
 from bridge.media.peers import PeerSet, prefer_codec
@@ -30,6 +32,13 @@ JANUS_BIN = shutil.which("janus") or "/usr/bin/janus"
 PLUGINS_DIR = "/usr/lib/x86_64-linux-gnu/janus"
 #: Janus binds and its port answers in well under a second; a 2-core CI box gets 15 s.
 START_TIMEOUT_S = 15.0
+#: Janus's log level (0-7; 4 = info). Set MICROCUE_JANUS_DEBUG_LEVEL=5 (verbose: every PLI
+#: relayed to a publisher, renegotiations) or 6 to diagnose a media problem from janus.log.
+DEBUG_LEVEL = int(os.environ.get("MICROCUE_JANUS_DEBUG_LEVEL", "4"))
+#: Diagnosis only: the share (0-1) of incoming video RTP (VP8 and its RTX) that every aiortc
+#: peer of the test process drops, as a CPU-starved socket does; reproduces loss bugs on demand.
+VIDEO_LOSS = float(os.environ.get("MICROCUE_TEST_VIDEO_LOSS", "0"))
+_VIDEO_PAYLOAD_TYPES = (96, 97)  # VP8 and its RTX in Janus's offers (room videocodec vp8)
 _UNUSED_PLUGINS = (
     "audiobridge",
     "duktape",
@@ -46,6 +55,23 @@ _UNUSED_PLUGINS = (
 _UNUSED_TRANSPORTS = ("http", "mqtt", "nanomsg", "pfunix", "rabbitmq")
 
 
+def _drop_incoming_video(share: float) -> None:
+    """Make every aiortc transport of this process drop ``share`` of its incoming video RTP."""
+    handle = RTCDtlsTransport._handle_rtp_data
+    chance = random.Random(1)  # seeded: the same loss pattern for the same packets
+
+    async def lossy(self: RTCDtlsTransport, data: bytes, arrival_time_ms: int) -> None:
+        if len(data) > 1 and (data[1] & 0x7F) in _VIDEO_PAYLOAD_TYPES and chance.random() < share:
+            return
+        await handle(self, data, arrival_time_ms)
+
+    RTCDtlsTransport._handle_rtp_data = lossy  # type: ignore[method-assign]
+
+
+if VIDEO_LOSS > 0:
+    _drop_incoming_video(VIDEO_LOSS)
+
+
 def janus_config(folder: Path, addr: str, session_timeout: int) -> None:
     """A test-only config: only the VideoRoom plugin and the WebSocket transport, bound to the
     namespace address, ICE on ``mc0`` only, room 1234 with VP8."""
@@ -59,7 +85,8 @@ general: {{
     transports_folder = "{PLUGINS_DIR}/transports"
     events_folder = "{PLUGINS_DIR}/events"
     loggers_folder = "{PLUGINS_DIR}/loggers"
-    debug_level = 4
+    debug_level = {DEBUG_LEVEL}
+    debug_timestamps = true
     session_timeout = {session_timeout}
 }}
 media: {{ rtp_port_range = "20000-20999" }}
