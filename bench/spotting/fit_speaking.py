@@ -26,11 +26,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import av
 import numpy as np
 
 from bench.spotting import meetings
 from bench.spotting.meetings import REPO
 from bench.spotting.score import match
+from bench.spotting.sources import CLIPS, DEFAULT_CACHE, clip_path
+
+
+def has_audio(path: Path) -> bool:
+    with av.open(str(path)) as c:
+        return bool(c.streams.audio)
 
 
 def fit_odds_ratio(p: np.ndarray, y: np.ndarray) -> float:
@@ -77,8 +84,12 @@ def main(argv: list[str] | None = None) -> float | None:
     ap.add_argument("--from-json", action="store_true", help="refit from OUT/meetings.json")
     args = ap.parse_args(argv)
     if not args.from_json:
+        # the tune faces whose clip has sound: only there does the voice say when they talk
+        with_sound = [c.name for c in CLIPS if c.role == "tune" and has_audio(clip_path(DEFAULT_CACHE, c))]
         meetings.main(
             [
+                "--clips",
+                ",".join(with_sound),
                 "--split",
                 "tune",
                 "--no-still",

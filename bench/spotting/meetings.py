@@ -631,6 +631,7 @@ def main(argv: list[str] | None = None, models: FaceModels | None = None) -> dic
     ap.add_argument("--no-moving", action="store_true", help="only the still faces")
     ap.add_argument("--out", type=Path, default=REPO / "out" / "spotting-meetings")
     ap.add_argument("--no-voice", action="store_true", help="analyse without the audio track (as analyze --no-voice)")
+    ap.add_argument("--clips", default=None, help="comma-separated clip names: only these base faces")
     args = ap.parse_args(argv)
     if args.split == "unlabeled" and args.no_unlabeled:
         ap.error("--split unlabeled and --no-unlabeled leave nothing to run")
@@ -643,7 +644,7 @@ def main(argv: list[str] | None = None, models: FaceModels | None = None) -> dic
     results: dict[str, Any] = {"splits": {}}
     for split in splits:
         rows: list[dict[str, Any]] = []
-        clips = [c for c in CLIPS if c.role == split]
+        clips = [c for c in CLIPS if c.role == split and (args.clips is None or c.name in args.clips.split(","))]
         jobs = [] if args.no_moving else [(c, v, False) for c in clips for v in range(args.videos_per_face)]
         if not args.no_still:
             jobs += [(c, 0, True) for c in clips]
