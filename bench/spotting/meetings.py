@@ -461,6 +461,8 @@ def analyse(models: FaceModels, path: Path, vad: SileroVad | None) -> dict[str, 
         "gated": stats.gated,
         "noise": stats.noise,
         "speech": person["speech"],
+        # seconds the face was in view (frames with a face over the frame rate): the share's denominator
+        "in_view_s": round(person["face_present_ratio"] * result["frames"] / info.fps, 3) if info.fps else 0.0,
     }
 
 
@@ -509,9 +511,9 @@ def talk_summary(rows: list[dict[str, Any]], floor: float = SHOWN_FLOOR) -> dict
             "events": truth_n,
             "recall": round(found_n / truth_n, 3) if truth_n else None,
         }
-    heard = [r["speech"] for r in rows if (r.get("speech") or {}).get("audio")]
-    talk = sum(s["not_assessed_s"] or 0.0 for s in heard)
-    view = sum((s["not_assessed_s"] or 0.0) / s["talk_share"] for s in heard if s["talk_share"])
+    heard = [r for r in rows if (r.get("speech") or {}).get("audio")]
+    talk = sum(r["speech"]["not_assessed_s"] or 0.0 for r in heard)
+    view = sum(r["in_view_s"] for r in heard)
     out["videos_with_audio"] = len(heard)
     out["videos"] = len(rows)
     out["not_assessed_share"] = round(talk / view, 3) if view else None
