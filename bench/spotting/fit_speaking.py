@@ -1,6 +1,7 @@
 """Fit ``SPEAKING_ODDS_RATIO`` (inference/expressions.py) on the tune identities' talking faces.
 
-    nice -n 10 .venv/bin/python -m bench.spotting.fit_speaking [--videos-per-face 12] [--from-json]
+    nice -n 10 .venv/bin/python -m bench.spotting.fit_speaking [--videos-per-face 5] [--first-video 0]
+                                                               [--out DIR] [--from-json] [--pool DIR ...]
 
 A micro signal's confidence is the two-stage spotter's probability (inference/verifier.py), which
 was fitted on listeners and real talking faces without actions. While a person talks, their face
@@ -14,7 +15,9 @@ verifier's own chance. The held-out people are never rendered or read.
 
 Prints the signals, the true share against the mean chance, r, and the true share against the
 adjusted confidence per third of face noise and of strength (whether one constant is enough).
-``--from-json`` refits from the last run's OUT/meetings.json without rendering again.
+``--from-json`` refits from the last run's OUT/meetings.json without rendering again; ``--pool``
+adds other runs' meetings.json (video numbers from ``--first-video`` on: the same seeds as the
+meetings bench, so runs over disjoint ranges, side by side, make one larger tune set).
 """
 
 from __future__ import annotations
@@ -78,7 +81,9 @@ def talking_signals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> float | None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--videos-per-face", type=int, default=12)
+    ap.add_argument("--videos-per-face", type=int, default=5)
+    ap.add_argument("--first-video", type=int, default=0)
+    ap.add_argument("--pool", type=Path, nargs="*", default=[], help="more runs' OUT folders to fit on too")
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--out", type=Path, default=REPO / "out" / "fit-speaking")
     ap.add_argument("--from-json", action="store_true", help="refit from OUT/meetings.json")
@@ -98,14 +103,20 @@ def main(argv: list[str] | None = None) -> float | None:
                 str(args.seconds),
                 "--videos-per-face",
                 str(args.videos_per_face),
+                "--first-video",
+                str(args.first_video),
                 "--out",
                 str(args.out),
             ]
         )
-    results = json.loads((args.out / "meetings.json").read_text(encoding="utf-8"))
-    if set(results["splits"]) != {"tune"}:
-        raise SystemExit(f"{args.out}/meetings.json holds {sorted(results['splits'])}, not the tune split alone")
-    signals = talking_signals(results["splits"]["tune"]["rows"])
+    rows: dict[str, dict[str, Any]] = {}
+    for folder in [args.out, *args.pool]:
+        results = json.loads((folder / "meetings.json").read_text(encoding="utf-8"))
+        if set(results["splits"]) != {"tune"}:
+            raise SystemExit(f"{folder}/meetings.json holds {sorted(results['splits'])}, not the tune split alone")
+        rows |= {r["video"]: r for r in results["splits"]["tune"]["rows"]}  # a video counts once
+    print(f"{len(rows)} tune talking-face videos")
+    signals = talking_signals(list(rows.values()))
     (args.out / "talk-signals-tune.json").write_text(json.dumps(signals, indent=1), encoding="utf-8")
     p = np.array([s["p"] for s in signals])
     y = np.array([s["true"] for s in signals], float)

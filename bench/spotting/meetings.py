@@ -628,6 +628,7 @@ def main(argv: list[str] | None = None, models: FaceModels | None = None) -> dic
     )
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--videos-per-face", type=int, default=2)
+    ap.add_argument("--first-video", type=int, default=0, help="video numbers (seeds) start here")
     ap.add_argument("--no-unlabeled", action="store_true")
     ap.add_argument("--no-still", action="store_true")
     ap.add_argument("--no-moving", action="store_true", help="only the still faces")
@@ -647,7 +648,8 @@ def main(argv: list[str] | None = None, models: FaceModels | None = None) -> dic
     for split in splits:
         rows: list[dict[str, Any]] = []
         clips = [c for c in CLIPS if c.role == split and (args.clips is None or c.name in args.clips.split(","))]
-        jobs = [] if args.no_moving else [(c, v, False) for c in clips for v in range(args.videos_per_face)]
+        videos = range(args.first_video, args.first_video + args.videos_per_face)
+        jobs = [] if args.no_moving else [(c, v, False) for c in clips for v in videos]
         if not args.no_still:
             jobs += [(c, 0, True) for c in clips]
         for clip, v, still in jobs:
