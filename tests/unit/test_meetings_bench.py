@@ -140,3 +140,38 @@ def test_the_sound_is_muxed_where_the_product_reads_it(tmp_path: Path, codec: st
     samples = np.concatenate([c.samples for c in chunks]).astype(np.float64) / 32768
     loud = np.flatnonzero(np.abs(samples) > 0.1) / 16_000 + chunks[0].t
     assert loud[0] == pytest.approx(0.5, abs=0.01) and loud[-1] == pytest.approx(1.0, abs=0.01)
+
+
+def test_talk_summary_counts_shown_signals_by_the_products_talk_decision() -> None:
+    """The issue-22 row: shown = confidence >= floor; talking = the product's ``speaking``; recall
+    while talking counts the true events inside the talk segments."""
+
+    def event(onset: float) -> dict[str, object]:
+        return {
+            "kind": "micro",
+            "onset_frame": round(onset * 10),
+            "offset_frame": round(onset * 10) + 3,
+            "onset_s": onset,
+            "offset_s": onset + 0.3,
+        }
+
+    def pred(onset: float, confidence: float, verified: float, speaking: bool | None) -> dict[str, object]:
+        return event(onset) | {"confidence": confidence, "verified": verified, "speaking": speaking}
+
+    row = {
+        "truth": {"events": [event(1.0), event(5.0), event(9.0)]},
+        "speech": {"audio": True, "not_assessed_s": 4.0},
+        "in_view_s": 10.0,
+        "predictions": [
+            pred(1.0, 0.9, 0.9, False),  # true, silent: shown
+            pred(5.0, 0.3, 0.9, True),  # true, talking: hidden by the talk odds
+            pred(7.0, 0.2, 0.85, True),  # false, talking: hidden
+        ],
+    }
+    row["speech"]["segments"] = [[4.0, 8.0]]
+    t = meetings.talk_summary([row], floor=0.5)
+    assert t["all"] == {"signals": 3, "shown": 1, "shown_true": 1, "precision": 1.0, "events": 3, "recall": 0.333}
+    assert t["talking"]["signals"] == 2 and t["talking"]["shown"] == 0 and t["talking"]["events"] == 1
+    assert t["not_talking"]["recall"] == 0.5  # the event at 1 s found, the one at 9 s not
+    assert t["all_without_talk"]["shown"] == 3 and t["all_without_talk"]["shown_true"] == 2
+    assert t["not_assessed_share"] == 0.4
