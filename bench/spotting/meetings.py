@@ -2,7 +2,8 @@
 encoding, and real unlabeled talking video for false positives.
 
     python -m bench.spotting.meetings [--cache DIR] [--mirror DIR] [--split heldout|tune|both|unlabeled]
-                                      [--seconds 30] [--videos-per-face 2] [--out DIR]
+                                      [--seconds 30] [--videos-per-face 2] [--first-video 0]
+                                      [--clips NAME,...] [--no-voice] [--out DIR]
 
 Base faces are the "tune" and "heldout" clips of bench/spotting/sources.py (split by identity:
 thresholds are chosen on "tune" only; the figures that count are "heldout"). Each clip is swept
