@@ -2,7 +2,8 @@
 encoding, and real unlabeled talking video for false positives.
 
     python -m bench.spotting.meetings [--cache DIR] [--mirror DIR] [--split heldout|tune|both|unlabeled]
-                                      [--seconds 30] [--videos-per-face 2] [--macro-share 0.2] [--out DIR]
+                                      [--seconds 30] [--videos-per-face 2] [--first-video 0]
+                                      [--macro-share 0.2] [--clips NAME,...] [--no-voice] [--out DIR]
 
 Base faces are the "tune" and "heldout" clips of bench/spotting/sources.py (split by identity:
 thresholds are chosen on "tune" only; the figures that count are "heldout"). Each clip is swept
@@ -14,9 +15,14 @@ abruptly), scaled to a webcam-sized face in a 640x480 frame, and gets:
 - hands passing over the lower face, short head turns, sensor noise, exposure flicker and a
   lighting drift;
 - one encoding per video drawn from VP8 / H.264 at 200-1,000 kbit/s, 15/25/30 fps, with or
-  without 5 % dropped frames.
+  without 5 % dropped frames;
+- the base clip's own speech, swept along the same source-time map as its frames (``source_time``)
+  and muxed in (Opus with VP8 in WebM, AAC with H.264 in MP4), so the file is analysed as
+  ``microcue analyze`` analyses it: the product's voice activity (Silero VAD) says when the person
+  talks, and a micro signal's confidence takes that into account (inference/expressions.py).
+  Clips without an audio track give a file without one (talk not known); still faces get silence.
 
-The still end ("still"): a held-out face's first frame frozen, light noise, 1,000 kbit/s H.264,
+The still end ("still"): a held-out face's first frame frozen, silent, light noise, 1,000 kbit/s H.264,
 micro amplitudes log-uniform over 0.02-0.05 IOD. The "unlabeled" clips are analysed as they
 are: every micro event found there counts as a false positive (``--split unlabeled`` runs only
 them).
@@ -45,15 +51,18 @@ import cv2
 import numpy as np
 
 from bench.spotting.generate import yaw_warp
-from bench.spotting.run import analyse_file
 from bench.spotting.score import Score, match, score_video
 from bench.spotting.sources import CLIPS, DEFAULT_CACHE, Clip, calibration_half, clip_path, fetch
+from bridge.confidence import DEFAULT_MIN_CONFIDENCE
 from bridge.config import Settings
 from bridge.demo.actions import AU_MOVES, EMOTION_AUS, EMOTIONS, Action, contempt_aus
 from bridge.demo.puppet import displacement_controls, warp
-from bridge.media.fileanalysis import event_json
+from bridge.media.fileanalysis import analyze_file
+from bridge.media.videofile import probe
 from bridge.models.face import load_face_models
-from inference.analyzer import FaceModels, ParticipantAnalyzer
+from inference.analyzer import AnalysisStep, FaceModels, ParticipantAnalyzer, SpottedExpression
+from inference.models import ModelSet
+from inference.voice import SileroVad
 
 REPO = Path(__file__).resolve().parents[2]
 FRAME = (640, 480)
@@ -74,6 +83,11 @@ DROP_SHARE = 0.05
 # Sensitivity curve points (IOD) and the bins that stand for them.
 CURVE = ((0.015, 0.0125, 0.0175), (0.02, 0.0175, 0.025), (0.03, 0.025, 0.035), (0.04, 0.035, 0.05))
 FLOORS = (0.2, 0.3, 0.4, 0.5)  # candidate MICROCUE_MIN_CONFIDENCE values reported
+SHOWN_FLOOR = DEFAULT_MIN_CONFIDENCE  # the display floor the issue-22 rows are stated at
+# Rendered audio: 48 kHz mono, the rate WebRTC's Opus runs at; bit rates of a WebRTC voice track
+# (Opus) and a typical recorded file (AAC).
+AUDIO_RATE = 48_000
+AUDIO_KBPS = {"vp8": 32, "h264": 64}
 CONF_BINS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.01)
 
 
@@ -99,6 +113,8 @@ class Source:
     frames: list[np.ndarray]
     times: np.ndarray
     landmarks: list[np.ndarray | None]
+    #: the clip's sound, mono at AUDIO_RATE, sample 0 at the first frame's time; None: no audio track
+    audio: np.ndarray | None = None
 
 
 @dataclass
@@ -134,7 +150,28 @@ def load_source(models: FaceModels, path: Path, cache: Path) -> Source:
         ok = np.array([x is not None for x in lms])
         stack = np.stack([x if x is not None else np.zeros((468, 2)) for x in lms])
         np.savez_compressed(lm_file, lm=stack, ok=ok)
-    return Source(frames, np.asarray(times) - times[0], lms)
+    return Source(frames, np.asarray(times) - times[0], lms, load_audio(path, times[0]))
+
+
+def load_audio(path: Path, video_t0: float) -> np.ndarray | None:
+    """The clip's first audio track as mono float32 at AUDIO_RATE, shifted so sample 0 is at
+    ``video_t0`` (the first frame's media time); None without an audio track."""
+    with av.open(str(path)) as c:
+        if not c.streams.audio:
+            return None
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
+        chunks: list[np.ndarray] = []
+        t0: float | None = None
+        for frame in c.decode(audio=0):
+            if t0 is None:
+                t0 = float(frame.time) if frame.time is not None else 0.0
+            chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+        chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
+    if t0 is None or not chunks:
+        return None
+    audio = np.concatenate(chunks).astype(np.float32)
+    shift = round((t0 - video_t0) * AUDIO_RATE)  # > 0: the sound starts after the first frame
+    return np.concatenate([np.zeros(shift, np.float32), audio]) if shift > 0 else audio[-shift:]
 
 
 def _iod(lm: np.ndarray) -> float:
@@ -195,13 +232,32 @@ def make_meeting(
     return m
 
 
+def source_time(span: float, t: float | np.ndarray) -> Any:
+    """Where in the base clip (seconds from its first frame) meeting time ``t`` plays: a cosine
+    sweep over ``0..span`` and back, whose peak speed is the clip's own. Frames and sound both
+    follow it, so the lips and the voice stay together."""
+    period = math.pi * span
+    return span * (1 - np.cos(2 * np.pi * np.asarray(t) / period)) / 2
+
+
 def _source_index(src: Source, t: float, still: bool) -> int:
     if still:
         return next(i for i, lm in enumerate(src.landmarks) if lm is not None)
-    span = float(src.times[-1])
-    period = math.pi * span  # peak speed = the clip's own speed
-    st = span * (1 - math.cos(2 * math.pi * t / period)) / 2
+    st = float(source_time(float(src.times[-1]), t))
     return int(np.clip(np.searchsorted(src.times, st), 0, len(src.times) - 1))
+
+
+def render_audio(m: Meeting, src: Source) -> np.ndarray | None:
+    """The meeting's sound at AUDIO_RATE: the clip's audio read along ``source_time`` (linear
+    interpolation; the sweep never plays faster than the clip, so nothing aliases). A still face
+    is silent; a clip without audio gives none."""
+    if src.audio is None:
+        return None
+    n = round(m.seconds * AUDIO_RATE)
+    if m.still:
+        return np.zeros(n, np.float32)
+    at = source_time(float(src.times[-1]), np.arange(n) / AUDIO_RATE) * AUDIO_RATE
+    return np.interp(at, np.arange(len(src.audio)), src.audio, right=0.0).astype(np.float32)
 
 
 def _moves(m: Meeting, t: float) -> list[tuple[Any, float]]:
@@ -242,10 +298,14 @@ def _hand(frame: np.ndarray, lm: np.ndarray, m: Meeting, t: float, iod: float) -
 
 
 @contextlib.contextmanager
-def webrtc_encoder(out: Path, codec: str, fps: int, kbps: int) -> Iterator[Callable[[np.ndarray, int], None]]:
+def webrtc_encoder(
+    out: Path, codec: str, fps: int, kbps: int, audio: np.ndarray | None = None
+) -> Iterator[Callable[[np.ndarray, int], None]]:
     """A file encoded as a WebRTC sender encodes (VP8 realtime or H.264 zero-latency, no lag, at
     a fixed bit rate); yields ``encode(rgb, index)`` for frame ``index`` at ``fps``. The listener
-    and meetings benches share it so both see the same codec conditions."""
+    and meetings benches share it so both see the same codec conditions. ``audio`` (mono float at
+    AUDIO_RATE, from the first frame's time): muxed in as Opus beside VP8, AAC beside H.264,
+    interleaved with the frames."""
     vp8 = codec == "vp8"
     out.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(out), "w", format="webm" if vp8 else "mp4") as container:
@@ -259,6 +319,7 @@ def webrtc_encoder(out: Path, codec: str, fps: int, kbps: int) -> Iterator[Calla
             if vp8
             else {"preset": "veryfast", "tune": "zerolatency"}
         )
+        sound = None if audio is None else _AudioTrack(container, "libopus" if vp8 else "aac", AUDIO_KBPS[codec], audio)
 
         def encode(rgb: np.ndarray, index: int) -> None:
             vf = av.VideoFrame.from_ndarray(rgb, format="rgb24")
@@ -266,10 +327,45 @@ def webrtc_encoder(out: Path, codec: str, fps: int, kbps: int) -> Iterator[Calla
             vf.time_base = Fraction(1, fps)
             for packet in stream.encode(vf):
                 container.mux(packet)
+            if sound is not None:
+                sound.until((index + 1) / fps)
 
         yield encode
         for packet in stream.encode():
             container.mux(packet)
+        if sound is not None:
+            sound.until(None)
+
+
+class _AudioTrack:
+    """An audio stream fed in codec-sized frames as the video advances (``until``)."""
+
+    def __init__(self, container: Any, codec: str, kbps: int, samples: np.ndarray) -> None:
+        self.container = container
+        self.stream = container.add_stream(codec, rate=AUDIO_RATE, layout="mono")
+        self.stream.bit_rate = kbps * 1000
+        self.format = "flt" if codec == "libopus" else "fltp"
+        self.samples = np.clip(samples, -1.0, 1.0).astype(np.float32)
+        self.sent = 0
+
+    def until(self, t: float | None) -> None:
+        """Encode the samples before media time ``t`` (None: all of them, then flush)."""
+        size = self.stream.codec_context.frame_size or 960
+        end = len(self.samples) if t is None else min(len(self.samples), round(t * AUDIO_RATE))
+        while self.sent + size <= end or (t is None and self.sent < end):
+            chunk = self.samples[self.sent : self.sent + size]
+            if len(chunk) < size:  # the last frame, padded with silence to the codec's size
+                chunk = np.concatenate([chunk, np.zeros(size - len(chunk), np.float32)])
+            frame = av.AudioFrame.from_ndarray(chunk[np.newaxis, :], format=self.format, layout="mono")
+            frame.sample_rate = AUDIO_RATE
+            frame.pts = self.sent
+            frame.time_base = Fraction(1, AUDIO_RATE)
+            for packet in self.stream.encode(frame):
+                self.container.mux(packet)
+            self.sent += size
+        if t is None:
+            for packet in self.stream.encode():
+                self.container.mux(packet)
 
 
 def render(m: Meeting, src: Source, out: Path, seed: int) -> list[float]:
@@ -284,7 +380,7 @@ def render(m: Meeting, src: Source, out: Path, seed: int) -> list[float]:
     )
     kept: list[float] = []
     n = int(m.seconds * cond.fps)
-    with webrtc_encoder(out, cond.codec, cond.fps, cond.kbps) as encode:
+    with webrtc_encoder(out, cond.codec, cond.fps, cond.kbps, render_audio(m, src)) as encode:
         for i in range(n):
             t = i / cond.fps
             if i > 0 and rng.random() < cond.drops:
@@ -340,17 +436,117 @@ def truth(m: Meeting, kept: list[float]) -> dict[str, Any]:
     }
 
 
-def analyse(models: FaceModels, path: Path) -> dict[str, Any]:
-    analyzer, found, times, wall = analyse_file(models, path)
+class _Recorded(ParticipantAnalyzer):
+    """The product's analyzer, keeping what each expression's confidence was made from (the
+    verifier's own chance, strength, noise), which the result file does not carry."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.found: list[SpottedExpression] = []
+
+    def push(self, rgb: np.ndarray, t: float) -> AnalysisStep:
+        step = super().push(rgb, t)
+        self.found += step.expressions
+        return step
+
+
+def analyse(models: FaceModels, path: Path, vad: SileroVad | None) -> dict[str, Any]:
+    """The file through ``microcue analyze``'s own path (bridge.media.fileanalysis.analyze_file:
+    the audio track's talk first, then every frame), with the analyzer that command builds."""
+    info = probe(path)
+    analyzer = _Recorded(models, fps_hint=info.fps or 15.0)
+    result = analyze_file(info, analyzer, vad=vad)
+    person = result["participants"][0]
+    events = person["events"]
+    for ev, f in zip(events, analyzer.found, strict=True):
+        ev |= {"verified": f.spot.verified, "strength": f.spot.strength, "noise_px": f.spot.noise_px}
     stats = analyzer.spotter.stats()
     return {
-        "predictions": [event_json(f, times) for f in found],
-        "frames": len(times),
-        "seconds": (times[-1] - times[0]) if len(times) > 1 else 0.0,
-        "wall_s": wall,
+        "predictions": events,
+        "frames": result["frames"],
+        "seconds": (result["frames"] - 1) / info.fps if info.fps and result["frames"] > 1 else 0.0,
+        "wall_s": result["analysis"]["seconds"],
         "gated": stats.gated,
         "noise": stats.noise,
+        "speech": person["speech"],
+        # seconds the face was in view (frames with a face over the frame rate): the share's denominator
+        "in_view_s": round(person["face_present_ratio"] * result["frames"] / info.fps, 3) if info.fps else 0.0,
     }
+
+
+def _in_talk(row: dict[str, Any], ev: dict[str, Any]) -> bool:
+    """Whether a true event lies in the person's talk (the product's own talk segments)."""
+    segments = (row.get("speech") or {}).get("segments") or []
+    return any(s < ev["offset_s"] and e > ev["onset_s"] for s, e in segments)
+
+
+def talk_summary(rows: list[dict[str, Any]], floor: float = SHOWN_FLOOR) -> dict[str, Any]:
+    """Micro signals shown (confidence >= floor) on these faces, with precision and recall: all of
+    them, those the product decided were said while the person talked (``speaking`` True) and the
+    rest; recall while talking counts the true events inside the product's talk segments. Also
+    what would show without the talk (the verifier's own chance >= floor), and the share of in-view
+    time labelled "talking: micro-expressions not assessed"."""
+    out: dict[str, Any] = {"floor": floor}
+    parts: dict[str, Callable[[dict[str, Any]], bool]] = {
+        "all": lambda p: True,
+        "talking": lambda p: p["speaking"] is True,
+        "not_talking": lambda p: p["speaking"] is not True,
+        "all_without_talk": lambda p: True,
+    }
+    for part, keep in parts.items():
+        signals = shown_n = true_n = truth_n = found_n = 0
+        for row in rows:
+            preds = [p for p in row["predictions"] if p["kind"] == "micro" and keep(p)]
+            score = "verified" if part == "all_without_talk" else "confidence"
+            shown = [p for p in preds if p[score] is not None and p[score] >= floor]
+            events = [e for e in row["truth"]["events"] if e["kind"] == "micro"]
+            if part == "talking":
+                events = [e for e in events if _in_talk(row, e)]
+            elif part == "not_talking":
+                events = [e for e in events if not _in_talk(row, e)]
+            pairs = match(shown, row["truth"]["events"], "micro")[1]
+            wanted = {id(e) for e in events}
+            signals += len(preds)
+            shown_n += len(shown)
+            true_n += len(pairs)
+            found_n += sum(id(t) in wanted for _, t in pairs)
+            truth_n += len(events)
+        out[part] = {
+            "signals": signals,
+            "shown": shown_n,
+            "shown_true": true_n,
+            "precision": round(true_n / shown_n, 3) if shown_n else None,
+            "events": truth_n,
+            "recall": round(found_n / truth_n, 3) if truth_n else None,
+        }
+    heard = [r for r in rows if (r.get("speech") or {}).get("audio")]
+    talk = sum(r["speech"]["not_assessed_s"] or 0.0 for r in heard)
+    view = sum(r["in_view_s"] for r in heard)
+    out["videos_with_audio"] = len(heard)
+    out["videos"] = len(rows)
+    out["not_assessed_share"] = round(talk / view, 3) if view else None
+    return out
+
+
+def talk_reliability(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per confidence bin, micro signals said while talking: count, mean confidence, share true."""
+    pairs: list[tuple[float, bool]] = []
+    for row in rows:
+        preds = [p for p in row["predictions"] if p["kind"] == "micro" and p["speaking"]]
+        matched = {id(p) for p, _ in match(preds, row["truth"]["events"], "micro")[1]}
+        pairs += [(p["confidence"], id(p) in matched) for p in preds]
+    table = []
+    for lo, hi in itertools.pairwise(CONF_BINS):
+        inside = [(c, ok) for c, ok in pairs if lo <= c < hi]
+        table.append(
+            {
+                "bin": f"{lo:.1f}-{min(hi, 1.0):.1f}",
+                "signals": len(inside),
+                "mean_confidence": round(float(np.mean([c for c, _ in inside])), 3) if inside else None,
+                "true_share": round(sum(ok for _, ok in inside) / len(inside), 3) if inside else None,
+            }
+        )
+    return table
 
 
 def _curve(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -464,6 +660,7 @@ def main(argv: list[str] | None = None, models: FaceModels | None = None) -> dic
     )
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--videos-per-face", type=int, default=2)
+    ap.add_argument("--first-video", type=int, default=0, help="video numbers (seeds) start here")
     ap.add_argument("--no-unlabeled", action="store_true")
     ap.add_argument("--no-still", action="store_true")
     ap.add_argument("--no-moving", action="store_true", help="only the still faces")
@@ -474,18 +671,23 @@ def main(argv: list[str] | None = None, models: FaceModels | None = None) -> dic
         help=f"chance an event is a macro-expression ({MACRO_SHARE} keeps the figures comparable)",
     )
     ap.add_argument("--out", type=Path, default=REPO / "out" / "spotting-meetings")
+    ap.add_argument("--no-voice", action="store_true", help="analyse without the audio track (as analyze --no-voice)")
+    ap.add_argument("--clips", default=None, help="comma-separated clip names: only these base faces")
     args = ap.parse_args(argv)
     if args.split == "unlabeled" and args.no_unlabeled:
         ap.error("--split unlabeled and --no-unlabeled leave nothing to run")
     if models is None:
         models = load_face_models(Settings().model_dir, prefer_gpu=False, emotion=True)
+    # the VAD as ``microcue analyze`` loads it (CPU, the shared model directory)
+    vad = None if args.no_voice else SileroVad(ModelSet(Settings().model_dir, prefer_gpu=False).session("vad"))
     fetch(args.cache, args.mirror)
     splits: tuple[str, ...] = {"both": ("tune", "heldout"), "unlabeled": ()}.get(args.split, (args.split,))
     results: dict[str, Any] = {"splits": {}}
     for split in splits:
         rows: list[dict[str, Any]] = []
-        clips = [c for c in CLIPS if c.role == split]
-        jobs = [] if args.no_moving else [(c, v, False) for c in clips for v in range(args.videos_per_face)]
+        clips = [c for c in CLIPS if c.role == split and (args.clips is None or c.name in args.clips.split(","))]
+        videos = range(args.first_video, args.first_video + args.videos_per_face)
+        jobs = [] if args.no_moving else [(c, v, False) for c in clips for v in videos]
         if not args.no_still:
             jobs += [(c, 0, True) for c in clips]
         for clip, v, still in jobs:
@@ -495,26 +697,32 @@ def main(argv: list[str] | None = None, models: FaceModels | None = None) -> dic
             ext = "webm" if m.condition.codec == "vp8" else "mp4"
             video = args.out / f"{split}_{clip.name}_{v}{'_still' if still else ''}.{ext}"
             kept = render(m, src, video, seed)
-            row = analyse(models, video) | {"truth": truth(m, kept), "video": video.name}
+            row = analyse(models, video, vad) | {"truth": truth(m, kept), "video": video.name}
             rows.append(row)
             s = summarise([row])["overall"]
+            talk = row["speech"]["talk_share"]
+            signals = [(round(p["confidence"], 2), p["speaking"]) for p in row["predictions"] if p["kind"] == "micro"]
             print(
                 f"{split:8} {video.name:34} {m.condition.label:32} micro {s['micro_tp']}/{s['micro_truth']} "
                 f"pred {s['micro_pred']} macro {s['macro_tp']}/{s['macro_truth']} "
+                f"talk {'-' if talk is None else round(talk, 2)} "
+                f"signals {signals} "
                 f"gates {json.dumps({k: round(v, 2) for k, v in _gates([row]).items()})}",
                 flush=True,
             )
         moving = [r for r in rows if r["truth"]["split"] != "still"]
         still_rows = [r for r in rows if r["truth"]["split"] == "still"]
         results["splits"][split] = {
-            "moving": summarise(moving) if moving else None,
-            "still": summarise(still_rows) if still_rows else None,
+            "moving": summarise(moving) | {"talk": talk_summary(moving), "talk_reliability": talk_reliability(moving)}
+            if moving
+            else None,
+            "still": summarise(still_rows) | {"talk": talk_summary(still_rows)} if still_rows else None,
             "rows": rows,
         }
     if not args.no_unlabeled:
         unl = []
         for clip in [c for c in CLIPS if c.role == "unlabeled"]:
-            row = analyse(models, clip_path(args.cache, clip)) | {"video": clip.name, "identity": clip.identity}
+            row = analyse(models, clip_path(args.cache, clip), vad) | {"video": clip.name, "identity": clip.identity}
             unl.append(row)
             conf = [round(p["confidence"], 2) for p in row["predictions"] if p["kind"] == "micro"]
             print(
@@ -562,6 +770,19 @@ def main(argv: list[str] | None = None, models: FaceModels | None = None) -> dic
                 f"{o['macro_precision']:.2f}/{o['macro_recall']:.2f}/{o['macro_f1']:.2f} emo7 {o['emotion_acc_7']} "
                 f"emo3 {o['emotion_acc_3']} (matched {o['matched_micro']})"
             )
+            t = res[part]["talk"]
+            print(
+                f"  shown micro (confidence >= {t['floor']}), {t['videos_with_audio']} of {t['videos']} videos "
+                f"with audio, talking (not assessed) {t['not_assessed_share']} of in-view time:"
+            )
+            for name in ("all", "talking", "not_talking", "all_without_talk"):
+                x = t[name]
+                print(
+                    f"    {name:17} {x['signals']:3} signals, {x['shown']:3} shown, {x['shown_true']:3} true "
+                    f"(precision {x['precision']}), recall {x['recall']} of {x['events']} events"
+                )
+            if "talk_reliability" in res[part]:
+                print("  talking reliability", json.dumps([b for b in res[part]["talk_reliability"] if b["signals"]]))
             print("  curve", json.dumps(res[part]["curve"]))
             print("  emotions found", json.dumps(res[part]["emotions_found"]))
             mrow = res[part][f"macro_at_{MACRO_TARGET_IOD:g}_iod"]

@@ -4,6 +4,8 @@ cue's detail, the confidence input; and the talk figures of the summary."""
 
 from __future__ import annotations
 
+import itertools
+from dataclasses import replace
 from fractions import Fraction
 from typing import Any
 
@@ -11,7 +13,9 @@ import av
 import numpy as np
 import pytest
 
+from bench.spotting.fit_speaking import adjusted, fit_odds_ratio
 from bridge import policy
+from bridge.confidence import DEFAULT_MIN_CONFIDENCE, split_shown
 from bridge.config import Settings
 from bridge.insights.summary import ParticipantInfo, summarize
 from bridge.media.voice import RTP_WRAP, _SenderClock
@@ -150,11 +154,11 @@ def test_recording_vad_in_rows_finds_what_the_stream_finds(chunk: int) -> None:
         a, b = round(start * SAMPLE_RATE), round(end * SAMPLE_RATE)
         audio[a:b] = rng.uniform(-0.3, 0.3, b - a)
     vad = _LoudnessVad()
-    stream = VoiceActivityStream(vad, VadOptions(), t0=1.5)  # type: ignore[arg-type]
+    stream = VoiceActivityStream(vad, VadOptions(), t0=1.5)
     events = stream.push(audio) + stream.flush()
     expected = [(e.start, e.end) for e in events if e.kind == "end"]
     assert len(expected) == 4  # the 0.3 s pause at 7.9 s stays inside a segment
-    rec = RecordingVad(vad, VadOptions(), t0=1.5, rows=3, row_windows=40, warmup_windows=8)  # type: ignore[arg-type]
+    rec = RecordingVad(vad, VadOptions(), t0=1.5, rows=3, row_windows=40, warmup_windows=8)
     for i in range(0, len(audio), chunk):
         rec.push(audio[i : i + chunk])
     assert rec.finish() == expected  # the same probabilities, the same hysteresis: exactly
@@ -164,10 +168,10 @@ def test_recording_vad_in_rows_finds_what_the_stream_finds(chunk: int) -> None:
 
 def test_recording_vad_of_silence_and_of_nothing() -> None:
     vad = _LoudnessVad()
-    rec = RecordingVad(vad)  # type: ignore[arg-type]
+    rec = RecordingVad(vad)
     rec.push(np.zeros(3 * SAMPLE_RATE, np.int16))
     assert rec.finish() == []
-    assert RecordingVad(vad).finish() == []  # type: ignore[arg-type]
+    assert RecordingVad(vad).finish() == []
 
 
 # ---- the analyzer: flag, wait, detail, confidence -------------------------------------------------
@@ -279,11 +283,66 @@ def test_speaking_is_an_input_of_a_micro_signals_confidence_only(monkeypatch: py
     assert classify(macro, speaking=True).confidence == classify(macro, speaking=False).confidence
 
 
+# ---- the talk calibration at the display floor (SPEAKING_ODDS_RATIO) ---------------------------------
+
+
+def _talk_threshold(r: float, floor: float = DEFAULT_MIN_CONFIDENCE) -> float:
+    """The verifier chance at which a talking signal's adjusted confidence is exactly the floor."""
+    return floor / (floor + r * (1 - floor))
+
+
+def test_the_ratio_is_a_fitted_penalty() -> None:
+    r = expressions.SPEAKING_ODDS_RATIO
+    assert 0.0 < r < 1.0  # talk makes a micro signal less likely true, never certain to be false
+    assert _talk_threshold(r) > DEFAULT_MIN_CONFIDENCE  # so some signals that show in silence are hidden in talk
+
+
+def test_talk_adjusted_confidence_is_monotone_in_the_verifiers_chance() -> None:
+    ps = np.linspace(0.01, 0.99, 99)
+    talking = [calibrated(1.0, 0.2, True, float(p)) for p in ps]
+    silent = [calibrated(1.0, 0.2, False, float(p)) for p in ps]
+    assert all(b > a for a, b in itertools.pairwise(talking))
+    assert all(t < s for t, s in zip(talking, silent, strict=True))
+    assert silent == pytest.approx(ps)  # silence leaves the verifier's chance as it is
+
+
+def _cue_of(verified: float, talk: tuple[tuple[float, float], ...] | None) -> list[Cue]:
+    """The cue a real analyzer makes of one spot; ``talk``: the person's talk segments (None: no audio)."""
+    a = _analyzer([replace(_spot("micro", 1.0, 1.3), verified=verified)])
+    if talk is not None:
+        a.hear(SpeechUpdate(segments=talk, settled_until=5.0, live=False))
+    return [c for c in a.push(FRAME, 2.0).cues if c.type == "micro_expression"]
+
+
+def test_a_talking_signal_under_the_floor_is_hidden_and_the_same_one_silent_is_not() -> None:
+    r = expressions.SPEAKING_ODDS_RATIO
+    p = (DEFAULT_MIN_CONFIDENCE + _talk_threshold(r)) / 2  # shows in silence, not while talking
+    talking = _cue_of(p, ((0.5, 2.0),))
+    silent = _cue_of(p, ((3.0, 4.0),))  # talk, but not during the signal
+    unknown = _cue_of(p, None)
+    assert [c.detail.endswith(WHILE_TALKING) for c in (*talking, *silent, *unknown)] == [True, False, False]
+    shown, hidden = split_shown(talking, DEFAULT_MIN_CONFIDENCE)
+    assert shown == [] and hidden == 1
+    for cues in (silent, unknown):
+        shown, hidden = split_shown(cues, DEFAULT_MIN_CONFIDENCE)
+        assert len(shown) == 1 and hidden == 0
+    # a strong enough signal still shows while talking: the floor decides, talk does not veto
+    shown, _ = split_shown(_cue_of(0.99, ((0.5, 2.0),)), DEFAULT_MIN_CONFIDENCE)
+    assert len(shown) == 1
+
+
+def test_the_fit_recovers_a_known_odds_ratio() -> None:
+    rng = np.random.default_rng(7)
+    p = rng.uniform(0.55, 0.99, 4000)
+    y = (rng.uniform(size=len(p)) < adjusted(p, 0.3)).astype(float)
+    assert fit_odds_ratio(p, y) == pytest.approx(0.3, rel=0.15)
+
+
 # ---- the summary's talk figures --------------------------------------------------------------------
 
 
 def _cue(kind: str, t: float, value: float | None = None, pid: str = "ann", **kw: Any) -> Cue:
-    return Cue(type=kind, t=t, value=value, meeting_id="m", participant_id=pid, **kw)  # type: ignore[arg-type]
+    return Cue(type=kind, t=t, value=value, meeting_id="m", participant_id=pid, **kw)
 
 
 def test_summary_says_how_much_of_the_time_in_view_was_talk() -> None:
