@@ -86,7 +86,8 @@ TALK_NOTICE = (
     "someone talks their face moves with the speech, and a micro-expression of under half a second "
     "is seldom told apart from it: such signals are shown only when their confidence still clears the "
     "floor, and are marked as coming while talking. Macro-expressions (0.6 to 3 s) are assessed "
-    "throughout. The reactions MicroCue reads best are those of people who listen. 0 % means no "
+    "throughout, but few are found while someone talks: no expression in talk time does not mean none "
+    "was made. The reactions MicroCue reads best are those of people who listen. 0 % means no "
     "speech was heard: a person without a working microphone also reads 0 %."
 )
 #: Shown when the meeting's policy withheld emotion inference.
