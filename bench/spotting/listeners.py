@@ -35,7 +35,6 @@ false micro events per minute on the quiet videos counted raw and at the display
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import math
 import sys
@@ -49,7 +48,7 @@ import cv2
 import numpy as np
 
 from bench.spotting.donors import Trajectory, donors, landmarks
-from bench.spotting.meetings import REPO, webrtc_encoder
+from bench.spotting.meetings import REPO, reliability_table, webrtc_encoder
 from bench.spotting.replay import _track, spot_frames
 from bench.spotting.rig import light, nod_pose, pose_frame
 from bench.spotting.score import match
@@ -311,19 +310,7 @@ def summarise(rows: list[dict[str, Any]], spotter: str, verifier: Verifier | Non
     quiet_min = sum(r["truth"]["seconds"] for r in quiet) / 60
     q_preds = [p for r in quiet for p in predictions(r, spotter, verifier) if p["kind"] == "micro"]
     pairs += [(p["confidence"], False) for p in q_preds]
-    rel = []
-    for lo, hi in itertools.pairwise(CONF_BINS):
-        inside = [ok for c, ok in pairs if lo <= c < hi]
-        if inside:
-            mean_c = float(np.mean([c for c, _ in pairs if lo <= c < hi]))
-            rel.append(
-                {
-                    "bin": f"{lo:.1f}-{min(hi, 1.0):.1f}",
-                    "signals": len(inside),
-                    "true_share": round(sum(inside) / len(inside), 3),
-                    "mean_confidence": round(mean_c, 3),
-                }
-            )
+    rel = reliability_table(pairs, CONF_BINS, only_filled=True)
     precision = tp / npred if npred else None
     recall = tp / ntruth if ntruth else None
     f1 = 2 * tp / (npred + ntruth) if npred + ntruth else None

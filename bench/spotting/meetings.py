@@ -535,9 +535,20 @@ def talk_reliability(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         preds = [p for p in row["predictions"] if p["kind"] == "micro" and p["speaking"]]
         matched = {id(p) for p, _ in match(preds, row["truth"]["events"], "micro")[1]}
         pairs += [(p["confidence"], id(p) in matched) for p in preds]
+    return reliability_table(pairs)
+
+
+def reliability_table(
+    pairs: list[tuple[float, bool]], bins: tuple[float, ...] = CONF_BINS, only_filled: bool = False
+) -> list[dict[str, Any]]:
+    """Per confidence bin of (confidence, true) signals: how many, their mean confidence and the
+    share true (issue 22 item 4 compares the two); ``only_filled`` leaves empty bins out. The
+    meetings and listener benches' reliability tables all come from here."""
     table = []
-    for lo, hi in itertools.pairwise(CONF_BINS):
+    for lo, hi in itertools.pairwise(bins):
         inside = [(c, ok) for c, ok in pairs if lo <= c < hi]
+        if only_filled and not inside:
+            continue
         table.append(
             {
                 "bin": f"{lo:.1f}-{min(hi, 1.0):.1f}",
@@ -605,17 +616,7 @@ def _reliability(rows: list[dict[str, Any]], unlabeled: list[dict[str, Any]]) ->
         pairs += [(p["confidence"], id(p) in matched) for p in row["predictions"] if p["kind"] == "micro"]
     for row in unlabeled:
         pairs += [(p["confidence"], False) for p in row["predictions"] if p["kind"] == "micro"]
-    table = []
-    for lo, hi in itertools.pairwise(CONF_BINS):
-        inside = [ok for c, ok in pairs if lo <= c < hi]
-        table.append(
-            {
-                "bin": f"{lo:.1f}-{min(hi, 1.0):.1f}",
-                "signals": len(inside),
-                "true_share": round(sum(inside) / len(inside), 3) if inside else None,
-            }
-        )
-    return table
+    return reliability_table(pairs)
 
 
 def _gates(rows: list[dict[str, Any]]) -> dict[str, float]:
