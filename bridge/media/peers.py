@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import time
 from collections.abc import Awaitable, Callable, Iterable
 
 from aiortc import (
@@ -22,12 +24,16 @@ from aiortc import (
     RTCRtpTransceiver,
 )
 from aiortc.contrib.media import MediaBlackhole
-from aiortc.jitterbuffer import JitterBuffer
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rtp import RtpPacket
 
+from bridge.media import consent
 from bridge.tasks import cancel_and_wait
 
 log = logging.getLogger("microcue.peers")
+
+consent.install()  # every peer connection of the bridge keeps consent under load (bridge.media.consent)
 
 #: States after which a peer connection never recovers (W3C RTCPeerConnectionState).
 DEAD_STATES = frozenset({"failed", "closed"})
@@ -63,18 +69,34 @@ def prefer_codec(pc: RTCPeerConnection, kind: str, mime_type: str) -> None:
 KeyframeRequest = Callable[[], Awaitable[int]]
 
 
-def keyframe_requester(transceiver: RTCRtpTransceiver) -> KeyframeRequest:
-    """A call for the worker's watchdog, which calls it when no frame has come out of
-    ``transceiver``'s video for a while: empties the receiver's jitter buffer (whatever it holds
-    sits behind a packet that will not come, and would hold the requested keyframe back too;
-    ``fresh_receive_buffer``) and asks the sender for a keyframe (``request_keyframe``); returns
-    how many requests went out."""
+class KeyframeRecovery:
+    """What the worker's watchdog holds for one received video track.
 
-    async def request() -> int:
-        fresh_receive_buffer(transceiver.receiver)
-        return await request_keyframe(transceiver)
+    Called when no frame has come out of the track for a while: empties the receiver's jitter
+    buffer (whatever it holds sits behind a packet that will not come, and would hold the
+    requested keyframe back too; ``fresh_receive_buffer``) and asks the sender for a keyframe
+    (``request_keyframe``); returns how many requests went out. Built, it gates the receiver's
+    decoder (``gate_until_keyframe``), the other half of that recovery: nothing decoded against
+    a lost frame reaches the analyzer. ``receiving`` tells a stalled decoder (packets still
+    arrive) from a camera that stopped sending."""
 
-    return request
+    def __init__(self, transceiver: RTCRtpTransceiver) -> None:
+        self.transceiver = transceiver
+        gate_until_keyframe(transceiver.receiver)
+
+    async def __call__(self) -> int:
+        fresh_receive_buffer(self.transceiver.receiver)
+        return await request_keyframe(self.transceiver)
+
+    def receiving(self, within_s: float) -> bool:
+        """Whether video packets reached the receiver in the last ``within_s`` seconds."""
+        gate = getattr(self.transceiver.receiver, "_RTCRtpReceiver__jitter_buffer", None)
+        return isinstance(gate, KeyframeGate) and time.monotonic() - gate.last_packet_at < within_s
+
+
+def keyframe_requester(transceiver: RTCRtpTransceiver) -> KeyframeRecovery:
+    """The worker's watchdog call for ``transceiver``'s video (``KeyframeRecovery``)."""
+    return KeyframeRecovery(transceiver)
 
 
 async def request_keyframe(transceiver: RTCRtpTransceiver) -> int:
@@ -107,6 +129,90 @@ async def request_keyframe(transceiver: RTCRtpTransceiver) -> int:
     return len(ssrcs)
 
 
+#: RFC 6386 9.1: bytes 3-5 of a VP8 key frame
+VP8_START_CODE = b"\x9d\x01\x2a"
+VP8_START_AT, VP8_START_END = 3, 6
+#: ITU-T H.264 table 7-1: coded slice of an IDR picture, sequence parameter set
+H264_KEY_NAL_TYPES = frozenset({5, 7})
+
+
+def is_keyframe(data: bytes) -> bool:
+    """Whether a reassembled video frame (aiortc's depayloaded bytes) starts a decodable stream.
+
+    VP8 (RFC 6386 9.1): the frame tag's first bit is 0 for a key frame, whose 3-byte tag is
+    followed by the start code 9d 01 2a. H.264 (aiortc emits Annex B): an IDR slice
+    (NAL type 5) or a sequence parameter set (7), which a sender puts before its IDR."""
+    if len(data) >= VP8_START_END and data[VP8_START_AT:VP8_START_END] == VP8_START_CODE:
+        return not data[0] & 0x01
+    start = data.find(b"\x00\x00\x01")
+    while 0 <= start < len(data) - 3:
+        if data[start + 3] & 0x1F in H264_KEY_NAL_TYPES:
+            return True
+        start = data.find(b"\x00\x00\x01", start + 3)
+    return False
+
+
+class KeyframeGate(JitterBuffer):
+    """aiortc's video jitter buffer, passing nothing to the decoder from a break in the stream
+    until the next keyframe.
+
+    aiortc decodes every frame it reassembles, also after its buffer skipped packets that never
+    came (an overflow), after a frame failed to decode, and after ``fresh_receive_buffer``: the
+    decoder then predicts from a picture it never had and hands out smeared blocks until a
+    keyframe arrives. Three chromium participants on a loaded 2-core bridge showed such frames
+    for 0.3-0.5 s after each stall, read by face detection as "no face in view" and by the
+    spotter as motion. aiortc asks the sender for a keyframe itself on those breaks (PLI), and
+    the worker's watchdog asks again when none comes (``keyframe_requester``)."""
+
+    def __init__(
+        self,
+        capacity: int,
+        prefetch: int = 0,
+        is_video: bool = False,
+        *,
+        decode_error: threading.Event | None = None,
+        waiting: bool = False,
+    ) -> None:
+        super().__init__(capacity, prefetch=prefetch, is_video=is_video)
+        #: set by aiortc's decoder thread when a frame fails to decode (read before aiortc clears it)
+        self.decode_error = decode_error
+        self.waiting = waiting
+        self.held_back = 0  # frames not decoded while waiting for a keyframe
+        self.last_packet_at = time.monotonic()
+
+    def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
+        self.last_packet_at = time.monotonic()
+        skipped, frame = super().add(packet)
+        if skipped or (self.decode_error is not None and self.decode_error.is_set()):
+            self.waiting = True
+        if frame is not None and self.waiting:
+            if not is_keyframe(frame.data):
+                self.held_back += 1
+                return skipped, None
+            self.waiting = False
+        return skipped, frame
+
+
+def gate_until_keyframe(receiver: RTCRtpReceiver, *, waiting: bool = False) -> None:
+    """Give a video receiver a ``KeyframeGate`` in place of its jitter buffer, keeping the packets
+    it holds (``waiting``: drop frames until a keyframe from now on). No-op for audio."""
+    old = getattr(receiver, "_RTCRtpReceiver__jitter_buffer", None)
+    if not isinstance(old, JitterBuffer) or not old._is_video:
+        return
+    gate = KeyframeGate(
+        old.capacity,
+        prefetch=old._prefetch,
+        is_video=True,
+        decode_error=getattr(receiver, "_RTCRtpReceiver__decoder_error", None),
+        waiting=waiting or (isinstance(old, KeyframeGate) and old.waiting),
+    )
+    if not waiting:  # keep what the old buffer holds: the frames it will release are whole
+        gate._origin, gate._packets = old._origin, old._packets
+    if isinstance(old, KeyframeGate):  # an emptied buffer has not heard from the sender since
+        gate.last_packet_at, gate.held_back = old.last_packet_at, old.held_back
+    receiver._RTCRtpReceiver__jitter_buffer = gate  # type: ignore[attr-defined]
+
+
 def fresh_receive_buffer(receiver: RTCRtpReceiver) -> None:
     """Empty a receiver's jitter buffer and NACK state (same size and kind).
 
@@ -116,12 +222,16 @@ def fresh_receive_buffer(receiver: RTCRtpReceiver) -> None:
     happens. A stream stalled behind a packet that never came (its retransmission lost too, or
     asked for after Janus dropped it from its history, or a reused m-line's old stream cut off)
     thus stays stalled however many keyframes are requested. Emptied, the buffer starts from the
-    next packet and the requested keyframe decodes. aiortc has no public call for this."""
+    next packet and the requested keyframe decodes; the frames before it are not decoded
+    (``KeyframeGate``). aiortc has no public call for this."""
     old = getattr(receiver, "_RTCRtpReceiver__jitter_buffer", None)
     if isinstance(old, JitterBuffer):
-        receiver._RTCRtpReceiver__jitter_buffer = JitterBuffer(  # type: ignore[attr-defined]
-            capacity=old.capacity, prefetch=old._prefetch, is_video=old._is_video
-        )
+        if old._is_video:
+            gate_until_keyframe(receiver, waiting=True)
+        else:
+            receiver._RTCRtpReceiver__jitter_buffer = JitterBuffer(  # type: ignore[attr-defined]
+                capacity=old.capacity, prefetch=old._prefetch, is_video=False
+            )
     nacks = getattr(receiver, "_RTCRtpReceiver__nack_generator", None)
     if nacks is not None:
         receiver._RTCRtpReceiver__nack_generator = type(nacks)()  # type: ignore[attr-defined]

@@ -54,6 +54,10 @@ MAX_TS_JUMP_S = 5.0
 #: No video frame for this long means the camera is paused or muted (a webcam at 15 fps never
 #: leaves such a hole): presence 0 is published and the next frame starts a fresh stream.
 VIDEO_GAP_S = 2.0
+#: ... unless video packets still arrive and only a decodable frame is missing (lost packets,
+#: a keyframe on its way: ``bridge.media.peers.KeyframeRecovery``); a stream that stays
+#: undecodable this long is treated as stopped all the same.
+UNDECODABLE_GRACE_S = 10.0
 #: A video track with no decoded frame this long after it starts (or after its last frame) is
 #: waiting for a keyframe: the watchdog asks the sender for one (the issue's 1 s), then again
 #: after twice the wait each time, up to KEYFRAME_MAX_WAIT_S between requests.
@@ -245,6 +249,7 @@ class ParticipantWorker:
         self._last_t: float | None = None
         self._reader: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
+        self._keyframes: KeyframeRequest | None = None
         self._last_frame_at = 0.0
         self._sampler: asyncio.Task[None] | None = None
         self._retired = Retired()
@@ -272,6 +277,7 @@ class ParticipantWorker:
         self.stats.tracks += 1
         self._last_frame_at = time.perf_counter()
         self.stats.waiting_for_keyframe = False
+        self._keyframes = request_keyframe
         self._reader = asyncio.create_task(
             self._read(track, self._generation), name=f"worker-read-{self.participant_id}"
         )
@@ -337,6 +343,7 @@ class ParticipantWorker:
         self._retired.retire(self._watchdog)
         self._retired.retire(self._reader)
         self._watchdog = self._reader = None
+        self._keyframes = None
 
     # ---- watchdog: no frame -> ask for a keyframe, with backoff -----------------------------
 
@@ -379,9 +386,13 @@ class ParticipantWorker:
                 log.info("video track %s ended", track.id, extra=self._log_extra)
                 if generation == self._generation:
                     self._slot = None
+                    self._retired.retire(self._watchdog)  # nobody left to ask for a keyframe
+                    self._watchdog, self._keyframes = None, None
                     await self._stream_ended("video ended")
                 return
             except TimeoutError:  # muted or paused camera: nothing to analyse, say so once
+                if self._undecodable_but_receiving():
+                    continue
                 if generation == self._generation and self._stream_live:
                     paused = True
                     await self._stream_ended("camera paused")
@@ -405,6 +416,12 @@ class ParticipantWorker:
                 self.stats.dropped += 1
             self._slot = _Slot(frame, now, self._clock.media_t(frame, now), generation)
             self._wake.set()
+
+    def _undecodable_but_receiving(self) -> bool:
+        """A stall in decoding (packets arrive, no keyframe yet), not a camera that stopped."""
+        receiving = getattr(self._keyframes, "receiving", None)
+        stalled_for = time.perf_counter() - self._last_frame_at
+        return receiving is not None and stalled_for < UNDECODABLE_GRACE_S and bool(receiving(VIDEO_GAP_S))
 
     # ---- sampler: newest frame at the target rate, one analysis at a time -----------------
 

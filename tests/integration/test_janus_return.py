@@ -181,9 +181,11 @@ def routed_to(adapter: JanusAdapter, payload_type: int, ssrc: int) -> str | None
     return next((t.mid for t in adapter._pc.getTransceivers() if t.receiver is receiver), None)
 
 
-def vp8_packet(seq: int, timestamp: int, ssrc: int) -> RtpPacket:
+def vp8_packet(seq: int, timestamp: int, ssrc: int, keyframe: bool = False) -> RtpPacket:
     packet = RtpPacket(payload_type=VP8, sequence_number=seq, timestamp=timestamp, ssrc=ssrc)
-    packet._data = b"\x00"  # type: ignore[attr-defined]  # what the depayloader leaves for the jitter buffer
+    # what the depayloader leaves for the jitter buffer: a VP8 frame tag (RFC 6386 9.1), a key
+    # frame's with its start code
+    packet._data = b"\x50\x02\x00\x9d\x01\x2a" if keyframe else b"\x01"  # type: ignore[attr-defined]
     return packet
 
 
@@ -240,7 +242,7 @@ async def test_a_returning_person_gets_a_clean_stream_and_a_keyframe_request(
     # Janus continues the sequence numbers: the new stream's first frame comes out at once,
     # not after the old stream's missing packet 101 times out of a 512-packet buffer
     jitter = transceiver(adapter, "3").receiver._RTCRtpReceiver__jitter_buffer  # type: ignore[attr-defined]
-    assert jitter.add(vp8_packet(103, 12000, 3011)) == (False, None)
+    assert jitter.add(vp8_packet(103, 12000, 3011, keyframe=True)) == (False, None)
     _, frame = jitter.add(vp8_packet(104, 15000, 3011))
     assert frame is not None and frame.timestamp == 12000
 
@@ -272,6 +274,7 @@ async def test_a_stream_stalled_behind_a_lost_packet_restarts_on_the_watchdogs_r
     assert janus.log == [("PLI", 1011)]  # the media SSRC, not the retransmission stream's
 
     jitter = receiver._RTCRtpReceiver__jitter_buffer  # type: ignore[attr-defined]
-    jitter.add(vp8_packet(16, 15000, 1011))  # the keyframe asked for
-    _, frame = jitter.add(vp8_packet(17, 18000, 1011))
-    assert frame is not None and frame.timestamp == 15000
+    jitter.add(vp8_packet(16, 15000, 1011))  # sent before the keyframe: predicted from the lost frame
+    assert jitter.add(vp8_packet(17, 18000, 1011, keyframe=True)) == (False, None), "not decoded"
+    _, frame = jitter.add(vp8_packet(18, 21000, 1011))  # the keyframe asked for comes out
+    assert frame is not None and frame.timestamp == 18000
