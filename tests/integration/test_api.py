@@ -126,7 +126,11 @@ def test_participants_invitations(client: httpx.Client, server: LiveServer) -> N
     link = r.json()
     assert link["join_url"].endswith(f"/join/{mid}?token={link['join_token']}")
     # The join token opens the join page and its info, never presenter endpoints.
+    analysis = server.app.state.web.analysis
+    assert client.get(f"/join/{mid}?token={token}").status_code == 403
+    assert not analysis.preload_started  # a refused page loads nothing
     assert client.get(f"/join/{mid}?token={link['join_token']}").status_code == 200
+    assert analysis.preload_started  # the models load while the participant reads the disclosure
     info = client.get(f"/api/join/{mid}?token={link['join_token']}")
     assert info.status_code == 200 and info.json()["title"] == "Pitch"
     assert client.get(f"/api/meetings/{mid}", headers=bearer(link["join_token"])).status_code == 403

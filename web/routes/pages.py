@@ -112,6 +112,9 @@ async def join_page(
     if not check.ok:
         code = status.HTTP_403_FORBIDDEN if check.authenticated else status.HTTP_401_UNAUTHORIZED
         return _refusal(request, code, "This join link does not work", refusal_message(check, TokenKind.JOIN) + ".")
+    state = web_state(request)
+    if state.analysis is not None and state.cluster_rooms is None:  # this process hosts the room
+        state.analysis.preload()
     return FileResponse(STATIC_DIR / "join.html", media_type="text/html", headers=PAGE_HEADERS)
 
 
