@@ -35,7 +35,6 @@ RIGID_GRID_STEP = 6  # canonical pixels between flow samples of the fit (~270 sa
 DIS_PATCH, DIS_STRIDE = 8, 6
 RIGID_CAUCHY_PX = 0.3  # residual scale of the robust weights
 RIGID_ITERATIONS = 2
-RIGID_QUADRATIC = True  # the head-motion model's depth terms (see rigid_basis)
 OUTLIER_PX = 1.0  # residual flow that counts a face sample as moving on its own
 # Inner-lip gap over mouth width: the talking signal.
 INNER_LIP_UPPER, INNER_LIP_LOWER = 13, 14
@@ -110,64 +109,52 @@ def _fit_grid() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     # the face ellipse of the canonical crop; corners hold background and hair
     inside = ((xs - c) / (0.46 * CANONICAL_SIZE)) ** 2 + ((ys - c - 4) / (0.52 * CANONICAL_SIZE)) ** 2 <= 1.0
     xy = np.stack([xs[inside] - c, ys[inside] - c], axis=1).astype(np.float64)
-    return ys[inside], xs[inside], xy
+    n = len(xy)
+    # u = a x + b y + tx ; v = c x + d y + ty, x and y from the centre. Affine, not similarity:
+    # a small head turn or nod foreshortens the face along one axis, which a similarity
+    # cannot remove and which then read as expressions near the face's edges (bench hard tier).
+    design = np.zeros((2 * n, 6))
+    design[:n, 0], design[:n, 1], design[:n, 2] = xy[:, 0], xy[:, 1], 1.0
+    design[n:, 3], design[n:, 4], design[n:, 5] = xy[:, 0], xy[:, 1], 1.0
+    return ys[inside], xs[inside], design
 
 
-def rigid_basis(xy: np.ndarray, quadratic: bool | None = None) -> np.ndarray:
-    """(N, K) the head-motion model's columns at centred canonical points ``xy`` (N, 2); u and v
-    are each a combination of the same columns. Affine (x, y, 1), not similarity: a small head
-    turn or nod foreshortens the face along one axis, which a similarity cannot remove and which
-    then read as expressions near the face's edges (bench hard tier). With RIGID_QUADRATIC also
-    x^2 and y^2 (scaled to ~1 at the face's edge): a face is not flat, and a turn or nod moves
-    each point by its depth, which over a rounded face falls off with x^2 and y^2 from the
-    middle; the affine fit leaves that curvature behind as expression-like flow at the cheeks,
-    temples and jaw."""
-    x, y = xy[:, 0], xy[:, 1]
-    cols = [x, y, np.ones(len(xy))]
-    if RIGID_QUADRATIC if quadratic is None else quadratic:
-        cols += [x * x / _QUAD_SCALE, y * y / _QUAD_SCALE]
-    return np.stack(cols, axis=1)
-
-
-_FIT_YS, _FIT_XS, _FIT_XY = _fit_grid()
+_FIT_YS, _FIT_XS, _FIT_DESIGN = _fit_grid()
+#: (n, 3) rows (x, y, 1) of the fit's samples: one block of the design (see rigid_motion)
+_FIT_X3 = np.ascontiguousarray(_FIT_DESIGN[: len(_FIT_YS), :3])
+_RIDGE3 = 1e-9 * np.eye(3)
 _CENTRE = (CANONICAL_SIZE - 1) / 2.0
-_QUAD_SCALE = _CENTRE  # x^2 / 55.5 px: ~55 px of column at the crop's edge, like x itself
-#: (n, K) the basis at the fit's samples (see rigid_motion)
-_FIT_X3 = np.ascontiguousarray(rigid_basis(_FIT_XY))
-_RIDGE3 = 1e-9 * np.eye(_FIT_X3.shape[1])
 
 
 def rigid_motion(flow: np.ndarray) -> tuple[np.ndarray, float]:
-    """Head motion (K, 2): the coefficients of ``rigid_basis`` for u and v that best explain
-    ``flow`` over the face, fitted by iteratively reweighted least squares so the expression's
-    moving pixels count as outliers; and the share of face samples the fit leaves more than
-    OUTLIER_PX off (what moved on its own).
+    """Affine motion (a, b, tx, c, d, ty) that best explains ``flow`` over the face, fitted by
+    iteratively reweighted least squares so the expression's moving pixels count as outliers;
+    and the share of face samples the fit leaves more than OUTLIER_PX off (what moved on its own).
 
     u and v share the sample positions and the weights (a sample's weight is that of its whole
-    residual vector), so the normal equations are two copies of one K x K system: solved once
-    with both right-hand sides (issue 23's profile).
+    residual vector), so the 6x6 normal equations are two copies of one 3x3 system: solved once
+    with both right-hand sides, the same fit at a third of the cost (issue 23's profile).
     """
     uv = flow[_FIT_YS, _FIT_XS].astype(np.float64)  # (n, 2)
     w = np.ones(len(uv))
+    params = np.zeros(6)
     for _ in range(RIGID_ITERATIONS):
         xw = _FIT_X3 * w[:, None]
-        coef = np.linalg.solve(xw.T @ _FIT_X3 + _RIDGE3, xw.T @ uv)  # (K, 2): u's and v's coefficients
+        coef = np.linalg.solve(xw.T @ _FIT_X3 + _RIDGE3, xw.T @ uv)  # (3, 2): (a, b, tx) and (c, d, ty)
         res = _FIT_X3 @ coef - uv
         dist = np.hypot(res[:, 0], res[:, 1])
         w = 1.0 / (1.0 + (dist / RIGID_CAUCHY_PX) ** 2)
-    return coef, float((dist > OUTLIER_PX).mean())
+    params = coef.T.reshape(6)
+    return params, float((dist > OUTLIER_PX).mean())
 
 
 def rigid_at(params: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """The fitted head motion's flow (N, 2) at canonical ``points`` (N, 2)."""
+    """The fitted rigid flow at canonical ``points`` (N, 2)."""
+    a, b, tx, c, d, ty = params
     x, y = points[:, 0] - _CENTRE, points[:, 1] - _CENTRE
-    out = x[:, None] * params[0] + y[:, None] * params[1] + params[2]
-    if params.shape[0] > _AFFINE_TERMS:
-        out += (x * x / _QUAD_SCALE)[:, None] * params[3] + (y * y / _QUAD_SCALE)[:, None] * params[4]
-    return np.asarray(out)
+    return np.stack([a * x + b * y + tx, c * x + d * y + ty], axis=1)
 
 
-_AFFINE_TERMS = 3
 _DISC_OFFSETS = np.concatenate(_DISCS)
 _DISC_OWNER = np.repeat(np.arange(len(REGIONS)), [len(d) for d in _DISCS])
 _DISC_STARTS = np.concatenate([[0], np.cumsum([len(d) for d in _DISCS])[:-1]])
@@ -192,13 +179,11 @@ def region_flows(
     (R,) the mean magnitude of the residual flow inside each region (see MotionSample)."""
     centres = region_centres(canonical_landmarks, regions)
     pts, samples = disc_samples(flow, centres)
+    sums = np.add.reduceat(samples, _DISC_STARTS, axis=0)
     params, outliers = rigid_motion(flow)
-    # the residual per pixel: the head's flow over a disc is not its value at the centre once the
-    # model has x^2 and y^2 terms, so the region's flow is the disc's mean residual
-    res_xy = samples - rigid_at(params, pts)
-    residual = np.linalg.norm(res_xy, axis=1)
+    residual = np.linalg.norm(samples - rigid_at(params, pts), axis=1)
     motion = np.add.reduceat(residual, _DISC_STARTS) / _DISC_SIZES
-    return np.add.reduceat(res_xy, _DISC_STARTS, axis=0) / _DISC_SIZES[:, None], outliers, motion
+    return sums / _DISC_SIZES[:, None] - rigid_at(params, centres), outliers, motion
 
 
 class MotionExtractor:
