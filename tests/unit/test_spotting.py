@@ -313,7 +313,6 @@ def test_params_are_frozen() -> None:
     assert changed.noise_floor_units == 11.0 and DEFAULT_PARAMS.noise_floor_units == 10.0
 
 
-
 def test_half_width_bounds_leave_a_clean_action_as_the_walk_found_it() -> None:
     """The fallback only replaces boundaries the walk ran past MICRO_MAX_S; a clean action keeps
     its walked onset and offset. Off by default, on in the two-stage spotter's first stage."""
