@@ -42,12 +42,7 @@ VERIFIER_FILE = Path(__file__).with_name("verifier.npz")
 # verifier then removes what the shipped floor of 10 was there to remove. Chosen on the tune set.
 CANDIDATE_FLOOR_UNITS = 4.0
 SHIPPED_FLOOR_UNITS = DEFAULT_PARAMS.noise_floor_units
-# ... and a micro window's peak whose walked boundaries ran past MICRO_MAX_S on a moving head gets
-# them from its width at half height (SpotterParams.micro_half_width_bounds; tune listeners: stage
-# one's 0.02-IOD candidates 24 -> 29 of 45, docs/benchmarks.md)
-CANDIDATE_PARAMS: SpotterParams = replace(
-    DEFAULT_PARAMS, noise_floor_units=CANDIDATE_FLOOR_UNITS, micro_half_width_bounds=True
-)
+CANDIDATE_PARAMS: SpotterParams = replace(DEFAULT_PARAMS, noise_floor_units=CANDIDATE_FLOOR_UNITS)
 
 FEATURES = (
     "log_strength",
