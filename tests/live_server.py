@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import uvicorn
 from fastapi import FastAPI
 
+from bridge import eventloop
 from inference.cues import Cue
 
 T = TypeVar("T")
@@ -57,7 +58,7 @@ class LiveServer:
             await self.server.serve(sockets=[self.sock])
 
         try:
-            asyncio.run(main())
+            eventloop.run(main())  # the loop the product's processes run on
         except BaseException as exc:
             self._error = exc
 

@@ -39,6 +39,8 @@ WITHIN_S = 3.0
 #: share of their time in the meeting each participant must be present in the summary
 MIN_PRESENT = 0.9
 STAY_S = 20.0
+#: share of the namespace's UDP datagrams the kernel may drop for a full receive buffer
+MAX_UDP_DROPPED = 0.01
 
 #: what a page reports about the others' video it shows: name, size, and pixel spread
 PAGE_VIDEOS = """() => [...document.querySelectorAll('#remote-media figure.remote-slot')]
@@ -130,6 +132,7 @@ async def test_three_chromium_participants_hold_a_meeting(netns: str, tmp_path: 
                         p.samples.append((now, worker.video.stats.analysed))
                 await asyncio.sleep(0.5)
 
+        udp_before = _udp_counters()
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=args)
             sampler = asyncio.create_task(sample())
@@ -185,6 +188,13 @@ async def test_three_chromium_participants_hold_a_meeting(netns: str, tmp_path: 
                     )
                     + f" executor lag max {room.ctx.executor.stats.max_lag_s:.3f} s"
                 )
+                udp = _udp_counters()
+                udp_delta = {k: udp[k] - udp_before[k] for k in ("InDatagrams", "InErrors", "RcvbufErrors")}
+                rtp = await _inbound_rtp(room, (ann, cy, ben_again))
+                _record(f"UDP in the namespace: {udp_delta}; inbound RTP (kind, received, lost): {rtp}")
+                # the bridge drains its media sockets (bridge/eventloop.py): on asyncio's own loop
+                # the kernel dropped 11-17 % of the datagrams here for full socket buffers
+                assert udp_delta["RcvbufErrors"] <= MAX_UDP_DROPPED * udp_delta["InDatagrams"], (udp_delta, rtp)
                 for p in (ann, cy, ben_again):
                     negotiations = await p.page.evaluate("window.MicroCueJoin.session.negotiations")
                     assert negotiations == {"publish": 1, "subscribe": 1}, (p.name, negotiations)
@@ -284,6 +294,24 @@ async def test_chromium_participants_come_back_as_themselves_after_a_restart(
                 )
         finally:
             await browser.close()
+
+
+async def _inbound_rtp(room: Any, people: tuple[Person, ...]) -> dict[str, list[tuple[str, int, int]]]:
+    """(kind, packets received, packets lost) of each stream the bridge receives from each
+    publisher, from aiortc's own statistics (RTX streams count separately)."""
+    out = {}
+    for p in people:
+        pc = room.members[p.participant_id].up
+        report = await pc.getStats() if pc is not None else {}
+        out[p.name] = [(s.kind, s.packetsReceived, s.packetsLost) for s in report.values() if s.type == "inbound-rtp"]
+    return out
+
+
+def _udp_counters() -> dict[str, int]:
+    """The namespace's UDP counters (/proc/net/snmp): whether the kernel dropped datagrams for a
+    full socket buffer (RcvbufErrors) when the bridge reports lost packets."""
+    lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines() if line.startswith("Udp:")]
+    return {k: int(v) for k, v in zip(lines[0][1:], lines[1][1:], strict=True)}
 
 
 def _loadavg() -> str:

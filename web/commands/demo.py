@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bridge import eventloop
 from bridge.config import Settings
 from bridge.demo.netns import NetnsError, netns_address, netns_command, netns_usable
 from bridge.errors import MicroCueError
@@ -190,11 +191,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.netns != "off" and not inside:
         problem = netns_usable()
         if problem is None:
-            return asyncio.run(_demo_in_namespace(args, settings))
+            return eventloop.run(_demo_in_namespace(args, settings))
         if args.netns == "on":
             raise NetnsError(problem)
         print(
             f"microcue demo: no private network namespace ({problem}); WebRTC uses this machine's own addresses",
             file=sys.stderr,
         )
-    return asyncio.run(_serve_demo(args, settings))
+    return eventloop.run(_serve_demo(args, settings))

@@ -15,6 +15,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from bridge import eventloop
 from bridge.bus import create_bus
 from bridge.config import Settings
 from bridge.errors import NotBuiltYet, UsageError
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         check_page_url(args.page)
         from web.commands.join_page import join_page
 
-        return asyncio.run(join_page(args, settings))
+        return eventloop.run(join_page(args, settings))
     if args.recipe is not None:
         raise UsageError("--recipe only applies to --page")
     if args.whep:
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if not args.janus.startswith(("ws://", "wss://")):
         raise UsageError(f"--janus takes Janus's WebSocket URL (ws://host:8188), got {args.janus!r}")
     target = JoinTarget(kind="janus", url=args.janus, room=args.room)
-    return asyncio.run(_join(args, target, settings))
+    return eventloop.run(_join(args, target, settings))
 
 
 def _analysis(args: argparse.Namespace, settings: Settings) -> Analysis:

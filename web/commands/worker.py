@@ -19,6 +19,7 @@ import socket
 import sys
 from collections.abc import Iterator
 
+from bridge import eventloop
 from bridge.cluster import check_settings
 from bridge.config import Settings
 from bridge.store.errors import explain_unavailable
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     sock = bind_tcp(settings)
     try:
         with explain_unavailable(settings):  # one clear line, not a traceback from inside asyncpg
-            asyncio.run(serve_worker(settings, sock))
+            eventloop.run(serve_worker(settings, sock))
     finally:
         sock.close()
     return 0
