@@ -209,6 +209,7 @@ class _Pending:
     amplitude: float
     apex_pos: np.ndarray
     peak_units: float = 0.0
+    micro_window: bool = False  # found by the micro window (channel 0)
 
 
 class Spotter:
@@ -502,7 +503,16 @@ class Spotter:
         if any(abs(pe.apex_idx_t - t_j) < MICRO_MAX_S for pe in self._pending):
             return
         self._pending.append(
-            _Pending(t_j, t_on, s_j / self._threshold(ch), active, amplitude, self.positions[apex].copy(), s_j)
+            _Pending(
+                t_j,
+                t_on,
+                s_j / self._threshold(ch),
+                active,
+                amplitude,
+                self.positions[apex].copy(),
+                s_j,
+                ch is self._channels[0],
+            )
         )
 
     def _offset(self, apex: int, pe: _Pending) -> int | None:
@@ -533,6 +543,47 @@ class Spotter:
                 return apex + 1 + first
         return None
 
+    def _half_width_bounds(self, apex: int, pe: _Pending) -> tuple[int, int] | None:
+        """Onset and offset from the width at half height, for a micro window's peak whose walked
+        boundaries came out longer than a micro-expression: on a moving head the trajectory drifts
+        on after a small action, so it never comes back to the baseline band and the offset walk
+        runs on (tune listeners: 5 of 8 missed 0.02-IOD actions were found by the micro window and
+        then closed as 0.6-1.5 s macro events). A smooth rise and fall spans about twice its width
+        at half height (a raised cosine exactly), so the event is twice the time from the apex to
+        each half-height crossing (interpolated between samples), or to the one crossing found
+        within MICRO_MAX_S of the apex on both sides; None where neither side crosses."""
+        p, act, seg = self.positions, pe.active, self.segments[apex]
+        half = 0.5 * pe.amplitude
+        t_apex = self.samples[apex].t
+
+        def crossing(step: int) -> float | None:
+            """Seconds from the apex to where the distance from it first reaches ``half``."""
+            j, before = apex, 0.0
+            while 0 <= j + step < len(self.samples):
+                j += step
+                dt = abs(self.samples[j].t - t_apex)
+                if self.segments[j] != seg or dt > MICRO_MAX_S:
+                    return None
+                d = float(np.linalg.norm(p[j][act] - pe.apex_pos[act], axis=1).sum())
+                if d >= half:
+                    prev_dt = abs(self.samples[j - step].t - t_apex)
+                    return prev_dt + (dt - prev_dt) * (half - before) / max(d - before, 1e-9)
+                before = d
+            return None
+
+        back, ahead = crossing(-1), crossing(1)
+        if back is None and ahead is None:
+            return None
+        back = back if back is not None else ahead
+        ahead = ahead if ahead is not None else back
+        assert back is not None and ahead is not None
+        onset, offset = self._index_at(t_apex - 2 * back), self._index_at(t_apex + 2 * ahead)
+        while self.segments[onset] != seg:
+            onset += 1
+        while self.segments[offset] != seg:
+            offset -= 1
+        return onset, offset
+
     def _is_blink(self, active: np.ndarray, displacement: np.ndarray) -> bool:
         """Only eyelids (and brows, which follow them) moved, and both upper lids went down."""
         if not active[EYELID_MASK].any() or active[~(EYELID_MASK | BROW_MASK)].any():
@@ -552,6 +603,13 @@ class Spotter:
             offset = len(self.samples) - 1
         onset = self._index_at(pe.onset_t)
         samples = self.samples
+        if (
+            prm.micro_half_width_bounds
+            and pe.micro_window
+            and samples[offset].t - samples[onset].t > MICRO_MAX_S
+            and (bounds := self._half_width_bounds(apex, pe)) is not None
+        ):
+            onset, offset = bounds
         displacement = (self.positions[apex] - self.positions[onset]).copy()
         if self._is_blink(pe.active, displacement):
             self.suppressed["blink"] += 1

@@ -53,6 +53,10 @@ class SpotterParams:
     min_support_s: float = 0.05
     # onset and offset walks end after this long without growth; set when written (1703057)
     settle_s: float = 0.2
+    # a micro window's peak whose walked boundaries exceed MICRO_MAX_S gets them from its width at
+    # half height (Spotter._half_width_bounds); on for the two-stage spotter's first stage only
+    # (inference/verifier.py), whose verifier was trained with it; tune listeners, docs/benchmarks.md
+    micro_half_width_bounds: bool = False
 
     # --- blinks ---
     # eye openness below this share of its median: EAR falls ~60 % in a blink (Soukupova & Cech 2016)

@@ -275,8 +275,8 @@ def predictions(row: dict[str, Any], spotter: str, verifier: Verifier | None) ->
     assert verifier is not None
     out = []
     for c in row["candidates"]:
-        p = verifier.probability(np.asarray(c["features"]))
-        if p >= verifier.threshold:
+        p = verifier.keeps(np.asarray(c["features"]))
+        if p is not None:
             out.append(c | {"confidence": round(p, 4)})
     return out
 

@@ -8,7 +8,10 @@ are only for measuring). Every candidate the low-floor template stage proposed i
 when it matches an injected action (IoU >= 0.5, MEGC), negative otherwise (blinks, nods, leans,
 flicker, codec noise; every candidate on the quiet videos). The model is a logistic regression on
 the standardised features, fitted by Newton's method with a small ridge (``calibrate.fit_logistic``),
-so it is deterministic: the same bench output gives the same weights. The unlabeled real clips of
+so it is deterministic: the same bench output gives the same weights. Weights named in
+``verifier.WEIGHT_SIGNS`` are held to their sign (a weight that comes out the wrong way is fixed at
+0 and the rest refitted), and candidates the verifier's blink rule rejects before the model
+(``verifier.BLINK_EYE_CLOSURE``) are not rows: the model never sees them in use. The unlabeled real clips of
 the calibration half of the unlabeled people (``sources.calibration_half``; the bench's
 ``--unlabeled``) add negatives: real talking faces, which the listener videos do not hold. The
 other half of those people is only checked on.
@@ -35,7 +38,14 @@ import numpy as np
 from bench.spotting.calibrate import fit_logistic, probability
 from bench.spotting.meetings import REPO
 from bench.spotting.score import iou
-from inference.verifier import CANDIDATE_FLOOR_UNITS, FEATURES, VERIFIER_FILE, Verifier
+from inference.verifier import (
+    BLINK_EYE_CLOSURE,
+    CANDIDATE_FLOOR_UNITS,
+    FEATURES,
+    VERIFIER_FILE,
+    WEIGHT_SIGNS,
+    Verifier,
+)
 
 MAX_QUIET_PER_MIN = 0.25
 MAX_REAL_PER_MIN = 0.2  # on the calibration half of the unlabeled real clips (issue target 0.3, shown)
@@ -58,6 +68,19 @@ def dataset(rows: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndar
             y.append(label(c, r["truth"]["events"]))
             quiet.append(r["truth"]["quiet"])
     return np.asarray(x, float), np.asarray(y, float), np.asarray(quiet, bool)
+
+
+def fit_signed(z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``fit_logistic`` with the weights of ``WEIGHT_SIGNS`` held to their sign: each that comes out
+    the wrong way is fixed at 0 and the others refitted, until none does (intercept first)."""
+    free = list(range(z.shape[1]))
+    while True:
+        w = np.zeros(z.shape[1] + 1)
+        w[[0, *(i + 1 for i in free)]] = fit_logistic(z[:, free], y, ridge=RIDGE, iterations=100)
+        wrong = [FEATURES.index(n) for n, sign in WEIGHT_SIGNS.items() if w[FEATURES.index(n) + 1] * sign < 0]
+        if not wrong:
+            return w
+        free = [i for i in free if i not in wrong]
 
 
 def choose_threshold(
@@ -114,10 +137,13 @@ def main(argv: list[str] | None = None) -> Verifier:
     real_min = sum(r["seconds"] for r in real_rows) / 60
     if x.shape[1] != len(FEATURES):
         raise SystemExit(f"bench output has {x.shape[1]} features, the verifier {len(FEATURES)}: rerun the bench")
+    blink = x[:, FEATURES.index("eye_closure")] >= BLINK_EYE_CLOSURE
+    print(f"{int(blink.sum())} candidates rejected as blinks before the model ({int(y[blink].sum())} true)")
+    x, y, quiet, real = x[~blink], y[~blink], quiet[~blink], real[~blink]
     mean, scale = x.mean(0), x.std(0)
     scale[scale < 1e-6] = 1.0
     z = (x - mean) / scale
-    w = fit_logistic(z, y, ridge=RIDGE, iterations=100)
+    w = fit_signed(z, y)
     p = probability(w, z)
     quiet_min = sum(r["truth"]["seconds"] for r in rows if r["truth"]["quiet"]) / 60
     thr = choose_threshold(p, y, quiet, real, quiet_min=quiet_min, real_min=real_min)

@@ -22,6 +22,7 @@ from inference.spotting import (
     oscillation_hz,
 )
 from inference.spotting_params import DEFAULT_PARAMS
+from inference.verifier import CANDIDATE_PARAMS
 from tests.support.motion import region_stream
 
 pytestmark = pytest.mark.unit
@@ -310,3 +311,15 @@ def test_params_are_frozen() -> None:
         DEFAULT_PARAMS.noise_floor_units = 11.0  # type: ignore[misc]
     changed = replace(DEFAULT_PARAMS, noise_floor_units=11.0)
     assert changed.noise_floor_units == 11.0 and DEFAULT_PARAMS.noise_floor_units == 10.0
+
+
+def test_half_width_bounds_leave_a_clean_action_as_the_walk_found_it() -> None:
+    """The fallback only replaces boundaries the walk ran past MICRO_MAX_S; a clean action keeps
+    its walked onset and offset. Off by default, on in the two-stage spotter's first stage."""
+    samples = _stream(15.0, 12.0, _bump("mouth_corner_R", 6.0, 0.3, (-1.0, -1.5)))
+    sp = Spotter(replace(DEFAULT_PARAMS, micro_half_width_bounds=True), fps_hint=15.0)
+    with_fallback = [s for x in samples for s in sp.push(x)]
+    walked = _spots(samples, 15.0)
+    assert [(s.kind, s.onset_t, s.offset_t) for s in with_fallback] == [(s.kind, s.onset_t, s.offset_t) for s in walked]
+    assert not DEFAULT_PARAMS.micro_half_width_bounds
+    assert CANDIDATE_PARAMS.micro_half_width_bounds
