@@ -51,15 +51,6 @@ RTP_WRAP = 1 << 32
 #: A jump in media time larger than this (either way) is a new stream, not jitter: re-anchor
 #: the media clock on arrival time instead of trusting the sender's timestamps.
 MAX_TS_JUMP_S = 5.0
-#: The sender's clock is held to arrival time over this window: media time follows the sender's
-#: timestamps plus the smallest (arrival - sender) offset of the last DRIFT_WINDOW_S seconds,
-#: i.e. the frames that came without queueing. A sender whose clock runs slow (chromium's
-#: file-fed fake camera stamps frames by index and fell ~5 % behind on a loaded 2-core box,
-#: 2.4 s over 44 s, docs/rooms.md) would otherwise drift away from the other participants' and
-#: the meeting's time; at 5 % a 5-s window leaves it at most 0.25 s behind. A correct clock is
-#: left alone (its minimum offset stays put); 5 s at 15 fps holds 75 frames, so some of them
-#: arrive unqueued even through jitter.
-DRIFT_WINDOW_S = 5.0
 #: No video frame for this long means the camera is paused or muted (a webcam at 15 fps never
 #: leaves such a hole): presence 0 is published and the next frame starts a fresh stream.
 VIDEO_GAP_S = 2.0
@@ -170,8 +161,7 @@ class _MediaClock:
     """Sender RTP timestamps -> seconds since meeting start, anchored at the first frame's arrival.
 
     RTP timestamps start at a random value and wrap at 2**32; the sender's clock is kept (it
-    preserves real inter-frame spacing that arrival jitter blurs) but held to arrival time over
-    ``DRIFT_WINDOW_S`` (a slow sender clock) and re-anchored when it jumps.
+    preserves real inter-frame spacing that arrival jitter blurs) but re-anchored when it jumps.
     """
 
     def __init__(self, meeting_t0: float) -> None:
@@ -180,19 +170,9 @@ class _MediaClock:
         self._base_t = 0.0
         self._last_pts = 0
         self._unwrapped = 0
-        # (arrival, arrival - sender time) of the window's frames, offsets increasing: the
-        # window's minimum offset is the first (a sliding minimum)
-        self._offsets: deque[tuple[float, float]] = deque()
 
     def reset(self) -> None:
         self._base_pts = None
-
-    def _anchor(self, arrival_t: float) -> float:
-        """Sender time ``arrival_t`` for the frame just unwrapped: a new origin, an empty window."""
-        self._base_pts, self._base_t = self._unwrapped, arrival_t
-        self._offsets.clear()
-        self._offsets.append((arrival_t, 0.0))
-        return arrival_t
 
     def media_t(self, frame: av.VideoFrame, now: float) -> float:
         arrival_t = now - self.meeting_t0
@@ -200,23 +180,19 @@ class _MediaClock:
         if pts is None or frame.time_base is None:
             return arrival_t
         if self._base_pts is None:
-            self._last_pts = self._unwrapped = pts
-            return self._anchor(arrival_t)
+            self._base_pts, self._last_pts, self._unwrapped = pts, pts, pts
+            self._base_t = arrival_t
+            return arrival_t
         delta = (pts - self._last_pts) % RTP_WRAP
         if delta > RTP_WRAP // 2:  # a reordered/older frame: negative step
             delta -= RTP_WRAP
         self._last_pts = pts
         self._unwrapped += delta
-        sender_t = self._base_t + (self._unwrapped - self._base_pts) * float(frame.time_base)
-        if abs(sender_t + self._offsets[0][1] - arrival_t) > MAX_TS_JUMP_S:
-            return self._anchor(arrival_t)
-        offsets, offset = self._offsets, arrival_t - sender_t
-        while offsets and offsets[-1][1] >= offset:
-            offsets.pop()
-        offsets.append((arrival_t, offset))
-        while offsets[0][0] < arrival_t - DRIFT_WINDOW_S:
-            offsets.popleft()
-        return sender_t + offsets[0][1]
+        t = self._base_t + (self._unwrapped - self._base_pts) * float(frame.time_base)
+        if abs(t - arrival_t) > MAX_TS_JUMP_S:
+            self._base_pts, self._unwrapped, self._base_t = self._unwrapped, self._unwrapped, arrival_t
+            return arrival_t
+        return t
 
 
 class ParticipantWorker:

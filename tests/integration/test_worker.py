@@ -18,7 +18,7 @@ from bridge.bus import InProcessBus
 from bridge.demo.synthetic import EncodedFaceTrack, SyntheticFaceTrack, encode_vp8, face_loop_frames, to_yuv
 from bridge.executor import BlockingExecutor
 from bridge.media.peers import PeerSet, keyframe_requester, negotiate, prefer_codec, wait_connected
-from bridge.media.worker import DRIFT_WINDOW_S, RTP_WRAP, VIDEO_GAP_S, ParticipantWorker, _MediaClock
+from bridge.media.worker import RTP_WRAP, VIDEO_GAP_S, ParticipantWorker, _MediaClock
 from inference.analyzer import FaceModels, ParticipantAnalyzer
 from inference.cues import Cue
 from tests.support.fakes.analyzers import FakeAnalyzer
@@ -350,40 +350,6 @@ def test_media_clock_unwraps_rtp_and_reanchors_jumps() -> None:
     jumped = (start + 90000 + 60 * 90000) % RTP_WRAP
     assert clock.media_t(frame(jumped), now=104.0) == pytest.approx(4.0)
     assert clock.media_t(frame((jumped + 9000) % RTP_WRAP), now=104.1) == pytest.approx(4.1)
-
-
-def _clock_frame(pts: int) -> av.VideoFrame:
-    f = av.VideoFrame(16, 16, "yuv420p")
-    f.pts, f.time_base = pts % RTP_WRAP, fractions.Fraction(1, 90000)
-    return f
-
-
-def test_media_clock_follows_a_slow_sender_clock_to_arrival_time() -> None:
-    """A sender whose timestamps run 5 % slow (a fake camera on a loaded box) stays within
-    DRIFT_WINDOW_S x 5 % of arrival time instead of falling 3 s behind in a minute."""
-    clock = _MediaClock(meeting_t0=0.0)
-    rng = np.random.default_rng(1)
-    out = []
-    for i in range(15 * 60):
-        arrival = i / 15 + float(rng.uniform(0, 0.03))  # network and decode jitter
-        out.append(clock.media_t(_clock_frame(1000 + round(i * 6000 * 0.95)), now=arrival))
-    assert arrival - out[-1] == pytest.approx(0.0, abs=DRIFT_WINDOW_S * 0.05 + 0.03)
-    assert np.all(np.diff(out) > 0)  # still in order, for the analyzer
-
-
-def test_media_clock_keeps_a_good_sender_clock_through_jitter_and_a_burst() -> None:
-    """A correct sender clock keeps its spacing: jitter and a 1-s burst of late frames (a stall
-    recovered) do not move it."""
-    clock = _MediaClock(meeting_t0=0.0)
-    rng = np.random.default_rng(2)
-    out = []
-    for i in range(15 * 30):
-        late = 1.0 - (i - 150) / 15 if 150 <= i < 165 else 0.0  # frames 150-164 delivered at once at 11 s
-        arrival = i / 15 + late + float(rng.uniform(0, 0.03))
-        out.append(clock.media_t(_clock_frame(5000 + i * 6000), now=arrival))
-    spacing = np.diff(out)
-    assert np.allclose(spacing, 1 / 15, atol=0.03)
-    assert out[-1] - out[0] == pytest.approx((15 * 30 - 1) / 15, abs=0.03)
 
 
 async def test_paused_camera_is_announced_and_resumes_fresh(bus: InProcessBus, executor: BlockingExecutor) -> None:
