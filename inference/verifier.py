@@ -86,6 +86,12 @@ _LIDS_BROWS = {r.name for r, m in zip(REGIONS, EYELID_MASK | BROW_MASK, strict=T
 _MOUTH = {r.name for r, m in zip(REGIONS, MOUTH_MASK, strict=True) if m}
 
 
+def blinked(x: np.ndarray) -> np.ndarray:
+    """The blink rule (``BLINK_EYE_CLOSURE``) over feature rows (last axis ``FEATURES``): True
+    where it rejects the candidate before the model. One rule for the spotter and for training."""
+    return np.asarray(x)[..., _EYE_CLOSURE] >= BLINK_EYE_CLOSURE
+
+
 def candidate_features(spotter: Spotter, spot: Spot) -> np.ndarray:
     """The verifier's inputs (``FEATURES``) for a spot the spotter has just returned; reads the
     spotter's rolling buffer, which still holds the spot's samples when ``push`` returns it."""
@@ -151,9 +157,9 @@ class Verifier:
         return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
 
     def keeps(self, x: np.ndarray) -> float | None:
-        """The probability when the candidate is kept, None when it is not: a blink (``BLINK_EYE_CLOSURE``)
+        """The probability when the candidate is kept, None when it is not: a blink (``blinked``)
         never is, anything else when its probability reaches the threshold."""
-        if x[_EYE_CLOSURE] >= BLINK_EYE_CLOSURE:
+        if blinked(x):
             return None
         p = self.probability(x)
         return p if p >= self.threshold else None

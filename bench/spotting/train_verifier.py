@@ -11,7 +11,7 @@ the standardised features, fitted by Newton's method with a small ridge (``calib
 so it is deterministic: the same bench output gives the same weights. Weights named in
 ``verifier.WEIGHT_SIGNS`` are held to their sign (a weight that comes out the wrong way is fixed at
 0 and the rest refitted), and candidates the verifier's blink rule rejects before the model
-(``verifier.BLINK_EYE_CLOSURE``) are not rows: the model never sees them in use. The unlabeled real clips of
+(``verifier.blinked``) are not rows: the model never sees them in use. The unlabeled real clips of
 the calibration half of the unlabeled people (``sources.calibration_half``; the bench's
 ``--unlabeled``) add negatives: real talking faces, which the listener videos do not hold. The
 other half of those people is only checked on.
@@ -39,12 +39,12 @@ from bench.spotting.calibrate import fit_logistic, probability
 from bench.spotting.meetings import REPO
 from bench.spotting.score import iou
 from inference.verifier import (
-    BLINK_EYE_CLOSURE,
     CANDIDATE_FLOOR_UNITS,
     FEATURES,
     VERIFIER_FILE,
     WEIGHT_SIGNS,
     Verifier,
+    blinked,
 )
 
 MAX_QUIET_PER_MIN = 0.25
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> Verifier:
     real_min = sum(r["seconds"] for r in real_rows) / 60
     if x.shape[1] != len(FEATURES):
         raise SystemExit(f"bench output has {x.shape[1]} features, the verifier {len(FEATURES)}: rerun the bench")
-    blink = x[:, FEATURES.index("eye_closure")] >= BLINK_EYE_CLOSURE
+    blink = blinked(x)
     print(f"{int(blink.sum())} candidates rejected as blinks before the model ({int(y[blink].sum())} true)")
     x, y, quiet, real = x[~blink], y[~blink], quiet[~blink], real[~blink]
     mean, scale = x.mean(0), x.std(0)
