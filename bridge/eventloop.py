@@ -13,6 +13,13 @@ dropped, none lost, no keyframe request (docs/rooms.md).
 
 ``microcue serve`` gets the same from uvicorn (``loop="auto"`` picks uvloop when installed); the
 other commands and the test server use :func:`run` / :func:`loop_factory`.
+
+Never start a subprocess from this loop. uvloop runs the interpreter's after-fork code in the
+child it forks (uvloop issue 749, open), which frees the other threads' thread-local objects
+there; PyAV's per-thread scaler waits forever on its slice threads' condition in that child, and
+uvloop waits for the exec holding the GIL, so the whole process stops. The browser bot runs
+Playwright (which spawns its driver) on its own thread with asyncio's loop
+(``bridge/rooms/browser.py``); ``tests/e2e/test_browser_bot_steps.py`` checks it.
 """
 
 from __future__ import annotations

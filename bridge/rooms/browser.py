@@ -14,11 +14,21 @@ meeting page. Here the bot
   participant of the meeting's built-in room, with its own workers and cues, and leaves when the
   page hangs up on them (presence 0);
 * leaves when told (meeting end, ``DELETE .../bot``), or when the page ends the call.
+
+Playwright runs on the bot's own thread, on asyncio's own loop, never on the service's: the
+service runs on uvloop (``bridge/eventloop.py``), and uvloop runs the interpreter's after-fork
+code in the child it forks for a subprocess (uvloop issue 749; asyncio's loop execs the child
+without it). That code frees the other threads' thread-local objects in the child; PyAV keeps a
+scaler with its own slice threads in each decoding thread's thread-local storage, and freeing it
+there waits forever on a condition whose waiters the child does not have. Chromium's driver never
+started and the service's loop stayed blocked inside the spawn (``tests/e2e/test_browser_bot.py``
+once the test server moved to uvloop; gdb showed the forked child in ``sws_freeContext``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import logging
@@ -26,19 +36,21 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import tomllib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from bridge.errors import MicroCueError, UsageError
-from bridge.executor import run_in_background
 
 log = logging.getLogger("microcue.rooms.browser")
+T = TypeVar("T")
 
 RECIPES_DIR = Path(__file__).with_name("recipes")
 FORWARD_JS = Path(__file__).with_name("browser_forward.js")
@@ -206,7 +218,11 @@ def init_script(*, whip_url: str, join_token: str, recipe: Recipe, name: str) ->
 
 
 class BrowserBot:
-    """One chromium in one meeting page; ``run()`` until the call ends or ``aclose()``."""
+    """One chromium in one meeting page; ``run()`` until the call ends or ``aclose()``.
+
+    ``run``, ``joined``, ``in_page``, ``forwarded`` and ``aclose`` belong to the caller's loop;
+    all that Playwright does happens on the bot's browser thread (the module's docstring says why).
+    """
 
     kind = "page"
 
@@ -226,21 +242,56 @@ class BrowserBot:
         self.join_token = join_token
         self.name = recipe.display_name(name)
         self.executable = executable
-        #: set once the bot is in the meeting (its steps ran)
+        #: set once the bot is in the meeting (its steps ran); an event of the loop that called run()
         self.joined = asyncio.Event()
-        self._leave = asyncio.Event()
+        #: set from any thread; the browser thread looks at it every ENDED_POLL_S
+        self._leave = threading.Event()
         #: the bot's scratch folder (card, browser profile); its path is on chromium's command line
         self.workdir: Path | None = None
         self._page: Any = None
+        self._browser_loop: asyncio.AbstractEventLoop | None = None
+        self._session_task: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
+        """The bot on its browser thread until it leaves. Cancelled, it makes the bot leave and
+        still waits for chromium to close: a recalled bot leaves no browser behind."""
         try:
             # Playwright is the optional `browser` extra: only a browser bot needs it
-            from playwright.async_api import Error as PlaywrightError  # noqa: PLC0415
-            from playwright.async_api import async_playwright  # noqa: PLC0415
+            import playwright.async_api  # noqa: F401, PLC0415
         except ImportError as exc:
             raise MicroCueError("the browser bot needs Playwright: pip install 'microcue[browser]'") from exc
-        self.workdir, card = await run_in_background(self._prepare)
+        caller = asyncio.get_running_loop()
+        finished: concurrent.futures.Future[None] = concurrent.futures.Future()
+        thread = threading.Thread(target=self._browser_thread, args=(caller, finished), name="browser-bot", daemon=True)
+        thread.start()
+        try:
+            await asyncio.shield(asyncio.wrap_future(finished))
+        except asyncio.CancelledError:
+            self._leave.set()
+            loop, session = self._browser_loop, self._session_task
+            if loop is not None and session is not None and not self.joined.is_set():
+                loop.call_soon_threadsafe(session.cancel)  # still joining: stop the steps, close chromium
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wrap_future(finished)
+            raise
+
+    def _browser_thread(self, caller: asyncio.AbstractEventLoop, finished: concurrent.futures.Future[None]) -> None:
+        try:
+            # asyncio's own loop, whatever the process runs elsewhere: its subprocess spawn execs at once
+            with asyncio.Runner(loop_factory=asyncio.SelectorEventLoop) as runner:
+                runner.run(self._session(caller))
+        except BaseException as exc:  # handed to the caller's loop, which raises it from run()
+            finished.set_exception(exc)
+        else:
+            finished.set_result(None)
+
+    async def _session(self, caller: asyncio.AbstractEventLoop) -> None:
+        from playwright.async_api import Error as PlaywrightError  # noqa: PLC0415
+        from playwright.async_api import async_playwright  # noqa: PLC0415
+
+        self._session_task = asyncio.current_task()
+        self._browser_loop = asyncio.get_running_loop()
+        self.workdir, card = await asyncio.to_thread(self._prepare)
         args = [*_CHROMIUM_FLAGS, f"--use-file-for-fake-video-capture={card}"]
         if os.geteuid() == 0:
             args.append("--no-sandbox")  # chromium refuses to run its sandbox as root
@@ -265,7 +316,7 @@ class BrowserBot:
                         raise MicroCueError(
                             f"could not join {self.page_url} with recipe {self.recipe.name!r}: {exc.message}"
                         ) from exc
-                    self.joined.set()
+                    caller.call_soon_threadsafe(self.joined.set)
                     log.info("browser bot joined %s as %r (recipe %s)", self.page_url, self.name, self.recipe.name)
                     reason = await self._until_over(page)
                     log.info("browser bot leaves %s: %s", self.page_url, reason)
@@ -274,8 +325,9 @@ class BrowserBot:
                     self._page = None
                     await browser.close()
         finally:
-            if self.workdir is not None:  # None: Playwright or the scratch folder failed first
-                await run_in_background(shutil.rmtree, self.workdir, ignore_errors=True)
+            self._browser_loop = self._session_task = None
+            if self.workdir is not None:  # None: the scratch folder failed first
+                await asyncio.to_thread(shutil.rmtree, self.workdir, ignore_errors=True)
 
     def _prepare(self) -> tuple[Path, Path]:
         """The scratch folder and the camera card (file work, off the event loop)."""
@@ -312,9 +364,7 @@ class BrowserBot:
                 return "the page closed"
             if self.recipe.ended and await page.locator(self.recipe.ended).count() > 0:
                 return "the page ended the call"
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(ENDED_POLL_S):
-                    await self._leave.wait()
+            await asyncio.sleep(ENDED_POLL_S)
         return "asked to leave"
 
     async def _stop_forwards(self) -> None:
@@ -326,20 +376,29 @@ class BrowserBot:
             async with asyncio.timeout(LEAVE_TIMEOUT_S):
                 await page.evaluate("window.__microcue && window.__microcue.stopAll()")
 
+    async def in_page(self, action: Callable[[Any], Awaitable[T]]) -> T:
+        """``action(page)`` run on the browser thread while the bot is in the meeting page (logs
+        and tests: Playwright's objects belong to that thread's loop, not the caller's)."""
+        loop, page = self._browser_loop, self._page
+        if loop is None or page is None:
+            raise MicroCueError("the browser bot is not in a meeting page")
+
+        async def call() -> T:
+            return await action(page)
+
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(call(), loop))
+
     async def forwarded(self) -> dict[str, list[str]]:
         """Names forwarded and left so far, as the page's script recorded them (for logs and tests)."""
         if self._page is None:
             return {}
-        state: dict[str, list[str]] = await self._page.evaluate(
-            "window.__microcue ? {forwarded: window.__microcue.forwarded, left: window.__microcue.left,"
-            " errors: window.__microcue.errors} : {}"
+        state: dict[str, list[str]] = await self.in_page(
+            lambda page: page.evaluate(
+                "window.__microcue ? {forwarded: window.__microcue.forwarded, left: window.__microcue.left,"
+                " errors: window.__microcue.errors} : {}"
+            )
         )
         return state
-
-    @property
-    def page(self) -> Any:
-        """The meeting page while the bot is in it (Playwright ``Page``), else None."""
-        return self._page
 
     def live(self) -> dict[str, dict[str, Any]]:
         """Nothing of its own: what it forwards arrives as WHIP participants of the built-in room."""

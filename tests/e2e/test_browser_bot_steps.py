@@ -8,10 +8,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import http.server
+import os
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -20,6 +23,9 @@ from tests.support.browser import chromium_path
 
 __all__ = ["chromium_path"]
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+REPO = Path(__file__).resolve().parents[2]
+#: Chromium starts, joins and leaves in 2-5 s here; a hang shows as this whole limit.
+SCENARIO_TIMEOUT_S = 90
 
 PAGE = """<!doctype html><meta charset="utf-8"><title>chat meeting</title>
 <input id="who"><button id="go">Join</button><div id="call" hidden><video id="me" autoplay muted></video>
@@ -78,18 +84,39 @@ async def test_bot_announces_in_chat_keeps_mic_muted_and_leaves_when_the_call_en
     try:
         async with asyncio.timeout(60):
             await bot.joined.wait()
-        page: Any = bot.page
-        assert await page.evaluate("window.joinedAs") == "MicroCue notetaker"
-        assert await page.locator("#log li").all_inner_texts() == [ANNOUNCEMENT]
-        assert await page.evaluate("window.mic.enabled") is False  # the bot's microphone is muted
+        assert await bot.in_page(lambda page: page.evaluate("window.joinedAs")) == "MicroCue notetaker"
+        assert await bot.in_page(lambda page: page.locator("#log li").all_inner_texts()) == [ANNOUNCEMENT]
+        assert await bot.in_page(lambda page: page.evaluate("window.mic.enabled")) is False  # the mic is muted
         # the card is its camera (it plays once the first frame is decoded)
-        await page.wait_for_function("document.getElementById('me').videoWidth === 640", timeout=10_000)
+        await bot.in_page(
+            lambda page: page.wait_for_function("document.getElementById('me').videoWidth === 640", timeout=10_000)
+        )
         assert bot.workdir is not None and (bot.workdir / "card.y4m").exists()
         workdir = bot.workdir
-        await page.click("#hangup")  # the page ends the call: the bot leaves on its own
+        await bot.in_page(lambda page: page.click("#hangup"))  # the page ends the call: the bot leaves on its own
         async with asyncio.timeout(30):
             await running
         assert not workdir.exists()  # its scratch folder (card, profile) is gone with it
     finally:
         if not running.done():
             running.cancel()
+
+
+def test_bot_starts_chromium_from_a_uvloop_service_whose_threads_hold_scalers(
+    chromium_path: str, chat_page: str
+) -> None:
+    """The service runs on uvloop, whose subprocess spawn ran the interpreter's after-fork code in
+    the child (uvloop issue 749): with a decoding thread's scaler in thread-local storage, the
+    child hung before exec, and the spawning process with it. The bot must join and leave anyway."""
+    argv = [sys.executable, "-m", "tests.support.uvloop_bot", chat_page, chromium_path]
+    # its own session, so a hang is killed with the half-forked child it leaves behind
+    proc = subprocess.Popen(
+        argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        out, err = proc.communicate(timeout=SCENARIO_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail(f"the uvloop service hung for {SCENARIO_TIMEOUT_S} s while its bot started chromium")
+    assert proc.returncode == 0 and out.strip() == "left", f"exit {proc.returncode}\n{out}\n{err}"

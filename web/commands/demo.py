@@ -191,7 +191,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.netns != "off" and not inside:
         problem = netns_usable()
         if problem is None:
-            return eventloop.run(_demo_in_namespace(args, settings))
+            # asyncio's own loop: this process carries no media, only the port forward, and it
+            # spawns the inner demo, which uvloop's spawn makes unsafe (bridge/rooms/browser.py)
+            return asyncio.run(_demo_in_namespace(args, settings))
         if args.netns == "on":
             raise NetnsError(problem)
         print(
