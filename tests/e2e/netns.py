@@ -16,6 +16,7 @@ Activated from ``tests/integration/conftest.py`` and ``tests/e2e/conftest.py``
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -30,10 +31,23 @@ from bridge.demo.netns import netns_address, netns_command, netns_usable
 from tests.services import services_required
 
 REPO = Path(__file__).resolve().parents[2]
-#: The child pytest's own limit comes from the test's timeout marker / ini; this is the
-#: outer backstop for a child that hangs before pytest-timeout can act.
+#: The child pytest's own limit comes from the test's timeout marker / ini; this is the outer
+#: backstop for a child that hangs where pytest-timeout cannot act (a teardown waiting on a stuck
+#: thread, a process stopped with the GIL held).
 OUTER_TIMEOUT_S = 600
 FIXTURE = "netns"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In the outer process, a test run in the namespace has no pytest-timeout alarm of its own:
+    the alarm would fire inside ``pytest_runtest_protocol`` below, outside any test phase, and
+    end the whole session with an INTERNALERROR (CI, stop 29). The child enforces the test's
+    limit; ``OUTER_TIMEOUT_S`` ends a child that cannot."""
+    if netns_address() is not None:
+        return
+    for item in items:
+        if FIXTURE in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.timeout(0))
 
 
 @pytest.fixture
@@ -92,19 +106,25 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
                 "junit_logging=all",
                 item.nodeid,
             ]
+            # its own session: a hung child is killed with what it started (Janus, chromium)
+            child = subprocess.Popen(
+                netns_command(argv),
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=os.environ.copy(),
+                start_new_session=True,
+            )
             try:
-                proc = subprocess.run(
-                    netns_command(argv),
-                    cwd=REPO,
-                    capture_output=True,
-                    text=True,
-                    timeout=OUTER_TIMEOUT_S,
-                    env=os.environ.copy(),
-                    check=False,
-                )
+                out, err = child.communicate(timeout=OUTER_TIMEOUT_S)
+                proc = subprocess.CompletedProcess(child.args, child.returncode, out, err)
                 outcome, text = _child_outcome(junit, proc)
-            except subprocess.TimeoutExpired as exc:
-                outcome, text = "failed", f"child pytest in the namespace hung past {OUTER_TIMEOUT_S} s: {exc}"
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
+                out, err = child.communicate()
+                outcome = "failed"
+                text = f"child pytest in the namespace hung past {OUTER_TIMEOUT_S} s; its output:\n{out}{err}"
     stop = time.time()
     keywords = {k: 1 for k in item.keywords}
     if outcome == "skipped":  # pytest reports a skip in the setup phase; keep that shape for -rs
