@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from bridge.errors import MicroCueError
 from bridge.rooms.browser import ANNOUNCEMENT, BrowserBot, Recipe, Step
 from tests.support.browser import chromium_path
 
@@ -100,6 +101,32 @@ async def test_bot_announces_in_chat_keeps_mic_muted_and_leaves_when_the_call_en
     finally:
         if not running.done():
             running.cancel()
+
+
+async def test_a_page_the_bot_cannot_join_is_a_clear_error_and_leaves_no_browser(
+    chromium_path: str, chat_page: str
+) -> None:
+    """The recipe's first step waits for a box this page does not have: ``run()`` raises on the
+    caller's loop (the error crosses from the bot's browser thread) and chromium is gone."""
+    missing = Recipe(
+        name="test-missing",
+        description="a box the page lacks",
+        steps=(Step("fill", "#nobody", "{name}"),),
+        tile="div",
+        participant_name="#who",
+    )
+    bot = BrowserBot(
+        chat_page, missing, whip_url="http://127.0.0.1:9/whip/none", join_token="-", executable=chromium_path
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("bridge.rooms.browser.STEP_TIMEOUT_S", 2.0)
+        with pytest.raises(MicroCueError, match=r"(?s)could not join .* with recipe 'test-missing'.*#nobody"):
+            async with asyncio.timeout(60):
+                await bot.run()
+    assert not bot.joined.is_set()
+    assert bot.workdir is not None and not bot.workdir.exists()  # scratch folder removed, chromium with it
+    with pytest.raises(MicroCueError, match="not in a meeting page"):
+        await bot.in_page(lambda page: page.title())
 
 
 def test_bot_starts_chromium_from_a_uvloop_service_whose_threads_hold_scalers(
