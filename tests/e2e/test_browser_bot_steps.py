@@ -21,45 +21,13 @@ import pytest
 from bridge.errors import MicroCueError
 from bridge.rooms.browser import ANNOUNCEMENT, BrowserBot, Recipe, Step
 from tests.support.browser import chromium_path
+from tests.support.chat_meeting import PAGE, RECIPE
 
 __all__ = ["chromium_path"]
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 REPO = Path(__file__).resolve().parents[2]
 #: Chromium starts, joins and leaves in 2-5 s here; a hang shows as this whole limit.
 SCENARIO_TIMEOUT_S = 90
-
-PAGE = """<!doctype html><meta charset="utf-8"><title>chat meeting</title>
-<input id="who"><button id="go">Join</button><div id="call" hidden><video id="me" autoplay muted></video>
-<input id="say"><button id="send">Send</button><ol id="log"></ol><button id="hangup">Leave</button></div>
-<script>
-window.mic = null;
-document.getElementById("go").onclick = async () => {
-  const s = await navigator.mediaDevices.getUserMedia({ video: true, audio: true });
-  window.mic = s.getAudioTracks()[0];
-  document.getElementById("me").srcObject = s;
-  document.getElementById("call").hidden = false;
-  window.joinedAs = document.getElementById("who").value;
-};
-document.getElementById("send").onclick = () => {
-  const li = document.createElement("li");
-  li.textContent = document.getElementById("say").value;
-  document.getElementById("log").appendChild(li);
-};
-document.getElementById("hangup").onclick = () => {
-  const e = document.createElement("div"); e.className = "call-ended"; document.body.appendChild(e);
-};
-</script>"""
-
-RECIPE = Recipe(
-    name="test-chat",
-    description="a page with a chat box",
-    steps=(Step("fill", "#who", "{name}"), Step("click", "#go"), Step("wait", "#me")),
-    tile="div",
-    participant_name="#who",
-    ended=".call-ended",
-    chat_input="#say",
-    chat_send="#send",
-)
 
 
 @pytest.fixture

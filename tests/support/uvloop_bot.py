@@ -14,15 +14,8 @@ import av
 import numpy as np
 
 from bridge import eventloop
-from bridge.rooms.browser import BrowserBot, Recipe, Step
-
-RECIPE = Recipe(
-    name="test-join",
-    description="a page with a name box and a join button",
-    steps=(Step("fill", "#who", "{name}"), Step("click", "#go"), Step("wait", "#me")),
-    tile="div",
-    participant_name="#who",
-)
+from bridge.rooms.browser import BrowserBot
+from tests.support.chat_meeting import RECIPE
 
 
 def scale_a_frame_in_this_thread() -> None:
