@@ -192,7 +192,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         problem = netns_usable()
         if problem is None:
             # asyncio's own loop: this process carries no media, only the port forward, and it
-            # spawns the inner demo, which uvloop's spawn makes unsafe (bridge/rooms/browser.py)
+            # spawns the inner demo, which uvloop's spawn makes unsafe (bridge/eventloop.py)
             return asyncio.run(_demo_in_namespace(args, settings))
         if args.netns == "on":
             raise NetnsError(problem)
