@@ -7,7 +7,7 @@ the two held-out MEAD faces of the meetings bench) the analyzer does not know wh
 talks, so their micro signals are not adjusted for talk (docs/benchmarks.md, "Talking faces with
 their own speech"). This bench asks whether the lips could tell it instead. For every bench clip
 with an audio track, each frame gets the voice activity's answer (Silero VAD over the clip's sound,
-``inference.voice.speech_segments``, as ``microcue analyze`` runs it) and three lip-motion
+``bridge.media.fileanalysis.file_speech``, as ``microcue analyze`` runs it) and three lip-motion
 features over the second around it, from the FaceMesh landmarks the meetings bench caches: the
 spread of the inner-lip gap, how fast it changes, and the spread of the outer-lip opening, all in
 inter-ocular distances. Tune: the tune base faces and the calibration half of the unlabeled people;
@@ -28,29 +28,30 @@ from pathlib import Path
 import av
 import numpy as np
 
+from bench.spotting import rig
 from bench.spotting.meetings import REPO, load_source
 from bench.spotting.sources import CLIPS, DEFAULT_CACHE, Clip, calibration_half, clip_path, fetch
 from bridge.config import Settings
-from bridge.media.videofile import audio_chunks
+from bridge.media.fileanalysis import file_speech
+from bridge.media.videofile import probe
 from bridge.models.face import load_face_models
 from inference.models import ModelSet
-from inference.voice import SAMPLE_RATE, SileroVad, speech_segments
+from inference.speech import merge, overlaps
+from inference.voice import SileroVad
 
 #: the window the lip features are read over, centred on the frame: a few syllables (2-7 Hz,
 #: inference/spotting_params.py's jaw band), short enough to follow a turn of speech
 WINDOW_S = 1.0
 FEATURES = ("gap_spread", "gap_speed", "outer_spread")
-# FaceMesh indices: inner lips (upper, lower), outer lips (upper, lower), eye corners for the IOD
+# FaceMesh indices: inner lips (upper, lower), outer lips (upper, lower)
 _INNER = (13, 14)
 _OUTER = (0, 17)
-_EYES = ((362, 263), (33, 133))
 SPEED_STEPS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
 
 
 def lip_features(lm: np.ndarray, ok: np.ndarray, t: np.ndarray) -> np.ndarray:
     """(frames, 3) features, NaN where the window is cut short or a face is missing in it."""
-    iod = np.linalg.norm(lm[:, list(_EYES[0])].mean(1) - lm[:, list(_EYES[1])].mean(1), axis=1)
-    iod[~ok] = np.nan
+    iod = np.array([rig.iod(x) if good else np.nan for x, good in zip(lm, ok, strict=True)])
     gap = np.linalg.norm(lm[:, _INNER[0]] - lm[:, _INNER[1]], axis=1) / iod
     outer = np.linalg.norm(lm[:, _OUTER[0]] - lm[:, _OUTER[1]], axis=1) / iod
     fps = (len(t) - 1) / (t[-1] - t[0])
@@ -64,14 +65,15 @@ def lip_features(lm: np.ndarray, ok: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 
 def talk_labels(vad: SileroVad, path: Path, times: np.ndarray) -> np.ndarray | None:
-    """Per frame: whether the voice activity says the person talks then; None without sound."""
-    chunks = list(audio_chunks(path, SAMPLE_RATE))
-    if not chunks:
+    """Per frame: whether the voice activity says the person talks then (the file's talk as
+    ``microcue analyze`` finds it); None without sound."""
+    speech, _ = file_speech(probe(path), vad)
+    if speech is None:
         return None
     with av.open(str(path)) as c:
         t0 = next(iter(c.decode(video=0))).time or 0.0  # Source.times start at the first frame
-    segments = speech_segments(vad, [c.samples for c in chunks], t0=chunks[0].t)
-    return np.array([any(a - t0 <= x <= b - t0 for a, b in segments) for x in times])
+    talk = merge(speech.segments)
+    return np.array([overlaps(talk, t0 + x, t0 + x) for x in times])
 
 
 def auc(pos: np.ndarray, neg: np.ndarray) -> float | None:
