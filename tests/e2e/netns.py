@@ -16,7 +16,6 @@ Activated from ``tests/integration/conftest.py`` and ``tests/e2e/conftest.py``
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from _pytest.reports import TestReport
 
 from bridge.demo.netns import netns_address, netns_command, netns_usable
 from tests.services import services_required
+from tests.support.sessions import run_own_session
 
 REPO = Path(__file__).resolve().parents[2]
 #: The child pytest's own limit comes from the test's timeout marker / ini; this is the outer
@@ -107,24 +107,15 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
                 item.nodeid,
             ]
             # its own session: a hung child is killed with what it started (Janus, chromium)
-            child = subprocess.Popen(
-                netns_command(argv),
-                cwd=REPO,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                env=os.environ.copy(),
-                start_new_session=True,
+            proc, hung = run_own_session(
+                netns_command(argv), cwd=REPO, timeout_s=OUTER_TIMEOUT_S, env=os.environ.copy()
             )
-            try:
-                out, err = child.communicate(timeout=OUTER_TIMEOUT_S)
-                proc = subprocess.CompletedProcess(child.args, child.returncode, out, err)
-                outcome, text = _child_outcome(junit, proc)
-            except subprocess.TimeoutExpired:
-                os.killpg(child.pid, signal.SIGKILL)
-                out, err = child.communicate()
+            if hung:
                 outcome = "failed"
-                text = f"child pytest in the namespace hung past {OUTER_TIMEOUT_S} s; its output:\n{out}{err}"
+                hang = f"child pytest in the namespace hung past {OUTER_TIMEOUT_S} s"
+                text = f"{hang}; its output:\n{proc.stdout}{proc.stderr}"
+            else:
+                outcome, text = _child_outcome(junit, proc)
     stop = time.time()
     keywords = {k: 1 for k in item.keywords}
     if outcome == "skipped":  # pytest reports a skip in the setup phase; keep that shape for -rs

@@ -8,9 +8,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import http.server
-import os
-import signal
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -22,6 +19,7 @@ from bridge.errors import MicroCueError
 from bridge.rooms.browser import ANNOUNCEMENT, BrowserBot, Recipe, Step
 from tests.support.browser import chromium_path
 from tests.support.chat_meeting import PAGE, RECIPE
+from tests.support.sessions import run_own_session
 
 __all__ = ["chromium_path"]
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -105,13 +103,9 @@ def test_bot_starts_chromium_from_a_uvloop_service_whose_threads_hold_scalers(
     child hung before exec, and the spawning process with it. The bot must join and leave anyway."""
     argv = [sys.executable, "-m", "tests.support.uvloop_bot", chat_page, chromium_path]
     # its own session, so a hang is killed with the half-forked child it leaves behind
-    proc = subprocess.Popen(
-        argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
-    try:
-        out, err = proc.communicate(timeout=SCENARIO_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
+    proc, hung = run_own_session(argv, cwd=REPO, timeout_s=SCENARIO_TIMEOUT_S)
+    if hung:
         pytest.fail(f"the uvloop service hung for {SCENARIO_TIMEOUT_S} s while its bot started chromium")
-    assert proc.returncode == 0 and out.strip() == "left", f"exit {proc.returncode}\n{out}\n{err}"
+    assert proc.returncode == 0 and proc.stdout.strip() == "left", (
+        f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    )
