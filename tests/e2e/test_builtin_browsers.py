@@ -2,8 +2,9 @@
 opens the join link, consents and publishes a fake camera showing a real face. One leaves and
 comes back. Checked: one connection per direction per participant for the whole meeting (offers
 counted on both sides), no analyzer reset, every page shows the others' video (pixels checked in
-the page), every publisher analysed at >= 10 fps from 3 s after joining, and each participant
-present >= 90 % of their time in the summary. Also: the service restarts under two of them and
+the page), every publisher analysed steadily and evenly from 3 s after joining (the 10-fps target
+is judged by bench/browser_rooms.py, which runs this test), and each participant present >= 90 % of
+their time in the summary. Also: the service restarts under two of them and
 both pages come back as the same participants. Runs in a private network namespace."""
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from bridge.config import Settings
 from inference.voice import SAMPLE_RATE
 from tests.live_server import LiveServer
 from tests.support.browser import ARTIFACTS, CHROMIUM, fake_camera_args
+from tests.support.rates import check_steady_and_fair, loadavg, longest_stall, rate, record
 from tests.support.rooms import create_meeting, end_meeting, write_y4m_frames
 from tests.support.speech import espeak, track, write_wav
 from web.app import create_app
@@ -33,8 +35,7 @@ from web.commands.demo import scripted_frames
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
-#: the issue's targets: analysed at this rate from this long after joining
-MIN_FPS = 10.0
+#: analysis is judged from this long after joining (the issue's "within 3 s")
 WITHIN_S = 3.0
 #: share of their time in the meeting each participant must be present in the summary
 MIN_PRESENT = 0.9
@@ -101,16 +102,6 @@ async def _sees(person: Person, others: set[str], timeout_s: float = 30.0) -> li
         await asyncio.sleep(0.5)
 
 
-def _rate_after(person: Person, within: float, end: float) -> float:
-    """Analysed frames per second between ``within`` s after joining and ``end``."""
-    start = person.joined + within
-    window = [(t, n) for t, n in person.samples if start <= t <= end]
-    if len(window) < 2 or window[-1][0] - window[0][0] < 1.0:
-        raise AssertionError(f"too few samples for {person.name}: {person.samples}")
-    (t0, n0), (t1, n1) = window[0], window[-1]
-    return (n1 - n0) / (t1 - t0)
-
-
 async def test_three_chromium_participants_hold_a_meeting(netns: str, tmp_path: Path) -> None:
 
     args = fake_camera_args(tmp_path)
@@ -168,7 +159,7 @@ async def test_three_chromium_participants_hold_a_meeting(netns: str, tmp_path: 
                 await board.close()
                 # one connection per direction per participant, each offered once (page and bridge agree)
                 stats = room.stats()
-                _record(
+                record(
                     "room stats: "
                     + repr(
                         {
@@ -191,7 +182,7 @@ async def test_three_chromium_participants_hold_a_meeting(netns: str, tmp_path: 
                 udp = _udp_counters()
                 udp_delta = {k: udp[k] - udp_before[k] for k in ("InDatagrams", "InErrors", "RcvbufErrors")}
                 rtp = await _inbound_rtp(room, (ann, cy, ben_again))
-                _record(f"UDP in the namespace: {udp_delta}; inbound RTP (kind, received, lost): {rtp}")
+                record(f"UDP in the namespace: {udp_delta}; inbound RTP (kind, received, lost): {rtp}")
                 # the bridge drains its media sockets (bridge/eventloop.py): on asyncio's own loop
                 # the kernel dropped 11-17 % of the datagrams here for full socket buffers
                 assert udp_delta["RcvbufErrors"] <= MAX_UDP_DROPPED * udp_delta["InDatagrams"], (udp_delta, rtp)
@@ -210,21 +201,24 @@ async def test_three_chromium_participants_hold_a_meeting(netns: str, tmp_path: 
                 stop_sampling.set()
                 await sampler
                 await browser.close()
-        rates = {
-            f"{p.name}{'(again)' if p is ben_again else ''}": round(_rate_after(p, WITHIN_S, p.left or 0.0), 1)
-            for p in everyone
-        }
-        _record(f"analysed fps from {WITHIN_S} s after joining: {rates}; load average {_loadavg()}")
+        label = {id(p): p.name + ("(again)" if p is ben_again else "") for p in everyone}
+        rates = {label[id(p)]: round(rate(p.samples, p.joined + WITHIN_S, p.left or 0.0), 1) for p in everyone}
+        stalls = {label[id(p)]: longest_stall(p.samples, p.joined + WITHIN_S, p.left or 0.0) for p in everyone}
+        record(
+            f"analysed fps from {WITHIN_S} s after joining: {rates}; longest stall {max(stalls.values()):.1f} s; "
+            f"{loadavg()}",
+            scenario="builtin room, 3 chromium pages",
+            rates=rates,
+        )
         summary = await end_meeting(server, m)
         present = {p["participant_id"]: p["time_present_s"] for p in summary["summary"]["participants"]}
         shares = {}
         for p in everyone:
             assert p.left is not None
-            label = p.name + ("(again)" if p is ben_again else "")
-            shares[label] = round(present[p.participant_id] / (p.left - p.joined), 3)
-        _record(f"present share of time in the meeting: {shares} (meeting t0 {t0:.1f})")
+            shares[label[id(p)]] = round(present[p.participant_id] / (p.left - p.joined), 3)
+        record(f"present share of time in the meeting: {shares} (meeting t0 {t0:.1f})")
         assert all(share >= MIN_PRESENT for share in shares.values()), shares
-        assert all(rate >= MIN_FPS for rate in rates.values()), (rates, _loadavg())
+        check_steady_and_fair(rates, stalls)
 
 
 @pytest.mark.parametrize("order", [("Ann", "Ben"), ("Ben", "Ann")], ids=["ann-first", "ben-first"])
@@ -288,9 +282,9 @@ async def test_chromium_participants_come_back_as_themselves_after_a_restart(
                     }
                     await asyncio.sleep(0.5)
                 assert set(room.participants) == {p.participant_id for p in people.values()}
-                _record(
+                record(
                     f"restart under {' then '.join(order)}: both pages back in the meeting "
-                    f"{back:.1f} s after the old process stopped; load average {_loadavg()}"
+                    f"{back:.1f} s after the old process stopped; {loadavg()}"
                 )
         finally:
             await browser.close()
@@ -312,18 +306,6 @@ def _udp_counters() -> dict[str, int]:
     full socket buffer (RcvbufErrors) when the bridge reports lost packets."""
     lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines() if line.startswith("Udp:")]
     return {k: int(v) for k, v in zip(lines[0][1:], lines[1][1:], strict=True)}
-
-
-def _loadavg() -> str:
-    return Path("/proc/loadavg").read_text().split(" ", 3)[:3].__str__()
-
-
-def _record(line: str) -> None:
-    """Print a measured figure and keep it in tests/artifacts (a passing child's output is not shown)."""
-    print(line)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with (ARTIFACTS / "browser_rates.txt").open("a") as f:
-        f.write(line + "\n")
 
 
 # ---- issue 22: talk, from the microphone, on the tiles, in the summary and on expressions -----
@@ -436,12 +418,12 @@ async def test_a_talking_chromium_participant_gets_talk_share_and_flagged_micro_
             for b in (s, e)
         )
     ]
-    _record(
+    record(
         f"talk: WAV share {share:.2f}; Ann's tile {ann_line!r}, summary {people[ann.participant_id]['talk_share']}; "
         f"Ben's tile {ben_line!r}, summary {people[ben.participant_id]['talk_share']}; Ann's micro signals "
         f"(while talking, overlapping talk): {flags}; flagged in the dashboard feed: {feed_flags}; "
         f"micro {[(c['onset_s'], c['offset_s'], c['detail']) for c in ann_micro]}; talk {talk}; "
-        f"audio lost on the way (filled as silence): {voice.lost_samples / SAMPLE_RATE:.2f} s; load {_loadavg()}"
+        f"audio lost on the way (filled as silence): {voice.lost_samples / SAMPLE_RATE:.2f} s; {loadavg()}"
     )
     # the WAV's share, give or take the VAD's hysteresis and the minutes before the audio flowed
     assert abs(tile_share / 100 - share) < 0.2, (ann_line, share)

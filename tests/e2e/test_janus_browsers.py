@@ -1,8 +1,9 @@
 """The service's bot in a real Janus VideoRoom with chromium participants publishing from Janus's
 own demo page (Debian's janus-demos), each a real face on chromium's fake camera. Three people
 each time: the bot joins last (the case that lost a person), the bot joins first and then one
-person leaves and comes back. Checked: every publisher analysed at >= 10 fps from 3 s after the
-bot subscribed or they joined; the presenter's dashboard (in chromium) shows the Janus display
+person leaves and comes back. Checked: every publisher analysed steadily and evenly from 3 s after
+the bot subscribed or they joined (the 10-fps target is judged by bench/browser_rooms.py, which runs
+these tests); the presenter's dashboard (in chromium) shows the Janus display
 names and the consent state that governs analysis; the summary uses the names."""
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tests.live_server import LiveServer
 from tests.support import janus_demo
 from tests.support.browser import ARTIFACTS, CHROMIUM, fake_camera_args
 from tests.support.janus import PORT, ROOM, JanusServer
+from tests.support.rates import check_steady_and_fair, loadavg, longest_stall, rate, record
 from tests.support.rooms import create_meeting
 from tests.support.waiting import wait_until
 from web.app import create_app
@@ -29,8 +31,7 @@ from web.app import create_app
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
 pytest_plugins = ["tests.support.janus"]
 
-#: the issue's target: analysed at this rate from this long after subscribing / joining
-MIN_FPS = 10.0
+#: analysis is judged from this long after subscribing / joining (the issue's "within 3 s")
 WITHIN_S = 3.0
 #: the window over which the rate is measured, after WITHIN_S
 RATE_WINDOW_S = 6.0
@@ -57,10 +58,6 @@ async def browser(tmp_path: Path) -> AsyncIterator[Any]:
             yield b
         finally:
             await b.close()
-
-
-def _loadavg() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 class Room:
@@ -101,14 +98,12 @@ class Room:
                 self.samples.setdefault(key, []).append((now, p.video.stats.analysed))
             await asyncio.sleep(0.5)
 
-    def rate(self, display: str, since: float) -> float:
-        """Analysed frames per second of ``display``'s current feed in [since + WITHIN_S, + RATE_WINDOW_S]."""
+    def measure(self, display: str, since: float) -> tuple[float, float]:
+        """Analysed frames per second of ``display``'s current feed in [since + WITHIN_S, + RATE_WINDOW_S],
+        and the longest stall in it."""
         samples = self.samples.get(f"{display}#{self.ids[display]}", [])
         start, end = since + WITHIN_S, since + WITHIN_S + RATE_WINDOW_S
-        window = [(t, n) for t, n in samples if start <= t <= end]
-        assert len(window) >= 2, f"no samples of {display} between {start:.1f} and {end:.1f}: {samples[-5:]}"
-        (t0, n0), (t1, n1) = window[0], window[-1]
-        return (n1 - n0) / (t1 - t0)
+        return round(rate(samples, start, end), 1), longest_stall(samples, start, end)
 
     async def wait_window(self, since: float) -> None:
         await asyncio.sleep(max(0.0, since + WITHIN_S + RATE_WINDOW_S + 0.6 - time.perf_counter()))
@@ -176,16 +171,22 @@ async def test_bot_joining_last_analyses_everyone_already_there(room: Room, demo
     await asyncio.sleep(10)  # people talk for a while before the bot comes in
     subscribed = await room.send_bot()
     await room.wait_window(subscribed)
-    rates = {name: round(room.rate(name, subscribed), 1) for name in NAMES}
+    measured = {name: room.measure(name, subscribed) for name in NAMES}
+    rates, stalls = {n: r for n, (r, _) in measured.items()}, {n: s for n, (_, s) in measured.items()}
     stats = {
         p.display: {k: v for k, v in p.stats().items() if "latency" not in k}
         for p in room.adapter().participants.values()
     }
-    _record(f"bot joined last: analysed fps {rates}; load average {_loadavg()}; stats {stats}")
+    record(
+        f"bot joined last: analysed fps {rates}; longest stall {max(stalls.values()):.1f} s; {loadavg()}; "
+        f"stats {stats}",
+        scenario="Janus bot joining last",
+        rates=rates,
+    )
     assert all(s["received"] > 0 for s in stats.values()), stats  # nobody lost (was: 0 frames for one)
     await room.check_dashboard(browser, set(NAMES))
     assert set(NAMES) <= await room.summary_names()
-    assert all(rate >= MIN_FPS for rate in rates.values()), (rates, _loadavg())
+    check_steady_and_fair(rates, stalls)
 
 
 async def test_bot_joining_first_follows_people_who_come_leave_and_return(room: Room, demo: str, browser: Any) -> None:
@@ -197,7 +198,7 @@ async def test_bot_joining_first_follows_people_who_come_leave_and_return(room: 
         pages[name] = await janus_demo.publish(context, demo, name, ROOM)
         joined[name] = time.perf_counter()
     await room.wait_window(joined[NAMES[-1]])
-    rates = {name: round(room.rate(name, joined[name]), 1) for name in NAMES}
+    measured = {name: room.measure(name, joined[name]) for name in NAMES}
     # Bob leaves (closes the page), then comes back in a new page: a new Janus feed
     old_bob = room.ids["Bob"]
     await pages["Bob"].close()
@@ -211,21 +212,19 @@ async def test_bot_joining_first_follows_people_who_come_leave_and_return(room: 
     # Janus announces the new feed and the bot subscribes: seconds on a loaded box, not a fixed 1 s
     await wait_until(lambda: room.ids["Bob"] != old_bob, 30, "the bot to take Bob's new feed")
     await room.wait_window(back)
-    rates["Bob (back)"] = round(room.rate("Bob", back), 1)
+    measured["Bob (back)"] = room.measure("Bob", back)
+    rates, stalls = {n: r for n, (r, _) in measured.items()}, {n: s for n, (_, s) in measured.items()}
     stats = {
         f"{p.display}#{pid}": {k: v for k, v in p.stats().items() if "latency" not in k}
         for pid, p in room.adapter().participants.items()
     }
-    _record(f"bot joined first: analysed fps {rates}; load average {_loadavg()}; stats {stats}")
+    record(
+        f"bot joined first: analysed fps {rates}; longest stall {max(stalls.values()):.1f} s; {loadavg()}; "
+        f"stats {stats}",
+        scenario="Janus bot joining first",
+        rates=rates,
+    )
     assert room.adapter().participants[room.ids["Bob"]].video.stats.received > 0, stats
     await room.check_dashboard(browser, set(NAMES))
     assert set(NAMES) <= await room.summary_names()
-    assert all(rate >= MIN_FPS for rate in rates.values()), (rates, _loadavg())
-
-
-def _record(line: str) -> None:
-    """Print a measured figure and keep it in tests/artifacts (a passing child's output is not shown)."""
-    print(line)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with (ARTIFACTS / "browser_rates.txt").open("a") as f:
-        f.write(line + "\n")
+    check_steady_and_fair(rates, stalls)
