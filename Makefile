@@ -37,9 +37,10 @@ demo: models system-deps
 	$(BIN)/microcue analyze $(DEMO_VIDEO) --json $(OUT)/demo_face.json --report $(OUT)/demo_face.html
 	$(BIN)/microcue --data-dir $(OUT)/demo-data demo
 
-# The whole suite: what CI runs (.ci/run). Static checks first, they fail in seconds.
+# The whole suite: what CI runs (.ci/run). Static checks first, they fail in seconds; the 15
+# slowest tests are listed at the end, to see where the time goes on a slow host.
 test: models system-deps test-clients lint
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=15
 
 # The quick lane for the edit-test loop (under 3 min on 2 cores once `make test` has set things
 # up): the static checks and the unit tests, which need no server, browser or network namespace.
