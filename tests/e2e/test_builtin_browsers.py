@@ -13,7 +13,6 @@ import asyncio
 import json
 import re
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from bridge.config import Settings
 from inference.voice import SAMPLE_RATE
 from tests.live_server import LiveServer
 from tests.support.browser import ARTIFACTS, CHROMIUM, fake_camera_args
+from tests.support.join_page import Person, join, sees
 from tests.support.rates import check_steady_and_fair, loadavg, longest_stall, rate, record
 from tests.support.rooms import create_meeting, end_meeting, write_y4m_frames
 from tests.support.speech import espeak, track, write_wav
@@ -42,64 +42,6 @@ MIN_PRESENT = 0.9
 STAY_S = 20.0
 #: share of the namespace's UDP datagrams the kernel may drop for a full receive buffer
 MAX_UDP_DROPPED = 0.01
-
-#: what a page reports about the others' video it shows: name, size, and pixel spread
-PAGE_VIDEOS = """() => [...document.querySelectorAll('#remote-media figure.remote-slot')]
-  .filter((f) => !f.hidden && f.querySelector('video'))
-  .map((f) => {
-    const v = f.querySelector('video');
-    const c = document.createElement('canvas');
-    c.width = 64; c.height = 48;
-    const g = c.getContext('2d');
-    g.drawImage(v, 0, 0, 64, 48);
-    const px = g.getImageData(0, 0, 64, 48).data;
-    let n = 0, s = 0, s2 = 0;
-    for (let i = 0; i < px.length; i += 4) { const y = (px[i] + px[i + 1] + px[i + 2]) / 3; n++; s += y; s2 += y * y; }
-    const mean = s / n;
-    return { name: f.dataset.name, width: v.videoWidth, height: v.videoHeight, paused: v.paused,
-             frames: v.getVideoPlaybackQuality().totalVideoFrames,
-             stddev: Math.sqrt(Math.max(0, s2 / n - mean * mean)) };
-  })"""
-#: a face on camera is far from flat; a black or frozen-grey frame is ~0
-MIN_STDDEV = 10.0
-
-
-@dataclass
-class Person:
-    name: str
-    page: Any = None
-    participant_id: str = ""
-    joined: float = 0.0  # perf_counter at the click
-    left: float | None = None
-    console: list[str] = field(default_factory=list)  # the page's console, for failure messages
-    samples: list[tuple[float, int]] = field(default_factory=list)  # (perf_counter, analysed)
-
-
-async def _join(context: Any, url: str, person: Person) -> None:
-    person.page = page = await context.new_page()
-    page.on("console", lambda msg: person.console.append(f"{msg.type}: {msg.text}"))
-    await page.goto(url)
-    await page.wait_for_selector("#disclosure:not([hidden])")
-    await page.fill("#display-name", person.name)
-    person.joined = time.perf_counter()
-    await page.click("#join-consent")
-    await page.wait_for_selector("#status:has-text('You are in the meeting')", timeout=60_000)
-    person.participant_id = await page.evaluate("window.MicroCueJoin.session.participantId")
-
-
-async def _sees(person: Person, others: set[str], timeout_s: float = 30.0) -> list[dict[str, Any]]:
-    """Wait until the page shows exactly ``others``' video, playing and not flat."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        videos = await person.page.evaluate(PAGE_VIDEOS)
-        good = {v["name"] for v in videos if v["width"] > 0 and v["stddev"] > MIN_STDDEV}
-        if good == others and len(videos) == len(others):
-            return list(videos)
-        if time.monotonic() > deadline:
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            await person.page.screenshot(path=str(ARTIFACTS / f"builtin_{person.name}_missing.png"), full_page=True)
-            raise AssertionError(f"{person.name}'s page shows {videos}, expected the video of {sorted(others)}")
-        await asyncio.sleep(0.5)
 
 
 async def test_three_chromium_participants_hold_a_meeting(netns: str, tmp_path: Path) -> None:
@@ -129,23 +71,23 @@ async def test_three_chromium_participants_hold_a_meeting(netns: str, tmp_path: 
             sampler = asyncio.create_task(sample())
             try:
                 context = await browser.new_context()  # one browser process, one page per person
-                await _join(context, url, ann)
-                await _join(context, url, ben)
-                await _join(context, url, cy)
+                await join(context, url, ann)
+                await join(context, url, ben)
+                await join(context, url, cy)
                 room = server.app.state.web.rooms.rooms[m["id"]]
                 t0 = room.ctx.t0
                 for person, others in ((ann, {"Ben", "Cy"}), (ben, {"Ann", "Cy"}), (cy, {"Ann", "Ben"})):
-                    await _sees(person, others)
+                    await sees(person, others)
                 await asyncio.sleep(max(0.0, ben.joined + STAY_S - time.perf_counter()))
                 # Ben leaves (closes the page) and comes back in a new page: a new participant
                 stats_before = room.stats()
                 await ben.page.close()
                 ben.left = time.perf_counter()
                 for person, others in ((ann, {"Cy"}), (cy, {"Ann"})):
-                    await _sees(person, others)
-                await _join(context, url, ben_again)
+                    await sees(person, others)
+                await join(context, url, ben_again)
                 for person, others in ((ann, {"Ben", "Cy"}), (cy, {"Ann", "Ben"}), (ben_again, {"Ann", "Cy"})):
-                    await _sees(person, others)
+                    await sees(person, others)
                 await asyncio.sleep(max(0.0, ben_again.joined + STAY_S - time.perf_counter()))
                 ARTIFACTS.mkdir(parents=True, exist_ok=True)
                 await ann.page.screenshot(path=str(ARTIFACTS / "builtin_three_browsers_ann.png"), full_page=True)
@@ -241,9 +183,9 @@ async def test_chromium_participants_come_back_as_themselves_after_a_restart(
                 m = create_meeting(first)
                 url = m["join_url"].replace(first.app.state.web.settings.base_url, first.base_url)
                 for name in order:
-                    await _join(context, url, people[name])
+                    await join(context, url, people[name])
                 for person in people.values():
-                    await _sees(person, set(people) - {person.name})
+                    await sees(person, set(people) - {person.name})
             finally:
                 first.stop()  # uvicorn's shutdown closes every websocket with 1012
             restarted = time.perf_counter()
@@ -270,7 +212,7 @@ async def test_chromium_participants_come_back_as_themselves_after_a_restart(
                     }, (person.name, session)
                 back = time.perf_counter() - restarted
                 for person in people.values():
-                    await _sees(person, set(people) - {person.name})
+                    await sees(person, set(people) - {person.name})
                 room = second.app.state.web.rooms.rooms[m["id"]]
                 deadline = time.monotonic() + 30
                 while not all(
@@ -383,10 +325,10 @@ async def test_a_talking_chromium_participant_gets_talk_share_and_flagged_micro_
                 board = await ben_browser.new_page(viewport={"width": 1280, "height": 900})
                 await board.goto(m["dashboard_url"].replace(server.app.state.web.settings.base_url, server.base_url))
                 await board.wait_for_selector(".connection.live", timeout=15_000)
-                await _join(await ann_browser.new_context(), url, ann)
-                await _join(await ben_browser.new_context(), url, ben)
-                await _sees(ann, {"Ben"})
-                await _sees(ben, {"Ann"})
+                await join(await ann_browser.new_context(), url, ann)
+                await join(await ben_browser.new_context(), url, ben)
+                await sees(ann, {"Ben"})
+                await sees(ben, {"Ann"})
                 await asyncio.sleep(max(0.0, ann.joined + TALK_STAY_S - time.perf_counter()))
                 room = server.app.state.web.rooms.rooms[m["id"]]
                 assert room.live()[ann.participant_id]["audio"] == "receiving"
