@@ -19,7 +19,11 @@ child it forks (uvloop issue 749, open), which frees the other threads' thread-l
 there; PyAV's per-thread scaler waits forever on its slice threads' condition in that child, and
 uvloop waits for the exec holding the GIL, so the whole process stops. The browser bot runs
 Playwright (which spawns its driver) on its own thread with asyncio's loop
-(``bridge/rooms/browser.py``); ``tests/e2e/test_browser_bot_steps.py`` checks it.
+(``bridge/rooms/browser.py``); ``tests/e2e/test_browser_bot_steps.py`` checks it. The loop made
+here (``MediaLoop``) refuses ``subprocess_exec``/``subprocess_shell`` with an error that says
+this, so a new spawn fails at once, in tests, rather than hanging a loaded bridge; ``microcue
+serve`` runs on it too (uvicorn's ``loop="bridge.eventloop:media_loop"``). ``subprocess.run`` in a
+worker thread is not affected (CPython's own fork runs no after-fork code without ``preexec_fn``).
 """
 
 from __future__ import annotations
@@ -36,14 +40,46 @@ except ImportError:  # pragma: no cover - a dependency on Linux; not built for W
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+#: What uvicorn is given as its loop (an import string naming the factory below).
+UVICORN_LOOP = "bridge.eventloop:media_loop"
+
+
+class SubprocessRefused(RuntimeError):
+    """A child process was asked of the media loop, where uvloop's spawn can hang the process."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "no subprocess may be started from the media event loop: uvloop's spawn can hang the whole "
+            "process (uvloop issue 749, bridge/eventloop.py); start it from a thread running asyncio's own "
+            "loop, or with subprocess in a worker thread"
+        )
+
+
+if uvloop is not None:
+
+    class MediaLoop(uvloop.Loop):
+        """uvloop without child processes (see the module's docstring)."""
+
+        async def subprocess_exec(self, *args: Any, **kwargs: Any) -> Any:
+            raise SubprocessRefused
+
+        async def subprocess_shell(self, *args: Any, **kwargs: Any) -> Any:
+            raise SubprocessRefused
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's loop factory, or None (asyncio's default loop) where uvloop is not installed."""
+    """The media loop's factory (uvloop that refuses children), or None (asyncio's default loop)
+    where uvloop is not installed."""
     if uvloop is None:  # pragma: no cover
         log.warning("uvloop is not installed: media sockets run on asyncio's loop and drop packets under load")
         return None
-    return uvloop.new_event_loop
+    return MediaLoop
+
+
+def media_loop() -> asyncio.AbstractEventLoop:
+    """A new media loop: the factory uvicorn imports (``UVICORN_LOOP``)."""
+    factory = loop_factory()
+    return asyncio.new_event_loop() if factory is None else factory()
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from bridge import logsafe
+from bridge import eventloop, logsafe
 from bridge.bus import Subscription
 from bridge.config import Settings
 from bridge.errors import MicroCueError
@@ -94,6 +94,7 @@ def _server(
 
     config = uvicorn.Config(
         app,
+        loop=eventloop.UVICORN_LOOP,
         ws_max_size=WS_MAX_SIZE,
         log_level=(log_level or settings.log_level).lower(),
         lifespan=lifespan,
