@@ -43,10 +43,11 @@ log = logging.getLogger("microcue.rooms.builtin")
 MAX_SDP_BYTES = 64 * 1024
 #: Rooms are small by design (up to 8 people, the product's scope); relaying is O(n^2) streams.
 MAX_PARTICIPANTS = 8
-#: Width of the video the others receive (QVGA, 320x240 from a 640x480 camera): a tile in a grid
-#: of up to 8 people. The relay re-encodes per receiver, so this sets most of a room's CPU; the
-#: analysis reads the publisher's full picture, never the tile.
-RELAY_MAX_WIDTH = 320
+#: The box the video the others receive fits in (QVGA: 320x240 from a 640x480 camera, 136x240
+#: from a phone's 360x640 portrait camera): a tile in a grid of up to 8 people, shown whole in its
+#: cell. The relay re-encodes per receiver, so this sets most of a room's CPU; the analysis reads
+#: the publisher's full picture, never the tile.
+RELAY_BOX = (320, 240)
 
 
 class SignalError(MicroCueError):
@@ -170,23 +171,35 @@ class TileTrack(MediaStreamTrack):
 
     kind = "video"
 
-    def __init__(self, source: MediaStreamTrack, max_width: int) -> None:
+    def __init__(self, source: MediaStreamTrack, box: tuple[int, int]) -> None:
         super().__init__()
         self.source = source
-        self.max_width = max_width
+        self.box = box
 
     async def recv(self) -> Frame | Packet:
         frame = await self.source.recv()
-        if not isinstance(frame, VideoFrame) or frame.width <= self.max_width:
+        if not isinstance(frame, VideoFrame):
             return frame
-        height = max(2, round(frame.height * self.max_width / frame.width / 2) * 2)  # yuv420p: even
-        tile = frame.reformat(width=self.max_width, height=height)
+        size = tile_size(frame.width, frame.height, self.box)
+        if size == (frame.width, frame.height):
+            return frame
+        tile = frame.reformat(width=size[0], height=size[1])
         tile.pts, tile.time_base = frame.pts, frame.time_base
         return tile
 
     def stop(self) -> None:
         self.source.stop()
         super().stop()
+
+
+def tile_size(width: int, height: int, box: tuple[int, int]) -> tuple[int, int]:
+    """The picture scaled to fit ``box`` with its aspect kept (never enlarged); even sides, as
+    yuv420p needs. A portrait camera fits by its height: scaled by width alone, a 720x1280 phone
+    would be relayed at 320x568, 2.4 times a landscape tile's pixels to encode per receiver."""
+    scale = min(1.0, box[0] / width, box[1] / height)
+    if scale == 1.0:
+        return width, height
+    return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
 
 
 @dataclass
@@ -426,9 +439,7 @@ class BuiltinRoom(MeetingAdapter):
             return publisher.relay.subscribe(track, buffered=False)
         tile = publisher.outgoing.get(track.id)
         if tile is None:
-            tile = publisher.outgoing[track.id] = TileTrack(
-                publisher.relay.subscribe(track, buffered=False), RELAY_MAX_WIDTH
-            )
+            tile = publisher.outgoing[track.id] = TileTrack(publisher.relay.subscribe(track, buffered=False), RELAY_BOX)
         return publisher.tile_relay.subscribe(tile, buffered=False)
 
     def _place(self, receiver_id: str, publisher_id: str, track: MediaStreamTrack) -> bool:

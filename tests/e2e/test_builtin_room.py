@@ -16,7 +16,7 @@ import websockets
 from bridge.config import Settings
 from bridge.demo.client import JoinRefused, join_room
 from bridge.demo.synthetic import SyntheticFaceTrack, face_loop_frames, to_yuv
-from bridge.rooms.builtin import RELAY_MAX_WIDTH
+from bridge.rooms.builtin import RELAY_BOX
 from tests.live_server import LiveServer
 from tests.support.rooms import create_meeting, cues_for
 from web.app import create_app
@@ -169,8 +169,8 @@ async def test_participants_see_each_other_through_the_bridge(netns: str, tmp_pa
             await second.wait_slots(carries(first.participant_id))
             await first.wait_slots(carries(second.participant_id))
             assert {s["name"] for s in first.slots.values()} == {"Second"}
-            # media flows, as a grid tile: the 640x480 camera relayed at RELAY_MAX_WIDTH, aspect kept
-            tile = (RELAY_MAX_WIDTH, 480 * RELAY_MAX_WIDTH // 640)
+            # media flows, as a grid tile: the 640x480 camera relayed to fit RELAY_BOX, aspect kept
+            tile = RELAY_BOX
             frame = await asyncio.wait_for(first.received()[second.participant_id].recv(), 30)
             assert (frame.width, frame.height) == tile
             frame = await asyncio.wait_for(second.received()[first.participant_id].recv(), 30)

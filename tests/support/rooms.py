@@ -53,10 +53,11 @@ def write_y4m(path: Path, seconds: float = 4.0, fps: int = 15) -> None:
 
 
 def write_y4m_frames(path: Path, frames: list[Any], fps: int) -> None:
-    """YUV4MPEG2 from 640x480 yuv420p frames (``bridge.demo.synthetic.to_yuv``), as chromium's fake
-    camera reads it (and loops it)."""
+    """YUV4MPEG2 from yuv420p frames of one size (``bridge.demo.synthetic.to_yuv``), as chromium's
+    fake camera reads it (and loops it)."""
+    height, width = frames[0].shape[0] * 2 // 3, frames[0].shape[1]
     with path.open("wb") as f:
-        f.write(f"YUV4MPEG2 W640 H480 F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        f.write(f"YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
         for yuv in frames:
             f.write(b"FRAME\n")
             f.write(yuv.tobytes())

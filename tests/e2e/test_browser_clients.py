@@ -1,8 +1,10 @@
-"""Browsers that do not speak VP8 first: a chromium page restricted to H.264 both ways (as a
-client with hardware H.264 only would be) meets a page with chromium's defaults (VP8) in a
-built-in room, joining in both orders; each sees the other and the bridge analyses both, reading
-the codec each actually sent. A page that offers only codecs the bridge cannot decode (VP9, AV1)
-is refused with a message that says what to offer, and the room goes on for the others."""
+"""Browsers other than a desktop chromium with its defaults, each meeting one that is, in a
+built-in room, joining in both orders: a page restricted to H.264 both ways (as a client with
+hardware H.264 only would be) and a phone-like portrait camera. Each sees the other and the
+bridge analyses both; the H.264 page's own statistics say it sent H.264, and the portrait camera
+reaches the others as a portrait tile that fits the grid's box. A page that offers only codecs
+the bridge cannot decode (VP9, AV1) is refused with a message that says what to offer, and the
+room goes on for the others."""
 
 from __future__ import annotations
 
@@ -16,10 +18,12 @@ import pytest
 from playwright.async_api import async_playwright
 
 from bridge.config import Settings
+from bridge.demo.synthetic import face_loop_frames, to_yuv
+from bridge.rooms.builtin import RELAY_BOX, tile_size
 from tests.live_server import LiveServer
 from tests.support.browser import CHROMIUM, fake_camera_args
 from tests.support.join_page import Person, join, sees
-from tests.support.rooms import create_meeting
+from tests.support.rooms import create_meeting, cues_for, write_y4m_frames
 from web.app import create_app
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
@@ -48,6 +52,8 @@ SENT_CODEC = """async () => {
 }"""
 #: Analysed frames each participant must reach: a few seconds of real analysis, not one keyframe.
 MIN_ANALYSED = 30
+#: A phone held upright: 9:16, cut from the middle of the 640x480 face loop (the face is centred).
+PORTRAIT = (270, 480)
 
 
 async def _context(browser: Any, codecs: list[str] | None) -> Any:
@@ -129,3 +135,50 @@ async def test_a_browser_offering_only_vp9_and_av1_is_told_what_to_offer(netns: 
                 await sees(vic, set())
             finally:
                 await browser.close()
+
+
+def _portrait_camera_args(folder: Path) -> list[str]:
+    """Chromium flags for a camera that films upright (a real face, 270x480)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    width, height = PORTRAIT
+    left = (640 - width) // 2
+    frames = [rgb[:height, left : left + width] for rgb in face_loop_frames(seconds=4.0, fps=15)]
+    write_y4m_frames(folder / "face.y4m", to_yuv(frames), 15)
+    return fake_camera_args(folder)
+
+
+@pytest.mark.parametrize("portrait_first", [True, False], ids=["portrait-first", "landscape-first"])
+async def test_a_portrait_phone_camera_is_analysed_and_relayed_upright(
+    netns: str, tmp_path: Path, portrait_first: bool
+) -> None:
+    with LiveServer(create_app(Settings(data_dir=tmp_path / "data"))) as server:
+        m = create_meeting(server)
+        url = m["join_url"].replace(server.app.state.web.settings.base_url, server.base_url)
+        pat, lan = Person("Pat"), Person("Lan")  # portrait / landscape camera
+        async with async_playwright() as pw:
+            # one browser per camera: chromium's fake camera file is a launch flag
+            browsers = {
+                "Pat": await pw.chromium.launch(
+                    executable_path=CHROMIUM, args=_portrait_camera_args(tmp_path / "portrait")
+                ),
+                "Lan": await pw.chromium.launch(executable_path=CHROMIUM, args=fake_camera_args(tmp_path)),
+            }
+            try:
+                for p in (pat, lan) if portrait_first else (lan, pat):
+                    await join(await browsers[p.name].new_context(), url, p)
+                shown = {p.name: (await sees(p, {o.name}))[0] for p, o in ((pat, lan), (lan, pat))}
+                # each sees the other whole, scaled into the tile box with its shape kept
+                assert (shown["Lan"]["width"], shown["Lan"]["height"]) == tile_size(*PORTRAIT, RELAY_BOX), shown
+                assert (shown["Pat"]["width"], shown["Pat"]["height"]) == RELAY_BOX, shown
+                counts = await _analysed(server, m["id"], [pat, lan])
+                room = server.app.state.web.rooms.rooms[m["id"]]
+                stats = room.stats()
+                assert stats[pat.participant_id]["resets"] == 0, stats[pat.participant_id]
+                # the analysis reads the upright picture itself and finds the face in it: the cues
+                # that need a face (engagement, attention) arrive for Pat
+                want = {"engagement", "attention"}
+                assert want <= await cues_for(server, m, pat.participant_id, want, seconds=60)
+                print(f"shown {shown}; analysed {counts}")
+            finally:
+                for b in browsers.values():
+                    await b.close()
