@@ -43,7 +43,8 @@ class Person:
     samples: list[tuple[float, int]] = field(default_factory=list)  # (perf_counter, analysed)
 
 
-async def join(context: Any, url: str, person: Person) -> None:
+async def start_join(context: Any, url: str, person: Person) -> Any:
+    """Open the join link in a new page, type the name and consent; the page, still joining."""
     person.page = page = await context.new_page()
     page.on("console", lambda msg: person.console.append(f"{msg.type}: {msg.text}"))
     await page.goto(url)
@@ -51,6 +52,12 @@ async def join(context: Any, url: str, person: Person) -> None:
     await page.fill("#display-name", person.name)
     person.joined = time.perf_counter()
     await page.click("#join-consent")
+    return page
+
+
+async def join(context: Any, url: str, person: Person) -> None:
+    """Join as a new user would, until the page says they are in the meeting."""
+    page = await start_join(context, url, person)
     await page.wait_for_selector("#status:has-text('You are in the meeting')", timeout=60_000)
     person.participant_id = await page.evaluate("window.MicroCueJoin.session.participantId")
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
@@ -34,17 +36,43 @@ async def end_meeting(server: LiveServer, m: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
+async def _live_cues(
+    server: LiveServer, m: dict[str, Any], participant_id: str, *, latest: bool = False
+) -> AsyncGenerator[dict[str, Any]]:
+    """The participant's cues as the presenter's live feed sends them; with ``latest``, first the
+    latest of each stream that the feed's opening snapshot holds (a presence cue is sent on change)."""
+    async with websockets.connect(f"{server.ws_url}/ws/meetings/{m['id']}/live?token={m['presenter_token']}") as ws:
+        while True:
+            msg = json.loads(await ws.recv())
+            if msg["type"] == "snapshot" and latest:
+                for person in msg["participants"]:
+                    if person["participant_id"] == participant_id:
+                        for cue in person["latest"].values():
+                            if cue is not None:
+                                yield cue
+            elif msg["type"] == "cue" and msg["cue"]["participant_id"] == participant_id:
+                yield msg["cue"]
+
+
 async def cues_for(
     server: LiveServer, m: dict[str, Any], participant_id: str, want: set[str], seconds: float = 90.0
 ) -> set[str]:
     seen: set[str] = set()
-    async with websockets.connect(f"{server.ws_url}/ws/meetings/{m['id']}/live?token={m['presenter_token']}") as ws:
-        async with asyncio.timeout(seconds):
-            while not want <= seen:
-                msg = json.loads(await ws.recv())
-                if msg["type"] == "cue" and msg["cue"]["participant_id"] == participant_id:
-                    seen.add(msg["cue"]["type"])
+    async with asyncio.timeout(seconds), contextlib.aclosing(_live_cues(server, m, participant_id)) as cues:
+        async for cue in cues:
+            seen.add(cue["type"])
+            if want <= seen:
+                break
     return seen
+
+
+async def face_in_view(server: LiveServer, m: dict[str, Any], participant_id: str, seconds: float = 60.0) -> None:
+    """Wait for the participant's presence cue that says their face is in view (value 1)."""
+    feed = _live_cues(server, m, participant_id, latest=True)
+    async with asyncio.timeout(seconds), contextlib.aclosing(feed) as cues:
+        async for cue in cues:
+            if cue["type"] == "presence" and cue["value"] == 1:
+                return
 
 
 def write_y4m(path: Path, seconds: float = 4.0, fps: int = 15) -> None:
