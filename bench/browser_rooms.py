@@ -9,7 +9,8 @@ tests, reads the rates they record (``tests/support/rates.py``), and prints per 
 median over the runs against the target.
 
 Needs what the e2e tests need (root for the network namespace, Debian's chromium and janus:
-``make test-clients``); about 4 minutes a run on 2 cores. Do not run it beside other work.
+``make test-clients``); about 2 minutes a run of all three on 2 cores (121-124 s measured). Do
+not run it beside other work.
 
     .venv/bin/python -m bench.browser_rooms [--runs 3] [--scenario builtin|janus-last|janus-first]
 """

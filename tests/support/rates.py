@@ -18,13 +18,15 @@ from pathlib import Path
 from tests.support.browser import ARTIFACTS
 
 #: A publisher sends 15 fps; 2 s without one analysed frame is ~30 frames in a row: a lost or
-#: starved track, which a slow host does not explain (the worker skips stale frames evenly, so a
-#: slow host lowers every rate rather than stopping one; on a host 2.8x slower every participant
-#: still got 5.4-9.6 fps, docs/benchmarks.md "Rooms with real browsers").
+#: starved track. The worker skips stale frames evenly, so a slow host lowers every rate rather
+#: than stopping one: on a host 2.8x slower every participant still got 5.4-9.6 fps, and with the
+#: whole run held to 0.9 cores 3.0-6.7 fps, both without such a stall; held to 0.7 cores, one
+#: person stood still 2.9 s (docs/benchmarks.md "Rooms with real browsers").
 MAX_STALL_S = 2.0
 #: The slowest participant's rate over the fastest's. The executor shares the cores evenly, so
-#: the rates stay close (0.59-1.0 in every run recorded so far, slow host included); under half
-#: means one person gets a worse analysis than the others.
+#: the rates stay close (0.59-1.0 in every CI and bench run, the 2.8x slower host and the run held
+#: to 0.9 cores included; 0.16 only with the run held to 0.7 cores); under half means one person
+#: gets a worse analysis than the others.
 MIN_FAIR_SHARE = 0.5
 #: When set, where each scenario appends its rates as one JSON line (the bench sets it).
 RATES_ENV = "MICROCUE_BROWSER_RATES"
